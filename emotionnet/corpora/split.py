@@ -1,0 +1,78 @@
+"""Split protocol v1: speaker-independent, fixed lists (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+from emotionnet.corpora.records import Record
+
+SPLIT_NAME = "v1"
+
+# The 200 TESS carrier words, sorted: TESS has two speakers only, so it is split by word.
+TESS_WORDS = tuple("""
+back bar base bath bean beg bite boat bone book bought burn cab calm came cause chain
+chair chalk chat check cheek chief choice cool dab date dead death deep dime dip ditch
+dodge dog doll door fail fall far fat fit five food gap gas gaze germ get gin goal good
+goose gun half hall hash hate have haze hire hit hole home hurl hush jail jar join judge
+jug juice keen keep keg kick kill king kite knock late laud lean learn lease lid life
+limb live loaf long lore lose lot love luck make match merge mess met mill mob mode mood
+moon mop mouse nag name near neat nice note numb pad page pain pass pearl peg perch phone
+pick pike pole pool puff rag raid rain raise rat reach read red ring ripe road room rose
+rot rough rush said sail search seize sell shack shall shawl sheep shirt should shout
+size soap soup sour south sub such sure take talk tape team tell thin third thought
+thumb time tip tire ton tool tough turn vine voice void vote wag walk wash week wheat
+when which whip white wife wire witch yearn yes young youth
+""".split())
+_TESS_INDEX = {word: i for i, word in enumerate(TESS_WORDS)}
+
+RAVDESS_TEST = {3, 8, 13, 18, 21, 24}
+RAVDESS_VAL = {6, 11}
+
+
+def _stable_bucket(key: str) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % 10
+
+
+def split_of(record: Record) -> str:
+    """`train`, `val` or `test` for one record, by the v1 protocol."""
+    if record.split:
+        return record.split
+    if record.corpus == "crema-d":
+        speaker = int(record.speaker)
+        return "test" if speaker % 5 == 0 else "val" if speaker % 10 == 3 else "train"
+    if record.corpus == "ravdess":
+        actor = int(record.speaker)
+        return "test" if actor in RAVDESS_TEST else "val" if actor in RAVDESS_VAL else "train"
+    if record.corpus == "tess":
+        index = _TESS_INDEX.get(record.sentence or "")
+        if index is None:  # a word outside the release: hash it like custom data
+            bucket = _stable_bucket(f"tess-word:{record.sentence}")
+            return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+        return "test" if index % 5 == 4 else "val" if index % 10 == 2 else "train"
+    if record.corpus == "savee":
+        return {"JK": "test", "DC": "val"}.get(record.speaker, "train")
+    bucket = _stable_bucket(record.group)
+    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+
+
+def _grouping(record: Record) -> str:
+    return f"tess-word:{record.sentence}" if record.corpus == "tess" else record.group
+
+
+def check_split(records: list[Record]) -> None:
+    """Refuse a split where a speaker (TESS: a word) is on two sides."""
+    sides: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        sides[_grouping(record)].add(split_of(record))
+    leaks = sorted(group for group, found in sides.items() if len(found) > 1)
+    if leaks:
+        raise ValueError(f"split is not speaker-independent: {', '.join(leaks[:5])} on several sides")
+
+
+def select(records: list[Record], split: str) -> list[Record]:
+    """The records of one split (`all` keeps every record), after checking the split."""
+    check_split(records)
+    if split == "all":
+        return list(records)
+    return [r for r in records if split_of(r) == split]

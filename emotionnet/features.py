@@ -1,0 +1,135 @@
+"""Log-mel features: the one implementation used for training and inference.
+
+The STFT runs with `center=False`, so the frames of an audio window that starts
+on a hop boundary are exactly a slice of the whole recording's frames. That is
+what lets training crop cached features and streaming re-score windows while
+both stay identical to scoring the window's audio from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+NORMALISATIONS = ("none", "utterance")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16_000
+    win_length: int = 400
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8_000.0
+    log_offset: float = 1e-6
+    normalisation: str = "utterance"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def frames(self, samples: int) -> int:
+        """Number of feature frames for `samples` audio samples (0 if too short)."""
+        if samples < self.win_length:
+            return 0
+        return 1 + (samples - self.win_length) // self.hop_length
+
+    def samples_for_seconds(self, seconds: float) -> int:
+        return int(round(seconds * self.sample_rate))
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    # Slaney's scale: linear below 1 kHz, logarithmic above (librosa's default).
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mel = hz / f_sp
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangular filters, shape (n_mels, n_fft // 2 + 1), area-normalised (Slaney)."""
+    fft_hz = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
+    mel_points = np.linspace(_hz_to_mel(config.f_min), _hz_to_mel(config.f_max), config.n_mels + 2)
+    edges = _mel_to_hz(mel_points)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+_BANKS: dict[FeatureConfig, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _bank_and_window(config: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    key = FeatureConfig(**{**config.to_dict(), "normalisation": "none"})
+    if key not in _BANKS:
+        _BANKS[key] = (
+            torch.from_numpy(mel_filterbank(config)),
+            torch.hann_window(config.win_length, periodic=True),
+        )
+    return _BANKS[key]
+
+
+def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Un-normalised log-mel, shape (n_mels, frames) or (batch, n_mels, frames)."""
+    wave = torch.as_tensor(audio, dtype=torch.float32)
+    if wave.shape[-1] < config.win_length:
+        raise ValueError(f"audio of {wave.shape[-1]} samples is shorter than one window")
+    bank, window = _bank_and_window(config)
+    spec = torch.stft(
+        wave,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window=window,
+        center=False,
+        return_complex=True,
+    )
+    power = spec.real.square() + spec.imag.square()
+    return torch.log(torch.matmul(bank, power) + config.log_offset)
+
+
+def normalise(features: torch.Tensor, mode: str) -> torch.Tensor:
+    """Per-band mean/variance normalisation over time (`utterance`) or nothing."""
+    if mode == "none":
+        return features
+    if mode != "utterance":
+        raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALISATIONS}")
+    mean = features.mean(dim=-1, keepdim=True)
+    var = features.var(dim=-1, keepdim=True, unbiased=False)
+    # The floor keeps near-constant bands (band-limited audio) from blowing up noise.
+    return (features - mean) / torch.sqrt(var + 0.01)
+
+
+def tile_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """Repeat a short feature sequence along time (or cut a long one) to `frames`."""
+    have = features.shape[-1]
+    if have < frames:
+        repeats = -(-frames // have)
+        features = features.repeat(*([1] * (features.dim() - 1)), repeats)
+    return features[..., :frames]
+
+
+def model_input(features: torch.Tensor, config: FeatureConfig, frames: int) -> torch.Tensor:
+    """Normalise an un-normalised log-mel window, then fit it to the model's frame count."""
+    return tile_frames(normalise(features, config.normalisation), frames)

@@ -1,0 +1,52 @@
+"""`cnn`: convolution blocks over the log-mel image, then a pooled linear head.
+
+The seed design (conv + ReLU blocks, pooling, a fully connected head) with
+what makes it generalise: batch norm, dropout and global pooling, which also
+frees the model from a fixed input length.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, convs: int, pool: tuple[int, int]):
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+        layers.append(nn.MaxPool2d(pool))
+        super().__init__(*layers)
+
+
+class CNN(nn.Module):
+    def __init__(
+        self,
+        n_mels: int = 64,
+        n_classes: int = 6,
+        channels: tuple[int, ...] = (32, 64, 128, 128),
+        convs_per_block: int = 1,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        blocks = []
+        in_channels = 1
+        for out_channels in channels:
+            blocks.append(ConvBlock(in_channels, out_channels, convs_per_block, (2, 2)))
+            in_channels = out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        # Mean and max over time: the mean hears the whole utterance, the max its peaks.
+        self.head = nn.Linear(2 * in_channels, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames) normalised log-mel -> (batch, n_classes) logits."""
+        x = self.blocks(features.unsqueeze(1))
+        x = x.mean(dim=2)  # over frequency
+        x = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
+        return self.head(self.dropout(x))
