@@ -1,0 +1,1 @@
+"""Evaluation: metrics and the report that `emotionnet evaluate` writes."""
