@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soundfile
@@ -17,7 +16,7 @@ import soxr
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
 
-AudioSource = Union[str, Path, bytes, np.ndarray]
+AudioSource = str | Path | bytes | np.ndarray
 
 
 class AudioError(ValueError):

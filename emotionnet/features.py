@@ -32,7 +32,7 @@ class FeatureConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureConfig":
+    def from_dict(cls, data: dict) -> FeatureConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def frames(self, samples: int) -> int:

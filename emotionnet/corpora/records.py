@@ -34,7 +34,7 @@ class Collection:
     excluded: list[str] = field(default_factory=list)  # known-bad clips left out
     duplicates: int = 0
 
-    def extend(self, other: "Collection") -> None:
+    def extend(self, other: Collection) -> None:
         self.records.extend(other.records)
         self.skipped.update(other.skipped)
         self.excluded.extend(other.excluded)

@@ -1,0 +1,39 @@
+"""Cut feature sequences into fixed-length windows and score them in batches.
+
+Every clip the model sees is exactly `frames` long: longer audio is cut into
+windows every `hop` frames (the last one aligned to the end, so no audio is
+dropped), shorter audio is repeated to fill one window. Training crops,
+evaluation, file prediction and streaming all go through these functions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emotionnet.features import FeatureConfig, model_input
+
+
+def window_starts(n_frames: int, frames: int, hop: int) -> list[int]:
+    """Start frames of the windows covering `n_frames` (one window if it is short)."""
+    if n_frames <= frames:
+        return [0]
+    starts = list(range(0, n_frames - frames + 1, hop))
+    if starts[-1] + frames < n_frames:
+        starts.append(n_frames - frames)
+    return starts
+
+
+def cut_windows(log_mel: torch.Tensor, frames: int, hop: int, config: FeatureConfig) -> tuple[torch.Tensor, list[int]]:
+    """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts."""
+    starts = window_starts(log_mel.shape[-1], frames, hop)
+    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames) for s in starts]
+    return torch.stack(windows), starts
+
+
+@torch.inference_mode()
+def window_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(windows, n_mels, frames) model inputs -> (windows, n_classes) logits, in batches."""
+    if len(inputs) == 0:
+        return torch.zeros(0, 0)
+    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])

@@ -1,0 +1,154 @@
+"""The training recipe: records in, one calibrated, evaluated model file out."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotionnet import __version__
+from emotionnet.corpora import SPLIT_NAME, Collection, Record, select
+from emotionnet.evaluation.metrics import report, summary
+from emotionnet.features import FeatureConfig
+from emotionnet.inference.recognizer import EmotionRecognizer, ScoredWindows
+from emotionnet.labels import LABEL_INDEX
+from emotionnet.models import build_model, count_parameters
+from emotionnet.models.file import save_model_file
+from emotionnet.training.augment import AugmentConfig
+from emotionnet.training.batches import BatchMaker
+from emotionnet.training.cache import cached_log_mels
+from emotionnet.training.trainer import EpochCallback, FitConfig, fit
+
+DEFAULT_ARCH_HPARAMS = {
+    "cnn": {"channels": [32, 64, 128, 128], "convs_per_block": 1, "dropout": 0.3},
+    "crnn": {"channels": [32, 64, 96], "hidden": 96, "dropout": 0.3},
+}
+
+
+@dataclass
+class Recipe:
+    arch: str = "cnn"
+    hparams: dict = field(default_factory=dict)  # merged over DEFAULT_ARCH_HPARAMS[arch]
+    window: float = 3.0  # seconds the model sees at once
+    hop: float = 1.5  # seconds between windows of longer audio
+    augment: bool = True
+    fit: FitConfig = field(default_factory=FitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def model_hparams(self) -> dict:
+        return {**DEFAULT_ARCH_HPARAMS[self.arch], **self.hparams, "n_mels": self.features.n_mels}
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["features"] = self.features.to_dict()
+        return data
+
+
+def _labels(records: list[Record]) -> np.ndarray:
+    return np.array([LABEL_INDEX[r.emotion] for r in records])
+
+
+def clip_probabilities(scored: list[ScoredWindows], temperature: float) -> np.ndarray:
+    """(clips, classes): each clip's mean calibrated probability over its chosen windows."""
+    return np.stack([
+        torch.softmax(s.logits[torch.from_numpy(s.chosen)].float() / temperature, dim=-1).mean(dim=0).numpy()
+        for s in scored
+    ])
+
+
+def calibrate_temperature(scored: list[ScoredWindows], labels: np.ndarray) -> float:
+    """The softmax temperature minimising validation log-loss (a 1-D grid search)."""
+    best_t, best_nll = 1.0, float("inf")
+    for t in np.exp(np.linspace(np.log(0.3), np.log(5.0), 80)):
+        probs = clip_probabilities(scored, float(t))
+        nll = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-9))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+def train_model(
+    collection: Collection,
+    out: str | Path,
+    recipe: Recipe,
+    callbacks: list[EpochCallback] | None = None,
+    progress: bool = True,
+    sources: list[str] | None = None,
+) -> dict:
+    """Train, calibrate and evaluate; write the model file to `out` and return its metadata."""
+    splits = {name: select(collection.records, name) for name in ("train", "val", "test")}
+    if not splits["train"] or not splits["val"]:
+        raise ValueError("training needs clips in both the train and val splits; "
+                         f"found {len(splits['train'])} train and {len(splits['val'])} val")
+    features: dict[str, list] = {}
+    failed: dict[str, str] = {}
+    for name, records in splits.items():
+        mels, errors = cached_log_mels([r.path for r in records], recipe.features, progress=progress)
+        failed.update(errors)
+        splits[name] = [r for r, m in zip(records, mels) if m is not None]
+        features[name] = [m for m in mels if m is not None]
+    for error in failed.values():
+        print(f"emotionnet: skipped {error}", file=sys.stderr)
+
+    hparams = recipe.model_hparams()
+    model = build_model(recipe.arch, **hparams)
+    description = {"features": recipe.features.to_dict(), "temperature": 1.0,
+                   "inference": {"window": recipe.window, "hop": recipe.hop}}
+    frames = recipe.features.frames(recipe.features.samples_for_seconds(recipe.window))
+    batches = BatchMaker(features["train"], splits["train"], recipe.features, frames,
+                         AugmentConfig() if recipe.augment else None)
+    val_labels = _labels(splits["val"])
+
+    def validate(m) -> dict:
+        scored = EmotionRecognizer.from_model(m, description).score_windows(features["val"])
+        figures = summary(val_labels, clip_probabilities(scored, 1.0).argmax(axis=1))
+        return {"uar": figures["uar"], "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
+
+    out = Path(out)
+    checkpoint = out.with_name(out.name + ".ckpt")
+    torch.manual_seed(recipe.fit.seed)
+    result = fit(model, recipe.fit, batches, validate, checkpoint=checkpoint,
+                 callbacks=callbacks or [], progress=progress)
+
+    recognizer = EmotionRecognizer.from_model(model, description)
+    scored = {name: recognizer.score_windows(features[name]) for name in ("val", "test") if splits[name]}
+    temperature = calibrate_temperature(scored["val"], val_labels)
+    metrics = {}
+    for name in scored:
+        pred = clip_probabilities(scored[name], temperature).argmax(axis=1)
+        rep = report(_labels(splits[name]), pred, [r.corpus for r in splits[name]], out.name, name)
+        metrics[name] = {k: rep[k] for k in ("overall", "per_corpus", "per_class", "confusion")}
+
+    meta = {
+        **description,
+        "sample_rate": recipe.features.sample_rate,
+        "model": {"arch": recipe.arch, "hparams": hparams, "parameters": count_parameters(model)},
+        "temperature": temperature,
+        "training": {
+            "recipe": recipe.to_dict(),
+            "corpora": collection.per_corpus(),
+            "clips": {k: len(v) for k, v in splits.items()},
+            "sources": sources or [],
+            "split": SPLIT_NAME,
+            "excluded": [Path(p).name for p in collection.excluded],
+            "skipped_labels": dict(collection.skipped),
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "wall_seconds": round(result.seconds, 1),
+            "history": result.history,
+            "package_version": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "date": datetime.date.today().isoformat(),
+        },
+        "metrics": metrics,
+    }
+    save_model_file(out, model, meta)
+    json.dumps(meta)  # fail here, not in a reader, if anything is not JSON
+    return meta

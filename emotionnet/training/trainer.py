@@ -1,0 +1,143 @@
+"""A plain training loop: AdamW, one-cycle LR, early stopping on validation UAR.
+
+What happens around an epoch (printing, plotting) is the caller's business,
+passed in as callbacks; the loop itself only trains, validates, checkpoints.
+The checkpoint holds tensors and plain values only, so it reloads with
+`weights_only=True`, and a re-run with the same checkpoint path resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from emotionnet.training.batches import BatchMaker
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    patience: int = 8
+    seed: int = 0
+    mixed_precision: bool = True
+    steps_per_epoch: int | None = None  # None: one pass's worth of the training clips
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    best_metrics: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+EpochCallback = Callable[[int, dict], None]
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    # bf16 on CPU runs about 4x faster than fp32 here; fp16 with its wider support on GPU.
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last checkpoint
+
+
+def fit(
+    model: nn.Module,
+    config: FitConfig,
+    batches: BatchMaker,
+    validate: Callable[[nn.Module], dict],
+    checkpoint: str | Path | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    progress: bool = True,
+) -> FitResult:
+    """Train `model`; `validate(model)` returns a dict with at least `uar`."""
+    device = _device()
+    model.to(device)
+    steps = config.steps_per_epoch or max(1, len(batches.labels) // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_metrics={"uar": -1.0})
+    start_epoch, elapsed = 1, 0.0
+
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        result = FitResult(state["best_state"], state["best_epoch"], state["best_metrics"], state["history"])
+        start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
+        if progress:
+            print(f"resuming from {checkpoint} after epoch {state['epoch']}")
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        if epoch - result.best_epoch > config.patience and result.best_epoch > 0:
+            break
+        began = time.perf_counter()
+        model.train()
+        total, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for step in bar:
+            x, y = batches.batch(batches.indices(config.batch_size, generator), generator)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device, config.mixed_precision):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.3f}")
+        model.eval()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # give back training activations before validation
+        metrics = {"epoch": epoch, "loss": total / steps, **validate(model)}
+        elapsed += time.perf_counter() - began
+        metrics["seconds"] = round(elapsed, 1)
+        result.history.append(metrics)
+        if metrics["uar"] > result.best_metrics["uar"]:
+            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch, result.best_metrics = epoch, metrics
+        for callback in callbacks:
+            callback(epoch, metrics)
+        if checkpoint:
+            _save_checkpoint(checkpoint, {
+                "epoch": epoch, "seconds": elapsed, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "best_state": result.best_state, "best_epoch": result.best_epoch,
+                "best_metrics": result.best_metrics, "history": result.history,
+            })
+    result.seconds = elapsed
+    model.load_state_dict(result.best_state)
+    model.to("cpu").eval()
+    return result
