@@ -1,0 +1,5 @@
+import sys
+
+from emotionnet.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The command line: `emotionnet predict | evaluate | train | export | listen | app`."""

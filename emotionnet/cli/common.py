@@ -1,0 +1,68 @@
+"""What every command shares: the error convention and the argument parser."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
+
+
+class CLIError(Exception):
+    """Printed as `emotionnet: error: <what> (<hint>)`; exits with `code`."""
+
+    def __init__(self, what: str, hint: str | None = None, code: int = EXIT_USAGE):
+        super().__init__(f"{what} ({hint})" if hint else what)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors follow the project's format and exit 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"emotionnet: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def report_failure(path: str, message: str) -> None:
+    """One line on stderr for one bad input of many; the batch goes on."""
+    print(f"emotionnet: error: {message}" if path in message else f"emotionnet: error: {path}: {message}",
+          file=sys.stderr)
+
+
+def add_command(subparsers, name: str, help: str, examples: str) -> Parser:
+    return subparsers.add_parser(
+        name, help=help, description=help, epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def load_collection(folders: list[str], manifest: str | None):
+    """Records from corpus folders and/or a manifest, or a CLIError saying what is wrong."""
+    from emotionnet.corpora import Collection, find_records, read_manifest
+
+    if not folders and not manifest:
+        raise CLIError("no data given", "name corpus folders, e.g. ../shared/data, or --manifest CSV")
+    collection = Collection()
+    try:
+        if folders:
+            collection.extend(find_records(folders))
+        if manifest:
+            collection.extend(read_manifest(manifest))
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    if not collection.records:
+        raise CLIError("no labelled clips found",
+                       "folders must follow CREMA-D, RAVDESS, TESS or SAVEE naming; use --manifest for other data")
+    return collection
+
+
+def load_recognizer(model: str | None, backend: str = "torch"):
+    """The recognizer for --model (default: the shipped one), or a CLIError naming the problem."""
+    from emotionnet.inference.recognizer import EmotionRecognizer
+    from emotionnet.models.file import ModelFileError
+
+    try:
+        return EmotionRecognizer(model, backend=backend)
+    except ModelFileError as exc:
+        raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None

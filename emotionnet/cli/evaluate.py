@@ -1,0 +1,54 @@
+"""`emotionnet evaluate`: the report of a model on labelled clips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emotionnet.cli.common import CLIError, add_command, load_collection, load_recognizer
+
+EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
+  emotionnet evaluate ../shared/data/RAVDESS --split val
+  emotionnet evaluate --manifest mine.csv --model my.safetensors --out report/
+  emotionnet evaluate ../shared/data --json > report.json"""
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "evaluate", "Score a model on labelled clips: UAR, accuracy, macro-F1, confusion.", EXAMPLES)
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
+    p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
+    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--split", choices=("test", "val", "train", "all"),
+                   help="default: test for corpora, all for a manifest without a split column")
+    p.add_argument("--out", metavar="DIR", help="write DIR/report.json and DIR/confusion.png")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from emotionnet.corpora import select
+    from emotionnet.evaluation.evaluate import evaluate_records, format_report, plot_confusion
+
+    collection = load_collection(args.folders, args.manifest)
+    split = args.split
+    if split is None:
+        custom_only = all(r.corpus not in ("crema-d", "ravdess", "tess", "savee") for r in collection.records)
+        has_split = any(r.split for r in collection.records)
+        split = "all" if custom_only and not has_split else "test"
+    try:
+        records = select(collection.records, split)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if not records:
+        raise CLIError(f"no clips in the {split} split", "try --split all")
+    recognizer = load_recognizer(args.model, args.backend)
+    result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
+                              progress=not args.json)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(result, indent=2))
+        plot_confusion(result, out / "confusion.png")
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0

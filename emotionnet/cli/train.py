@@ -1,0 +1,84 @@
+"""`emotionnet train`: train a model on corpus folders or a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emotionnet.cli.common import CLIError, add_command, load_collection
+
+EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-cnn.safetensors     the default recipe
+  emotionnet train ../shared/data --arch crnn --epochs 20
+  emotionnet train --manifest mine.csv --out mine.safetensors
+Re-running the same command resumes from OUT.ckpt after an interruption."""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "train", "Train a model; writes one self-describing .safetensors file.", EXAMPLES)
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
+    p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
+    p.add_argument("--arch", choices=("cnn", "crnn"), default="cnn")
+    p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--patience", type=int, help="epochs without a better validation UAR before stopping")
+    p.add_argument("--channels", type=_ints, metavar="C1,C2,...", help="conv channel widths, one per block")
+    p.add_argument("--window", type=float, help="seconds the model sees at once")
+    p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--restart", action="store_true", help="ignore OUT.ckpt and start from scratch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def recipe_from_args(args):
+    from emotionnet.training.recipe import Recipe
+
+    recipe = Recipe(arch=args.arch, augment=not args.no_augment)
+    fit = recipe.fit
+    fit.batch_size, fit.seed = args.batch_size, args.seed
+    for name in ("epochs", "lr", "patience", "steps_per_epoch"):
+        if getattr(args, name) is not None:
+            setattr(fit, name, getattr(args, name))
+    if args.channels:
+        recipe.hparams["channels"] = args.channels
+    if args.window:
+        recipe.window = args.window
+    return recipe
+
+
+def run(args) -> int:
+    from emotionnet.evaluation.evaluate import format_report
+    from emotionnet.training.recipe import train_model
+
+    if args.batch_size < 1 or (args.epochs is not None and args.epochs < 1):
+        raise CLIError("--batch-size and --epochs must be at least 1")
+    collection = load_collection(args.folders, args.manifest)
+    recipe = recipe_from_args(args)
+    out = Path(args.out or f"emotionnet-{args.arch}.safetensors")
+    checkpoint = out.with_name(out.name + ".ckpt")
+    if args.restart and checkpoint.exists():
+        checkpoint.unlink()
+
+    def show(epoch: int, m: dict) -> None:
+        print(f"epoch {epoch:3d}  loss {m['loss']:.3f}  val UAR {m['uar']:.3f}  acc {m['val_accuracy']:.3f}  "
+              f"{m['seconds']:.0f} s", flush=True)
+
+    print(f"training {args.arch} on {len(collection.records)} clips {collection.per_corpus()}", flush=True)
+    try:
+        meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
+                           sources=[*args.folders, *([args.manifest] if args.manifest else [])])
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"\nwrote {out} ({meta['model']['parameters']:,} parameters, best epoch "
+          f"{meta['training']['best_epoch']}, {meta['training']['wall_seconds']:.0f} s)")
+    for name, figures in meta["metrics"].items():
+        print()
+        print(format_report({"model": out.name, "split": name,
+                             "data": {"clips": figures["overall"]["n"]}, **figures}))
+    return 0

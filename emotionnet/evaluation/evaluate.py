@@ -1,0 +1,82 @@
+"""Score a model on labelled records and build the evaluation report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emotionnet.corpora import SPLIT_NAME, Record
+from emotionnet.evaluation.metrics import report
+from emotionnet.inference.recognizer import EmotionRecognizer
+from emotionnet.labels import LABEL_INDEX, LABELS
+from emotionnet.training.cache import cached_log_mels
+
+
+def evaluate_records(
+    recognizer: EmotionRecognizer,
+    records: list[Record],
+    split: str,
+    skipped: dict | None = None,
+    excluded: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed)."""
+    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
+    for message in errors.values():
+        print(f"emotionnet: error: {message}", file=sys.stderr)
+    kept = [(r, m) for r, m in zip(records, mels) if m is not None]
+    if not kept:
+        raise ValueError("no clip could be scored")
+    timelines = recognizer.analyse_log_mels([m for _, m in kept])
+    y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
+    y_pred = [LABELS.index(t.prediction.emotion) for t in timelines]
+    name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
+    result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped)
+    result["split_protocol"] = SPLIT_NAME
+    result["data"]["excluded"] = sorted(Path(p).stem for p in excluded or [])
+    result["data"]["failed"] = sorted(errors)
+    if any(r.corpus == "tess" for r, _ in kept):
+        result["notes"] = ["TESS has two speakers only: it is split by carrier word, not by speaker."]
+    return result
+
+
+def format_report(result: dict) -> str:
+    """A plain-text summary table of a report: overall, per corpus, per class."""
+    lines = [f"model {result['model']}  split {result['split']} ({result.get('split_protocol', SPLIT_NAME)})  "
+             f"clips {result['data']['clips']}", "",
+             f"{'':12}{'UAR':>8}{'acc':>8}{'F1':>8}{'n':>7}"]
+    rows = [("overall", result["overall"])] + sorted(result["per_corpus"].items())
+    for name, m in rows:
+        lines.append(f"{name:12}{m['uar']:8.3f}{m['accuracy']:8.3f}{m['macro_f1']:8.3f}{m['n']:7d}")
+    lines += ["", f"{'class':12}{'recall':>8}{'prec':>8}{'F1':>8}{'n':>7}"]
+    for label, m in result["per_class"].items():
+        lines.append(f"{label:12}{m['recall']:8.3f}{m['precision']:8.3f}{m['f1']:8.3f}{m['support']:7d}")
+    return "\n".join(lines)
+
+
+def plot_confusion(result: dict, path: str | Path) -> None:
+    """Row-normalised confusion matrix as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(result["confusion"]["matrix"], dtype=float)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    labels = result["confusion"]["labels"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result['split']} UAR {result['overall']['uar']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
