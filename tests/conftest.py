@@ -1,0 +1,67 @@
+"""Shared fixtures: generated audio, a small untrained model file, the corpora if present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only corpora; tests that need them skip when they are absent."""
+    if not (SHARED_DATA / "CREMA-D").is_dir():
+        pytest.skip(f"corpora not found at {SHARED_DATA} (see ../shared/README.md)")
+    return SHARED_DATA
+
+
+def voiced(seconds: float = 2.0, sample_rate: int = 16_000, f0: float = 140.0, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal: a gliding harmonic tone with syllable-rate bursts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = f0 * (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
+    return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture
+def speech_like() -> np.ndarray:
+    return voiced()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """An untrained but complete model file: for plumbing tests, not for accuracy."""
+    import torch
+
+    from emotionnet.features import FeatureConfig
+    from emotionnet.models import build_model, count_parameters
+    from emotionnet.models.file import save_model_file
+
+    torch.manual_seed(0)
+    hparams = {"channels": [8, 16], "convs_per_block": 1, "dropout": 0.0, "n_mels": 64}
+    model = build_model("cnn", **hparams).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model_file(path, model, {
+        "sample_rate": 16_000,
+        "features": FeatureConfig().to_dict(),
+        "model": {"arch": "cnn", "hparams": hparams, "parameters": count_parameters(model)},
+        "inference": {"window": 3.0, "hop": 1.5},
+        "temperature": 1.0,
+        "training": {"recipe": "untrained test fixture", "split": "v1"},
+        "metrics": {},
+    })
+    return path
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16_000, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), audio, sample_rate, **kwargs)
+    return path
