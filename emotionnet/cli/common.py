@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
@@ -57,11 +58,15 @@ def load_collection(folders: list[str], manifest: str | None):
     return collection
 
 
+MODEL_ENV = "EMOTIONNET_MODEL"
+
+
 def load_recognizer(model: str | None, backend: str = "torch"):
-    """The recognizer for --model (default: the shipped one), or a CLIError naming the problem."""
+    """The recognizer for --model (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
     from emotionnet.inference.recognizer import EmotionRecognizer
     from emotionnet.models.file import ModelFileError
 
+    model = model or os.environ.get(MODEL_ENV) or None
     try:
         return EmotionRecognizer(model, backend=backend)
     except ModelFileError as exc:
