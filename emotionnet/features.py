@@ -37,9 +37,11 @@ class FeatureConfig:
 
     def frames(self, samples: int) -> int:
         """Number of feature frames for `samples` audio samples (0 if too short)."""
-        if samples < self.win_length:
+        # torch.stft zero-pads the window to n_fft, so each frame spans n_fft samples.
+        span = max(self.n_fft, self.win_length)
+        if samples < span:
             return 0
-        return 1 + (samples - self.win_length) // self.hop_length
+        return 1 + (samples - span) // self.hop_length
 
     def samples_for_seconds(self, seconds: float) -> int:
         return int(round(seconds * self.sample_rate))
@@ -93,7 +95,7 @@ def _bank_and_window(config: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]
 def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """Un-normalised log-mel, shape (n_mels, frames) or (batch, n_mels, frames)."""
     wave = torch.as_tensor(audio, dtype=torch.float32)
-    if wave.shape[-1] < config.win_length:
+    if wave.shape[-1] < max(config.n_fft, config.win_length):
         raise ValueError(f"audio of {wave.shape[-1]} samples is shorter than one window")
     bank, window = _bank_and_window(config)
     spec = torch.stft(
