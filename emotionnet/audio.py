@@ -80,8 +80,9 @@ def prepare_array(
         raise AudioError(f"{name}: expected shape (samples,) or (samples, channels), got {samples.shape}")
     if np.issubdtype(samples.dtype, np.integer):
         info = np.iinfo(samples.dtype)
-        scale = max(abs(info.min), info.max)
-        offset = 0 if info.min < 0 else (info.max + 1) / 2  # unsigned PCM is centred on half range
+        # Signed PCM spans [-2^(n-1), 2^(n-1)); unsigned is centred on half range, 2^(n-1).
+        offset = 0 if info.min < 0 else (info.max + 1) / 2
+        scale = -info.min if info.min < 0 else (info.max + 1) / 2
         samples = (samples.astype(np.float64) - offset) / scale
     elif not np.issubdtype(samples.dtype, np.floating):
         raise AudioError(f"{name}: unsupported sample type {samples.dtype}")
