@@ -1,0 +1,140 @@
+"""Split protocol v1: fixed speaker lists, TESS by word, custom data by a stable hash."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from emotionnet.corpora import SPLIT_NAME, Record, check_split, find_records, read_manifest, select, split_of
+from emotionnet.corpora.split import TESS_WORDS
+
+
+def sides(records: list[Record]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {"train": set(), "val": set(), "test": set()}
+    for r in records:
+        found[split_of(r)].add(r.speaker if r.corpus != "tess" else r.sentence)
+    return found
+
+
+def test_split_name():
+    assert SPLIT_NAME == "v1"
+
+
+def test_crema_d_lists():
+    records = [Record(f"{s}_DFA_ANG_XX.wav", "crema-d", str(s), "angry", "DFA", "XX") for s in range(1001, 1092)]
+    found = sides(records)
+    assert found["test"] == {str(s) for s in range(1005, 1091, 5)}
+    assert len(found["test"]) == 18
+    assert found["val"] == {str(s) for s in range(1003, 1084, 10)}
+    assert len(found["val"]) == 9
+    assert len(found["train"]) == 91 - 18 - 9
+    assert "1001" in found["train"] and "1091" in found["train"]
+
+
+def test_ravdess_lists():
+    records = [Record(f"03-01-05-01-01-01-{a:02d}.wav", "ravdess", f"{a:02d}", "angry", "01", "normal")
+               for a in range(1, 25)]
+    found = sides(records)
+    assert found["test"] == {"03", "08", "13", "18", "21", "24"}
+    assert found["val"] == {"06", "11"}
+    assert len(found["train"]) == 16
+
+
+def test_tess_words():
+    assert len(TESS_WORDS) == 200 == len(set(TESS_WORDS))
+    assert list(TESS_WORDS) == sorted(TESS_WORDS)
+    records = [Record(f"{spk}_{w}_angry.wav", "tess", spk, "angry", w) for w in TESS_WORDS for spk in ("OAF", "YAF")]
+    found = sides(records)
+    assert found["test"] == {w for i, w in enumerate(TESS_WORDS) if i % 5 == 4}
+    assert found["val"] == {w for i, w in enumerate(TESS_WORDS) if i % 10 == 2}
+    assert (len(found["test"]), len(found["val"]), len(found["train"])) == (40, 20, 140)
+    assert TESS_WORDS[:5] == ("back", "bar", "base", "bath", "bean")
+    assert split_of(Record("x", "tess", "OAF", "sad", "back")) == "train"  # index 0
+    assert split_of(Record("x", "tess", "OAF", "sad", "base")) == "val"  # index 2
+    assert split_of(Record("x", "tess", "YAF", "sad", "bean")) == "test"  # index 4
+    # Both speakers of a word fall on the same side.
+    for w in TESS_WORDS:
+        assert split_of(Record("x", "tess", "OAF", "sad", w)) == split_of(Record("x", "tess", "YAF", "fear", w))
+    check_split(records)
+
+
+def test_savee_lists():
+    records = [Record(f"{s}_a01.wav", "savee", s, "angry", "a01") for s in ("DC", "JE", "JK", "KL")]
+    assert sides(records) == {"test": {"JK"}, "val": {"DC"}, "train": {"JE", "KL"}}
+
+
+def test_custom_split_is_a_stable_hash_of_the_speaker():
+    def side(speaker: str, path: str = "a.wav", emotion: str = "sad") -> str:
+        return split_of(Record(path, "custom", speaker, emotion))
+
+    # Pinned: a change of hash would silently move people's speakers between sides.
+    assert {s: side(s) for s in ("alice", "bob", "carol", "ivan", "judy")} == {
+        "alice": "train", "bob": "test", "carol": "train", "ivan": "val", "judy": "val"}
+    # Only the speaker decides, not the file or its label.
+    assert side("bob", "z/other.wav", "angry") == "test"
+    counts = Counter(side(f"spk{i}") for i in range(1000))
+    assert counts == {"train": 795, "test": 110, "val": 95}  # about 80/10/10
+    # Speakers are keyed with their corpus: the same name in another corpus may land elsewhere.
+    assert split_of(Record("a.wav", "mine", "bob", "sad")) in ("train", "val", "test")
+
+
+def test_manifest_split_column_wins():
+    record = Record("a.wav", "crema-d", "1005", "angry", split="train")
+    assert split_of(record) == "train"  # 1005 would be test by v1
+
+
+def test_select():
+    records = [Record(f"{s}.wav", "savee", s, "sad", "sa01") for s in ("DC", "JE", "JK", "KL")]
+    assert [r.speaker for r in select(records, "train")] == ["JE", "KL"]
+    assert [r.speaker for r in select(records, "test")] == ["JK"]
+    assert [r.speaker for r in select(records, "val")] == ["DC"]
+    assert select(records, "all") == records
+
+
+def test_check_split_refuses_a_speaker_on_two_sides(tmp_path):
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,emotion,speaker,split\n"
+                   "a.wav,angry,s1,train\nb.wav,sad,s1,test\nc.wav,sad,s2,val\n")
+    records = read_manifest(csv).records
+    with pytest.raises(ValueError, match="not speaker-independent: custom:s1"):
+        check_split(records)
+    with pytest.raises(ValueError, match="speaker-independent"):
+        select(records, "train")
+    check_split(records[1:])  # without the leak it passes
+
+
+def test_check_split_counts_speakers_per_corpus():
+    # The same speaker name in two corpora is two speakers.
+    records = [Record("a.wav", "one", "s1", "sad", split="train"), Record("b.wav", "two", "s1", "sad", split="test")]
+    check_split(records)
+
+
+def test_check_split_refuses_a_tess_word_on_two_sides():
+    records = [Record("a.wav", "tess", "OAF", "sad", "back"), Record("b.wav", "tess", "YAF", "sad", "back", split="test")]
+    with pytest.raises(ValueError, match="tess-word:back"):
+        check_split(records)
+
+
+def test_v1_lists_never_leak():
+    records = [Record("c", "crema-d", str(s), "sad", "DFA", "XX") for s in range(1001, 1092)]
+    records += [Record("r", "ravdess", f"{a:02d}", "sad") for a in range(1, 25)]
+    records += [Record("s", "savee", s, "sad") for s in ("DC", "JE", "JK", "KL")]
+    check_split(records)
+
+
+@pytest.mark.corpus
+def test_real_corpora_split_counts(shared_data):
+    found = find_records([shared_data])
+    assert len(found.records) == 10_486
+    assert len(found.excluded) == 6
+    assert found.duplicates == 0
+    assert found.per_corpus() == {"crema-d": 6_698, "ravdess": 968, "savee": 420, "tess": 2_400}
+    test = select(found.records, "test")
+    assert Counter(r.corpus for r in test) == {"crema-d": 1_476, "ravdess": 264, "tess": 480, "savee": 105}
+    # Every fixed-list speaker that is present lands on its side; kept-back ones are absent.
+    crema = {r.speaker for r in found.records if r.corpus == "crema-d"}
+    assert len(crema) == 82 and not crema & {str(s) for s in range(1011, 1092, 10)}
+    ravdess = {r.speaker for r in found.records if r.corpus == "ravdess"}
+    assert len(ravdess) == 22 and not ravdess & {"01", "02"}
+    assert {r.sentence for r in found.records if r.corpus == "tess"} == set(TESS_WORDS)
