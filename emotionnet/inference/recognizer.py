@@ -130,14 +130,14 @@ class EmotionRecognizer:
 
     def predict_files(
         self, paths: Iterable[str | Path], window: float | None = None, hop: float | None = None,
-        batch_seconds: float = 120.0,
+        batch_seconds: float = 120.0, max_seconds: float | None = None,
     ) -> Iterable[tuple[str, Timeline | AudioError]]:
         """Timelines of many files, scored together in batches; bad files yield their AudioError."""
         pending: list[tuple[str, np.ndarray]] = []
         seconds = 0.0
         for path in paths:
             try:
-                samples = to_audio(path)
+                samples = to_audio(path, max_seconds=max_seconds)
             except AudioError as exc:
                 yield str(path), exc
                 continue
