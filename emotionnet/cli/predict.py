@@ -1,12 +1,149 @@
-"""`emotionnet predict`: not written yet (in progress in this change)."""
+"""`emotionnet predict`: the emotion of audio files, with a timeline for long ones."""
 
-from emotionnet.cli.common import CLIError, add_command
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, report_failure
+
+EXAMPLES = """  emotionnet predict speech.wav                        emotion, confidence and a bar per class
+  emotionnet predict a.wav b.flac talk.mp3             several files, scored in shared batches
+  emotionnet predict recordings/ --json > out.jsonl    one JSON line per audio file under a folder
+  emotionnet predict interview.wav --window 4 --hop 2  a timeline over a long recording
+  emotionnet predict clip.wav --model my.safetensors --backend onnx
+A bad file is reported on stderr and the others are still predicted (exit status 2).
+JSON lines: {"path", "duration", "emotion", "confidence", "probabilities": {label: p},
+"segments": [{"start", "end", "speech", "emotion", "confidence", "probabilities"}]}
+("segments" only for files longer than one window; non-speech segments have emotion null)."""
+
+BAR_WIDTH = 20
+PROGRESS_MIN_FILES = 4  # a bar for 1-3 files is noise
 
 
 def add_parser(sub) -> None:
-    parser = add_command(sub, "predict", "predict (in progress)", "  emotionnet predict --help")
-    parser.set_defaults(run=run)
+    p = add_command(sub, "predict", "Recognise the emotion in audio files (any format libsndfile reads).", EXAMPLES)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (every audio file under them)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the network with torch (default) or onnxruntime")
+    p.add_argument("--window", type=float, metavar="S", help="seconds per timeline window (default: the model's)")
+    p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: the model's)")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="fail files longer than this instead of scoring them")
+    p.set_defaults(run=run)
+
+
+def expand(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Files to score (folders expanded, missing paths kept so they fail in turn) and empty folders."""
+    from emotionnet.corpora import audio_files
+
+    files, empty = [], []
+    for path in paths:
+        if Path(path).is_dir():
+            found = [str(p) for p in audio_files(path)]
+            files.extend(found)
+            if not found:
+                empty.append(path)
+        else:
+            files.append(path)
+    return files, empty
+
+
+def _bar_chars() -> tuple[str, str]:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "█░".encode(encoding)
+        return "█", "░"
+    except (UnicodeEncodeError, LookupError):
+        return "#", "."
+
+
+def format_timeline(path: str, timeline) -> str:
+    """The text block of one file: emotion, a bar per class, and the timeline of a long file."""
+    full, empty = _bar_chars()
+    p = timeline.prediction
+    lines = [f"{path}  ({timeline.duration:.2f} s)", f"  {p.emotion}  {p.confidence:.2f}"]
+    if not timeline.speech:
+        lines[-1] += "  (no speech detected: a guess)"
+    width = max(len(label) for label in p.probabilities)
+    for label, prob in p.probabilities.items():
+        filled = round(prob * BAR_WIDTH)
+        lines.append(f"    {label:<{width}}  {full * filled}{empty * (BAR_WIDTH - filled)} {prob:.2f}")
+    if len(timeline.segments) > 1:
+        lines.append("  timeline:")
+        for s in timeline.segments:
+            span = f"{s.start:7.2f} - {s.end:7.2f} s"
+            what = f"{s.prediction.emotion:<{width}}  {s.prediction.confidence:.2f}" if s.prediction else "(no speech)"
+            lines.append(f"    {span}  {what}")
+    return "\n".join(lines)
+
+
+def format_json(path: str, timeline) -> str:
+    return json.dumps({"path": path, **timeline.to_dict()}, ensure_ascii=False)
+
+
+def _check_options(args, recognizer) -> None:
+    window = args.window if args.window is not None else recognizer.window
+    hop = args.hop if args.hop is not None else recognizer.hop
+    if window < 0.5:
+        raise CLIError(f"--window {window:g} is too short", "use at least 0.5 seconds")
+    if not 0 < hop <= window:
+        raise CLIError(f"--hop {hop:g} must be above 0 and at most the window ({window:g} s)")
+    if args.backend == "onnx" and recognizer.frames(window) != recognizer.frames(recognizer.window):
+        raise CLIError(f"--window {window:g} with --backend onnx: the ONNX network takes the model's "
+                       f"own {recognizer.window:g} s window", "drop --window, or use --backend torch")
 
 
 def run(args) -> int:
-    raise CLIError("'predict' is not available yet")
+    from tqdm import tqdm
+
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
+
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
+    files, empty = expand(args.paths)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StaleOnnxWarning)
+            recognizer = load_recognizer(args.model, args.backend)
+    except OnnxBackendError as exc:
+        raise CLIError(str(exc), "try --backend torch") from None
+    for warning in caught:
+        if issubclass(warning.category, StaleOnnxWarning):
+            print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    _check_options(args, recognizer)
+
+    failed = 0
+    for folder in empty:
+        report_failure(folder, "no audio files in this folder")
+        failed += 1
+    show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
+    results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds)
+    first = True
+    try:
+        for path, result in results:
+            bar.update(1)
+            if isinstance(result, Exception):
+                failed += 1
+                with tqdm.external_write_mode(file=sys.stderr):
+                    report_failure(path, str(result))
+                continue
+            if args.json:
+                text = format_json(path, result)
+            else:
+                text = ("" if first else "\n") + format_timeline(path, result)
+                first = False
+            with tqdm.external_write_mode(file=sys.stderr):
+                print(text, flush=args.json)
+    except OnnxBackendError as exc:
+        raise CLIError(str(exc), "try --backend torch") from None
+    finally:
+        bar.close()
+    return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -1,0 +1,226 @@
+"""`emotionnet predict`: text and JSON output, folders, bad files, long files, bad model files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, voiced, write_wav
+
+from emotionnet import LABELS
+from emotionnet.cli.main import main
+
+SR = 16_000
+
+
+@pytest.fixture
+def clips(tmp_path) -> Path:
+    """A folder with two WAVs, a FLAC in a subfolder and a file that is not audio."""
+    folder = tmp_path / "clips"
+    write_wav(folder / "b.wav", voiced(2.0, seed=1))
+    write_wav(folder / "a.wav", voiced(1.5, f0=200, seed=2))
+    write_wav(folder / "more" / "c.flac", voiced(2.5, f0=120, seed=3), format="FLAC")
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
+@pytest.fixture
+def long_file(tmp_path) -> Path:
+    """10 s: 3 s of speech-like audio, 4 s of silence, 3 s of speech-like audio."""
+    audio = np.concatenate([voiced(3.0, seed=4), np.zeros(4 * SR, np.float32), voiced(3.0, seed=5)])
+    return write_wav(tmp_path / "long.wav", audio)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_table_output(capsys, clips, tiny_model_file):
+    code, out, err = run(capsys, clips / "a.wav", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"{clips / 'a.wav'}  (1.50 s)"
+    emotion, confidence = lines[1].split()
+    assert emotion in LABELS and 0 < float(confidence) <= 1
+    bars = lines[2:8]
+    assert [line.split()[0] for line in bars] == list(LABELS)
+    for line in bars:
+        label, bar, prob = line.split()
+        assert len(bar) == 20 and set(bar) <= set("█░#.")
+        assert 0 <= float(prob) <= 1
+    assert sum(float(line.split()[-1]) for line in bars) == pytest.approx(1.0, abs=0.04)
+    assert "timeline" not in out  # shorter than one window
+
+
+def test_json_lines(capsys, clips, tiny_model_file):
+    code, out, err = run(capsys, clips / "a.wav", clips / "b.wav", "--json", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    records = json_lines(out)
+    assert [r["path"] for r in records] == [str(clips / "a.wav"), str(clips / "b.wav")]
+    for record in records:
+        assert set(record) == {"path", "duration", "emotion", "confidence", "probabilities"}
+        assert list(record["probabilities"]) == list(LABELS)
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert record["emotion"] == max(record["probabilities"], key=record["probabilities"].get)
+        assert record["confidence"] == record["probabilities"][record["emotion"]]
+    assert records[0]["duration"] == pytest.approx(1.5)
+
+
+def test_a_directory_means_every_audio_file_under_it(capsys, clips, tiny_model_file):
+    code, out, err = run(capsys, clips, "--json", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    paths = [r["path"] for r in json_lines(out)]
+    assert paths == [str(clips / "a.wav"), str(clips / "b.wav"), str(clips / "more" / "c.flac")]
+
+
+def test_an_empty_directory_is_a_failed_input(capsys, clips, tmp_path, tiny_model_file):
+    (tmp_path / "nothing").mkdir()
+    code, out, err = run(capsys, tmp_path / "nothing", clips / "a.wav", "--json", "--model", tiny_model_file)
+    assert code == 2
+    assert len(json_lines(out)) == 1
+    assert err == f"emotionnet: error: {tmp_path / 'nothing'}: no audio files in this folder\n"
+
+
+def test_bad_files_are_reported_and_the_others_predicted(capsys, clips, tmp_path, tiny_model_file):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    missing = tmp_path / "missing.wav"
+    code, out, err = run(capsys, corrupt, missing, clips / "b.wav", "--json", "--model", tiny_model_file)
+    assert code == 2
+    assert [r["path"] for r in json_lines(out)] == [str(clips / "b.wav")]
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"emotionnet: error: {corrupt}: unreadable or unsupported audio")
+    assert lines[1] == f"emotionnet: error: {missing}: file not found"
+    # the same in the text format
+    code, out, err = run(capsys, corrupt, missing, clips / "b.wav", "--model", tiny_model_file)
+    assert code == 2 and out.startswith(str(clips / "b.wav")) and len(err.splitlines()) == 2
+
+
+def test_a_long_file_has_a_timeline_with_the_silent_gap(capsys, long_file, tiny_model_file):
+    code, out, err = run(capsys, long_file, "--json", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    (record,) = json_lines(out)
+    assert record["duration"] == pytest.approx(10.0)
+    segments = record["segments"]
+    assert len(segments) > 1
+    assert segments[0]["start"] == 0.0 and segments[-1]["end"] == pytest.approx(10.0)
+    for s in segments:
+        assert set(s) == {"start", "end", "speech", "emotion", "confidence", "probabilities"}
+        inside_gap = s["start"] >= 3.0 and s["end"] <= 7.0
+        if inside_gap:
+            assert s["speech"] is False
+            assert s["emotion"] is None and s["confidence"] is None and s["probabilities"] is None
+        if s["speech"]:
+            assert s["emotion"] in LABELS and list(s["probabilities"]) == list(LABELS)
+    assert any(s["start"] >= 3.0 and s["end"] <= 7.0 for s in segments), "no window fell inside the gap"
+    assert segments[0]["speech"] and segments[-1]["speech"]
+    # the overall answer averages the speech windows only
+    speech = [s for s in segments if s["speech"]]
+    mean = {label: np.mean([s["probabilities"][label] for s in speech]) for label in LABELS}
+    for label in LABELS:
+        assert record["probabilities"][label] == pytest.approx(mean[label], abs=1e-5)
+
+    code, out, err = run(capsys, long_file, "--model", tiny_model_file)
+    assert code == 0
+    timeline = out.split("timeline:\n")[1].splitlines()
+    assert len(timeline) == len(segments)
+    assert any(line.endswith("(no speech)") for line in timeline)
+
+
+def test_window_and_hop(capsys, long_file, tiny_model_file):
+    code, out, _ = run(capsys, long_file, "--json", "--window", "2", "--hop", "2", "--model", tiny_model_file)
+    assert code == 0
+    starts = [s["start"] for s in json_lines(out)[0]["segments"]]
+    assert starts == [0.0, 2.0, 4.0, 6.0, 8.0]
+    code, _, err = run(capsys, long_file, "--hop", "0", "--model", tiny_model_file)
+    assert code == 1 and err.startswith("emotionnet: error: --hop 0 must be above 0")
+
+
+def test_max_seconds_fails_long_files_only(capsys, clips, long_file, tiny_model_file):
+    code, out, err = run(capsys, long_file, clips / "a.wav", "--json", "--max-seconds", "5", "--model", tiny_model_file)
+    assert code == 2
+    assert [r["path"] for r in json_lines(out)] == [str(clips / "a.wav")]
+    assert err.startswith(f"emotionnet: error: {long_file}: too long (10.0 s; the limit is 5 s)")
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "foreign"])
+def test_a_wrong_model_file_is_one_clear_error(capsys, clips, tmp_path, tiny_model_file, kind):
+    bad = tmp_path / "model.safetensors"
+    if kind == "text":
+        bad.write_text("this is not a model\n")
+    elif kind == "truncated":
+        bad.write_bytes(tiny_model_file.read_bytes()[: tiny_model_file.stat().st_size // 2])
+    else:
+        from safetensors.numpy import save_file
+        save_file({"weight": np.zeros(3, np.float32)}, str(bad))
+    code, out, err = run(capsys, clips / "a.wav", "--model", bad)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"emotionnet: error: {bad}: ")
+    assert "(pass a model file written by 'emotionnet train')" in err
+
+
+def test_a_missing_model_file(capsys, clips, tmp_path):
+    code, _, err = run(capsys, clips / "a.wav", "--model", tmp_path / "nope.safetensors")
+    assert code == 1 and "model file not found" in err and len(err.splitlines()) == 1
+
+
+def test_usage_errors_exit_1(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["predict"])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.startswith("emotionnet: error: ")
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "emotionnet predict recordings/ --json" in out
+
+
+def test_the_packaged_speech_clip(capsys, tiny_model_file):
+    clip = Path(str(resources.files("emotionnet") / "assets" / "speech.wav"))
+    assert clip.is_file()
+    assert clip.stat().st_size < 150_000
+    code, out, err = run(capsys, clip, "--json", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    assert 2.0 < json_lines(out)[0]["duration"] < 5.0
+
+
+def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "emotionnet", "predict", str(clips / "a.wav"), str(clips / "none.wav"),
+         "--json", "--model", str(tiny_model_file)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )
+    assert done.returncode == 2
+    (record,) = json_lines(done.stdout)
+    assert record["path"] == str(clips / "a.wav") and record["emotion"] in LABELS
+    assert done.stderr == f"emotionnet: error: {clips / 'none.wav'}: file not found\n"
+
+
+def test_the_shipped_model_predicts_the_packaged_clip(capsys):
+    from emotionnet.inference.recognizer import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the shipped model emotionnet/assets/model.safetensors is not there yet")
+    clip = resources.files("emotionnet") / "assets" / "speech.wav"
+    code, out, err = run(capsys, clip, "--json")
+    assert code == 0 and err == ""
+    assert json_lines(out)[0]["emotion"] in LABELS
