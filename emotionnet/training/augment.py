@@ -20,13 +20,13 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class AugmentConfig:
     gain_db: float = 10.0
-    noise_p: float = 0.5
-    snr_db: tuple[float, float] = (0.0, 30.0)
-    eq_p: float = 0.5
+    noise_p: float = 0.3
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    eq_p: float = 0.3
     eq_db: float = 6.0
-    bandlimit_p: float = 0.25
-    reverb_p: float = 0.25
-    warp_p: float = 0.5
+    bandlimit_p: float = 0.15
+    reverb_p: float = 0.15
+    warp_p: float = 0.3
     warp: float = 0.1
     freq_masks: int = 2
     freq_mask_width: int = 8

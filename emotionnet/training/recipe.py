@@ -26,8 +26,8 @@ from emotionnet.training.cache import cached_log_mels
 from emotionnet.training.trainer import EpochCallback, FitConfig, fit
 
 DEFAULT_ARCH_HPARAMS = {
-    "cnn": {"channels": [32, 64, 128, 128], "convs_per_block": 1, "dropout": 0.3},
-    "crnn": {"channels": [32, 64, 96], "hidden": 96, "dropout": 0.3},
+    "cnn": {"channels": [16, 32, 64, 128], "convs_per_block": 1, "dropout": 0.3},
+    "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
 }
 
 

@@ -12,7 +12,7 @@ import copy
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,12 +25,12 @@ from emotionnet.training.batches import BatchMaker
 
 @dataclass
 class FitConfig:
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    patience: int = 8
+    label_smoothing: float = 0.05
+    patience: int = 6
     seed: int = 0
     mixed_precision: bool = True
     steps_per_epoch: int | None = None  # None: one pass's worth of the training clips
@@ -75,7 +75,8 @@ def fit(
 ) -> FitResult:
     """Train `model`; `validate(model)` returns a dict with at least `uar`."""
     device = _device()
-    model.to(device)
+    # channels-last lets oneDNN pick its fast convolution kernels (about 2x on this CPU in bf16).
+    model.to(device, memory_format=torch.channels_last)
     steps = config.steps_per_epoch or max(1, len(batches.labels) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -87,8 +88,12 @@ def fit(
     start_epoch, elapsed = 1, 0.0
 
     checkpoint = Path(checkpoint) if checkpoint else None
+    settings = {**asdict(config), "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters())}
     if checkpoint and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("settings") != settings:
+            raise ValueError(f"{checkpoint} was written by a different training setup; "
+                             "re-run with --restart to start over, or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -96,8 +101,7 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         result = FitResult(state["best_state"], state["best_epoch"], state["best_metrics"], state["history"])
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
-        if progress:
-            print(f"resuming from {checkpoint} after epoch {state['epoch']}")
+        print(f"resuming from {checkpoint} after epoch {state['epoch']}", flush=True)
 
     for epoch in range(start_epoch, config.epochs + 1):
         if epoch - result.best_epoch > config.patience and result.best_epoch > 0:
@@ -107,7 +111,7 @@ def fit(
         total, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for step in bar:
             x, y = batches.batch(batches.indices(config.batch_size, generator), generator)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x.to(device, non_blocking=True).contiguous(), y.to(device, non_blocking=True)
             with _autocast(device, config.mixed_precision):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
@@ -131,7 +135,7 @@ def fit(
             callback(epoch, metrics)
         if checkpoint:
             _save_checkpoint(checkpoint, {
-                "epoch": epoch, "seconds": elapsed, "model": model.state_dict(),
+                "settings": settings, "epoch": epoch, "seconds": elapsed, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "best_state": result.best_state, "best_epoch": result.best_epoch,
