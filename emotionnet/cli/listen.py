@@ -1,12 +1,223 @@
-"""`emotionnet listen`: not written yet (in progress in this change)."""
+"""`emotionnet listen`: live emotion from the microphone (or a file played as if live)."""
 
-from emotionnet.cli.common import CLIError, add_command
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter, deque
+from typing import TextIO
+
+from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, load_recognizer
+from emotionnet.labels import LABELS
+
+EXAMPLES = """  emotionnet listen                                  the default microphone; Ctrl-C stops
+  emotionnet listen --list-devices                   input devices and their ids
+  emotionnet listen --device 2 --hop 0.25            another microphone, a result every 0.25 s
+  emotionnet listen --input talk.wav                 a file played in real time, as if live
+  emotionnet listen --input talk.wav --fast --json   one JSON object per hop, as fast as possible"""
+
+ANSI = {"angry": "31", "disgust": "32", "fear": "35", "happy": "33", "neutral": "36", "sad": "34"}
+LETTERS = {label: label[0] for label in LABELS}  # a d f h n s
+SILENCE = "·"
+HISTORY = 40
+BAR = 24
 
 
 def add_parser(sub) -> None:
-    parser = add_command(sub, "listen", "listen (in progress)", "  emotionnet listen --help")
-    parser.set_defaults(run=run)
+    p = add_command(sub, "listen", "Live emotion from the microphone (or a file played as if live), "
+                    "updated every hop.", EXAMPLES)
+    p.add_argument("--input", metavar="FILE", help="stream an audio file instead of the microphone")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
+                      help="with --input: play the file at real-time pace (default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false",
+                      help="with --input: stream the file as fast as it can be scored")
+    p.add_argument("--device", metavar="ID", help="input device: its id or part of its name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
+    p.add_argument("--json", action="store_true", help="print one JSON object per hop instead of the live view")
+    p.add_argument("--window", type=float, metavar="S",
+                   help="seconds of audio behind each result, 1 s up to the model's window (default: the model's, 3 s)")
+    p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
+    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for the model (default 1: steady latency, one core)")
+    p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise CLIError("'listen' is not available yet")
+    from emotionnet.audio import AudioError
+    from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine
+    from emotionnet.streaming.sources import INPUT_HINT
+
+    if args.list_devices:
+        return list_devices()
+    if args.input and args.device is not None:
+        raise CLIError("--input and --device exclude each other", "a file is streamed instead of a microphone")
+    if args.threads < 1:
+        raise CLIError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    recognizer = load_recognizer(args.model)
+    try:
+        engine = StreamEngine(recognizer, window=args.window, hop=args.hop)
+    except ValueError as exc:
+        raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
+    try:
+        if args.input:
+            source = FileSource(args.input, realtime=args.realtime)
+        else:
+            device = int(args.device) if args.device and args.device.isdigit() else args.device
+            source = MicrophoneSource(device)
+    except MicrophoneError as exc:
+        raise CLIError(str(exc), INPUT_HINT) from None
+    except AudioError as exc:
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
+
+    tally = Tally()
+    view = None if args.json else LiveView(sys.stdout, source.name, engine.window, engine.hop)
+    try:
+        for result in engine.run(source):
+            tally.add(result)
+            if view:
+                view.show(result)
+            else:
+                print(json.dumps(result.to_dict()), flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live session ends: the summary follows
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+        if view:
+            view.close()
+    summary = tally.summary(getattr(source, "dropped", 0))
+    print(summary, file=sys.stderr if args.json else sys.stdout, flush=True)
+    return 0
+
+
+def list_devices() -> int:
+    from emotionnet.streaming import MicrophoneError, list_input_devices
+    from emotionnet.streaming.sources import INPUT_HINT
+
+    try:
+        devices = list_input_devices()
+    except MicrophoneError as exc:
+        raise CLIError(str(exc), INPUT_HINT) from None
+    if not devices:
+        raise CLIError("no audio input devices found", INPUT_HINT)
+    print(f"{'id':>3}  {'name':<40} {'channels':>8} {'rate':>7}")
+    for d in devices:
+        mark = "  (default)" if d["default"] else ""
+        print(f"{d['id']:>3}  {d['name'][:40]:<40} {d['channels']:>8} {d['sample_rate']:>7.0f}{mark}")
+    return 0
+
+
+class Tally:
+    """What a session heard: duration, speech time and the share of each emotion over speech."""
+
+    def __init__(self):
+        self.duration = 0.0
+        self.speech_seconds = 0.0
+        self.emotions: Counter[str] = Counter()
+        self.latencies: list[float] = []
+
+    def add(self, result) -> None:
+        step = result.time - self.duration
+        self.duration = result.time
+        self.latencies.append(result.latency_ms)
+        if result.speech:
+            self.speech_seconds += step
+            self.emotions[result.emotion] += step
+
+    def summary(self, dropped: int = 0) -> str:
+        lines = [f"listened {self.duration:.1f} s; speech {self.speech_seconds:.1f} s"
+                 + (f" ({self.speech_seconds / self.duration:.0%})" if self.duration else "")]
+        if self.speech_seconds:
+            for label in LABELS:
+                share = self.emotions[label] / self.speech_seconds
+                lines.append(f"  {label:<8} {bar(share, 20)} {share:4.0%}")
+        else:
+            lines.append("  no speech heard")
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            lines.append(f"latency median {ordered[len(ordered) // 2]:.0f} ms, "
+                         f"worst {ordered[-1]:.0f} ms")
+        if dropped:
+            lines.append(f"dropped {dropped} audio blocks: scoring fell behind the microphone")
+        return "\n".join(lines)
+
+
+def bar(share: float, width: int) -> str:
+    filled = max(0, min(width, round(share * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+class LiveView:
+    """A block of lines redrawn in place on a terminal; one line per result when piped."""
+
+    def __init__(self, out: TextIO, source: str, window: float, hop: float):
+        self.out = out
+        self.tty = out.isatty()
+        self.colour = self.tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+        self.history: deque[str | None] = deque(maxlen=HISTORY)
+        self.last = None  # the last speech prediction, shown dimmed during silence
+        self.drawn = 0
+        self.out.write(f"emotionnet listen · {source} · window {window:g} s, hop {hop:g} s · Ctrl-C stops\n")
+        if self.tty:
+            self.out.write("\x1b[?25l")  # hide the cursor while redrawing
+        self.out.flush()
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def history_line(self) -> str:
+        return "".join(self.paint(LETTERS[e], ANSI[e]) if e else self.paint(SILENCE, "2") for e in self.history)
+
+    def show(self, result) -> None:
+        self.history.append(result.emotion)
+        if result.prediction:
+            self.last = result.prediction
+        if not self.tty:
+            state = (f"{result.emotion:<8} {result.prediction.confidence:4.0%}" if result.speech
+                     else f"{SILENCE} silence     ")
+            self.out.write(f"{result.time:8.1f} s  {state}  {self.history_line()}\n")
+            self.out.flush()
+            return
+        lines = self.block(result)
+        text = "".join(f"\x1b[2K{line}\n" for line in lines)
+        if self.drawn:
+            text = f"\x1b[{self.drawn}F" + text  # back to the first line of the block
+        self.drawn = len(lines)
+        self.out.write(text)
+        self.out.flush()
+
+    def block(self, result) -> list[str]:
+        if result.prediction:
+            p = result.prediction
+            head = self.paint(f"{p.emotion.upper():<8}", "1;" + ANSI[p.emotion]) + f" {p.confidence:4.0%}"
+        else:
+            head = self.paint(f"{SILENCE} silence", "2")
+        lines = [f"{result.time:8.1f} s   {head}   level {result.level_db:4.0f} dBFS   "
+                 f"latency {result.latency_ms:3.0f} ms"]
+        probabilities = self.last.probabilities if self.last else {label: 0.0 for label in LABELS}
+        for label in LABELS:
+            share = probabilities[label]
+            row = f"  {label:<8} {bar(share, BAR)} {share:4.0%}"
+            if not result.speech:
+                row = self.paint(row, "2")
+            elif label == result.emotion:
+                row = self.paint(row, ANSI[label])
+            lines.append(row)
+        lines.append(f"  history  {self.history_line()}")
+        legend = "  ".join(f"{self.paint(LETTERS[e], ANSI[e])} {e}" for e in LABELS)
+        lines.append(f"           {legend}  {self.paint(SILENCE, '2')} silence")
+        return lines
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\x1b[?25h")  # the cursor back
+        self.out.flush()
