@@ -1,0 +1,208 @@
+"""The live engine, its sources, `emotionnet listen` and the latency benchmark's plumbing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import voiced, write_wav
+
+from emotionnet import load_model
+from emotionnet.cli.main import main
+from emotionnet.labels import LABELS
+from emotionnet.streaming import (
+    ArraySource,
+    FileSource,
+    MicrophoneError,
+    MicrophoneSource,
+    RingBuffer,
+    StreamEngine,
+)
+
+SR = 16_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Streaming runs on one thread (as `listen` does); restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_file):
+    return load_model(tiny_model_file)
+
+
+def quiet(seconds: float, level: float = 0.0, seed: int = 1) -> np.ndarray:
+    noise = level * np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    return noise.astype(np.float32)
+
+
+def test_ring_buffer_keeps_the_latest_samples_in_fixed_memory():
+    ring = RingBuffer(5)
+    data = ring.data
+    ring.extend(np.arange(3))
+    assert ring.latest().tolist() == [0, 1, 2]
+    ring.extend(np.arange(3, 7))
+    assert ring.latest().tolist() == [2, 3, 4, 5, 6]
+    assert ring.latest(2).tolist() == [5, 6]
+    ring.extend(np.arange(7, 20))  # more than the capacity at once
+    assert ring.latest().tolist() == [15, 16, 17, 18, 19]
+    assert ring.data is data and len(ring) == 5 and ring.total == 20
+
+
+def test_a_result_every_hop_at_the_expected_times(recognizer, tmp_path):
+    path = write_wav(tmp_path / "five.wav", voiced(5.0))
+    results = list(StreamEngine(recognizer, hop=0.5).run(FileSource(path, realtime=False)))
+    assert [r.time for r in results] == pytest.approx([0.5 * k for k in range(1, 11)])
+    assert [r.start for r in results] == pytest.approx([max(0.0, 0.5 * k - 3.0) for k in range(1, 11)])
+    assert all(r.speech and r.emotion in LABELS for r in results)
+    assert all(r.latency_ms >= 0 for r in results)
+
+    # Audio after the last full hop gets one last result at the end of the stream.
+    path = write_wav(tmp_path / "odd.wav", voiced(5.2))
+    times = [r.time for r in StreamEngine(recognizer, hop=1.0).run(FileSource(path, realtime=False))]
+    assert times == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 5.2])
+
+
+def test_chunk_sizes_do_not_change_the_results(recognizer):
+    audio = voiced(4.0, seed=5)
+    a = [r.probabilities for r in StreamEngine(recognizer).run(ArraySource(audio, block_seconds=0.1))]
+    b = [r.probabilities for r in StreamEngine(recognizer).run(ArraySource(audio, block_seconds=0.77))]
+    assert a == b
+
+
+@pytest.mark.parametrize("window", [3.0, 2.0])
+def test_a_streamed_window_scores_exactly_like_predict(recognizer, window):
+    audio = voiced(6.0, seed=3)
+    engine = StreamEngine(recognizer, window=window, hop=0.5, smoothing=0)
+    results = list(engine.run(ArraySource(audio, block_seconds=0.37)))
+    assert len(results) == 12
+    for result in results:
+        start, end = round(result.start * SR), round(result.time * SR)
+        assert end - start == min(end, round(window * SR))
+        expected = recognizer.predict(audio[start:end], SR).probabilities
+        assert result.probabilities == pytest.approx(expected, abs=1e-6)
+        # Without smoothing the shown prediction is the window's own.
+        assert result.prediction.probabilities == pytest.approx(expected, abs=1e-6)
+
+
+def test_silence_is_labelled_as_silence(recognizer):
+    audio = np.concatenate([voiced(4.0), quiet(5.0), voiced(3.0, seed=2)])
+    results = list(StreamEngine(recognizer).run(ArraySource(audio)))
+    for r in results:
+        if r.start >= 4.0 and r.time <= 9.0:  # windows wholly inside the silence
+            assert not r.speech and r.prediction is None and r.emotion is None and r.probabilities is None
+            assert r.to_dict()["emotion"] is None and r.to_dict()["speech"] is False
+    assert results[0].speech and results[-1].speech
+    assert any(not r.speech for r in results)
+
+
+def test_steady_background_noise_is_not_speech(recognizer):
+    # Room noise at about -46 dBFS, above the absolute floor: the running noise floor rejects it.
+    results = list(StreamEngine(recognizer).run(ArraySource(quiet(6.0, level=0.005))))
+    assert results and not any(r.speech for r in results)
+
+
+def test_smoothing_starts_afresh_after_a_long_silence(recognizer):
+    audio = np.concatenate([voiced(3.0), quiet(6.0), voiced(3.0, seed=7, f0=220)])
+    engine = StreamEngine(recognizer, smoothing=1.0, reset_after=2.0)
+    results = list(engine.run(ArraySource(audio)))
+    after = next(r for r in results if r.time > 9.0 and r.speech)
+    assert after.prediction.probabilities == pytest.approx(after.probabilities)
+    second = results[results.index(after) + 1]
+    assert second.speech and second.prediction.probabilities != pytest.approx(second.probabilities)
+
+
+def test_ten_minutes_stream_in_constant_memory(recognizer):
+    pattern = np.concatenate([voiced(4.0), quiet(6.0, level=0.001)])  # 10 s: speech, then quiet
+
+    def ten_minutes():
+        for _ in range(60):
+            yield from np.split(pattern, 10)  # 1 s blocks
+
+    engine = StreamEngine(recognizer, hop=3.0)  # a long hop: this is about memory, not many scorings
+    data, capacity = engine.buffer.data, engine.buffer.capacity
+    sizes, times = set(), []
+    for result in engine.run(ten_minutes()):
+        times.append(result.time)
+        if len(times) > 5:  # once the window and the gate's memory have filled
+            sizes.add((engine.buffer.data.nbytes, len(engine.buffer), len(engine.gate._minima)))
+    assert times == pytest.approx([3.0 * k for k in range(1, 201)]) and engine.seconds == pytest.approx(600.0)
+    assert engine.buffer.data is data and engine.buffer.capacity == capacity == 3 * SR
+    assert sizes == {(3 * SR * 4, 3 * SR, 2)}  # the same sizes from then to the end
+
+
+def test_window_and_hop_are_checked(recognizer):
+    with pytest.raises(ValueError, match="window"):
+        StreamEngine(recognizer, window=5.0)
+    with pytest.raises(ValueError, match="hop"):
+        StreamEngine(recognizer, window=2.0, hop=2.5)
+
+
+def test_a_file_source_paces_in_real_time(tmp_path):
+    path = write_wav(tmp_path / "short.wav", voiced(0.5))
+    chunks = list(FileSource(path, realtime=True))
+    assert len(chunks) == 5
+    assert chunks[-1].arrived - chunks[0].arrived >= 0.35  # blocks 0.1 s apart, not all at once
+
+
+def test_no_such_microphone_is_a_clear_error():
+    with pytest.raises(MicrophoneError, match="input device"):
+        MicrophoneSource(device=9999)
+
+
+def test_listen_streams_json_lines(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", np.concatenate([voiced(3.0), quiet(4.0), voiced(2.0, seed=4)]))
+    assert main(["listen", "--input", str(path), "--json", "--fast", "--model", str(tiny_model_file)]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["time"] for line in lines] == pytest.approx([0.5 * k for k in range(1, 19)])
+    for line in lines:
+        assert set(line) >= {"time", "start", "speech", "emotion", "confidence", "probabilities", "latency_ms"}
+        if line["speech"]:
+            assert line["emotion"] in LABELS and set(line["probabilities"]) == set(LABELS)
+        else:
+            assert line["emotion"] is None and line["probabilities"] is None
+    assert any(not line["speech"] for line in lines)
+    assert "listened 9.0 s" in err  # the summary goes to stderr, stdout stays JSON
+
+
+def test_listen_view_and_summary(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", voiced(2.0))
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "2.0 s" in out and "listened 2.0 s; speech 2.0 s (100%)" in out
+    assert sum(label in out for label in LABELS) == 6  # the summary's share of each emotion
+
+
+def test_listen_without_a_microphone_says_to_use_input(tiny_model_file, capsys):
+    assert main(["listen", "--device", "9999", "--model", str(tiny_model_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: no input device 9999")
+    assert "--input FILE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listen_usage_errors(tiny_model_file, tmp_path, capsys):
+    assert main(["listen", "--window", "9", "--model", str(tiny_model_file)]) == 1
+    assert "window" in capsys.readouterr().err
+    assert main(["listen", "--input", str(tmp_path / "missing.wav"), "--model", str(tiny_model_file)]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_latency_benchmark_runs(tiny_model_file, capsys):
+    spec = importlib.util.spec_from_file_location("latency_benchmark", REPO / "benchmarks" / "latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--model", str(tiny_model_file), "--seconds", "2", "--json"])
+    assert report["latency_all"]["n"] == 4 and report["latency_all"]["median_ms"] >= 0
+    assert 0 < report["cpu"]["cpu_share"] and len(report["model"]["sha256"]) == 64
+    assert json.loads(capsys.readouterr().out)["hop"] == 0.5
