@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-NORMALISATIONS = ("none", "utterance")
+NORMALISATIONS = ("none", "utterance", "global")
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,19 @@ def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Te
 
 
 def normalise(features: torch.Tensor, mode: str) -> torch.Tensor:
-    """Per-band mean/variance normalisation over time (`utterance`) or nothing."""
+    """Mean/variance normalisation over time, per band (`utterance`) or over all bands (`global`).
+
+    `utterance` removes a recording channel's colouring along with the speaker's
+    long-term spectrum; `global` removes only the level, so the spectral tilt
+    that rises with vocal effort survives.
+    """
     if mode == "none":
         return features
-    if mode != "utterance":
+    if mode not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALISATIONS}")
-    mean = features.mean(dim=-1, keepdim=True)
-    var = features.var(dim=-1, keepdim=True, unbiased=False)
+    dims = (-1,) if mode == "utterance" else (-2, -1)
+    mean = features.mean(dim=dims, keepdim=True)
+    var = features.var(dim=dims, keepdim=True, unbiased=False)
     # The floor keeps near-constant bands (band-limited audio) from blowing up noise.
     return (features - mean) / torch.sqrt(var + 0.01)
 

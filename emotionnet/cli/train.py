@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command, load_collection
@@ -29,6 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--channels", type=_ints, metavar="C1,C2,...", help="conv channel widths, one per block")
     p.add_argument("--window", type=float, help="seconds the model sees at once")
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
+    p.add_argument("--normalisation", choices=("utterance", "global", "none"),
+                   help="feature normalisation (default: utterance, per band)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--restart", action="store_true", help="ignore OUT.ckpt and start from scratch")
@@ -49,6 +52,8 @@ def recipe_from_args(args):
         recipe.hparams["channels"] = args.channels
     if args.window:
         recipe.window = args.window
+    if args.normalisation:
+        recipe.features = dataclasses.replace(recipe.features, normalisation=args.normalisation)
     return recipe
 
 

@@ -31,6 +31,7 @@ class FitConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.05
     patience: int = 6
+    ema_decay: float = 0.998  # validate and keep an exponential moving average of the weights
     seed: int = 0
     mixed_precision: bool = True
     steps_per_epoch: int | None = None  # None: one pass's worth of the training clips
@@ -84,6 +85,9 @@ def fit(
     )
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
+    # The weight average smooths out the last steps' noise: steadier validation, better test figures.
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_metrics={"uar": -1.0})
     start_epoch, elapsed = 1, 0.0
 
@@ -95,6 +99,7 @@ def fit(
             raise ValueError(f"{checkpoint} was written by a different training setup; "
                              "re-run with --restart to start over, or delete it")
         model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
@@ -119,23 +124,24 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            ema.update_parameters(model)
             total += loss.item()
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-        model.eval()
+        averaged = ema.module.eval()
         if device.type == "cuda":
             torch.cuda.empty_cache()  # give back training activations before validation
-        metrics = {"epoch": epoch, "loss": total / steps, **validate(model)}
+        metrics = {"epoch": epoch, "loss": total / steps, **validate(averaged)}
         elapsed += time.perf_counter() - began
         metrics["seconds"] = round(elapsed, 1)
         result.history.append(metrics)
         if metrics["uar"] > result.best_metrics["uar"]:
-            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_state = copy.deepcopy(averaged.state_dict())
             result.best_epoch, result.best_metrics = epoch, metrics
         for callback in callbacks:
             callback(epoch, metrics)
         if checkpoint:
             _save_checkpoint(checkpoint, {
-                "settings": settings, "epoch": epoch, "seconds": elapsed, "model": model.state_dict(),
+                "settings": settings, "epoch": epoch, "seconds": elapsed, "model": model.state_dict(), "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "best_state": result.best_state, "best_epoch": result.best_epoch,
