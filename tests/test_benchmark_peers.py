@@ -1,0 +1,83 @@
+"""Smoke test of the classic-peer benchmark (openSMILE + SVM) on a handful of clips."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = REPO_ROOT / ".." / "shared" / "data"
+
+pytestmark = pytest.mark.corpus
+
+
+@pytest.fixture(scope="module")
+def peers():
+    if not DATA.is_dir():
+        pytest.skip("the corpora are not in ../shared/data")
+    pytest.importorskip("opensmile", reason="opensmile is not installed (pip install -e .[bench])")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install -e .[bench])")
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import peers
+
+    return peers
+
+
+@pytest.fixture(scope="module")
+def result(peers, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMOTIONNET_CACHE", str(cache))
+        first = peers.run_peers("../shared/data", limit=1, loco_corpora=("tess", "savee"), progress=False)
+        again = peers.run_peers("../shared/data", limit=1, loco=False, progress=False)
+    return first, again
+
+
+def _check_summary(s: dict) -> None:
+    assert set(s) >= {"accuracy", "uar", "macro_f1", "n"}
+    for key in ("accuracy", "uar", "macro_f1"):
+        assert isinstance(s[key], float) and not math.isnan(s[key]) and 0.0 <= s[key] <= 1.0
+    assert s["n"] > 0
+
+
+def test_result_structure(result, peers):
+    first, _ = result
+    assert first["split"] == "v1"
+    assert set(first["methods"]) == set(peers.METHODS)
+    for entry in first["methods"].values():
+        for split in ("test", "val"):
+            rep = entry[split]
+            assert rep["split"] == split
+            _check_summary(rep["overall"])
+            assert set(rep["per_corpus"]) == {"crema-d", "ravdess", "tess", "savee"}
+            for s in rep["per_corpus"].values():
+                _check_summary(s)
+            assert list(rep["per_class"]) == list(rep["confusion"]["labels"])
+            matrix = rep["confusion"]["matrix"]
+            assert len(matrix) == 6 and sum(map(sum, matrix)) == rep["overall"]["n"]
+    for table in first["loco"].values():
+        assert set(table) == {"tess", "savee"}
+        for s in table.values():
+            _check_summary(s)
+
+
+def test_extraction_is_cached_and_timed(result):
+    first, again = result
+    for feature_set, n_features in (("eGeMAPSv02", 88), ("ComParE_2016", 6373)):
+        t1, t2 = first["extraction"][feature_set], again["extraction"][feature_set]
+        assert t1["n_features"] == n_features
+        assert t1["extracted_now"] == t1["clips"] > 0 and not t1["failed"]
+        assert t2["extracted_now"] == 0 and t2["clips"] == t1["clips"]  # second run: all from the cache
+        assert 0 < t1["rtf_opensmile"] < 1
+    # the same features give the same predictions
+    for method, entry in first["methods"].items():
+        assert entry["test"]["confusion"] == again["methods"][method]["test"]["confusion"]
+
+
+def test_table_prints(result, peers):
+    text = peers.format_table(result[0])
+    assert "TEST UAR" in text and "CREMA-D" in text and "egemaps_rbf_svm" in text
