@@ -1,12 +1,80 @@
-"""`emotionnet app`: not written yet (in progress in this change)."""
+"""`emotionnet app`: the Streamlit web app on 127.0.0.1 (record in the browser or upload a file)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command
 
+EXAMPLES = """  emotionnet app                                 http://127.0.0.1:8501, the shipped model
+  emotionnet app --port 8600 --model my.safetensors"""
+
 
 def add_parser(sub) -> None:
-    parser = add_command(sub, "app", "app (in progress)", "  emotionnet app --help")
-    parser.set_defaults(run=run)
+    p = add_command(sub, "app", "Start the web app: record your voice in the browser or upload a file, "
+                    "and see the emotion, its timeline and the spectrogram.", EXAMPLES)
+    p.add_argument("--port", type=int, default=8501, metavar="N", help="port on 127.0.0.1 (default 8501)")
+    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for the model (default 1)")
+    p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise CLIError("'app' is not available yet")
+    from emotionnet.app.analysis import MODEL_ENV, model_path
+    from emotionnet.inference.recognizer import default_model_path
+    from emotionnet.models.file import ModelFileError, read_model_file
+
+    if not 0 < args.port < 65536:
+        raise CLIError(f"--port {args.port} is not a port number", "use 1024-65535")
+    if args.threads < 1:
+        raise CLIError("--threads must be at least 1")
+    model = args.model or model_path()
+    try:  # a bad model file is reported here, not as an error page in the browser
+        read_model_file(model or default_model_path())
+    except ModelFileError as exc:
+        raise CLIError(str(exc), "pass a model file written by 'emotionnet train' with --model") from None
+    if not port_free(args.port):
+        raise CLIError(f"port {args.port} on 127.0.0.1 is in use", "choose another with --port N")
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if model:
+        env[MODEL_ENV] = str(Path(model).resolve())
+    script = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.address", "127.0.0.1", "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+    ]
+    print(f"EmotionNet app on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
+    process = subprocess.Popen(command, env=env)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server too, not just this launcher
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

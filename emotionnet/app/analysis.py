@@ -1,0 +1,223 @@
+"""What the web app shows, without Streamlit: analyse audio bytes, export, draw.
+
+Kept apart from the page so it can be tested and reused: `analyse` turns an
+upload or a browser recording into an `Analysis` (timeline, overall answer,
+log-mel); `to_csv`/`to_json` are the downloads; the charts are plain
+Vega-Lite specs (drawn by the browser, so they cost the server nothing) and
+the spectrogram a PNG from a matplotlib `Figure` (no pyplot state, safe in a
+multi-session server).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotionnet.audio import load_audio
+from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
+from emotionnet.features import log_mel
+from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
+from emotionnet.labels import LABELS
+
+MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
+
+COLOURS = {  # one colour per emotion, shared by every chart
+    "angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd",
+    "happy": "#f2b701", "neutral": "#7f9fbf", "sad": "#1f77b4",
+}
+NON_SPEECH = "#d9d9d9"
+NO_SPEECH = "no speech"
+
+
+def model_path() -> str | None:
+    """The model file the app uses: $EMOTIONNET_MODEL, or None for the shipped one."""
+    return os.environ.get(MODEL_ENV) or None
+
+
+@dataclass
+class Analysis:
+    name: str
+    duration: float
+    timeline: Timeline
+    log_mel: np.ndarray  # (n_mels, frames), un-normalised
+    frame_seconds: float
+    model: str
+    window: float  # seconds per timeline window
+
+    @property
+    def prediction(self):
+        return self.timeline.prediction
+
+    def probability_rows(self) -> list[dict]:
+        """Rows for the probability chart, in label order."""
+        return [{"emotion": label, "probability": self.prediction.probabilities[label]} for label in LABELS]
+
+    def to_dict(self) -> dict:
+        data = {"name": self.name, "model": self.model, "duration": round(self.duration, 3),
+                "speech": self.timeline.speech, **self.prediction.to_dict()}
+        data["segments"] = [s.to_dict() for s in self.timeline.segments]
+        return data
+
+
+def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
+            max_seconds: float = MAX_SECONDS) -> Analysis:
+    """Decode audio bytes (any format libsndfile reads) and predict its timeline.
+
+    Raises `AudioError` with a message for people (unreadable, empty, too short, too long).
+    """
+    samples = load_audio(data, max_seconds=max_seconds, name=name)
+    mel = log_mel(samples, recognizer.features)
+    duration = samples.size / recognizer.features.sample_rate
+    timeline = recognizer.analyse_log_mels([mel], [duration])[0]
+    model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
+    return Analysis(name, duration, timeline, mel.numpy(),
+                    recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)
+
+
+def warm_up(recognizer: EmotionRecognizer) -> None:
+    """Run the whole analysis once on a generated tone, so the first real one is quick
+    (imports, allocator and kernel caches are warm)."""
+    import soundfile
+
+    t = np.arange(16_000) / 16_000
+    tone = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    out = io.BytesIO()
+    soundfile.write(out, tone, 16_000, format="WAV")
+    result = analyse(recognizer, out.getvalue(), "warm-up")
+    json.dumps([probability_spec(result), timeline_spec(result)])
+    spectrogram_png(result)
+
+
+def to_json(analysis: Analysis) -> str:
+    return json.dumps(analysis.to_dict(), indent=2)
+
+
+def to_csv(analysis: Analysis) -> str:
+    """One row per window: start, end, speech, emotion, confidence, a column per label."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["start", "end", "speech", "emotion", "confidence", *LABELS])
+    for segment in analysis.timeline.segments:
+        p = segment.prediction
+        writer.writerow([f"{segment.start:.3f}", f"{segment.end:.3f}", segment.speech,
+                         p.emotion if p else "", f"{p.confidence:.4f}" if p else "",
+                         *([f"{p.probabilities[label]:.4f}" for label in LABELS] if p else [""] * len(LABELS))])
+    return out.getvalue()
+
+
+def spans(analysis: Analysis) -> list[tuple[float, float, str | None]]:
+    """The timeline as non-overlapping spans `(start, end, emotion or None)`.
+
+    Windows overlap, so each moment belongs to the window whose centre is nearest.
+    """
+    segments = analysis.timeline.segments
+    centres = [(s.start + s.end) / 2 for s in segments]
+    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [analysis.duration]
+    return [(edges[i], edges[i + 1], s.prediction.emotion if s.prediction else None)
+            for i, s in enumerate(segments)]
+
+
+def timeline_tables(analysis: Analysis) -> tuple[list[dict], list[dict]]:
+    """The timeline chart's data: `(spans, curves)`, lists of rows.
+
+    spans: start, end, emotion ("no speech" where none), confidence (None there);
+    curves: time (window centre), emotion, probability, run (a run of consecutive
+    speech windows, so the lines break over non-speech).
+    """
+    spans_rows = [{"start": round(a, 3), "end": round(b, 3), "emotion": emotion or NO_SPEECH,
+                   "confidence": round(s.prediction.confidence, 4) if s.prediction else None}
+                  for (a, b, emotion), s in zip(spans(analysis), analysis.timeline.segments)]
+    curves, run, previous = [], 0, True
+    for s in analysis.timeline.segments:
+        if s.prediction is None:
+            previous = False
+            continue
+        run += not previous
+        previous = True
+        centre = round((s.start + s.end) / 2, 3)
+        curves += [{"time": centre, "emotion": label, "probability": round(p, 4), "run": run}
+                   for label, p in s.prediction.probabilities.items()]
+    return spans_rows, curves
+
+
+COLOUR_SCALE = {"domain": [*LABELS, NO_SPEECH], "range": [*(COLOURS[label] for label in LABELS), NON_SPEECH]}
+
+
+def probability_spec(analysis: Analysis) -> dict:
+    """Vega-Lite bars, one per emotion in label order, in the emotions' colours."""
+    return {
+        "data": {"values": analysis.probability_rows()},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]},
+                  "axis": {"format": "%"}},
+            "y": {"field": "emotion", "type": "nominal", "sort": list(LABELS), "title": None},
+            "color": {"field": "emotion", "type": "nominal", "scale": COLOUR_SCALE, "legend": None},
+            "tooltip": [{"field": "emotion", "type": "nominal"},
+                        {"field": "probability", "type": "quantitative", "format": ".1%"}],
+        },
+        "height": 200,
+    }
+
+
+def timeline_spec(analysis: Analysis) -> dict:
+    """Vega-Lite: each emotion's probability over time (grey where there is no speech),
+    above a strip of the winning emotion. Plain JSON: the browser draws it."""
+    spans_table, curves = timeline_tables(analysis)
+    domain = {"domain": [0, round(analysis.duration, 3)]}
+    gaps = [row for row in spans_table if row["emotion"] == NO_SPEECH]
+    top = {
+        "height": 180,
+        "layer": [
+            {"data": {"values": gaps},
+             "mark": {"type": "rect", "color": NON_SPEECH, "opacity": 0.5},
+             "encoding": {"x": {"field": "start", "type": "quantitative", "scale": domain, "title": None},
+                          "x2": {"field": "end"}}},
+            {"data": {"values": curves},
+             "mark": {"type": "line", "point": True},
+             "encoding": {
+                 "x": {"field": "time", "type": "quantitative", "scale": domain, "title": None},
+                 "y": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}},
+                 "color": {"field": "emotion", "type": "nominal", "scale": COLOUR_SCALE,
+                           "legend": {"orient": "bottom", "title": None}},
+                 "detail": {"field": "run", "type": "nominal"},
+                 "tooltip": [{"field": "time", "type": "quantitative"}, {"field": "emotion", "type": "nominal"},
+                             {"field": "probability", "type": "quantitative", "format": ".0%"}]}},
+        ],
+    }
+    strip = {
+        "height": 28,
+        "data": {"values": spans_table},
+        "mark": {"type": "rect"},
+        "encoding": {
+            "x": {"field": "start", "type": "quantitative", "scale": domain, "title": "time (s)"},
+            "x2": {"field": "end"},
+            "color": {"field": "emotion", "type": "nominal", "scale": COLOUR_SCALE},
+            "tooltip": [{"field": "start", "type": "quantitative"}, {"field": "end", "type": "quantitative"},
+                        {"field": "emotion", "type": "nominal"},
+                        {"field": "confidence", "type": "quantitative", "format": ".0%"}]},
+    }
+    return {"vconcat": [top, strip], "resolve": {"scale": {"color": "shared"}}}
+
+
+def spectrogram_png(analysis: Analysis, dpi: int = 110) -> bytes:
+    """The log-mel spectrogram as a PNG (rendered at a modest resolution: it is quick)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 2.6), layout="constrained")
+    ax = fig.subplots()
+    mel = analysis.log_mel
+    image = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+                      extent=(0, mel.shape[1] * analysis.frame_seconds, 0, mel.shape[0]))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    fig.colorbar(image, ax=ax, label="log power")
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=dpi)
+    return out.getvalue()
