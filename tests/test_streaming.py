@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,88 @@ def test_latency_benchmark_runs(tiny_model_file, capsys):
     assert report["latency_all"]["n"] == 4 and report["latency_all"]["median_ms"] >= 0
     assert 0 < report["cpu"]["cpu_share"] and len(report["model"]["sha256"]) == 64
     assert json.loads(capsys.readouterr().out)["hop"] == 0.5
+
+
+class FakeSoundDevice:
+    """Just enough of `sounddevice` for MicrophoneSource: one 48 kHz-only input that plays `audio`."""
+
+    def __init__(self, audio: np.ndarray, rate: int = 48_000):
+        self.audio, self.rate = audio, rate
+        self.default = type("Default", (), {"device": (0, 0)})()
+        fake = self
+
+        class InputStream:
+            def __init__(self, samplerate, channels, dtype, device, blocksize, callback):
+                self.blocksize, self.callback, self.active = blocksize, callback, False
+
+            def start(self):
+                self.active = True
+                self.thread = threading.Thread(target=self.play, daemon=True)
+                self.thread.start()
+
+            def play(self):
+                for i in range(0, fake.audio.size - self.blocksize + 1, self.blocksize):
+                    if not self.active:
+                        return
+                    self.callback(fake.audio[i:i + self.blocksize, None], self.blocksize, None, None)
+                self.active = False
+
+            def stop(self):
+                self.active = False
+
+            def close(self):
+                fake.closed = True
+
+        self.InputStream = InputStream
+        self.closed = False
+
+    def query_devices(self, device=None, kind=None):
+        info = {"name": "Fake microphone", "max_input_channels": 1, "default_samplerate": float(self.rate)}
+        if kind is None:
+            return [info]
+        if device not in (None, 0):
+            raise ValueError(f"No input device matching {device!r}")
+        return info
+
+    def check_input_settings(self, device, channels, dtype, samplerate):
+        if samplerate != self.rate:
+            raise RuntimeError("Invalid sample rate")
+
+
+def test_microphone_source_resamples_and_feeds_the_engine(recognizer, monkeypatch):
+    from emotionnet.streaming import sources
+
+    fake = FakeSoundDevice(voiced(2.0, sample_rate=48_000))
+    monkeypatch.setattr(sources, "_sounddevice", lambda: fake)
+    assert sources.list_input_devices() == [
+        {"id": 0, "name": "Fake microphone", "channels": 1, "sample_rate": 48_000.0, "default": True}]
+    with pytest.raises(MicrophoneError, match="no input device 3"):
+        MicrophoneSource(device=3)
+    microphone = MicrophoneSource()
+    assert microphone.name == "Fake microphone" and microphone.sample_rate == 48_000
+    results = list(StreamEngine(recognizer).run(microphone))
+    assert fake.closed  # the stream is closed when it ends
+    assert 3 <= len(results) <= 4 and all(r.speech for r in results)  # ~2 s at 16 kHz after resampling
+    assert all(r.latency_ms >= 0 for r in results)
+
+
+def test_listen_from_a_microphone_until_ctrl_c(tiny_model_file, monkeypatch, capsys):
+    import emotionnet.streaming
+
+    class InterruptedMicrophone:
+        name, dropped = "fake microphone", 0
+
+        def __init__(self, device=None):
+            self.closed = False
+
+        def __iter__(self):
+            yield from np.split(voiced(3.0), 30)
+            raise KeyboardInterrupt  # the user presses Ctrl-C
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(emotionnet.streaming, "MicrophoneSource", InterruptedMicrophone)
+    assert main(["listen", "--model", str(tiny_model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "fake microphone" in out and "listened 3.0 s; speech 3.0 s (100%)" in out
