@@ -87,7 +87,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live session ends: the summary follows
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        sys.stdout = open(os.devnull, "w")
         return 0
     finally:
         if hasattr(source, "close"):
@@ -218,6 +218,9 @@ class LiveView:
         return lines
 
     def close(self) -> None:
-        if self.tty:
-            self.out.write("\x1b[?25h")  # the cursor back
-        self.out.flush()
+        try:
+            if self.tty:
+                self.out.write("\x1b[?25h")  # the cursor back
+            self.out.flush()
+        except OSError:  # the terminal or pipe is gone
+            pass
