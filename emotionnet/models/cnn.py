@@ -2,7 +2,9 @@
 
 The seed design (conv + ReLU blocks, pooling, a fully connected head) with
 what makes it generalise: batch norm, dropout and global pooling, which also
-frees the model from a fixed input length.
+frees the model from a fixed input length. `batch_norm=False` gives the plain
+conv (with bias) + ReLU + max-pool blocks of the seed design, which
+benchmarks/accuracy.py trains as the reference point.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from torch import nn
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, convs: int, pool: tuple[int, int]):
+    def __init__(
+        self, in_channels: int, out_channels: int, convs: int, pool: tuple[int, int], batch_norm: bool = True
+    ):
         layers: list[nn.Module] = []
         for i in range(convs):
-            layers += [
-                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
-            ]
+            conv = nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=not batch_norm)
+            layers += [conv, nn.BatchNorm2d(out_channels)] if batch_norm else [conv]
+            layers.append(nn.ReLU(inplace=True))
         layers.append(nn.MaxPool2d(pool))
         super().__init__(*layers)
 
@@ -32,12 +34,13 @@ class CNN(nn.Module):
         channels: tuple[int, ...] = (32, 64, 128, 128),
         convs_per_block: int = 1,
         dropout: float = 0.3,
+        batch_norm: bool = True,  # False: the plain conv + ReLU + pool blocks of the seed design
     ):
         super().__init__()
         blocks = []
         in_channels = 1
         for out_channels in channels:
-            blocks.append(ConvBlock(in_channels, out_channels, convs_per_block, (2, 2)))
+            blocks.append(ConvBlock(in_channels, out_channels, convs_per_block, (2, 2), batch_norm))
             in_channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)
