@@ -71,4 +71,5 @@ def load_model_file(path: str | Path) -> tuple[nn.Module, dict]:
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: weights do not match the architecture it describes ({exc})") from None
-    return model.eval(), meta
+    # Channels-last roughly halves CNN inference time on CPU (oneDNN's preferred layout).
+    return model.to(memory_format=torch.channels_last).eval(), meta

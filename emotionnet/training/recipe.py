@@ -26,7 +26,7 @@ from emotionnet.training.cache import cached_log_mels
 from emotionnet.training.trainer import EpochCallback, FitConfig, fit
 
 DEFAULT_ARCH_HPARAMS = {
-    "cnn": {"channels": [16, 32, 64, 128], "convs_per_block": 1, "dropout": 0.3},
+    "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
     "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
 }
 
