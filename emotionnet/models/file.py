@@ -35,6 +35,7 @@ def save_model_file(path: str | Path, model: nn.Module, metadata: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+    os.chmod(tmp, 0o644)  # a model file is meant to be shared; the temporary file was private
     os.replace(tmp, path)
 
 
