@@ -309,6 +309,18 @@ def tree_memory_mb(root: int) -> float:
     return total_kb / 1024
 
 
+# The child is started by a small process of its own: a child forked straight from this large
+# benchmark process would count the parent's pages, shared before exec, in its ru_maxrss.
+_PEAK_RSS_WRAPPER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_measured(command: Sequence[str], env: dict | None = None, log: Path | None = None,
                  sample_every: float | None = None) -> dict:
     """Run a command as a fresh process: its wall time, exit status and peak RSS (wait4 rusage).
@@ -323,8 +335,10 @@ def run_measured(command: Sequence[str], env: dict | None = None, log: Path | No
     peak_tree = [0.0]
     stop = threading.Event()
     try:
+        rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
         t0 = time.perf_counter()
-        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, "-c", _PEAK_RSS_WRAPPER, rss_file, *command],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
         sampler = None
         if sample_every and Path("/proc").is_dir():
             def sample() -> None:
@@ -341,7 +355,9 @@ def run_measured(command: Sequence[str], env: dict | None = None, log: Path | No
         if log:
             out.close()
     process.returncode = os.waitstatus_to_exitcode(status)
-    result = {"wall_s": wall, "rc": process.returncode, "peak_rss_mb": usage.ru_maxrss / 1024,
+    peak_kib = int(Path(rss_file).read_text() or 0) if Path(rss_file).stat().st_size else usage.ru_maxrss
+    Path(rss_file).unlink()
+    result = {"wall_s": wall, "rc": process.returncode, "peak_rss_mb": peak_kib / 1024,
               "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
     if sample_every:
         result["peak_tree_mb"] = peak_tree[0]
