@@ -106,7 +106,15 @@ def test_no_normalisation_leaves_values():
 
 def test_unknown_normalisation():
     with pytest.raises(ValueError, match="unknown normalisation"):
-        normalise(torch.zeros(64, 10), "global")
+        normalise(torch.zeros(64, 10), "per-speaker")
+
+
+def test_global_normalisation_keeps_the_spectral_shape():
+    features = log_mel(voiced(0.5), CONFIG)
+    out = normalise(features, "global")
+    assert abs(float(out.mean())) < 1e-4 and abs(float(out.std(unbiased=False)) - 1) < 0.01
+    # Differences between bands survive: per-band normalisation would erase them.
+    assert float(out.mean(dim=-1).std()) > 0.1
 
 
 def test_tile_frames_repeats_short_inputs():

@@ -58,9 +58,12 @@ def test_round_trip_gives_identical_outputs(tmp_path, arch):
     loaded, meta = load_model_file(path)
     assert not loaded.training
     assert type(loaded) is type(model)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name  # bit-identical weights and buffers
     x = _inputs()
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        # Loaded models run channels-last (faster on CPU), which only reorders the sums.
+        assert torch.allclose(loaded(x), model(x), atol=1e-5, rtol=0)
     assert meta["format"] == FORMAT == 1
     assert meta["labels"] == list(LABELS)
     assert meta["temperature"] == 1.3

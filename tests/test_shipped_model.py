@@ -6,7 +6,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from emotionnet import LABELS, load_model
 from emotionnet.inference.recognizer import default_model_path
