@@ -49,6 +49,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importa
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import peers  # noqa: E402
+from benchmarks.output import write_json  # noqa: E402
 from benchmarks.speed import file_sha256, machine_info, shown  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 
@@ -432,9 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_accuracy(args.data, only, args.seeds, args.epochs, args.steps_per_epoch, args.limit, shipped,
                           loco_corpora, Path(args.cache) if args.cache else None, args.retrain, not args.quiet)
     print(format_markdown(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

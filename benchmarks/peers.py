@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.output import write_json  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, find_records, select  # noqa: E402
 from emotionnet.corpora.records import Record  # noqa: E402
 from emotionnet.evaluation.metrics import report, summary  # noqa: E402
@@ -528,9 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        loco=not args.no_loco,
                        class_weight=None if args.class_weight == "none" else args.class_weight, workers=args.workers)
     print(format_table(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import platform
 import random
@@ -52,6 +51,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importa
 import soundfile  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.output import write_json  # noqa: E402
 from emotionnet.audio import load_audio  # noqa: E402
 from emotionnet.features import log_mel  # noqa: E402
 from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path  # noqa: E402
@@ -631,9 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_speed(model, args.data, args.clips, args.long_seconds, args.threads, backends, args.repeat,
                        args.cold_runs, not args.no_opensmile, gpu_steps=args.gpu_steps, generated=args.generated)
     print(format_markdown(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

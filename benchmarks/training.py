@@ -26,7 +26,6 @@ features cached) is about the warm run of the full recipe.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.output import write_json  # noqa: E402
 from benchmarks.peers import DEFAULT_DATA, limited, resolve_data  # noqa: E402
 from benchmarks.speed import machine_info, run_measured  # noqa: E402
 
@@ -214,9 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"training: error: {exc}", file=sys.stderr)
         return 1
     print(format_markdown(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 
