@@ -165,12 +165,12 @@ class EmotionRecognizer:
         timelines = []
         for i, scored in enumerate(self.score_windows(mels, window, hop)):
             duration = durations[i] if durations else scored.frames * step
-            probs = torch.softmax(scored.logits.float() / self.temperature, dim=-1).numpy()
+            probs = scored.window_probabilities(self.temperature)
             segments = [
                 Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
                 for s, sp, p in zip(scored.starts, scored.speech, probs)
             ]
-            overall = Prediction.from_probabilities(probs[scored.chosen].mean(axis=0))
+            overall = Prediction.from_probabilities(scored.clip_probabilities(self.temperature))
             timelines.append(Timeline(duration, overall, segments, any(scored.speech)))
         return timelines
 
@@ -209,6 +209,13 @@ class ScoredWindows:
         """The windows the overall answer averages: the speech ones, or all if none is."""
         speech = np.array(self.speech)
         return speech if speech.any() else np.ones_like(speech)
+
+    def window_probabilities(self, temperature: float) -> np.ndarray:
+        return torch.softmax(self.logits.float() / temperature, dim=-1).numpy()
+
+    def clip_probabilities(self, temperature: float) -> np.ndarray:
+        """The clip's answer: the mean calibrated probabilities of its chosen windows."""
+        return self.window_probabilities(temperature)[self.chosen].mean(axis=0)
 
 
 def load_model(path: str | Path | None = None, backend: str = "torch") -> EmotionRecognizer:

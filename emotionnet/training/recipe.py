@@ -56,10 +56,7 @@ def _labels(records: list[Record]) -> np.ndarray:
 
 def clip_probabilities(scored: list[ScoredWindows], temperature: float) -> np.ndarray:
     """(clips, classes): each clip's mean calibrated probability over its chosen windows."""
-    return np.stack([
-        torch.softmax(s.logits[torch.from_numpy(s.chosen)].float() / temperature, dim=-1).mean(dim=0).numpy()
-        for s in scored
-    ])
+    return np.stack([s.clip_probabilities(temperature) for s in scored])
 
 
 def calibrate_temperature(scored: list[ScoredWindows], labels: np.ndarray) -> float:
