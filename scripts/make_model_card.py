@@ -88,7 +88,7 @@ def render(path: Path) -> str:
         "",
         "## Reproduce",
         "```bash",
-        f"emotionnet train ../shared/data --out {path.name}",
+        f"emotionnet train ../shared/data --arch {model['arch']} --out {path.name}",
         f"emotionnet evaluate ../shared/data --model {path.name}",
         "```",
         "Seeds are fixed; multi-threaded CPU kernels are not bit-reproducible, so a retrained model's figures "

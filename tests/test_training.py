@@ -48,7 +48,7 @@ def generated(tmp_path_factory):
 def trained(generated):
     out = generated / "toy.safetensors"
     code = main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), "--epochs", "2",
-                 "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0",
+                 "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0",
                  "--quiet"])
     assert code == 0
     return out
@@ -84,7 +84,7 @@ def test_train_resumes_from_its_checkpoint(trained, generated, capsys):
     before = load_model_file(trained)[1]["training"]["history"]
     # Without --quiet: the trainer only announces a resume when it shows progress.
     code = main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(trained), "--epochs", "2",
-                 "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0"])
+                 "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0"])
     assert code == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "after epoch 2" in out

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command, load_collection
 
-EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-cnn.safetensors     the default recipe
-  emotionnet train ../shared/data --arch crnn --epochs 20
+EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
+  emotionnet train ../shared/data --arch cnn --epochs 20
   emotionnet train --manifest mine.csv --out mine.safetensors
 Re-running the same command resumes from OUT.ckpt after an interruption."""
 
@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p = add_command(sub, "train", "Train a model; writes one self-describing .safetensors file.", EXAMPLES)
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
-    p.add_argument("--arch", choices=("cnn", "crnn"), default="cnn")
+    p.add_argument("--arch", choices=("cnn", "crnn"), default="crnn",
+                   help="crnn (default: the shipped model's) or cnn")
     p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=32)

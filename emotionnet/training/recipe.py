@@ -33,7 +33,7 @@ DEFAULT_ARCH_HPARAMS = {
 
 @dataclass
 class Recipe:
-    arch: str = "cnn"
+    arch: str = "crnn"
     hparams: dict = field(default_factory=dict)  # merged over DEFAULT_ARCH_HPARAMS[arch]
     window: float = 3.0  # seconds the model sees at once
     hop: float = 1.5  # seconds between windows of longer audio
