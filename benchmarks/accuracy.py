@@ -50,8 +50,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importa
 
 from benchmarks import peers  # noqa: E402
 from benchmarks.output import write_json  # noqa: E402
-from benchmarks.speed import file_sha256, machine_info, shown  # noqa: E402
+from benchmarks.speed import machine_info, shown  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
+from emotionnet.digest import file_digest  # noqa: E402
 
 CORPORA = peers.CORPORA
 TITLES = peers.CORPUS_TITLES
@@ -173,7 +174,7 @@ def run_neural(method: str, seeds: Sequence[int], collection: Collection, cache:
         path, meta, reused = train_or_reuse(method, seed, collection, recipe, cache, retrain, progress)
         training = meta["training"]
         runs.append({
-            "seed": seed, "model_file": path.name, "sha256": file_sha256(path), "reused": reused,
+            "seed": seed, "model_file": path.name, "sha256": file_digest(path, "sha256"), "reused": reused,
             "parameters": meta["model"]["parameters"], "epochs": training["epochs"],
             "best_epoch": training["best_epoch"], "train_seconds": training["wall_seconds"],
             "wall_seconds_this_run": round(time.perf_counter() - began, 1),
@@ -191,7 +192,7 @@ def run_shipped(model: Path, records: list[Record], collection: Collection, prog
     recognizer = EmotionRecognizer(model)
     report = evaluate_records(recognizer, select(records, "test"), "test", dict(collection.skipped),
                               collection.excluded, progress=progress)
-    run = {"seed": None, "model_file": shown(model), "sha256": file_sha256(model),
+    run = {"seed": None, "model_file": shown(model), "sha256": file_digest(model, "sha256"),
            "parameters": recognizer.metadata["model"].get("parameters"), "test": _figures(report)}
     return {"title": TITLE["shipped"], "runs": [run], "test": aggregate([run]), "report": report}
 

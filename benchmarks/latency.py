@@ -21,7 +21,6 @@ average, since a busy machine inflates both figures. Not run by CI.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from emotionnet.digest import file_digest  # noqa: E402
 
 
 def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
@@ -51,14 +52,6 @@ def percentiles(values: list[float]) -> dict:
     array = np.array(values)
     return {"n": len(values), "median_ms": round(float(np.median(array)), 2),
             "p95_ms": round(float(np.percentile(array, 95)), 2), "max_ms": round(float(array.max()), 2)}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def measure(model: str | None, seconds: float, hop: float, window: float | None, threads: int,
@@ -85,7 +78,7 @@ def measure(model: str | None, seconds: float, hop: float, window: float | None,
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {
         "benchmark": "live latency",
-        "model": {"file": str(recognizer.model_file.name), "sha256": file_sha256(recognizer.model_file),
+        "model": {"file": str(recognizer.model_file.name), "sha256": file_digest(recognizer.model_file, "sha256"),
                   "arch": recognizer.metadata.get("model", {}).get("arch")},
         "audio": {"source": audio_file or "generated speech-like signal", "seconds": round(audio.size / SAMPLE_RATE, 2)},
         "window": engine.window, "hop": engine.hop, "threads": threads,

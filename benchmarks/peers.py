@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import json
 import multiprocessing
 import os
@@ -49,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importa
 from benchmarks.output import write_json  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, find_records, select  # noqa: E402
 from emotionnet.corpora.records import Record  # noqa: E402
+from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import report, summary  # noqa: E402
 from emotionnet.labels import LABEL_INDEX  # noqa: E402
 
@@ -99,14 +99,6 @@ def cache_dir(feature_set: str) -> Path:
 
 
 # --------------------------------------------------------------------------- extraction
-
-def file_sha1(path: str | os.PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 _SMILE = None
 
@@ -212,7 +204,7 @@ def extract_features(
 
     workers = max(1, min(int(workers), MAX_WORKERS))
     folder = cache_dir(feature_set)
-    hashes = {p: file_sha1(p) for p in paths}
+    hashes = {p: file_digest(p) for p in paths}
     _, index = _read_cache(folder)
     missing = sorted({sha: p for p, sha in hashes.items() if sha not in index.get("clips", {})}.items())
     meta = {"opensmile_version": opensmile.__version__, "feature_level": "Functionals", "sample_rate": 16_000}

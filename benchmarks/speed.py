@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import os
 import platform
 import random
@@ -53,6 +52,7 @@ import torch  # noqa: E402
 
 from benchmarks.output import write_json  # noqa: E402
 from emotionnet.audio import load_audio  # noqa: E402
+from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.features import log_mel  # noqa: E402
 from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path  # noqa: E402
 from emotionnet.models import count_parameters  # noqa: E402
@@ -107,20 +107,12 @@ def machine_info() -> dict:
     }
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_info(path: Path) -> dict:
     recognizer = EmotionRecognizer(path)
     meta = recognizer.metadata
     size = path.stat().st_size
     return {
-        "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_sha256(path),
+        "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_digest(path, "sha256"),
         "arch": meta["model"]["arch"], "hparams": meta["model"].get("hparams", {}),
         "parameters": count_parameters(recognizer.scorer),
         "window_s": recognizer.window, "hop_s": recognizer.hop,

@@ -8,9 +8,9 @@ Every figure comes from the file, so the card cannot drift from the model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
+from emotionnet.digest import file_digest
 from emotionnet.models.file import read_model_file
 
 CORPORA = {
@@ -34,7 +34,7 @@ def _row(name: str, m: dict) -> str:
 def render(path: Path) -> str:
     _, meta = read_model_file(path)
     model, training, features = meta["model"], meta["training"], meta["features"]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_digest(path, "sha256")
     recipe = training.get("recipe", {})
     fit = recipe.get("fit", {})
     lines = [

@@ -14,9 +14,10 @@ from conftest import SHARED_DATA, voiced, write_wav
 from emotionnet import EmotionRecognizer
 from emotionnet.audio import load_audio
 from emotionnet.cli.main import main
+from emotionnet.digest import file_digest
 from emotionnet.features import log_mel
 from emotionnet.inference import onnx_backend
-from emotionnet.inference.onnx_backend import OnnxScorer, export_onnx, file_sha1, read_onnx_metadata
+from emotionnet.inference.onnx_backend import OnnxScorer, export_onnx, read_onnx_metadata
 from emotionnet.inference.windows import cut_windows
 from emotionnet.models.file import load_model_file
 
@@ -65,7 +66,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     import onnx
 
     model, metadata = load_model_file(tiny_model_file)
-    out = export_onnx(model, metadata, tmp_path / "tiny.onnx", source_sha1=file_sha1(tiny_model_file))
+    out = export_onnx(model, metadata, tmp_path / "tiny.onnx", source_sha1=file_digest(tiny_model_file))
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
     (graph_input,) = proto.graph.input
@@ -77,7 +78,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     assert [d.dim_value for d in dims[1:]] == [64, frames]
     props = read_onnx_metadata(out)
     assert json.loads(props["emotionnet"]) == metadata
-    assert props["emotionnet.model_sha1"] == file_sha1(tiny_model_file)
+    assert props["emotionnet.model_sha1"] == file_digest(tiny_model_file)
 
 
 def test_onnxruntime_matches_torch_logits(tmp_path, tiny_model_file, clips):
@@ -111,7 +112,7 @@ def test_the_crnn_exports_too(tmp_path):
 
 def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
     recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    cached = cache / f"{file_sha1(model_copy)}.onnx"
+    cached = cache / f"{file_digest(model_copy)}.onnx"
     assert recognizer.scorer.source == cached and cached.is_file()
 
     def refuse(*args, **kwargs):
@@ -139,7 +140,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     export_onnx(model, metadata, sibling, source_sha1="0" * 40)
     with pytest.warns(UserWarning, match="was not exported from"):
         recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert recognizer.scorer.source == cache / f"{file_sha1(model_copy)}.onnx"
+    assert recognizer.scorer.source == cache / f"{file_digest(model_copy)}.onnx"
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     assert main(["predict", str(clip), "--model", str(model_copy), "--backend", "onnx", "--json"]) == 0
     (line,) = capsys.readouterr().err.splitlines()

@@ -30,7 +30,8 @@ def run(args) -> int:
     import torch
 
     from emotionnet.cli.common import load_recognizer
-    from emotionnet.inference.onnx_backend import OnnxBackendError, OnnxScorer, export_onnx, file_sha1
+    from emotionnet.digest import file_digest
+    from emotionnet.inference.onnx_backend import OnnxBackendError, OnnxScorer, export_onnx
 
     out = Path(args.onnx)
     if out.suffix.lower() != ".onnx":
@@ -39,7 +40,7 @@ def run(args) -> int:
     model, metadata = recognizer.scorer, recognizer.metadata
     n_mels, frames = recognizer.features.n_mels, recognizer.frames(recognizer.window)
     try:
-        export_onnx(model, metadata, out, source_sha1=file_sha1(recognizer.model_file))
+        export_onnx(model, metadata, out, source_sha1=file_digest(recognizer.model_file))
         scorer = OnnxScorer(out, n_mels, frames)
     except OSError as exc:
         raise CLIError(f"{out}: cannot write ({exc.strerror or exc})") from None

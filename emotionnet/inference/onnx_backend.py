@@ -25,7 +25,6 @@ The torch.export-based exporter is tried only if that one is missing or fails.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotionnet.digest import file_digest
 from emotionnet.models.file import METADATA_KEY
 
 OPSET = 17
@@ -48,14 +48,6 @@ class OnnxBackendError(RuntimeError):
 
 class StaleOnnxWarning(UserWarning):
     """An .onnx next to a model file that was exported from another model file."""
-
-
-def file_sha1(path: str | Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:
@@ -158,7 +150,7 @@ def _matches(onnx_path: Path, sha1: str) -> bool:
 def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) -> Path | None:
     """The .onnx for a model file: its sibling, else the cache (exporting once). None if not writable."""
     model_file = Path(model_file)
-    sha1 = file_sha1(model_file)
+    sha1 = file_digest(model_file)
     sibling = model_file.with_suffix(".onnx")
     if sibling.is_file():
         if _matches(sibling, sha1):

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from emotionnet.audio import AudioError, load_audio
+from emotionnet.digest import file_digest
 from emotionnet.features import FeatureConfig, log_mel
 
 
@@ -58,7 +59,7 @@ def cached_log_mels(
     folder = cache_root() / "features" / _config_key(config)
     targets = []
     for path in paths:
-        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "missing"
+        digest = file_digest(path) if Path(path).is_file() else "missing"
         targets.append(str(folder / digest[:2] / f"{digest}.npy"))
     jobs = [(p, t, config) for p, t in zip(paths, targets) if not os.path.exists(t)]
     errors: dict[str, str] = {}
