@@ -2,18 +2,20 @@
 
 What it trains and scores (test split of ../shared/data, DESIGN.md protocol v1):
 
-- peers: openSMILE eGeMAPSv02 + RBF SVM and ComParE_2016 + linear SVM
-  (benchmarks/peers.py, `run_peers`);
+- peers: openSMILE eGeMAPSv02 + RBF SVM and ComParE_2016 + linear SVM, and the
+  latter with features standardised per speaker (benchmarks/peers.py, `run_peers`);
 - seed_cnn: the seed design, a plain 4-block CNN 32-64-128-128 (conv + ReLU +
   max-pool, no batch norm), a linear head, no augmentation, batch 32, 18 epochs
   (DESIGN.md reference: 0.634 test UAR). The closest configuration of our `cnn`:
   it keeps the package's log-mel front end, mean+max pooling over time before
   the head and dropout 0.3 (see SEED_CNN below);
 - cnn and crnn: EmotionNet's default recipe for each architecture;
-- shipped (with --shipped): the model file as it is, evaluated, not trained;
+- shipped (with --shipped): the model file as it is, evaluated, not trained; a
+  speaker-normalised model twice, reading each clip against its speaker's test
+  clips (as `emotionnet evaluate` does) and every clip alone;
 - loco: leave-one-corpus-out, train on the other corpora's train (and val, for
   model selection) splits, test on the held-out corpus's test split, for the
-  peers and for `cnn` (first seed only).
+  peers and for `crnn`, the shipped architecture (first seed only).
 
 Each neural method is trained once per seed (default 0, 1, 2) and reported as
 mean ± standard deviation (sample std, ddof=1) of test UAR, accuracy and macro-F1,
@@ -61,7 +63,8 @@ ONLY_CHOICES = ("peers", *NEURAL, "loco")
 MARGIN = 0.05  # DESIGN.md: beat each peer by >= 5 UAR points on every corpus (and overall)
 
 SEED_CNN = {"arch": "cnn", "hparams": {"channels": [32, 64, 128, 128], "batch_norm": False}, "augment": False,
-            "epochs": 18}
+            "epochs": 18, "normalisation": "utterance"}  # the seed power-normalised each spectrogram on its own
+LOCO_METHOD = "crnn"
 REFERENCE_UAR = {  # DESIGN.md, "Reference figures on split v1" (measured 2026-11-27 on the 2-core machine)
     **peers.REFERENCE_UAR,
     "seed_cnn": {"overall": 0.634, "crema-d": 0.565, "ravdess": 0.552, "tess": 0.994, "savee": 0.239},
@@ -69,10 +72,12 @@ REFERENCE_UAR = {  # DESIGN.md, "Reference figures on split v1" (measured 2026-1
 TITLE = {
     "egemaps_rbf_svm": "openSMILE eGeMAPSv02 + RBF SVM",
     "compare_linear_svm": "openSMILE ComParE_2016 + linear SVM",
+    "compare_linear_svm_speaker": "openSMILE ComParE_2016 standardised per speaker + linear SVM",
     "seed_cnn": "seed CNN (plain, 32-64-128-128, no aug.)",
     "cnn": "EmotionNet cnn (default recipe)",
     "crnn": "EmotionNet crnn (default recipe)",
     "shipped": "EmotionNet shipped model file",
+    "shipped_clip": "EmotionNet shipped model file, each clip alone",
 }
 
 
@@ -85,10 +90,12 @@ def default_cache() -> Path:
 # --------------------------------------------------------------------------- training
 
 def recipe_for(method: str, seed: int, epochs: int | None = None, steps_per_epoch: int | None = None):
+    from emotionnet.features import FeatureConfig
     from emotionnet.training.recipe import Recipe
 
     if method == "seed_cnn":
-        recipe = Recipe(arch=SEED_CNN["arch"], hparams=copy.deepcopy(SEED_CNN["hparams"]), augment=SEED_CNN["augment"])
+        recipe = Recipe(arch=SEED_CNN["arch"], hparams=copy.deepcopy(SEED_CNN["hparams"]), augment=SEED_CNN["augment"],
+                        features=FeatureConfig(normalisation=SEED_CNN["normalisation"]))
         recipe.fit.epochs = SEED_CNN["epochs"]
         recipe.fit.patience = SEED_CNN["epochs"]  # the reference ran all its epochs
     elif method in ("cnn", "crnn"):
@@ -185,21 +192,28 @@ def run_neural(method: str, seeds: Sequence[int], collection: Collection, cache:
     return {"title": TITLE[method], "recipe": recipe, "seeds": list(seeds), "runs": runs, "test": aggregate(runs)}
 
 
-def run_shipped(model: Path, records: list[Record], collection: Collection, progress: bool) -> dict:
+def run_shipped(model: Path, records: list[Record], collection: Collection, progress: bool) -> dict[str, dict]:
+    """The model file evaluated as `emotionnet evaluate` does, and with every clip alone if that differs."""
     from emotionnet.evaluation.evaluate import evaluate_records
     from emotionnet.inference.recognizer import EmotionRecognizer
 
     recognizer = EmotionRecognizer(model)
-    report = evaluate_records(recognizer, select(records, "test"), "test", dict(collection.skipped),
-                              collection.excluded, progress=progress)
-    run = {"seed": None, "model_file": shown(model), "sha256": file_digest(model, "sha256"),
-           "parameters": recognizer.metadata["model"].get("parameters"), "test": _figures(report)}
-    return {"title": TITLE["shipped"], "runs": [run], "test": aggregate([run]), "report": report}
+    contexts = {"shipped": "speaker"}
+    if recognizer.features.normalisation == "speaker":
+        contexts["shipped_clip"] = "clip"
+    entries = {}
+    for name, context in contexts.items():
+        report = evaluate_records(recognizer, select(records, "test"), "test", dict(collection.skipped),
+                                  collection.excluded, progress=progress, context=context)
+        run = {"seed": None, "model_file": shown(model), "sha256": file_digest(model, "sha256"),
+               "parameters": recognizer.metadata["model"].get("parameters"), "test": _figures(report)}
+        entries[name] = {"title": TITLE[name], "runs": [run], "test": aggregate([run]), "report": report}
+    return entries
 
 
-def run_loco_cnn(records: list[Record], collection: Collection, corpora: Sequence[str], seed: int, cache: Path,
-                 epochs, steps_per_epoch, retrain: bool, progress: bool) -> dict:
-    """Train `cnn` on the other corpora (train + val), test on the held-out corpus's test split."""
+def run_loco(records: list[Record], collection: Collection, corpora: Sequence[str], seed: int, cache: Path,
+             epochs, steps_per_epoch, retrain: bool, progress: bool) -> dict:
+    """Train LOCO_METHOD on the other corpora (train + val), test on the held-out corpus's test split."""
     from emotionnet.evaluation.evaluate import evaluate_records
     from emotionnet.evaluation.metrics import summary
     from emotionnet.inference.recognizer import EmotionRecognizer
@@ -211,8 +225,9 @@ def run_loco_cnn(records: list[Record], collection: Collection, corpora: Sequenc
         if not train or not test:
             continue
         subset = Collection(records=train, skipped=collection.skipped, excluded=collection.excluded)
-        recipe = recipe_for("cnn", seed, epochs, steps_per_epoch)
-        path, meta, reused = train_or_reuse(f"loco-{held_out}-cnn", seed, subset, recipe, cache, retrain, progress)
+        recipe = recipe_for(LOCO_METHOD, seed, epochs, steps_per_epoch)
+        path, meta, reused = train_or_reuse(f"loco-{held_out}-{LOCO_METHOD}", seed, subset, recipe, cache, retrain,
+                                            progress)
         report = evaluate_records(EmotionRecognizer(path), test, "test", progress=progress)
         figures = report["per_corpus"].get(held_out) or summary([], [])
         table[held_out] = {**figures, "train_clips": meta["training"]["clips"]["train"], "model_file": path.name,
@@ -273,10 +288,10 @@ def run_accuracy(
     if shipped is not None:
         if progress:
             print(f"accuracy: evaluating {shown(shipped)}", file=sys.stderr, flush=True)
-        result["methods"]["shipped"] = run_shipped(shipped, records, subset, progress)
+        result["methods"].update(run_shipped(shipped, records, subset, progress))
     if "loco" in only:
-        result["loco"]["cnn"] = run_loco_cnn(records, subset, loco_corpora, seeds[0], cache, epochs,
-                                             steps_per_epoch, retrain, progress)
+        result["loco"][LOCO_METHOD] = run_loco(records, subset, loco_corpora, seeds[0], cache, epochs,
+                                               steps_per_epoch, retrain, progress)
     result["verdicts"] = verdicts(result)
     return result
 
@@ -290,7 +305,7 @@ def _uar(entry: dict, column: str) -> float | None:
 def verdicts(result: dict) -> list[str]:
     """Plain sentences: does EmotionNet beat each peer by >= 5 points everywhere, and the seed CNN?"""
     methods = result["methods"]
-    ours = [m for m in ("cnn", "crnn", "shipped") if m in methods]
+    ours = [m for m in ("cnn", "crnn", "shipped", "shipped_clip") if m in methods]
     peer_names = [m for m in peers.METHODS if m in methods]
     columns = ["overall", *CORPORA]
     lines = []
@@ -374,7 +389,7 @@ def format_markdown(result: dict) -> str:
         lines += ["", f"Shipped model `{run['model_file']}`, sha256 `{run['sha256']}`."]
     if result["loco"]:
         lines += ["", "Leave-one-corpus-out test UAR (train: the other corpora; test: the held-out corpus's test "
-                      "split; cnn: first seed):", "",
+                      "split; neural: first seed):", "",
                   "| method | CREMA-D | RAVDESS | TESS | SAVEE |", "| --- | --- | --- | --- | --- |"]
         for name, table in result["loco"].items():
             cells = [f"{table[c]['uar']:.3f}" if c in table else "-" for c in CORPORA]

@@ -1,9 +1,13 @@
 """Classic peers on split v1: openSMILE functionals + SVM, the baselines EmotionNet must beat.
 
-Two methods (DESIGN.md, "Reference figures on split v1"):
+Two methods (DESIGN.md, "Reference figures on split v1"), and the second again
+with its features standardised per speaker, the peer of EmotionNet's speaker
+normalisation (DESIGN.md measured 0.740 for it):
 
 - openSMILE eGeMAPSv02 functionals (88) + RBF SVM (C=3, gamma=0.01)
 - openSMILE ComParE_2016 functionals (6,373) + linear SVM (LinearSVC, C=1e-4)
+- the same, each speaker's clips first standardised with that speaker's own
+  mean and standard deviation (every split: it uses the audio, never the labels)
 
 Both use class_weight="balanced" (that reproduces the reference figures) and
 are trained on the `train` split only, with a StandardScaler fitted on
@@ -70,6 +74,13 @@ METHODS: dict[str, dict] = {
         "feature_set": "ComParE_2016",
         "classifier": "sklearn.svm.LinearSVC",
         "params": {"C": 1e-4},
+    },
+    "compare_linear_svm_speaker": {
+        "title": "openSMILE ComParE_2016 (6,373), standardised per speaker, + linear SVM (C=1e-4)",
+        "feature_set": "ComParE_2016",
+        "classifier": "sklearn.svm.LinearSVC",
+        "params": {"C": 1e-4},
+        "per_speaker": True,
     },
 }
 
@@ -294,10 +305,17 @@ def limited(records: Sequence[Record], limit: int | None, seed: int = 0) -> list
     return chosen
 
 
-def _matrix(records: Sequence[Record], vectors: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _matrix(
+    records: Sequence[Record], vectors: dict[str, np.ndarray], per_speaker: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     kept = [r for r in records if r.path in vectors]
     x = np.stack([vectors[r.path] for r in kept]).astype(np.float64) if kept else np.zeros((0, 0))
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if per_speaker:
+        groups = np.array([r.group for r in kept])
+        for group in set(groups.tolist()):
+            rows = groups == group
+            x[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-8)
     y = np.array([LABEL_INDEX[r.emotion] for r in kept], dtype=int)
     corpora = np.array([r.corpus for r in kept])
     return x, y, corpora
@@ -334,10 +352,11 @@ def leave_one_corpus_out(
 ) -> dict[str, dict]:
     """Train on the train split of every other corpus, test on the held-out corpus's test split."""
     train, test = select(list(records), "train"), select(list(records), "test")
+    per_speaker = METHODS[method].get("per_speaker", False)
     table = {}
     for held_out in corpora:
-        x_tr, y_tr, _ = _matrix([r for r in train if r.corpus != held_out], vectors)
-        x_te, y_te, _ = _matrix([r for r in test if r.corpus == held_out], vectors)
+        x_tr, y_tr, _ = _matrix([r for r in train if r.corpus != held_out], vectors, per_speaker)
+        x_te, y_te, _ = _matrix([r for r in test if r.corpus == held_out], vectors, per_speaker)
         if not len(x_tr) or not len(x_te) or len(set(y_tr.tolist())) < 2:
             continue
         (pred,), fit_s = _fit_predict(method, x_tr, y_tr, [x_te], seed, class_weight)
@@ -407,9 +426,10 @@ def run_peers(
             features[feature_set] = vectors
             result["extraction"][feature_set] = timing
         vectors = features[feature_set]
-        x_tr, y_tr, _ = _matrix(splits["train"], vectors)
-        x_va, y_va, c_va = _matrix(splits["val"], vectors)
-        x_te, y_te, c_te = _matrix(splits["test"], vectors)
+        per_speaker = METHODS[method].get("per_speaker", False)
+        x_tr, y_tr, _ = _matrix(splits["train"], vectors, per_speaker)
+        x_va, y_va, c_va = _matrix(splits["val"], vectors, per_speaker)
+        x_te, y_te, c_te = _matrix(splits["test"], vectors, per_speaker)
         print(f"peers: {method}: training on {len(y_tr)} clips", file=sys.stderr)
         entry = {**{k: v for k, v in METHODS[method].items()}, "class_weight": class_weight, "seeds": {}}
         for i, seed in enumerate(seeds):

@@ -8,12 +8,16 @@ both stay identical to scoring the window's audio from scratch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-NORMALISATIONS = ("none", "utterance", "global")
+from emotionnet.inference import vad
+
+NORMALISATIONS = ("none", "utterance", "global", "speaker")
+VARIANCE_FLOOR = 0.01  # keeps near-constant bands (band-limited audio) from blowing up noise
 
 
 @dataclass(frozen=True)
@@ -111,22 +115,61 @@ def log_mel(audio: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Te
     return torch.log(torch.matmul(bank, power) + config.log_offset)
 
 
-def normalise(features: torch.Tensor, mode: str) -> torch.Tensor:
-    """Mean/variance normalisation over time, per band (`utterance`) or over all bands (`global`).
+@dataclass(frozen=True)
+class BandStats:
+    """Per-band mean and standard deviation of log-mel frames, each shaped (n_mels, 1)."""
 
-    `utterance` removes a recording channel's colouring along with the speaker's
-    long-term spectrum; `global` removes only the level, so the spectral tilt
-    that rises with vocal effort survives.
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def from_sums(cls, count: float, total: torch.Tensor, squares: torch.Tensor) -> BandStats:
+        """From the frame count and the per-band sums of values and of squared values."""
+        mean = total / count
+        var = (squares / count - mean.square()).clamp(min=0)
+        return cls(mean[:, None].float(), torch.sqrt(var + VARIANCE_FLOOR)[:, None].float())
+
+
+def band_sums(log_mel: torch.Tensor | np.ndarray) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Frame count and per-band sums (values, squares) over the speech frames of one log-mel.
+
+    Silence is left out so the share of pauses in a recording does not move the
+    statistics; a clip with no frame the energy gate calls speech uses all its frames.
+    """
+    mel = torch.as_tensor(log_mel).double()
+    speech = vad.speech_frames(vad.frame_levels(mel))
+    if speech.any():
+        mel = mel[:, speech]
+    return float(mel.shape[-1]), mel.sum(dim=-1), mel.square().sum(dim=-1)
+
+
+def band_stats(log_mels: Sequence[torch.Tensor | np.ndarray]) -> BandStats:
+    """Statistics pooled over the speech of several un-normalised log-mels (a speaker's clips)."""
+    sums = [band_sums(mel) for mel in log_mels]
+    return BandStats.from_sums(sum(s[0] for s in sums), sum(s[1] for s in sums), sum(s[2] for s in sums))
+
+
+def normalise(features: torch.Tensor, mode: str, stats: BandStats | None = None) -> torch.Tensor:
+    """Mean/variance normalisation per band.
+
+    `utterance` uses the window's own statistics over time: it removes a recording
+    channel's colouring along with the speaker's long-term spectrum. `global` pools
+    all bands, so the spectral tilt that rises with vocal effort survives.
+    `speaker` uses `stats` of the speaker's (or stream's) speech, so what makes this
+    clip louder, brighter or more varied than the speaker's usual voice survives;
+    without `stats` the features are their own context.
     """
     if mode == "none":
         return features
     if mode not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALISATIONS}")
+    if mode == "speaker":
+        stats = stats or band_stats([features])
+        return (features - stats.mean) / stats.std
     dims = (-1,) if mode == "utterance" else (-2, -1)
     mean = features.mean(dim=dims, keepdim=True)
     var = features.var(dim=dims, keepdim=True, unbiased=False)
-    # The floor keeps near-constant bands (band-limited audio) from blowing up noise.
-    return (features - mean) / torch.sqrt(var + 0.01)
+    return (features - mean) / torch.sqrt(var + VARIANCE_FLOOR)
 
 
 def tile_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
@@ -138,6 +181,8 @@ def tile_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
     return features[..., :frames]
 
 
-def model_input(features: torch.Tensor, config: FeatureConfig, frames: int) -> torch.Tensor:
+def model_input(
+    features: torch.Tensor, config: FeatureConfig, frames: int, stats: BandStats | None = None
+) -> torch.Tensor:
     """Normalise an un-normalised log-mel window, then fit it to the model's frame count."""
-    return tile_frames(normalise(features, config.normalisation), frames)
+    return tile_frames(normalise(features, config.normalisation, stats), frames)

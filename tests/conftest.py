@@ -36,8 +36,7 @@ def speech_like() -> np.ndarray:
     return voiced()
 
 
-@pytest.fixture(scope="session")
-def tiny_model_file(tmp_path_factory) -> Path:
+def make_tiny_model_file(path: Path, normalisation: str = "utterance") -> Path:
     """An untrained but complete model file: for plumbing tests, not for accuracy."""
     import torch
 
@@ -48,10 +47,9 @@ def tiny_model_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     hparams = {"channels": [8, 16], "convs_per_block": 1, "dropout": 0.0, "n_mels": 64}
     model = build_model("cnn", **hparams).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model_file(path, model, {
         "sample_rate": 16_000,
-        "features": FeatureConfig().to_dict(),
+        "features": FeatureConfig(normalisation=normalisation).to_dict(),
         "model": {"arch": "cnn", "hparams": hparams, "parameters": count_parameters(model)},
         "inference": {"window": 3.0, "hop": 1.5},
         "temperature": 1.0,
@@ -59,6 +57,17 @@ def tiny_model_file(tmp_path_factory) -> Path:
         "metrics": {},
     })
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_speaker_model_file(tmp_path_factory) -> Path:
+    """The same, normalised per speaker."""
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny-speaker.safetensors", "speaker")
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16_000, **kwargs) -> Path:

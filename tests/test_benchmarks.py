@@ -184,18 +184,20 @@ def test_accuracy_smoke(tiny_model_file, tmp_path, private_cache, capsys):
     assert "| method | overall | CREMA-D | RAVDESS | TESS | SAVEE |" in table and "### Verdicts" in table
     result = json.loads(out.read_text())
     assert result["split"] == "v1"
-    expected = {"seed_cnn", "cnn", "crnn", "shipped"} | ({"egemaps_rbf_svm", "compare_linear_svm"} if with_peers else set())
+    peer_names = {"egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker"}
+    expected = {"seed_cnn", "cnn", "crnn", "shipped"} | (peer_names if with_peers else set())
     assert set(result["methods"]) == expected
     for name, entry in result["methods"].items():
         assert set(entry["test"]["per_corpus"]) == {"crema-d", "ravdess", "tess", "savee"}, name
         for metric in ("uar", "accuracy", "macro_f1"):
             assert 0.0 <= entry["test"]["overall"][metric]["mean"] <= 1.0
     assert result["methods"]["seed_cnn"]["recipe"]["hparams"]["batch_norm"] is False
+    assert result["methods"]["seed_cnn"]["recipe"]["features"]["normalisation"] == "utterance"
     assert not any(r["reused"] for r in result["methods"]["cnn"]["runs"])
     assert any("beats the seed CNN" in v or "vs the seed CNN" in v for v in result["verdicts"])
     if with_peers:
-        assert set(result["loco"]) == {"egemaps_rbf_svm", "compare_linear_svm", "cnn"}
-        assert set(result["loco"]["cnn"]) == {"savee"}
+        assert set(result["loco"]) == peer_names | {"crnn"}
+        assert set(result["loco"]["crnn"]) == {"savee"}
         assert any("beats egemaps_rbf_svm by >= 5 UAR points" in v for v in result["verdicts"])
     assert str(REPO_ROOT) not in out.read_text() and str(tmp_path) not in out.read_text()  # no absolute paths
 

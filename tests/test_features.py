@@ -7,7 +7,16 @@ import pytest
 import torch
 from conftest import voiced
 
-from emotionnet.features import FeatureConfig, log_mel, mel_filterbank, model_input, normalise, tile_frames
+from emotionnet.features import (
+    FeatureConfig,
+    band_stats,
+    log_mel,
+    mel_filterbank,
+    model_input,
+    normalise,
+    tile_frames,
+)
+from emotionnet.inference import vad
 
 CONFIG = FeatureConfig()
 
@@ -143,3 +152,32 @@ def test_model_input_normalises_then_tiles():
     assert n == 47
     normed = normalise(features, "utterance")
     torch.testing.assert_close(out, torch.cat([normed, normed, normed], dim=-1)[:, :100])
+
+
+def test_band_stats_leave_out_silence():
+    speech = log_mel(voiced(1.0), CONFIG)
+    padded = log_mel(np.concatenate([np.zeros(16_000, np.float32) + 1e-5, voiced(1.0)]), CONFIG)
+    a, b = band_stats([speech]), band_stats([padded])
+    # A second of near-silence before the speech barely moves the statistics.
+    assert float((a.mean - b.mean).abs().max()) < 0.3
+    assert a.mean.shape == a.std.shape == (64, 1)
+
+
+def test_band_stats_pool_several_clips():
+    a, b = log_mel(voiced(1.0, seed=1), CONFIG), log_mel(voiced(1.0, seed=2) * 0.1, CONFIG)
+    pooled = band_stats([a, b])
+    # Each clip's speech frames, by its own loudest level, pooled.
+    frames = torch.cat([m[:, vad.speech_frames(vad.frame_levels(m))] for m in (a, b)], dim=-1)
+    torch.testing.assert_close(pooled.mean[:, 0], frames.mean(dim=-1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(pooled.std[:, 0] ** 2, frames.var(dim=-1, unbiased=False) + 0.01, atol=1e-3, rtol=0)
+
+
+def test_speaker_normalisation_keeps_what_sets_a_clip_apart_from_its_speaker():
+    loud, quiet = log_mel(voiced(1.0, seed=1), CONFIG), log_mel(voiced(1.0, seed=1) * 0.1, CONFIG)
+    speaker = band_stats([loud, quiet])
+    louder = normalise(loud, "speaker", speaker).mean() - normalise(quiet, "speaker", speaker).mean()
+    assert float(louder) > 0.5  # 20 dB apart: the loud clip stays above the speaker's mean
+    # Per utterance the level difference is gone.
+    assert abs(float(normalise(loud, "utterance").mean() - normalise(quiet, "utterance").mean())) < 1e-3
+    # Without a context a clip is its own.
+    torch.testing.assert_close(normalise(loud, "speaker"), normalise(loud, "speaker", band_stats([loud])))

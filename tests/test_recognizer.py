@@ -213,3 +213,27 @@ def test_predict_files_reports_bad_files_and_goes_on(recognizer, clip, tmp_path)
     assert "too long" in str(results[str(long)])
     np.testing.assert_allclose(list(results[str(good)].prediction.probabilities.values()),
                                probs(recognizer, good), atol=SAME)
+
+
+def test_clips_of_one_speaker_share_their_normalisation(tiny_speaker_model_file, tiny_model_file, clip):
+    from emotionnet.features import log_mel
+
+    speaker_model = EmotionRecognizer(tiny_speaker_model_file)
+    speaker_model.temperature = 0.05
+    mels = [log_mel(clip, speaker_model.features), log_mel(0.5 * clip, speaker_model.features)]
+
+    def answers(model, speakers):
+        return [t.prediction.probabilities for t in model.analyse_log_mels(mels, speakers=speakers)]
+
+    def gap(pair) -> float:
+        return max(abs(pair[0][k] - pair[1][k]) for k in pair[0])
+
+    alone, together = answers(speaker_model, None), answers(speaker_model, ["a", "a"])
+    # Alone, a clip and its 6 dB quieter copy look alike (up to the noise floor);
+    # read against one speaker's voice, the level difference shows.
+    assert gap(alone) < 0.02 and gap(together) > 0.2
+    assert answers(speaker_model, [None, None]) == alone
+    assert answers(speaker_model, ["a", "b"]) == pytest.approx(alone, abs=1e-6)
+    # A model normalised per utterance has no use for speakers.
+    utterance_model = EmotionRecognizer(tiny_model_file)
+    assert answers(utterance_model, ["a", "a"]) == answers(utterance_model, None)

@@ -84,7 +84,7 @@ def test_chunk_sizes_do_not_change_the_results(recognizer):
 @pytest.mark.parametrize("window", [3.0, 2.0])
 def test_a_streamed_window_scores_exactly_like_predict(recognizer, window):
     audio = voiced(6.0, seed=3)
-    engine = StreamEngine(recognizer, window=window, hop=0.5, smoothing=0)
+    engine = StreamEngine(recognizer, window=window, hop=0.5, smoothing=0, adapt=False)
     results = list(engine.run(ArraySource(audio, block_seconds=0.37)))
     assert len(results) == 12
     for result in results:
@@ -292,3 +292,36 @@ def test_listen_from_a_microphone_until_ctrl_c(tiny_model_file, monkeypatch, cap
     assert main(["listen", "--model", str(tiny_model_file)]) == 0
     out = capsys.readouterr().out
     assert "fake microphone" in out and "listened 3.0 s; speech 3.0 s (100%)" in out
+
+
+def test_a_speaker_normalised_stream_adapts_to_the_voice_it_has_heard(tiny_speaker_model_file):
+    recognizer = load_model(tiny_speaker_model_file)
+    recognizer.temperature = 0.05  # spread the untrained model's near-uniform probabilities
+    audio = np.concatenate([voiced(6.0, seed=3), 0.2 * voiced(4.0, seed=4)])
+    adapted = StreamEngine(recognizer, smoothing=0)
+    alone = StreamEngine(recognizer, smoothing=0, adapt=False)
+    a = list(adapted.run(ArraySource(audio)))
+    b = list(alone.run(ArraySource(audio)))
+    # Before a few seconds of speech each window is its own context, as in predict.
+    assert a[0].probabilities == pytest.approx(b[0].probabilities, abs=1e-6)
+    assert b[0].probabilities == pytest.approx(recognizer.predict(audio[:SR // 2], SR).probabilities, abs=1e-6)
+    # Later, the quieter speech is read against the louder voice heard before it.
+    assert adapted.context.speech_seconds > 3.0
+    assert max(abs(a[-1].probabilities[k] - b[-1].probabilities[k]) for k in LABELS) > 1e-3
+    assert alone.context.stats() is None
+
+
+def test_listen_no_adapt_judges_every_window_alone(tiny_speaker_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", np.concatenate([voiced(5.0, seed=3), 0.2 * voiced(3.0, seed=4)]))
+
+    def last_probabilities(*extra) -> dict:
+        assert main(["listen", "--input", str(path), "--json", "--fast", "--model", str(tiny_speaker_model_file),
+                     *extra]) == 0
+        return json.loads(capsys.readouterr().out.splitlines()[-1])["raw_probabilities"]
+
+    from emotionnet.audio import load_audio
+
+    recognizer = load_model(tiny_speaker_model_file)
+    alone = recognizer.predict(load_audio(path)[-3 * SR:], SR).probabilities  # the file's own (PCM16) samples
+    assert last_probabilities("--no-adapt") == pytest.approx(alone, abs=1e-4)
+    assert last_probabilities() != pytest.approx(alone, abs=1e-4)

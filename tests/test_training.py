@@ -60,7 +60,7 @@ def test_train_writes_a_complete_model_file(trained, generated):
     model, meta = load_model_file(trained)
     assert {"format", "labels", "features", "model", "temperature", "training", "metrics"} <= set(meta)
     assert meta["format"] == 1 and meta["labels"] == list(LABELS)
-    assert FeatureConfig.from_dict(meta["features"]) == FeatureConfig()
+    assert FeatureConfig.from_dict(meta["features"]) == FeatureConfig(normalisation="speaker")  # the recipe default
     assert meta["model"]["arch"] == "cnn" and meta["model"]["hparams"]["channels"] == [8, 16]
     assert meta["model"]["parameters"] == count_parameters(model)
     assert meta["inference"]["window"] == 1.0
@@ -72,7 +72,7 @@ def test_train_writes_a_complete_model_file(trained, generated):
     assert [h["epoch"] for h in training["history"]] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in training["history"])
     assert {"package_version", "date", "wall_seconds", "recipe"} <= set(training)
-    assert set(meta["metrics"]) == {"val", "test"}
+    assert set(meta["metrics"]) == {"val", "test", "test_clip"}
     for figures in meta["metrics"].values():
         assert set(figures["overall"]) == {"accuracy", "uar", "macro_f1", "n"}
         assert figures["overall"]["n"] == 6
@@ -221,3 +221,47 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     in_memory = EmotionRecognizer.from_model(model, {**meta, "format": 1, "labels": list(LABELS)}).predict(clip)
     assert from_file.emotion == in_memory.emotion
     assert np.allclose(list(from_file.probabilities.values()), list(in_memory.probabilities.values()))
+
+
+def test_a_speaker_normalised_model_reports_both_contexts(generated, tmp_path, capsys):
+    out = tmp_path / "speaker.safetensors"
+    code = main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), "--epochs", "1",
+                 "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0",
+                 "--normalisation", "speaker", "--quiet"])
+    assert code == 0
+    meta = load_model_file(out)[1]
+    assert meta["features"]["normalisation"] == "speaker"
+    assert set(meta["metrics"]) == {"val", "test", "test_clip"}
+    for context, key in (("speaker", "test"), ("clip", "test_clip")):
+        capsys.readouterr()
+        assert main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(out),
+                     "--json", "--split", "test", "--context", context]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["context"] == context and result["normalisation"] == "speaker"
+        # `evaluate` reproduces the figures the recipe stored, in either context.
+        assert result["overall"] == meta["metrics"][key]["overall"]
+
+
+def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
+    from emotionnet.corpora import Record
+    from emotionnet.features import log_mel
+    from emotionnet.training.augment import AugmentConfig
+
+    config = FeatureConfig(normalisation="speaker")
+    records = [Record(f"{s}_{e}.wav", "custom", s, e) for s in ("a", "b") for e in LABELS]
+    mels = [log_mel(voiced(1.2, f0=100 + 10 * i, seed=i), config).numpy() for i in range(len(records))]
+    frames = config.frames(config.samples_for_seconds(1.0))
+    gain_only = AugmentConfig(gain_db=10.0, noise_p=0, eq_p=0, bandlimit_p=0, reverb_p=0, warp_p=0,
+                              freq_masks=0, time_masks=0)
+    indices = torch.arange(len(records))
+    plain, _ = BatchMaker(mels, records, config, frames, None, own_context_p=0).batch(
+        indices, torch.Generator().manual_seed(0))
+    louder, _ = BatchMaker(mels, records, config, frames, gain_only, own_context_p=0).batch(
+        indices, torch.Generator().manual_seed(0))
+    # A gain of up to 10 dB (2.3 in natural-log units, about one standard deviation) is
+    # taken out; what is left comes from quiet bins near the log offset's floor.
+    assert float((louder - plain).abs().median()) < 0.05 and float((louder - plain).abs().mean()) < 0.1
+    alone, _ = BatchMaker(mels, records, config, frames, None, own_context_p=1).batch(
+        indices, torch.Generator().manual_seed(0))
+    # The speaker's statistics differ from each clip's own.
+    assert float((alone - plain).abs().mean()) > 0.05

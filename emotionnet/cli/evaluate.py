@@ -10,7 +10,10 @@ from emotionnet.cli.common import CLIError, add_command, load_collection, load_r
 EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
   emotionnet evaluate ../shared/data/RAVDESS --split val
   emotionnet evaluate --manifest mine.csv --model my.safetensors --out report/
-  emotionnet evaluate ../shared/data --json > report.json"""
+  emotionnet evaluate ../shared/data --context clip       every clip scored alone
+  emotionnet evaluate ../shared/data --json > report.json
+A speaker-normalised model (the shipped one) reads each clip against its speaker's
+other clips by default; the speaker comes from the corpus naming or the manifest."""
 
 
 def add_parser(sub) -> None:
@@ -21,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     p.add_argument("--split", choices=("test", "val", "train", "all"),
                    help="default: test for corpora, all for a manifest without a split column")
+    p.add_argument("--context", choices=("speaker", "clip"), default="speaker",
+                   help="normalise each clip with its speaker's clips (default) or alone")
     p.add_argument("--out", metavar="DIR", help="write DIR/report.json and DIR/confusion.png")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     p.set_defaults(run=run)
@@ -44,7 +49,7 @@ def run(args) -> int:
         raise CLIError(f"no clips in the {split} split", "try --split all")
     recognizer = load_recognizer(args.model, args.backend)
     result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
-                              progress=not args.json)
+                              progress=not args.json, context=args.context)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,10 @@ EXAMPLES = """  emotionnet listen                                  the default m
   emotionnet listen --list-devices                   input devices and their ids
   emotionnet listen --device 2 --hop 0.25            another microphone, a result every 0.25 s
   emotionnet listen --input talk.wav                 a file played in real time, as if live
-  emotionnet listen --input talk.wav --fast --json   one JSON object per hop, as fast as possible"""
+  emotionnet listen --input talk.wav --fast --json   one JSON object per hop, as fast as possible
+  emotionnet listen --no-adapt                       judge every window alone (several people talking)
+The shipped model reads each window against the voice heard so far (after about
+3 s of speech, forgetting over about two minutes)."""
 
 ANSI = {"angry": "31", "disgust": "32", "fear": "35", "happy": "33", "neutral": "36", "sad": "34"}
 LETTERS = {label: label[0] for label in LABELS}  # a d f h n s
@@ -39,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--window", type=float, metavar="S",
                    help="seconds of audio behind each result, 1 s up to the model's window (default: the model's, 3 s)")
     p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
+    p.add_argument("--no-adapt", dest="adapt", action="store_false",
+                   help="do not adapt to the voice heard so far: every window is its own context")
     p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1: steady latency, one core)")
@@ -61,7 +66,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     recognizer = load_recognizer(args.model)
     try:
-        engine = StreamEngine(recognizer, window=args.window, hop=args.hop)
+        engine = StreamEngine(recognizer, window=args.window, hop=args.hop, adapt=args.adapt)
     except ValueError as exc:
         raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
     try:

@@ -14,6 +14,7 @@ EXAMPLES = """  emotionnet predict speech.wav                        emotion, co
   emotionnet predict recordings/ --json > out.jsonl    one JSON line per audio file under a folder
   emotionnet predict interview.wav --window 4 --hop 2  a timeline over a long recording
   emotionnet predict clip.wav --model my.safetensors --backend onnx
+  emotionnet predict alice/ --same-speaker             read each clip against all of Alice's clips
 A bad file is reported on stderr and the others are still predicted (exit status 2).
 JSON lines: {"path", "duration", "emotion", "confidence", "probabilities": {label: p},
 "segments": [{"start", "end", "speech", "emotion", "confidence", "probabilities"}]}
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
                    help="run the network with torch (default) or onnxruntime")
     p.add_argument("--window", type=float, metavar="S", help="seconds per timeline window (default: the model's)")
     p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: the model's)")
+    p.add_argument("--same-speaker", action="store_true",
+                   help="the files are one speaker's: read each against all of them (more accurate "
+                        "with the shipped speaker-normalised model)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="fail files longer than this instead of scoring them")
     p.set_defaults(run=run)
 
@@ -125,7 +129,8 @@ def run(args) -> int:
         failed += 1
     show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
-    results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds)
+    results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
+                                       same_speaker=args.same_speaker)
     first = True
     try:
         for path, result in results:

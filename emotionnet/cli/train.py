@@ -31,8 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--channels", type=_ints, metavar="C1,C2,...", help="conv channel widths, one per block")
     p.add_argument("--window", type=float, help="seconds the model sees at once")
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
-    p.add_argument("--normalisation", choices=("utterance", "global", "none"),
-                   help="feature normalisation (default: utterance, per band)")
+    p.add_argument("--normalisation", choices=("speaker", "utterance", "global", "none"),
+                   help="feature normalisation (default: speaker, per band with the speaker's statistics)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--restart", action="store_true", help="ignore OUT.ckpt and start from scratch")

@@ -21,31 +21,50 @@ def evaluate_records(
     skipped: dict | None = None,
     excluded: list[str] | None = None,
     progress: bool = True,
+    context: str = "speaker",
 ) -> dict:
-    """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed)."""
+    """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
+
+    `context` matters for `speaker`-normalised models only: `speaker` reads each clip
+    against the statistics of all its speaker's clips (their audio, never their
+    labels), `clip` scores every clip alone.
+    """
+    if context not in ("speaker", "clip"):
+        raise ValueError(f"unknown context {context!r}; choose speaker or clip")
     mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
     for message in errors.values():
         print(f"emotionnet: error: {message}", file=sys.stderr)
     kept = [(r, m) for r, m in zip(records, mels) if m is not None]
     if not kept:
         raise ValueError("no clip could be scored")
-    timelines = recognizer.analyse_log_mels([m for _, m in kept])
+    speakers = [r.group for r, _ in kept] if context == "speaker" else None
+    timelines = recognizer.analyse_log_mels([m for _, m in kept], speakers=speakers)
     y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
     y_pred = [LABELS.index(t.prediction.emotion) for t in timelines]
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
     result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped)
     result["split_protocol"] = SPLIT_NAME
+    result["normalisation"] = recognizer.features.normalisation
+    if recognizer.features.normalisation == "speaker":
+        result["context"] = context
     result["data"]["excluded"] = sorted(Path(p).stem for p in excluded or [])
     result["data"]["failed"] = sorted(errors)
+    notes = []
     if any(r.corpus == "tess" for r, _ in kept):
-        result["notes"] = ["TESS has two speakers only: it is split by carrier word, not by speaker."]
+        notes.append("TESS has two speakers only: it is split by carrier word, not by speaker.")
+    if result.get("context") == "speaker":
+        notes.append("Each clip was normalised with the statistics of all its speaker's clips in this "
+                     "split (their audio, not their labels); --context clip scores every clip alone.")
+    if notes:
+        result["notes"] = notes
     return result
 
 
 def format_report(result: dict) -> str:
     """A plain-text summary table of a report: overall, per corpus, per class."""
+    context = f"  context {result['context']}" if "context" in result else ""
     lines = [f"model {result['model']}  split {result['split']} ({result.get('split_protocol', SPLIT_NAME)})  "
-             f"clips {result['data']['clips']}", "",
+             f"clips {result['data']['clips']}{context}", "",
              f"{'':12}{'UAR':>8}{'acc':>8}{'F1':>8}{'n':>7}"]
     rows = [("overall", result["overall"])] + sorted(result["per_corpus"].items())
     for name, m in rows:

@@ -11,7 +11,8 @@ overall answer is the mean of the speech windows' probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from emotionnet.audio import AudioError, AudioSource, to_audio
-from emotionnet.features import FeatureConfig, log_mel
+from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import vad
 from emotionnet.inference.windows import cut_windows, window_logits
 from emotionnet.labels import LABELS
@@ -130,11 +131,22 @@ class EmotionRecognizer:
 
     def predict_files(
         self, paths: Iterable[str | Path], window: float | None = None, hop: float | None = None,
-        batch_seconds: float = 120.0, max_seconds: float | None = None,
+        batch_seconds: float = 120.0, max_seconds: float | None = None, same_speaker: bool = False,
     ) -> Iterable[tuple[str, Timeline | AudioError]]:
-        """Timelines of many files, scored together in batches; bad files yield their AudioError."""
+        """Timelines of many files, scored together in batches; bad files yield their AudioError.
+
+        `same_speaker` says the files are one speaker's: a speaker-normalised model then
+        reads each against all of them, so every file is loaded before any is scored.
+        """
+        if same_speaker:
+            batch_seconds = float("inf")
         pending: list[tuple[str, np.ndarray]] = []
         seconds = 0.0
+
+        def flush() -> Iterable[tuple[str, Timeline]]:
+            speakers = ["same"] * len(pending) if same_speaker else None
+            return zip([p for p, _ in pending], self.analyse([s for _, s in pending], window, hop, speakers))
+
         for path in paths:
             try:
                 samples = to_audio(path, max_seconds=max_seconds)
@@ -144,26 +156,33 @@ class EmotionRecognizer:
             pending.append((str(path), samples))
             seconds += samples.size / self.features.sample_rate
             if seconds >= batch_seconds:
-                yield from zip([p for p, _ in pending], self.analyse([s for _, s in pending], window, hop))
+                yield from flush()
                 pending, seconds = [], 0.0
         if pending:
-            yield from zip([p for p, _ in pending], self.analyse([s for _, s in pending], window, hop))
+            yield from flush()
 
-    def analyse(self, audios: list[np.ndarray], window: float | None = None, hop: float | None = None) -> list[Timeline]:
-        """Timelines of 16 kHz mono arrays, all windows scored in shared batches."""
+    def analyse(
+        self, audios: list[np.ndarray], window: float | None = None, hop: float | None = None,
+        speakers: Sequence[str | None] | None = None,
+    ) -> list[Timeline]:
+        """Timelines of 16 kHz mono arrays, all windows scored in shared batches.
+
+        `speakers` (one key per array, or None) marks arrays of the same speaker:
+        a `speaker`-normalised model then reads each against that speaker's voice.
+        """
         mels = [log_mel(samples, self.features) for samples in audios]
         durations = [samples.size / self.features.sample_rate for samples in audios]
-        return self.analyse_log_mels(mels, durations, window, hop)
+        return self.analyse_log_mels(mels, durations, window, hop, speakers)
 
     def analyse_log_mels(
         self, mels: list[torch.Tensor], durations: list[float] | None = None,
-        window: float | None = None, hop: float | None = None,
+        window: float | None = None, hop: float | None = None, speakers: Sequence[str | None] | None = None,
     ) -> list[Timeline]:
         """Timelines from un-normalised log-mels (as the training cache holds them)."""
         window = window or self.window
         step = self.features.hop_length / self.features.sample_rate
         timelines = []
-        for i, scored in enumerate(self.score_windows(mels, window, hop)):
+        for i, scored in enumerate(self.score_windows(mels, window, hop, self.speaker_stats(mels, speakers))):
             duration = durations[i] if durations else scored.frames * step
             probs = scored.window_probabilities(self.temperature)
             segments = [
@@ -174,19 +193,40 @@ class EmotionRecognizer:
             timelines.append(Timeline(duration, overall, segments, any(scored.speech)))
         return timelines
 
+    def speaker_stats(
+        self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None
+    ) -> list[BandStats | None]:
+        """Each clip's normalisation context: the pooled statistics of its speaker's clips.
+
+        None (a clip without a speaker key, or a model not normalised per speaker)
+        leaves the clip to be its own context.
+        """
+        if speakers is None or self.features.normalisation != "speaker":
+            return [None] * len(mels)
+        groups: dict[str, list] = defaultdict(list)
+        for mel, speaker in zip(mels, speakers):
+            if speaker is not None:
+                groups[speaker].append(mel)
+        pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
+        return [None if speaker is None else pooled[speaker] for speaker in speakers]
+
     def score_windows(
-        self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None
+        self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
+        contexts: Sequence[BandStats | None] | None = None,
     ) -> list[ScoredWindows]:
-        """Raw window logits of many log-mels, scored in shared batches, with speech flags."""
+        """Raw window logits of many log-mels, scored in shared batches, with speech flags.
+
+        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`).
+        """
         window, hop = window or self.window, hop or self.hop
         if window <= 0 or hop <= 0:
             raise ValueError("window and hop must be positive")
         frames = self.frames(window)
         hop_frames = max(1, round(hop * self.features.sample_rate / self.features.hop_length))
         inputs, scored = [], []
-        for mel in mels:
+        for mel, context in zip(mels, contexts or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
-            windows, starts = cut_windows(mel, frames, hop_frames, self.features)
+            windows, starts = cut_windows(mel, frames, hop_frames, self.features, context)
             speech_mask = vad.speech_frames(vad.frame_levels(mel))
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emotionnet.features import FeatureConfig, model_input
+from emotionnet.features import BandStats, FeatureConfig, band_stats, model_input
 
 
 def window_starts(n_frames: int, frames: int, hop: int) -> list[int]:
@@ -24,10 +24,17 @@ def window_starts(n_frames: int, frames: int, hop: int) -> list[int]:
     return starts
 
 
-def cut_windows(log_mel: torch.Tensor, frames: int, hop: int, config: FeatureConfig) -> tuple[torch.Tensor, list[int]]:
-    """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts."""
+def cut_windows(
+    log_mel: torch.Tensor, frames: int, hop: int, config: FeatureConfig, stats: BandStats | None = None
+) -> tuple[torch.Tensor, list[int]]:
+    """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts.
+
+    `stats` are the speaker statistics for `speaker` normalisation (default: the whole recording's).
+    """
     starts = window_starts(log_mel.shape[-1], frames, hop)
-    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames) for s in starts]
+    if config.normalisation == "speaker" and stats is None:
+        stats = band_stats([log_mel])
+    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats) for s in starts]
     return torch.stack(windows), starts
 
 

@@ -17,6 +17,11 @@ running estimates instead: the loudest recent level (a peak that decays
 slowly) and the noise floor (the quietest level of the last few seconds).
 Speech windows are smoothed with an exponential moving average of their
 probabilities, which starts afresh after a long silence.
+
+A `speaker`-normalised model reads each window against the voice heard so far:
+the engine keeps running per-band statistics of the stream's speech frames
+(forgetting over about two minutes) and uses them once it has heard a few
+seconds of speech; until then each window is its own context, as in `predict`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from emotionnet.features import log_mel
+from emotionnet.features import BandStats, log_mel
 from emotionnet.inference import vad
 from emotionnet.inference.recognizer import EmotionRecognizer, Prediction
 from emotionnet.labels import LABELS
@@ -43,6 +48,10 @@ MIN_WINDOW = 1.0
 PEAK_DECAY_DB_PER_S = 1.0  # how fast the loudest-level estimate forgets a loud moment
 NOISE_MEMORY_S = 5.0  # the noise floor is the quietest frame of this much recent audio
 SPEECH_OVER_NOISE_DB = 10.0  # speech frames stand at least this far above the noise floor
+
+# The speaker context of a speaker-normalised model (see RunningBandStats).
+CONTEXT_MIN_SPEECH_S = 3.0  # speech heard before the stream's statistics replace the window's own
+CONTEXT_MEMORY_S = 120.0  # time constant over which older audio is forgotten
 
 
 class Chunk(NamedTuple):
@@ -120,6 +129,37 @@ class LevelGate:
         return mask
 
 
+class RunningBandStats:
+    """Per-band statistics of a stream's speech frames that slowly forget old audio."""
+
+    def __init__(self, frame_seconds: float):
+        self.frame_seconds = frame_seconds
+        self.count = 0.0
+        self.total: torch.Tensor | None = None
+        self.squares: torch.Tensor | None = None
+
+    @property
+    def speech_seconds(self) -> float:
+        return self.count * self.frame_seconds
+
+    def update(self, frames: torch.Tensor, seconds: float) -> None:
+        """Forget for `seconds` of stream time, then take in (n_mels, n) speech frames."""
+        keep = math.exp(-seconds / CONTEXT_MEMORY_S)
+        frames = frames.double()
+        if self.total is None:
+            self.total = torch.zeros(frames.shape[0], dtype=torch.float64)
+            self.squares = torch.zeros_like(self.total)
+        self.count = self.count * keep + frames.shape[-1]
+        self.total = self.total * keep + frames.sum(dim=-1)
+        self.squares = self.squares * keep + frames.square().sum(dim=-1)
+
+    def stats(self) -> BandStats | None:
+        """The statistics, once enough speech has been heard (None before)."""
+        if self.total is None or self.speech_seconds < CONTEXT_MIN_SPEECH_S:
+            return None
+        return BandStats.from_sums(self.count, self.total, self.squares)
+
+
 @dataclass
 class StreamResult:
     """The state of the stream at the end of one hop."""
@@ -157,7 +197,9 @@ class StreamEngine:
     audio each result hears; `hop` how often a result comes; `smoothing` the time
     constant in seconds of the moving average over speech windows (0: none);
     `reset_after` the seconds of non-speech after which smoothing starts afresh.
-    `on_result`, if given, is called with every result as well.
+    `on_result`, if given, is called with every result as well. `adapt` (for
+    `speaker`-normalised models) reads windows against the stream's running
+    statistics; with `adapt=False` every window is its own context.
     """
 
     def __init__(
@@ -168,6 +210,7 @@ class StreamEngine:
         smoothing: float = 1.0,
         reset_after: float = 2.0,
         on_result: Callable[[StreamResult], None] | None = None,
+        adapt: bool = True,
     ):
         self.recognizer = recognizer
         self.features = recognizer.features
@@ -186,6 +229,7 @@ class StreamEngine:
         self.smoothing = smoothing
         self.reset_after = reset_after
         self.on_result = on_result
+        self.adapt = adapt and self.features.normalisation == "speaker"
         self.buffer = RingBuffer(self.window_samples)
         self.reset()
 
@@ -193,6 +237,7 @@ class StreamEngine:
         """Forget the stream: buffer, gate and smoothing start again from zero."""
         self.buffer.clear()
         self.gate = LevelGate(self.hop)
+        self.context = RunningBandStats(self.features.hop_length / self.features.sample_rate)
         self._since_hop = 0
         self._smoothed: np.ndarray | None = None
         self._silent_for = math.inf
@@ -245,11 +290,16 @@ class StreamEngine:
         new_frames = self.features.frames(self.buffer.total) - self.features.frames(self.buffer.total - new_samples)
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
-        speech = vad.is_speech(self.gate.speech_mask(levels))
+        mask = self.gate.speech_mask(levels)
+        speech = vad.is_speech(mask)
         prediction = raw = None
+        if self.adapt:
+            fresh = slice(levels.numel() - new_levels.numel(), None)
+            self.context.update(mel[:, fresh][:, mask[fresh]], seconds)
         if speech:
             # The recognizer's own path: normalise, fit to the model's frames, score.
-            logits = self.recognizer.score_windows([mel])[0].logits[0]
+            context = self.context.stats() if self.adapt else None
+            logits = self.recognizer.score_windows([mel], contexts=[context])[0].logits[0]
             probs = torch.softmax(logits.float() / self.recognizer.temperature, dim=-1).numpy().astype(np.float64)
             raw = {label: float(p) for label, p in zip(LABELS, probs)}
             prediction = Prediction.from_probabilities(self._smooth(probs, seconds))

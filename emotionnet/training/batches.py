@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
 import torch
 
 from emotionnet.corpora import Record
-from emotionnet.features import FeatureConfig, normalise, tile_frames
+from emotionnet.features import BandStats, FeatureConfig, band_stats, normalise, tile_frames
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.training.augment import AugmentConfig, augment_power, spec_augment
 
@@ -23,6 +23,10 @@ def sampling_weights(records: list[Record]) -> torch.Tensor:
     return torch.tensor([cells[(r.corpus, r.emotion)] ** -0.5 for r in records], dtype=torch.float64)
 
 
+def stacked(stats: list[BandStats]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([s.mean for s in stats]), torch.stack([s.std for s in stats])
+
+
 class BatchMaker:
     def __init__(
         self,
@@ -31,13 +35,24 @@ class BatchMaker:
         feature_config: FeatureConfig,
         frames: int,
         augment: AugmentConfig | None,
+        own_context_p: float = 0.3,
     ):
+        """`own_context_p`: for `speaker` normalisation, the share of clips normalised by their
+        own statistics instead of their speaker's, as a lone clip is at prediction time."""
         self.log_mels = log_mels
         self.labels = torch.tensor([LABEL_INDEX[r.emotion] for r in records])
         self.weights = sampling_weights(records)
         self.feature_config = feature_config
         self.frames = frames
         self.augment = augment
+        self.own_context_p = own_context_p
+        if feature_config.normalisation == "speaker":
+            groups: dict[str, list[int]] = defaultdict(list)
+            for i, record in enumerate(records):
+                groups[record.group].append(i)
+            speaker = {key: band_stats([log_mels[i] for i in group]) for key, group in groups.items()}
+            self.own_stats = stacked([band_stats([mel]) for mel in log_mels])
+            self.speaker_stats = stacked([speaker[r.group] for r in records])
 
     def indices(self, count: int, g: torch.Generator) -> torch.Tensor:
         return torch.multinomial(self.weights, count, replacement=True, generator=g)
@@ -50,9 +65,21 @@ class BatchMaker:
             start = int(torch.randint(0, max(1, mel.shape[1] - self.frames + 1), (1,), generator=g))
             crops.append(tile_frames(torch.from_numpy(mel[:, start:start + self.frames].astype(np.float32)), self.frames))
         x = torch.stack(crops)
+        per_speaker = self.feature_config.normalisation == "speaker"
         if self.augment:
-            x = augment_power(x, self.augment, g)
-        x = normalise(x, self.feature_config.normalisation)
+            augmented = augment_power(x, self.augment, g)
+            if per_speaker:
+                # A speaker's other clips would pass through the same channel, so their
+                # statistics would carry its colouring: take out the crop's mean shift.
+                augmented = augmented - (augmented.mean(dim=-1, keepdim=True) - x.mean(dim=-1, keepdim=True))
+            x = augmented
+        if per_speaker:
+            own = (torch.rand(len(indices), generator=g) < self.own_context_p)[:, None, None]
+            mean = torch.where(own, self.own_stats[0][indices], self.speaker_stats[0][indices])
+            std = torch.where(own, self.own_stats[1][indices], self.speaker_stats[1][indices])
+            x = normalise(x, "speaker", BandStats(mean, std))
+        else:
+            x = normalise(x, self.feature_config.normalisation)
         if self.augment:
             x = spec_augment(x, self.augment, g)
         return x, self.labels[indices]

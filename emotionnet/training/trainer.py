@@ -25,7 +25,7 @@ from emotionnet.training.batches import BatchMaker
 
 @dataclass
 class FitConfig:
-    epochs: int = 24
+    epochs: int = 36
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.05
