@@ -27,6 +27,7 @@ resumes an interrupted one from its checkpoint (--retrain ignores them).
     python benchmarks/accuracy.py                     # full run: hours on 2 cores
     python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json > docs/results/accuracy.md
     python benchmarks/accuracy.py --only cnn,crnn --seeds 3
+    python benchmarks/accuracy.py --only loco --seeds 1              # EmotionNet's LOCO table only
     python benchmarks/accuracy.py --limit 1 --epochs 1 --steps-per-epoch 1 --seeds 1   # smoke run
 
 It ends by saying plainly whether EmotionNet beats each peer by >= 5 UAR points
@@ -270,7 +271,7 @@ def run_accuracy(
         "methods": {},
         "loco": {},
     }
-    if "peers" in only or "loco" in only:
+    if "peers" in only:  # with loco, the peers' leave-one-corpus-out table too
         if progress:
             print("accuracy: peers (openSMILE + SVM)", file=sys.stderr, flush=True)
         peer_result = peers.run_peers(data, limit=limit, loco="loco" in only, loco_corpora=loco_corpora,
@@ -413,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=peers.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(ONLY_CHOICES),
                         help=f"comma-separated parts to run (default all: {','.join(ONLY_CHOICES)}; "
-                             "loco runs the peers too)")
+                             "peers with loco adds the peers' LOCO table)")
     parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="number of seeds (3: 0,1,2) or a list 0,1,2")
     parser.add_argument("--epochs", type=int, help="maximum epochs of every neural model (default: each recipe's)")
     parser.add_argument("--steps-per-epoch", type=int, help="batches per epoch (smoke runs)")
