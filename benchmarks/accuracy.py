@@ -187,6 +187,7 @@ def run_neural(method: str, seeds: Sequence[int], collection: Collection, cache:
             "best_epoch": training["best_epoch"], "train_seconds": training["wall_seconds"],
             "wall_seconds_this_run": round(time.perf_counter() - began, 1),
             "test": _figures(meta["metrics"]["test"]), "val": _figures(meta["metrics"]["val"]),
+            **({"test_clip": _figures(meta["metrics"]["test_clip"])} if "test_clip" in meta["metrics"] else {}),
         })
     recipe = recipe_for(method, seeds[0], epochs, steps_per_epoch).to_dict()
     recipe["fit"].pop("seed")
@@ -284,8 +285,12 @@ def run_accuracy(
         result["loco"].update(peer_result["loco"])
     for method in NEURAL:
         if method in only:
-            result["methods"][method] = run_neural(method, seeds, subset, cache, epochs, steps_per_epoch, retrain,
-                                                   progress)
+            entry = run_neural(method, seeds, subset, cache, epochs, steps_per_epoch, retrain, progress)
+            result["methods"][method] = entry
+            if all("test_clip" in r for r in entry["runs"]):  # speaker-normalised: also every clip alone
+                result["methods"][f"{method}_clip"] = {
+                    "title": f"{entry['title']}, each clip alone", "runs": entry["runs"],
+                    "test": aggregate([{"test": r["test_clip"]} for r in entry["runs"]])}
     if shipped is not None:
         if progress:
             print(f"accuracy: evaluating {shown(shipped)}", file=sys.stderr, flush=True)
@@ -306,7 +311,7 @@ def _uar(entry: dict, column: str) -> float | None:
 def verdicts(result: dict) -> list[str]:
     """Plain sentences: does EmotionNet beat each peer by >= 5 points everywhere, and the seed CNN?"""
     methods = result["methods"]
-    ours = [m for m in ("cnn", "crnn", "shipped", "shipped_clip") if m in methods]
+    ours = [m for m in ("cnn", "cnn_clip", "crnn", "crnn_clip", "shipped", "shipped_clip") if m in methods]
     peer_names = [m for m in peers.METHODS if m in methods]
     columns = ["overall", *CORPORA]
     lines = []
@@ -376,7 +381,7 @@ def format_markdown(result: dict) -> str:
     for name, figures in ref.items():
         lines.append(f"| {TITLE.get(name, name)} | {figures['overall']:.3f} | "
                      + " | ".join(f"{figures[c]:.3f}" for c in CORPORA) + " |")
-    neural = {k: v for k, v in result["methods"].items() if k in NEURAL}
+    neural = {k: v for k, v in result["methods"].items() if k in NEURAL}  # not the *_clip rows: same runs
     if neural:
         lines += ["", "Trained models (cached; `reused` = not retrained in this run):", "",
                   "| method | seed | parameters | epochs (best) | training s | reused | file |",

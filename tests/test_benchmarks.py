@@ -185,7 +185,7 @@ def test_accuracy_smoke(tiny_model_file, tmp_path, private_cache, capsys):
     result = json.loads(out.read_text())
     assert result["split"] == "v1"
     peer_names = {"egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker"}
-    expected = {"seed_cnn", "cnn", "crnn", "shipped"} | (peer_names if with_peers else set())
+    expected = {"seed_cnn", "cnn", "cnn_clip", "crnn", "crnn_clip", "shipped"} | (peer_names if with_peers else set())
     assert set(result["methods"]) == expected
     for name, entry in result["methods"].items():
         assert set(entry["test"]["per_corpus"]) == {"crema-d", "ravdess", "tess", "savee"}, name
