@@ -164,6 +164,8 @@ def normalise(features: torch.Tensor, mode: str, stats: BandStats | None = None)
     if mode not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALISATIONS}")
     if mode == "speaker":
+        if stats is None and features.dim() != 2:
+            raise ValueError("speaker normalisation of a batch needs each item's stats")
         stats = stats or band_stats([features])
         return (features - stats.mean) / stats.std
     dims = (-1,) if mode == "utterance" else (-2, -1)

@@ -107,7 +107,7 @@ def train_model(
     val_labels = _labels(splits["val"])
     # Each speaker's clips are normalised together, as `emotionnet evaluate` does.
     contexts = {name: EmotionRecognizer.from_model(model, description).speaker_stats(
-        features[name], [r.group for r in splits[name]]) for name in splits}
+        features[name], [r.group for r in splits[name]]) for name in ("val", "test")}
 
     def validate(m) -> dict:
         scored = EmotionRecognizer.from_model(m, description).score_windows(features["val"], contexts=contexts["val"])
