@@ -252,6 +252,7 @@ def run_accuracy(
     retrain: bool = False,
     progress: bool = True,
 ) -> dict:
+    began = time.perf_counter()
     cache = Path(cache) if cache else default_cache()
     data_root = peers.resolve_data(data)
     collection = find_records([data_root])
@@ -299,6 +300,7 @@ def run_accuracy(
         result["loco"][LOCO_METHOD] = run_loco(records, subset, loco_corpora, seeds[0], cache, epochs,
                                                steps_per_epoch, retrain, progress)
     result["verdicts"] = verdicts(result)
+    result["wall_seconds"] = round(time.perf_counter() - began, 1)
     return result
 
 
@@ -401,6 +403,9 @@ def format_markdown(result: dict) -> str:
             cells = [f"{table[c]['uar']:.3f}" if c in table else "-" for c in CORPORA]
             lines.append(f"| {TITLE.get(name, name)} | " + " | ".join(cells) + " |")
     lines += ["", "### Verdicts", ""] + [f"- {v}" for v in result["verdicts"] or ["(nothing to compare)"]]
+    runs = [r for e in neural.values() for r in e["runs"]] + list(result["loco"].get(LOCO_METHOD, {}).values())
+    lines += ["", f"This run took {result['wall_seconds'] / 60:.1f} min and trained "
+                  f"{sum(not r['reused'] for r in runs)} of its {len(runs)} neural models (the rest were cached)."]
     return "\n".join(lines)
 
 

@@ -107,16 +107,17 @@ def test_training_smoke(tmp_path, capsys):
     out = tmp_path / "training.json"
     code = training.main(["--limit", "1", "--epochs", "1", "--steps-per-epoch", "1", "--json", str(out)])
     assert code == 0
-    assert "| cold |" in capsys.readouterr().out
+    assert "| features, cold" in capsys.readouterr().out
     result = json.loads(out.read_text())
-    cold, warm = result["phases"]
-    assert (cold["phase"], warm["phase"]) == ("cold", "warm")
-    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] > 0
-    assert warm["cache_before"]["files"] == cold["cache_after"]["files"] == warm["cache_after"]["files"]
-    for phase in (cold, warm):
-        assert phase["epochs"] == 1 and phase["wall_s"] > 0 and phase["peak_rss_mb"] > 50
-        assert 0.0 <= phase["test_uar"] <= 1.0
-        assert phase["clips"]["train"] == 24  # one clip per corpus and emotion
+    cold, warm = result["features"]
+    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] == cold["clips"] == 72  # 3 splits x 4 corpora x 6
+    assert warm["cache_before"]["files"] == warm["cache_after"]["files"] == cold["cache_after"]["files"]
+    assert cold["errors"] == warm["errors"] == 0
+    training = result["training"]
+    assert training["arch"] == "crnn"  # the default recipe's, not a benchmark's own choice
+    assert training["epochs"] == 1 and training["wall_s"] > 0 and training["peak_rss_mb"] > 50
+    assert 0.0 <= training["test_uar"] <= 1.0
+    assert training["clips"]["train"] == 24  # one clip per corpus and emotion
     assert "no verdict" in result["verdict"]
 
 
