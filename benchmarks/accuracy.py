@@ -377,6 +377,13 @@ def format_markdown(result: dict) -> str:
         cells += [_cell(test["per_corpus"].get(c, {}).get("uar"), std) for c in CORPORA]
         cells += [_cell(test["overall"]["accuracy"], std), _cell(test["overall"]["macro_f1"], std)]
         lines.append(f"| {entry['title']} | " + " | ".join(cells) + f" | {runs} |")
+    lines += ["", "Test accuracy / macro-F1 per corpus (mean over seeds):", "",
+              "| method | CREMA-D | RAVDESS | TESS | SAVEE |", "| --- | --- | --- | --- | --- |"]
+    for entry in result["methods"].values():
+        per_corpus = entry["test"]["per_corpus"]
+        cells = [f"{per_corpus[c]['accuracy']['mean']:.3f} / {per_corpus[c]['macro_f1']['mean']:.3f}"
+                 if c in per_corpus else "-" for c in CORPORA]
+        lines.append(f"| {entry['title']} | " + " | ".join(cells) + " |")
     ref = result["reference_uar"]
     lines += ["", "Reference test UAR (DESIGN.md, measured 2026-11-27 on the 2-core machine):", "",
               "| method | overall | CREMA-D | RAVDESS | TESS | SAVEE |", "| --- | --- | --- | --- | --- | --- |"]

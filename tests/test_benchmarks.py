@@ -183,6 +183,9 @@ def test_accuracy_smoke(tiny_model_file, tmp_path, private_cache, capsys):
     assert accuracy.main([*args, "--only", ",".join(only), "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| method | overall | CREMA-D | RAVDESS | TESS | SAVEE |" in table and "### Verdicts" in table
+    assert "accuracy / macro-F1 per corpus" in table
+    trained = 4 if with_peers else 3  # seed_cnn, cnn, crnn (+ the LOCO crnn); the shipped file is not trained
+    assert f"and trained {trained} of its {trained} neural models" in table
     result = json.loads(out.read_text())
     assert result["split"] == "v1"
     peer_names = {"egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker"}
