@@ -92,6 +92,25 @@ def test_train_resumes_from_its_checkpoint(trained, generated, capsys):
     assert load_model_file(trained)[1]["training"]["history"] == before
 
 
+def test_the_same_seed_trains_the_same_weights(generated, tmp_path):
+    from safetensors.torch import load_file
+
+    def train(name: str, seed: int) -> dict:
+        out = tmp_path / name
+        assert main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), "--epochs", "1",
+                     "--arch", "cnn", "--steps-per-epoch", "2", "--batch-size", "8", "--channels", "8,16",
+                     "--window", "1.0", "--seed", str(seed), "--quiet"]) == 0
+        return load_file(out)
+
+    torch.manual_seed(1234)  # whatever the process drew before must not matter
+    first = train("a.safetensors", 0)
+    torch.rand(7)
+    again, other = train("b.safetensors", 0), train("c.safetensors", 1)
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)  # initial weights included
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_evaluate_json_report(trained, generated, capsys):
     capsys.readouterr()
     code = main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(trained),

@@ -98,6 +98,8 @@ def train_model(
         print(f"emotionnet: skipped {error}", file=sys.stderr)
 
     hparams = recipe.model_hparams()
+    # Seeded before the model is built: its initial weights come from the global generator too.
+    torch.manual_seed(recipe.fit.seed)
     model = build_model(recipe.arch, **hparams)
     description = {"features": recipe.features.to_dict(), "temperature": 1.0,
                    "inference": {"window": recipe.window, "hop": recipe.hop}}
@@ -116,7 +118,6 @@ def train_model(
 
     out = Path(out)
     checkpoint = out.with_name(out.name + ".ckpt")
-    torch.manual_seed(recipe.fit.seed)
     result = fit(model, recipe.fit, batches, validate, checkpoint=checkpoint,
                  callbacks=callbacks or [], progress=progress)
 
