@@ -24,7 +24,8 @@ overall and per corpus. Trained model files are kept under
 and a hash of the recipe and the clips, so a re-run skips finished trainings and
 resumes an interrupted one from its checkpoint (--retrain ignores them).
 
-    python benchmarks/accuracy.py                     # full run: hours on 2 cores
+    python benchmarks/accuracy.py                     # full run: ~3.7 h on 2 cores from nothing (13 trainings),
+                                                      # minutes once the trained models are cached
     python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json > docs/results/accuracy.md
     python benchmarks/accuracy.py --only cnn,crnn --seeds 3
     python benchmarks/accuracy.py --only loco --seeds 1              # EmotionNet's LOCO table only
