@@ -84,7 +84,7 @@ TITLE = {
 
 
 def default_cache() -> Path:
-    from emotionnet.training.cache import cache_root
+    from emotionnet.cache import cache_root
 
     return cache_root() / "benchmarks" / "accuracy"
 

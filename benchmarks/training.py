@@ -53,7 +53,7 @@ FEATURE_PHASES = ("cold", "warm")
 _FILL_CACHE = """
 import json, sys
 from emotionnet.corpora import find_records
-from emotionnet.training.cache import cached_log_mels
+from emotionnet.cache import cached_log_mels
 from emotionnet.training.recipe import Recipe
 records = find_records([sys.argv[1]]).records
 _, errors = cached_log_mels([r.path for r in records], Recipe().features, progress=False)

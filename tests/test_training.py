@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from conftest import voiced, write_wav
 
+from emotionnet import cache
+from emotionnet.cache import cached_log_mels
 from emotionnet.cli.main import main
 from emotionnet.corpora import find_records, select
 from emotionnet.features import FeatureConfig
@@ -20,9 +22,7 @@ from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABELS
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import load_model_file, save_model_file
-from emotionnet.training import cache
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 SPEAKERS = {"s1": "train", "s2": "train", "s3": "train", "s4": "train", "s5": "val", "s6": "test"}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Record
 from emotionnet.evaluation.metrics import report
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABEL_INDEX, LABELS
-from emotionnet.training.cache import cached_log_mels
 
 
 def evaluate_records(

@@ -51,7 +51,7 @@ class StaleOnnxWarning(UserWarning):
 
 
 def cache_dir() -> Path:
-    # The same root as the feature cache (emotionnet.training.cache), not imported
+    # The same root as the feature cache (emotionnet.cache), not imported
     # from there so that prediction never loads the training code.
     return Path(os.environ.get("EMOTIONNET_CACHE", Path.home() / ".cache" / "emotionnet")) / "onnx"
 

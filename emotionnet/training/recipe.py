@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from emotionnet import __version__
+from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, select
 from emotionnet.evaluation.metrics import report, summary
 from emotionnet.features import FeatureConfig
@@ -22,7 +23,6 @@ from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import save_model_file
 from emotionnet.training.augment import AugmentConfig
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 from emotionnet.training.trainer import EpochCallback, FitConfig, fit
 
 DEFAULT_ARCH_HPARAMS = {
