@@ -114,7 +114,7 @@ def model_info(path: Path) -> dict:
     return {
         "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_digest(path, "sha256"),
         "arch": meta["model"]["arch"], "hparams": meta["model"].get("hparams", {}),
-        "parameters": count_parameters(recognizer.scorer),
+        "parameters": count_parameters(recognizer.scoring.network),
         "window_s": recognizer.window, "hop_s": recognizer.hop,
     }
 
@@ -199,7 +199,7 @@ def _stages(recognizer: EmotionRecognizer, path: Path) -> tuple[float, float, fl
     t1 = time.perf_counter()
     mel = log_mel(samples, recognizer.features)
     t2 = time.perf_counter()
-    recognizer.analyse_log_mels([mel], [samples.size / SAMPLE_RATE])
+    recognizer.scoring.timelines([mel], [samples.size / SAMPLE_RATE])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, samples.size / SAMPLE_RATE
 
@@ -227,9 +227,9 @@ def time_batched(recognizer: EmotionRecognizer, paths: Sequence[Path], audio: fl
     walls = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        for _path, outcome in recognizer.predict_files(paths):
-            if isinstance(outcome, Exception):
-                raise outcome
+        for result in recognizer.predict_files(paths):
+            if not result.ok:
+                raise RuntimeError(result.error)
         walls.append(time.perf_counter() - t0)
     wall = statistics.median(walls)
     return {"files": len(paths), "repeat": repeat, "audio_s": round(audio, 3), "total_s": round(wall, 5),
@@ -422,7 +422,7 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
 def gpu_training(batch_sizes: Sequence[int], steps: int) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA GPU (torch.cuda.is_available() is False)"}
-    from emotionnet.training.recipe import DEFAULT_ARCH_HPARAMS
+    from emotionnet.models.spec import DEFAULT_ARCH_HPARAMS
 
     rows = []
     for arch, hparams in DEFAULT_ARCH_HPARAMS.items():

@@ -146,7 +146,7 @@ def test_window_and_hop(capsys, long_file, tiny_model_file):
     starts = [s["start"] for s in json_lines(out)[0]["segments"]]
     assert starts == [0.0, 2.0, 4.0, 6.0, 8.0]
     code, _, err = run(capsys, long_file, "--hop", "0", "--model", tiny_model_file)
-    assert code == 1 and err.startswith("emotionnet: error: --hop 0 must be above 0")
+    assert code == 1 and err.startswith("emotionnet: error: hop must be more than 0 s")
 
 
 def test_max_seconds_fails_long_files_only(capsys, clips, long_file, tiny_model_file):

@@ -235,7 +235,8 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     clip = Path(val[0].path)
     x = torch.stack([batches.batch(torch.tensor([i]), torch.Generator().manual_seed(1))[0][0] for i in range(3)])
     with torch.no_grad():
-        assert torch.allclose(loaded(x), model(x))
+        # Loaded models run channels-last, which only reorders the sums (as in test_model_file).
+        assert torch.allclose(loaded(x), model(x), atol=1e-5, rtol=0)
     from_file = EmotionRecognizer(path).predict(clip)
     in_memory = EmotionRecognizer.from_model(model, {**meta, "format": 1, "labels": list(LABELS)}).predict(clip)
     assert from_file.emotion == in_memory.emotion

@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
 from emotionnet.models.file import METADATA_KEY
+from emotionnet.models.spec import ModelSpec
 
 OPSET = 17
 SHA1_KEY = f"{METADATA_KEY}.model_sha1"
@@ -50,25 +52,18 @@ class StaleOnnxWarning(UserWarning):
     """An .onnx next to a model file that was exported from another model file."""
 
 
+EXPORT_TOLERANCE = 1e-4  # largest |logit difference| to torch an export may show
+
+
 def cache_dir() -> Path:
-    # The same root as the feature cache (emotionnet.cache), not imported
-    # from there so that prediction never loads the training code.
-    return Path(os.environ.get("EMOTIONNET_CACHE", Path.home() / ".cache" / "emotionnet")) / "onnx"
-
-
-def input_shape(model: torch.nn.Module, metadata: dict) -> tuple[int, int]:
-    """(n_mels, frames) of one model input: the frames of the model's own window."""
-    from emotionnet.inference.recognizer import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.from_model(model, metadata)
-    return recognizer.features.n_mels, recognizer.frames(recognizer.window)
+    return cache_root() / "onnx"
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None) -> bytes:
     """The serialised ONNX model of `model`, its metadata stored in metadata_props."""
     import onnx
 
-    n_mels, frames = input_shape(model, metadata)
+    n_mels, frames = ModelSpec.from_metadata(metadata).input_shape
     example = torch.zeros(1, n_mels, frames)
     model = model.eval()
     proto = _export(model, example)
@@ -130,6 +125,16 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
+
+
+def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: ModelSpec, seed: int = 0) -> float:
+    """The largest |logit difference| between an exported .onnx and torch, on random input windows."""
+    n_mels, frames = spec.input_shape
+    check = torch.randn(4, n_mels, frames, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        expected = model(check)
+    got = OnnxScorer(onnx_path, n_mels, frames)(check)
+    return float(np.abs(got.numpy() - expected.numpy()).max())
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -201,9 +206,11 @@ class OnnxScorer:
         return torch.from_numpy(logits)
 
 
-def onnx_scorer(model_file: str | Path | None, model: torch.nn.Module, metadata: dict) -> OnnxScorer:
+def onnx_scorer(
+    model_file: str | Path | None, model: torch.nn.Module, metadata: dict, spec: ModelSpec
+) -> OnnxScorer:
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
-    n_mels, frames = input_shape(model, metadata)
+    n_mels, frames = spec.input_shape
     path = locate_onnx(model_file, model, metadata) if model_file is not None else None
     source: str | Path | bytes = path if path is not None else export_bytes(model, metadata)
     return OnnxScorer(source, n_mels, frames)
