@@ -83,14 +83,14 @@ def check_features(data: Any) -> FeatureConfig:
     f_max = _number(data["f_max"], "features.f_max", 1, SAMPLE_RATE / 2)
     _number(data["f_min"], "features.f_min", 0, f_max - 1)
     _number(data["log_offset"], "features.log_offset", 1e-12, 1.0)
-    if data["normalisation"] not in NORMALISATIONS:
+    if not isinstance(data["normalisation"], str) or data["normalisation"] not in NORMALISATIONS:
         raise ModelSpecError(f"features.normalisation {data['normalisation']!r} is not one of {NORMALISATIONS}")
     return FeatureConfig.from_dict(data)
 
 
 def check_hparams(arch: Any, hparams: Any, n_mels: int) -> dict:
     """The architecture's full hyper-parameters, each known, typed and bounded."""
-    if arch not in DEFAULT_ARCH_HPARAMS:
+    if not isinstance(arch, str) or arch not in DEFAULT_ARCH_HPARAMS:
         raise ModelSpecError(f"unknown architecture {arch!r}; this version knows {', '.join(DEFAULT_ARCH_HPARAMS)}")
     hparams = dict(_mapping(hparams, "model.hparams"))
     known = {"n_mels", "n_classes", *DEFAULT_ARCH_HPARAMS[arch], *OPTIONAL_HPARAMS[arch]}
