@@ -3,7 +3,7 @@
 What it trains and scores (test split of ../shared/data, DESIGN.md protocol v1):
 
 - peers: openSMILE eGeMAPSv02 + RBF SVM and ComParE_2016 + linear SVM, and the
-  latter with features standardised per speaker (benchmarks/peers.py, `run_peers`);
+  latter with features standardised per speaker (benchmarks/peer_methods.py, `run_peers`);
 - seed_cnn: the seed design, a plain 4-block CNN 32-64-128-128 (conv + ReLU +
   max-pool, no batch norm), a linear head, no augmentation, batch 32, 18 epochs
   (DESIGN.md reference: 0.634 test UAR). The closest configuration of our `cnn`:
@@ -48,18 +48,16 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
-    sys.path.insert(0, str(REPO_ROOT))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import peers  # noqa: E402
-from benchmarks.output import write_json  # noqa: E402
-from benchmarks.speed import machine_info, shown  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks import peer_methods as peers  # noqa: E402
+from benchmarks.common import CORPORA, shown  # noqa: E402
+from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
-CORPORA = peers.CORPORA
-TITLES = peers.CORPUS_TITLES
 NEURAL = ("seed_cnn", "cnn", "crnn")
 ONLY_CHOICES = ("peers", *NEURAL, "loco")
 MARGIN = 0.05  # DESIGN.md: beat each peer by >= 5 UAR points on every corpus (and overall)
@@ -241,7 +239,7 @@ def run_loco(records: list[Record], collection: Collection, corpora: Sequence[st
 # --------------------------------------------------------------------------- the run
 
 def run_accuracy(
-    data: str = peers.DEFAULT_DATA,
+    data: str = common.DEFAULT_DATA,
     only: Sequence[str] = ONLY_CHOICES,
     seeds: Sequence[int] = (0, 1, 2),
     epochs: int | None = None,
@@ -255,17 +253,17 @@ def run_accuracy(
 ) -> dict:
     began = time.perf_counter()
     cache = Path(cache) if cache else default_cache()
-    data_root = peers.resolve_data(data)
+    data_root = common.resolve_data(data)
     collection = find_records([data_root])
-    records = peers.limited(collection.records, limit)
+    records = common.limited(collection.records, limit)
     subset = Collection(records=records, skipped=collection.skipped, excluded=collection.excluded,
                         duplicates=collection.duplicates)
     result: dict = {
         "benchmark": "accuracy",
         "split": SPLIT_NAME,
-        "machine": machine_info(),
+        "machine": common.machine_info(),
         "data": {"root": data, "limit": limit, "clips": len(records),
-                 "per_split": {s: peers._count(select(records, s)) for s in ("train", "val", "test")},
+                 "per_split": {s: common.count_per_corpus(select(records, s)) for s in ("train", "val", "test")},
                  "excluded": sorted(Path(p).name for p in collection.excluded),
                  "skipped": dict(collection.skipped)},
         "settings": {"only": list(only), "seeds": list(seeds), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
@@ -429,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Test UAR on split v1: openSMILE peers, the seed CNN and EmotionNet (cnn, crnn), with LOCO.",
         epilog="example: python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json",
     )
-    parser.add_argument("--data", default=peers.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
+    parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(ONLY_CHOICES),
                         help=f"comma-separated parts to run (default all: {','.join(ONLY_CHOICES)}; "
                              "peers with loco adds the peers' LOCO table)")
@@ -454,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accuracy: error: --only takes {','.join(ONLY_CHOICES)}; --loco-corpora takes {','.join(CORPORA)}; "
               "--seeds at least 1", file=sys.stderr)
         return 1
-    if not peers.resolve_data(args.data).is_dir():
+    if not common.resolve_data(args.data).is_dir():
         print(f"accuracy: error: {args.data}: no such folder (pass --data)", file=sys.stderr)
         return 1
     shipped = None
@@ -467,9 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     result = run_accuracy(args.data, only, args.seeds, args.epochs, args.steps_per_epoch, args.limit, shipped,
                           loco_corpora, Path(args.cache) if args.cache else None, args.retrain, not args.quiet)
-    print(format_markdown(result))
-    write_json(args.json, result)
-    return 0
+    return common.finish(result, format_markdown(result), args.json)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ def peers():
     pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install -e .[bench])")
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import peers
+    from benchmarks import peer_methods
 
-    return peers
+    return peer_methods
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,10 @@ def test_extraction_is_cached_and_timed(result):
         assert entry["test"]["confusion"] == again["methods"][method]["test"]["confusion"]
 
 
-def test_table_prints(result, peers):
-    text = peers.format_table(result[0])
+def test_table_prints(result):
+    from benchmarks.peers import format_table
+
+    text = format_table(result[0])
     assert "TEST UAR" in text and "CREMA-D" in text and "egemaps_rbf_svm" in text
 
 
