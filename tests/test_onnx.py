@@ -148,6 +148,23 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     assert line.startswith(f"emotionnet: warning: {sibling} was not exported from tiny.safetensors")
 
 
+def test_a_tampered_onnx_with_a_copied_tag_is_not_trusted(model_copy, tmp_path):
+    """The tag only names the model file; the answers have to agree too."""
+    sibling = model_copy.with_suffix(".onnx")
+    model, metadata = load_model_file(model_copy)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.5)
+    export_onnx(model, metadata, sibling, source_sha1=file_digest(model_copy))  # the right tag, other weights
+    with pytest.warns(UserWarning, match="answers differently"):
+        recognizer = EmotionRecognizer(model_copy, backend="onnx")
+    assert isinstance(recognizer.scoring.network.source, bytes)  # exported afresh, in memory
+    clip = voiced(2.0)
+    torch_answer = EmotionRecognizer(model_copy).predict(clip, 16_000).probabilities
+    onnx_answer = recognizer.predict(clip, 16_000).probabilities
+    assert max(abs(torch_answer[k] - onnx_answer[k]) for k in torch_answer) < TOLERANCE
+
+
 def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("the cache cannot be made under a file")

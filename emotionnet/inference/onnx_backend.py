@@ -15,7 +15,9 @@ Where `--backend onnx` finds its .onnx: `<model file stem>.onnx` next to the
 model file when that was exported from this very model file (a stale one is
 ignored with a warning); otherwise a copy exported once into
 `$EMOTIONNET_CACHE/onnx/<sha1 of the model file>.onnx` (default cache
-`~/.cache/emotionnet`) and reused from then on.
+`~/.cache/emotionnet`) and reused from then on. Either is used only when its
+answers on random windows agree with the model file's within 1e-4; otherwise it
+is ignored with a warning and the network is exported again in memory.
 
 The exporter is torch's TorchScript-based one (`dynamo=False`): it works
 offline with the pinned torch, needs no `onnxscript`, takes well under a second
@@ -127,14 +129,17 @@ def export_onnx(
     return out_path
 
 
-def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: ModelSpec, seed: int = 0) -> float:
-    """The largest |logit difference| between an exported .onnx and torch, on random input windows."""
-    n_mels, frames = spec.input_shape
-    check = torch.randn(4, n_mels, frames, generator=torch.Generator().manual_seed(seed))
+def difference(scorer: OnnxScorer, model: torch.nn.Module, seed: int = 0) -> float:
+    """The largest |logit difference| between an ONNX scorer and torch, on random input windows."""
+    check = torch.randn(4, scorer.n_mels, scorer.frames, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         expected = model(check)
-    got = OnnxScorer(onnx_path, n_mels, frames)(check)
-    return float(np.abs(got.numpy() - expected.numpy()).max())
+    return float(np.abs(scorer(check).numpy() - expected.numpy()).max())
+
+
+def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: ModelSpec, seed: int = 0) -> float:
+    """The largest |logit difference| between an exported .onnx file and torch."""
+    return difference(OnnxScorer(onnx_path, *spec.input_shape), model, seed)
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -212,5 +217,14 @@ def onnx_scorer(
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
     n_mels, frames = spec.input_shape
     path = locate_onnx(model_file, model, metadata) if model_file is not None else None
-    source: str | Path | bytes = path if path is not None else export_bytes(model, metadata)
-    return OnnxScorer(source, n_mels, frames)
+    if path is not None:
+        # The SHA-1 tag names the model file an .onnx claims to come from; the answers verify it
+        # (a file with tampered weights and a copied tag would otherwise run, silently wrong).
+        scorer = OnnxScorer(path, n_mels, frames)
+        gap = difference(scorer, model)
+        if gap <= EXPORT_TOLERANCE:
+            return scorer
+        warnings.warn(f"{path} answers differently from {Path(model_file).name} (|logit difference| {gap:.1e}); "
+                      f"ignoring it (re-run 'emotionnet export --onnx {path} --model {model_file}')",
+                      StaleOnnxWarning, stacklevel=2)
+    return OnnxScorer(export_bytes(model, metadata), n_mels, frames)
