@@ -165,3 +165,12 @@ def test_real_corpora_split_counts(shared_data):
     ravdess = {r.speaker for r in found.records if r.corpus == "ravdess"}
     assert len(ravdess) == 22 and not ravdess & {"01", "02"}
     assert {r.sentence for r in found.records if r.corpus == "tess"} == set(TESS_WORDS)
+
+
+def test_evaluate_defaults_to_test_unless_a_manifest_has_no_split():
+    from emotionnet.evaluation.evaluate import default_split
+
+    custom = [Record("a.wav", "custom", "alice", "sad"), Record("b.wav", "custom", "bob", "sad")]
+    assert default_split(custom) == "all"  # nothing says which clips are held out
+    assert default_split([*custom[:1], Record("c.wav", "custom", "carol", "sad", split="test")]) == "test"
+    assert default_split([*custom, Record("c", "savee", "JK", "sad")]) == "test"  # a known corpus has its lists

@@ -9,9 +9,16 @@ import numpy as np
 
 from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Record
+from emotionnet.corpora.naming import PARSERS
 from emotionnet.evaluation.metrics import report
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABEL_INDEX, LABELS
+
+
+def default_split(records: list[Record]) -> str:
+    """`test` for known corpora or a manifest with a split column; `all` for a manifest without one."""
+    custom_only = all(r.corpus not in PARSERS for r in records)
+    return "all" if custom_only and not any(r.split for r in records) else "test"
 
 
 def evaluate_records(
