@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from emotionnet.audio import AudioError, AudioSource, to_audio
-from emotionnet.features import BandStats, band_stats, log_mel
+from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference.results import FileResult, Prediction, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
@@ -77,7 +77,7 @@ class EmotionRecognizer:
         return self.scoring.spec
 
     @property
-    def features(self):
+    def features(self) -> FeatureConfig:
         return self.spec.features
 
     @property

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emotionnet import vad
-from emotionnet.features import BandStats, band_stats
+from emotionnet.features import BandStats, FeatureConfig, band_stats
 from emotionnet.inference.results import Prediction, Segment, Timeline
 from emotionnet.inference.windows import cut_windows, window_logits
 from emotionnet.models.spec import ModelSpec, check_window
@@ -60,7 +60,7 @@ class WindowScorer:
         self.spec = spec
 
     @property
-    def features(self):
+    def features(self) -> FeatureConfig:
         return self.spec.features
 
     def frames(self, seconds: float) -> int:

@@ -41,6 +41,12 @@ MAX_MELS = 512
 MAX_FFT = 16_384
 
 
+# The feature fields every format-1 file holds. A field added to FeatureConfig later is
+# optional here, so files written before it keep loading with its default.
+FORMAT_1_FEATURES = ("sample_rate", "win_length", "n_fft", "hop_length", "n_mels", "f_min", "f_max",
+                     "log_offset", "normalisation")
+
+
 class ModelSpecError(ValueError):
     """A model description that is missing, malformed or out of bounds (the message says which)."""
 
@@ -71,7 +77,7 @@ def check_window(window: float, hop: float, longest: float = MAX_WINDOW) -> None
 def check_features(data: Any) -> FeatureConfig:
     """A FeatureConfig from a model file's `features`, every field present and in bounds."""
     data = _mapping(data, "features")
-    missing = [name for name in FeatureConfig.__dataclass_fields__ if name not in data]
+    missing = [name for name in FORMAT_1_FEATURES if name not in data]
     if missing:
         raise ModelSpecError(f"features lack {', '.join(missing)}")
     if data["sample_rate"] != SAMPLE_RATE:
