@@ -40,10 +40,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import peers  # noqa: E402
-from benchmarks.accuracy import train_or_reuse  # noqa: E402
-from benchmarks.output import write_json  # noqa: E402
-from benchmarks.speed import machine_info, shown  # noqa: E402
+from benchmarks import peer_methods as peers  # noqa: E402
+from benchmarks.common import ALL_CORPORA as CORPORA  # noqa: E402
+from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, machine_info, resolve_data, shown, train_or_reuse, write_json  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import (  # noqa: E402
@@ -55,9 +55,6 @@ from emotionnet.evaluation.metrics import (  # noqa: E402
 )
 from emotionnet.labels import LABEL_INDEX  # noqa: E402
 
-CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev")
-TITLES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "tess": "TESS", "savee": "SAVEE",
-          "nemo": "nEMO", "ased": "ASED", "turev": "TurEV-DB"}
 SECTIONS = ("in-domain", "loco", "peers", "channels")
 CONTEXTS = ("alone", "random5", "neutral")
 PEER_METHODS = ("egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker")
@@ -66,7 +63,7 @@ TARGETS = {"test_uar_v1": 0.72, "test_uar_new": 0.70, "loco_mean": 0.55, "collap
 
 
 def default_cache() -> Path:
-    from emotionnet.training.cache import cache_root
+    from emotionnet.cache import cache_root
 
     return cache_root() / "benchmarks" / "generalisation"
 
@@ -75,7 +72,7 @@ def default_cache() -> Path:
 
 def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.ndarray:
     """(clips, classes) calibrated clip probabilities, as `predict` computes them."""
-    scored = recognizer.score_windows(mels, contexts=contexts)
+    scored = recognizer.scoring.score_windows(mels, contexts=contexts)
     return np.stack([s.clip_probabilities(recognizer.temperature) for s in scored])
 
 
@@ -120,7 +117,7 @@ def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int
 
 
 def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
-    from emotionnet.training.cache import cached_log_mels
+    from emotionnet.cache import cached_log_mels
 
     mels, errors = cached_log_mels([r.path for r in records], config, progress=progress)
     for message in errors.values():
@@ -386,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped one)")
-    parser.add_argument("--data", default=peers.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     parser.add_argument("--loco-epochs", type=int, help="maximum epochs of each LOCO training (default: the recipe's)")
     parser.add_argument("--loco-steps", type=int, help="batches per epoch of each LOCO training (default: one pass)")
@@ -402,10 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
-    from emotionnet.inference.recognizer import default_model_path
+    from emotionnet.inference.recognizer import resolve_model_path
 
-    model = Path(args.model) if args.model else default_model_path()
-    result = run(model, peers.resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.channel_clips, args.seed,
+    model = resolve_model_path(args.model)
+    result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.channel_clips, args.seed,
                  Path(args.cache) if args.cache else default_cache(), not args.quiet)
     write_json(args.json, result)
     if args.plot and "in_domain" in result:

@@ -116,11 +116,38 @@ def test_check_split_refuses_a_tess_word_on_two_sides():
         check_split(records)
 
 
-def test_v1_lists_never_leak():
-    records = [Record("c", "crema-d", str(s), "sad", "DFA", "XX") for s in range(1001, 1092)]
-    records += [Record("r", "ravdess", f"{a:02d}", "sad") for a in range(1, 25)]
-    records += [Record("s", "savee", s, "sad") for s in ("DC", "JE", "JK", "KL")]
+def _every_kind_of_clip() -> list[Record]:
+    """Each speaker (TESS: each word) with clips of every emotion, sentence and intensity."""
+    records = []
+    for emotion in ("angry", "sad", "neutral"):
+        for variant in ("DFA", "IEO"):
+            records += [Record("c", "crema-d", str(s), emotion, variant, "HI") for s in range(1001, 1092)]
+            records += [Record("r", "ravdess", f"{a:02d}", emotion, variant, "strong") for a in range(1, 25)]
+            records += [Record("s", "savee", s, emotion, variant) for s in ("DC", "JE", "JK", "KL")]
+            records += [Record("t", "tess", who, emotion, word) for who in ("OAF", "YAF") for word in TESS_WORDS]
+    return records
+
+
+def test_v1_puts_each_speaker_on_one_side_whatever_the_clip():
+    records = _every_kind_of_clip()
     check_split(records)
+    for corpus in ("crema-d", "ravdess", "savee", "tess"):
+        found = sides([r for r in records if r.corpus == corpus])
+        assert not found["train"] & found["val"] and not found["train"] & found["test"]
+        assert not found["val"] & found["test"], corpus
+        assert all(found.values()), corpus  # every side has someone
+
+
+def test_a_speaker_on_two_sides_is_refused():
+    # A manifest's split column can put one speaker on two sides: the check must catch it.
+    records = [Record("a.wav", "custom", "alice", "sad", split="train"),
+               Record("b.wav", "custom", "alice", "happy", split="test"),
+               Record("c.wav", "custom", "bob", "sad", split="test")]
+    with pytest.raises(ValueError, match="custom:alice on several sides"):
+        check_split(records)
+    with pytest.raises(ValueError, match="not speaker-independent"):
+        select(records, "test")
+    check_split(records[1:])
 
 
 def test_v2_lists_of_the_added_corpora():
@@ -153,3 +180,12 @@ def test_real_corpora_split_counts(shared_data):
     ravdess = {r.speaker for r in found.records if r.corpus == "ravdess"}
     assert len(ravdess) == 22 and not ravdess & {"01", "02"}
     assert {r.sentence for r in found.records if r.corpus == "tess"} == set(TESS_WORDS)
+
+
+def test_evaluate_defaults_to_test_unless_a_manifest_has_no_split():
+    from emotionnet.evaluation.evaluate import default_split
+
+    custom = [Record("a.wav", "custom", "alice", "sad"), Record("b.wav", "custom", "bob", "sad")]
+    assert default_split(custom) == "all"  # nothing says which clips are held out
+    assert default_split([*custom[:1], Record("c.wav", "custom", "carol", "sad", split="test")]) == "test"
+    assert default_split([*custom, Record("c", "savee", "JK", "sad")]) == "test"  # a known corpus has its lists

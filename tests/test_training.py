@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from conftest import make_toy_corpus, voiced
 
+from emotionnet import cache
+from emotionnet.cache import cached_log_mels
 from emotionnet.cli.main import main
 from emotionnet.corpora import find_records, select
 from emotionnet.features import FeatureConfig
@@ -20,9 +22,7 @@ from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABELS
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import load_model_file, save_model_file
-from emotionnet.training import cache
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 
@@ -228,7 +228,8 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     clip = Path(val[0].path)
     x = torch.stack([batches.batch(torch.tensor([i]), torch.Generator().manual_seed(1))[0][0] for i in range(3)])
     with torch.no_grad():
-        assert torch.allclose(loaded(x), model(x))
+        # Loaded models run channels-last, which only reorders the sums (as in test_model_file).
+        assert torch.allclose(loaded(x), model(x), atol=1e-5, rtol=0)
     from_file = EmotionRecognizer(path).predict(clip)
     in_memory = EmotionRecognizer.from_model(model, {**meta, "format": 1, "labels": list(LABELS)}).predict(clip)
     assert from_file.emotion == in_memory.emotion

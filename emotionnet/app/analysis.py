@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from emotionnet.audio import load_audio
-from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
+from emotionnet.inference.recognizer import MODEL_ENV, EmotionRecognizer, Timeline
 from emotionnet.labels import LABELS
 
 MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
@@ -74,7 +73,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     samples = load_audio(data, max_seconds=max_seconds, name=name)
     mel = log_mel(samples, recognizer.features)
     duration = samples.size / recognizer.features.sample_rate
-    timeline = recognizer.analyse_log_mels([mel], [duration])[0]
+    timeline = recognizer.scoring.timelines([mel], [duration])[0]
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
     return Analysis(name, duration, timeline, mel.numpy(),
                     recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)

@@ -33,14 +33,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.corpora import select
-    from emotionnet.evaluation.evaluate import evaluate_records, format_report, plot_confusion
+    from emotionnet.evaluation.evaluate import default_split, evaluate_records, format_report, plot_confusion
 
     collection = load_collection(args.folders, args.manifest)
-    split = args.split
-    if split is None:
-        custom_only = all(r.corpus not in ("crema-d", "ravdess", "tess", "savee") for r in collection.records)
-        has_split = any(r.split for r in collection.records)
-        split = "all" if custom_only and not has_split else "test"
+    split = args.split or default_split(collection.records)
     try:
         records = select(collection.records, split)
     except ValueError as exc:

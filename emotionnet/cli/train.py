@@ -55,7 +55,7 @@ def recipe_from_args(args):
     if args.channels:
         recipe.hparams["channels"] = args.channels
     if args.window:
-        recipe.window = args.window
+        recipe.window, recipe.hop = args.window, args.window / 2  # as the default recipe: hop half the window
     if args.normalisation:
         recipe.features = dataclasses.replace(recipe.features, normalisation=args.normalisation)
     return recipe
@@ -63,6 +63,7 @@ def recipe_from_args(args):
 
 def run(args) -> int:
     from emotionnet.evaluation.evaluate import format_report
+    from emotionnet.models.spec import check_window
     from emotionnet.training.recipe import train_model
 
     if (args.batch_size is not None and args.batch_size < 1) or (args.epochs is not None and args.epochs < 1):
@@ -72,6 +73,10 @@ def run(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     collection = load_collection(args.folders, args.manifest)
+    try:
+        check_window(recipe.window, recipe.hop)
+    except ValueError as exc:
+        raise CLIError(f"--window: {exc}") from None
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
     if args.restart and checkpoint.exists():

@@ -13,30 +13,26 @@ import numpy as np
 import torch
 
 from emotionnet import __version__
+from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, select
 from emotionnet.evaluation.metrics import report, summary
 from emotionnet.features import FeatureConfig
-from emotionnet.inference.recognizer import EmotionRecognizer, ScoredWindows
+from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import save_model_file
+from emotionnet.models.spec import DEFAULT_ARCH, DEFAULT_ARCH_HPARAMS, DEFAULT_HOP, DEFAULT_WINDOW, ModelSpec
 from emotionnet.training.augment import AugmentConfig
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 from emotionnet.training.trainer import EpochCallback, FitConfig, fit
-
-DEFAULT_ARCH_HPARAMS = {
-    "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
-    "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
-}
 
 
 @dataclass
 class Recipe:
-    arch: str = "crnn"
+    arch: str = DEFAULT_ARCH
     hparams: dict = field(default_factory=dict)  # merged over DEFAULT_ARCH_HPARAMS[arch]
-    window: float = 3.0  # seconds the model sees at once
-    hop: float = 1.5  # seconds between windows of longer audio
+    window: float = DEFAULT_WINDOW  # seconds the model sees at once
+    hop: float = DEFAULT_HOP  # seconds between windows of longer audio
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)  # strengths, when `augment`
     # `speaker` normalisation: the share of clips trained as their own context. A user's clip
@@ -131,14 +127,13 @@ def train_model(
     # Seeded before the model is built: its initial weights come from the global generator too.
     torch.manual_seed(recipe.fit.seed)
     model = build_model(recipe.arch, **hparams)
-    description = {"features": recipe.features.to_dict(), "temperature": 1.0,
-                   "inference": {"window": recipe.window, "hop": recipe.hop}}
+    spec = ModelSpec(recipe.arch, hparams, recipe.features, recipe.window, recipe.hop)
     frames = recipe.features.frames(recipe.features.samples_for_seconds(recipe.window))
     batches = BatchMaker(features["train"], splits["train"], recipe.features, frames,
                          recipe.augmentation if recipe.augment else None, recipe.own_context_p)
     val_labels = _labels(splits["val"])
     # Each speaker's clips are normalised together, as `emotionnet evaluate` does.
-    contexts = {name: EmotionRecognizer.from_model(model, description).speaker_stats(
+    contexts = {name: WindowScorer(model, spec).speaker_stats(
         features[name], [r.group for r in splits[name]]) for name in ("val", "test")}
 
     val_corpora = np.array([r.corpus for r in splits["val"]])
@@ -146,7 +141,7 @@ def train_model(
     def validate(m) -> dict:
         # Each clip alone, as a user's arrives; the selection figure is the mean of the
         # corpora's UARs, so a model cannot win by fitting the largest corpus's voices.
-        scored = EmotionRecognizer.from_model(m, description).score_windows(features["val"])
+        scored = WindowScorer(m, spec).score_windows(features["val"])
         pred = clip_probabilities(scored, 1.0).argmax(axis=1)
         figures = summary(val_labels, pred)
         per_corpus = [summary(val_labels[val_corpora == c], pred[val_corpora == c])["uar"]
@@ -159,7 +154,7 @@ def train_model(
     result = fit(model, recipe.fit, batches, validate, checkpoint=checkpoint,
                  callbacks=callbacks or [], progress=progress)
 
-    recognizer = EmotionRecognizer.from_model(model, description)
+    recognizer = WindowScorer(model, spec)
     scored = {name: recognizer.score_windows(features[name], contexts=contexts[name])
               for name in ("val", "test") if splits[name]}
     if recipe.features.normalisation == "speaker":
@@ -177,8 +172,7 @@ def train_model(
         metrics[name] = {k: rep[k] for k in ("overall", "per_corpus", "per_class", "confusion")}
 
     meta = {
-        **description,
-        "sample_rate": recipe.features.sample_rate,
+        **spec.to_metadata(),
         "model": {"arch": recipe.arch, "hparams": hparams, "parameters": count_parameters(model)},
         "temperature": temperature,
         "training": {
