@@ -156,6 +156,19 @@ def test_a_file_source_paces_in_real_time(tmp_path):
     assert chunks[-1].arrived - chunks[0].arrived >= 0.35  # blocks 0.1 s apart, not all at once
 
 
+def _portaudio_present() -> bool:
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:  # the package is installed, the PortAudio library (libportaudio2) is not
+        return False
+    return True
+
+
+needs_portaudio = pytest.mark.skipif(
+    not _portaudio_present(), reason="the PortAudio library is missing (apt-get install libportaudio2)")
+
+
+@needs_portaudio
 def test_no_such_microphone_is_a_clear_error():
     with pytest.raises(MicrophoneError, match="input device"):
         MicrophoneSource(device=9999)
@@ -185,11 +198,22 @@ def test_listen_view_and_summary(tiny_model_file, tmp_path, capsys):
     assert sum(label in out for label in LABELS) == 6  # the summary's share of each emotion
 
 
+@needs_portaudio
 def test_listen_without_a_microphone_says_to_use_input(tiny_model_file, capsys):
     assert main(["listen", "--device", "9999", "--model", str(tiny_model_file)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("emotionnet: error: no input device 9999")
     assert "--input FILE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listen_without_portaudio_is_one_clear_line(tiny_model_file, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as when libportaudio2 is absent
+    assert main(["listen", "--model", str(tiny_model_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: ") and len(err.strip().splitlines()) == 1
+    assert "--input FILE" in err
 
 
 def test_listen_usage_errors(tiny_model_file, tmp_path, capsys):

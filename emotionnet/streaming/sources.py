@@ -31,6 +31,8 @@ def _sounddevice():
         import sounddevice
     except OSError as exc:  # the Python package is there, the PortAudio library is not
         raise MicrophoneError(f"no microphone support: the PortAudio library is missing ({exc})") from None
+    except ImportError as exc:
+        raise MicrophoneError(f"no microphone support: the sounddevice package is missing ({exc})") from None
     return sounddevice
 
 
