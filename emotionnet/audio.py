@@ -77,7 +77,7 @@ def check_sample_rate(sample_rate: object, name: str = "<array>", limits: AudioL
 
 
 def _too_long(name: str, seconds: float, limit: float) -> AudioError:
-    return AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s, which max_seconds lifts)")
+    return AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
 
 
 def _as_array(samples: object, name: str) -> np.ndarray:

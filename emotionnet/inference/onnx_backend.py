@@ -207,3 +207,30 @@ def onnx_scorer(model_file: str | Path | None, model: torch.nn.Module, metadata:
     path = locate_onnx(model_file, model, metadata) if model_file is not None else None
     source: str | Path | bytes = path if path is not None else export_bytes(model, metadata)
     return OnnxScorer(source, n_mels, frames)
+
+
+def load_onnx_recognizer(onnx_path: str | Path):
+    """A recognizer run entirely from an exported .onnx file (its metadata_props hold the model's JSON).
+
+    This is what `--model x.onnx` means: the file the user exported, not the
+    shipped model's sibling.
+    """
+    from emotionnet.inference.recognizer import EmotionRecognizer
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise OnnxBackendError(f"{onnx_path}: file not found")
+    try:
+        props = read_onnx_metadata(onnx_path)
+        metadata = json.loads(props[METADATA_KEY])
+        if not isinstance(metadata, dict):
+            raise ValueError("its metadata is not a JSON object")
+    except KeyError:
+        raise OnnxBackendError(f"{onnx_path}: an ONNX file without EmotionNet metadata "
+                               "(write one with 'emotionnet export --onnx')") from None
+    except Exception as exc:  # not ONNX at all, or damaged
+        raise OnnxBackendError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    n_mels, frames = input_shape(None, metadata)
+    recognizer = EmotionRecognizer.from_model(OnnxScorer(onnx_path, n_mels, frames), metadata)
+    recognizer.model_file, recognizer.backend = onnx_path, "onnx"
+    return recognizer
