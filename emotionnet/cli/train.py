@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command, load_collection
@@ -79,8 +80,14 @@ def run(args) -> int:
     try:
         meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
                            sources=[*args.folders, *([args.manifest] if args.manifest else [])])
+    except KeyboardInterrupt:
+        saved = f"saved {checkpoint}; re-run the same command to resume" if checkpoint.exists() else "nothing saved"
+        print(f"emotionnet: interrupted ({saved})", file=sys.stderr)
+        return 130
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"{exc.filename or out}: {exc.strerror or exc}", "check the path and free disk space") from None
     print(f"\nwrote {out} ({meta['model']['parameters']:,} parameters, best epoch "
           f"{meta['training']['best_epoch']}, {meta['training']['wall_seconds']:.0f} s)")
     for name, figures in meta["metrics"].items():
