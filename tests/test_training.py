@@ -404,3 +404,29 @@ def test_a_damaged_cached_feature_file_is_rebuilt(generated, monkeypatch, tmp_pa
         np.testing.assert_array_equal(a, b)
     assert str(files[0]) in capsys.readouterr().err
     assert cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)[1] == {}
+
+
+def test_evaluate_a_manifest_of_known_corpus_ids(generated, trained, tmp_path, capsys):
+    rows = ["path,emotion,speaker,corpus"]
+    for k, wav in enumerate(sorted((generated / "clips").glob("*.wav"))[:12]):
+        label = LABELS[k % 5]  # no sad clip at all
+        rows.append(f"{wav},{label},crema-d-10{10 + k % 4},crema-d")
+    rows.append(f"{wav},angyr,crema-d-1010,crema-d")  # a misspelt label
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 0
+    out, err = capsys.readouterr()
+    assert "clips 12" in out  # no split column: every row, not the test split's
+    assert "emotionnet: warning: left out 1 clip(s)" in err and "'angyr' 1" in err
+    sad = next(line for line in out.splitlines() if line.startswith("sad "))
+    assert sad.split() == ["sad", "-", "-", "-", "0"]  # no clips: no figure, not 0.000
+
+
+def test_evaluate_with_no_loadable_clip_is_one_line(tmp_path, trained, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("path,emotion\nbad.wav,angry\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("emotionnet: error: no clip could be scored")
+    assert "Traceback" not in err and "bad.wav: unreadable" in err

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection, load_recognizer
+from emotionnet.cli.common import (
+    EXIT_SOME_FAILED,
+    CLIError,
+    add_command,
+    load_collection,
+    load_recognizer,
+    warn_skipped,
+)
 
 EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
   emotionnet evaluate ../shared/data/RAVDESS --split val
@@ -36,11 +43,13 @@ def run(args) -> int:
     from emotionnet.evaluation.evaluate import evaluate_records, format_report, plot_confusion
 
     collection = load_collection(args.folders, args.manifest)
+    warn_skipped(collection)
     split = args.split
     if split is None:
-        custom_only = all(r.corpus not in ("crema-d", "ravdess", "tess", "savee") for r in collection.records)
+        # DESIGN.md: test for corpus folders, all for a manifest without a split column
+        # (whatever corpus ids its rows name: a user's rows are not the corpus's split)
         has_split = any(r.split for r in collection.records)
-        split = "all" if custom_only and not has_split else "test"
+        split = "all" if not args.folders and not has_split else "test"
     try:
         records = select(collection.records, split)
     except ValueError as exc:
@@ -48,8 +57,11 @@ def run(args) -> int:
     if not records:
         raise CLIError(f"no clips in the {split} split", "try --split all")
     recognizer = load_recognizer(args.model, args.backend)
-    result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
-                              progress=not args.json, context=args.context)
+    try:
+        result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
+                                  progress=not args.json, context=args.context)
+    except ValueError as exc:  # no clip could be scored: each failure is on its own line above
+        raise CLIError(str(exc), "every clip failed to load; see the lines above", EXIT_SOME_FAILED) from None
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection
+from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped
 
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
@@ -66,6 +66,7 @@ def run(args) -> int:
     if args.batch_size < 1 or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--batch-size and --epochs must be at least 1")
     collection = load_collection(args.folders, args.manifest)
+    warn_skipped(collection)
     recipe = recipe_from_args(args)
     out = Path(args.out or f"emotionnet-{args.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")

@@ -71,6 +71,9 @@ def format_report(result: dict) -> str:
         lines.append(f"{name:12}{m['uar']:8.3f}{m['accuracy']:8.3f}{m['macro_f1']:8.3f}{m['n']:7d}")
     lines += ["", f"{'class':12}{'recall':>8}{'prec':>8}{'F1':>8}{'n':>7}"]
     for label, m in result["per_class"].items():
+        if not m["support"]:  # no clip of this class: there is no recall to show, not a recall of 0
+            lines.append(f"{label:12}{'-':>8}{'-':>8}{'-':>8}{0:7d}")
+            continue
         lines.append(f"{label:12}{m['recall']:8.3f}{m['precision']:8.3f}{m['f1']:8.3f}{m['support']:7d}")
     return "\n".join(lines)
 
