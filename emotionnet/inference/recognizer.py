@@ -22,7 +22,7 @@ import torch
 
 from emotionnet.audio import AudioError, AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
-from emotionnet.inference import vad
+from emotionnet.inference import blocks, vad
 from emotionnet.inference.windows import cut_windows, window_logits
 from emotionnet.labels import LABELS
 from emotionnet.models.file import load_model_file
@@ -126,6 +126,8 @@ class EmotionRecognizer:
         window: float | None = None, hop: float | None = None, max_seconds: float | None = None,
     ) -> Timeline:
         """Emotion per window over time, plus the overall answer."""
+        if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
+            return blocks.score_in_blocks(self, audio, window, hop, max_seconds)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         return self.analyse([samples], window, hop)[0]
 
@@ -148,6 +150,15 @@ class EmotionRecognizer:
             return zip([p for p, _ in pending], self.analyse([s for _, s in pending], window, hop, speakers))
 
         for path in paths:
+            if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
+                if pending:
+                    yield from flush()
+                    pending, seconds = [], 0.0
+                try:
+                    yield str(path), blocks.score_in_blocks(self, path, window, hop, max_seconds)
+                except AudioError as exc:
+                    yield str(path), exc
+                continue
             try:
                 samples = to_audio(path, max_seconds=max_seconds)
             except AudioError as exc:
