@@ -349,3 +349,52 @@ def test_listen_no_adapt_judges_every_window_alone(tiny_speaker_model_file, tmp_
     alone = recognizer.predict(load_audio(path)[-3 * SR:], SR).probabilities  # the file's own (PCM16) samples
     assert last_probabilities("--no-adapt") == pytest.approx(alone, abs=1e-4)
     assert last_probabilities() != pytest.approx(alone, abs=1e-4)
+
+
+# --- issue 13 ------------------------------------------------------------------------------------
+
+
+def test_the_last_hop_is_not_printed_twice(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", voiced(2.02))  # 0.02 s after the last hop
+    assert main(["listen", "--input", str(path), "--fast", "--json", "--model", str(tiny_model_file)]) == 0
+    times = [json.loads(line)["time"] for line in capsys.readouterr().out.splitlines()]
+    assert times == pytest.approx([0.5, 1.0, 1.5, 2.0])  # once: 2.0 and 2.02, both shown as "2.0 s"
+    path = write_wav(tmp_path / "more.wav", voiced(2.3))
+    assert main(["listen", "--input", str(path), "--fast", "--json", "--model", str(tiny_model_file)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["time"] == pytest.approx(2.3)
+
+
+def test_the_letter_strip_and_the_summary_say_what_they_are(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", voiced(2.0))
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "a angry, d disgust, f fear, h happy, n neutral, s sad, · silence" in out
+    assert "share of the speech time per emotion:" in out
+
+
+def test_absurd_stream_samples_give_finite_levels(recognizer):
+    audio = voiced(3.0)
+    audio[8_000:16_000] *= 1e25  # once: "level_db": NaN in listen --json
+    audio[20_000] = np.nan
+    results = list(StreamEngine(recognizer).run(ArraySource(audio)))
+    assert results and all(np.isfinite(r.level_db) for r in results)
+    for r in results:
+        json.loads(json.dumps(r.to_dict(), allow_nan=False))
+
+
+def test_a_file_source_decodes_in_blocks(tmp_path, monkeypatch):
+    from emotionnet.audio import load_audio
+    from emotionnet.streaming import sources
+
+    path = write_wav(tmp_path / "talk.wav", voiced(5.0, sample_rate=22_050), 22_050)
+    whole = load_audio(path)
+    monkeypatch.setattr(sources, "load_audio", None, raising=False)  # never the whole file at once
+    decoded = []
+    blocks = sources.iter_audio_blocks
+    monkeypatch.setattr(sources, "iter_audio_blocks",
+                        lambda *a, **k: (decoded.append(b.size) or b for b in blocks(*a, **k, block_seconds=1.0)))
+    source = FileSource(path, realtime=False)
+    streamed = np.concatenate([chunk.samples for chunk in source])
+    assert source.duration == pytest.approx(5.0) and len(decoded) >= 5
+    assert all(chunk.samples.size == 1_600 for chunk in list(FileSource(path, realtime=False))[:-1])
+    np.testing.assert_allclose(streamed[:whole.size - 100], whole[:whole.size - 100], atol=2e-3)

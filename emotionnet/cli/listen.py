@@ -25,6 +25,7 @@ LETTERS = {label: label[0] for label in LABELS}  # a d f h n s
 SILENCE = "·"
 HISTORY = 40
 BAR = 24
+LATENCY_MEMORY = 10_000  # hops whose latency the summary's median covers
 
 
 def add_parser(sub) -> None:
@@ -128,12 +129,14 @@ class Tally:
         self.duration = 0.0
         self.speech_seconds = 0.0
         self.emotions: Counter[str] = Counter()
-        self.latencies: list[float] = []
+        self.latencies: deque[float] = deque(maxlen=LATENCY_MEMORY)  # an endless session: bounded memory
+        self.worst_latency = 0.0
 
     def add(self, result) -> None:
         step = result.time - self.duration
         self.duration = result.time
         self.latencies.append(result.latency_ms)
+        self.worst_latency = max(self.worst_latency, result.latency_ms)
         if result.speech:
             self.speech_seconds += step
             self.emotions[result.emotion] += step
@@ -142,6 +145,7 @@ class Tally:
         lines = [f"listened {self.duration:.1f} s; speech {self.speech_seconds:.1f} s"
                  + (f" ({self.speech_seconds / self.duration:.0%})" if self.duration else "")]
         if self.speech_seconds:
+            lines.append("share of the speech time per emotion:")
             for label in LABELS:
                 share = self.emotions[label] / self.speech_seconds
                 lines.append(f"  {label:<8} {bar(share, 20)} {share:4.0%}")
@@ -150,10 +154,14 @@ class Tally:
         if self.latencies:
             ordered = sorted(self.latencies)
             lines.append(f"latency median {ordered[len(ordered) // 2]:.0f} ms, "
-                         f"worst {ordered[-1]:.0f} ms")
+                         f"worst {self.worst_latency:.0f} ms")
         if dropped:
             lines.append(f"dropped {dropped} audio blocks: scoring fell behind the microphone")
         return "\n".join(lines)
+
+
+def legend_text() -> str:
+    return ", ".join(f"{LETTERS[e]} {e}" for e in LABELS) + f", {SILENCE} silence"
 
 
 def bar(share: float, width: int) -> str:
@@ -172,6 +180,8 @@ class LiveView:
         self.last = None  # the last speech prediction, shown dimmed during silence
         self.drawn = 0
         self.out.write(f"emotionnet listen · {source} · window {window:g} s, hop {hop:g} s · Ctrl-C stops\n")
+        if not self.tty:  # the live block carries its own legend; one line per result needs one here
+            self.out.write(f"each line: time, emotion, confidence, then the last {HISTORY} results: {legend_text()}\n")
         if self.tty:
             self.out.write("\x1b[?25l")  # hide the cursor while redrawing
         self.out.flush()
