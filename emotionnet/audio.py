@@ -179,6 +179,12 @@ def _open(source: str | Path | bytes, name: str):
     return str(path)
 
 
+def _unreadable(name: str, exc: Exception, handle: object) -> AudioError:
+    """libsndfile's complaint, with the input's name where it printed an in-memory buffer's repr."""
+    detail = str(exc).replace(repr(handle), name) if not isinstance(handle, str) else str(exc)
+    return AudioError(f"{name}: unreadable or unsupported audio ({detail})")
+
+
 def source_name(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
@@ -189,13 +195,14 @@ def audio_info(source: str | Path | bytes, name: str | None = None,
                limits: AudioLimits | None = None) -> tuple[float, float]:
     """(sample rate, seconds) from the header, checked against the limits, without decoding."""
     name = name or source_name(source)
+    handle = _open(source, name)
     try:
-        with soundfile.SoundFile(_open(source, name)) as f:
+        with soundfile.SoundFile(handle) as f:
             rate, frames = f.samplerate, f.frames
     except AudioError:
         raise
     except Exception as exc:  # libsndfile raises several types for bad data
-        raise AudioError(f"{name}: unreadable or unsupported audio ({exc})") from None
+        raise _unreadable(name, exc, handle) from None
     return check_sample_rate(rate, name, limits), frames / rate
 
 
@@ -239,7 +246,7 @@ def iter_audio_blocks(
     except AudioError:
         raise
     except Exception as exc:  # libsndfile raises several types for bad data
-        raise AudioError(f"{name}: unreadable or unsupported audio ({exc})") from None
+        raise _unreadable(name, exc, handle) from None
     if frames_read / rate < MIN_SECONDS:  # a header that overstated it: a truncated file
         raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
     if not audible:

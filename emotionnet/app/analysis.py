@@ -19,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from emotionnet.audio import load_audio
+from emotionnet.audio import AudioError, load_audio
 from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
 from emotionnet.features import log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
 from emotionnet.labels import LABELS
 
 MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
+MAX_UPLOAD_MB = 50  # the app's own upload limit (Streamlit's default is 200 MB); 10 min of 48 kHz stereo WAV fit
+SUMMARY_SECONDS = 30.0  # recordings longer than this get a summary, not one averaged answer
+STRONGEST = 5  # moments listed in a long recording's summary
 
 COLOURS = {  # one colour per emotion, shared by every chart
     "angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd",
@@ -78,6 +81,59 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
     return Analysis(name, duration, timeline, mel.numpy(),
                     recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)
+
+
+def check_upload(size: int, name: str) -> None:
+    """Refuse an upload over MAX_UPLOAD_MB before anything decodes it."""
+    if size > MAX_UPLOAD_MB * 2**20:
+        raise AudioError(f"{name}: too large ({size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB)")
+
+
+@dataclass
+class Summary:
+    """What a long recording held: each emotion's share of the speech time, and its strongest moments."""
+
+    speech_seconds: float
+    shares: dict[str, float]  # label -> share of the speech time where it was the top emotion
+    strongest: list[tuple[float, float, str, float]]  # (start, end, emotion, confidence), most confident first
+
+    @property
+    def main_emotion(self) -> str | None:
+        return max(self.shares, key=self.shares.get) if self.speech_seconds else None
+
+
+def summarise(analysis: Analysis, strongest: int = STRONGEST) -> Summary:
+    """Shares of speech time per emotion (each moment counts for its nearest window) and the
+    most confident speech windows, at most one per emotion among the first few so that one
+    long stretch of anger does not fill the list."""
+    seconds = dict.fromkeys(LABELS, 0.0)
+    for start, end, emotion in spans(analysis):
+        if emotion:
+            seconds[emotion] += end - start
+    speech = sum(seconds.values())
+    shares = {label: (t / speech if speech else 0.0) for label, t in seconds.items()}
+    windows = sorted((s for s in analysis.timeline.segments if s.prediction),
+                     key=lambda s: s.prediction.confidence, reverse=True)
+    chosen, seen = [], set()
+    for s in windows:  # the strongest of each emotion first, then the next strongest overall
+        if s.prediction.emotion not in seen:
+            chosen.append(s)
+            seen.add(s.prediction.emotion)
+    chosen += [s for s in windows if s not in chosen]
+    moments = [(s.start, s.end, s.prediction.emotion, s.prediction.confidence) for s in chosen[:strongest]]
+    return Summary(speech, shares, sorted(moments, key=lambda m: -m[3]))
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system after a large analysis (glibc keeps it otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def warm_up(recognizer: EmotionRecognizer) -> None:
@@ -166,6 +222,24 @@ def probability_spec(analysis: Analysis) -> dict:
     }
 
 
+def share_spec(summary: Summary) -> dict:
+    """Vega-Lite bars: each emotion's share of a long recording's speech time."""
+    rows = [{"emotion": label, "share": summary.shares[label]} for label in LABELS]
+    return {
+        "data": {"values": rows},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "share", "type": "quantitative", "scale": {"domain": [0, 1]},
+                  "axis": {"format": "%"}, "title": "share of the speech time"},
+            "y": {"field": "emotion", "type": "nominal", "sort": list(LABELS), "title": None},
+            "color": {"field": "emotion", "type": "nominal", "scale": COLOUR_SCALE, "legend": None},
+            "tooltip": [{"field": "emotion", "type": "nominal"},
+                        {"field": "share", "type": "quantitative", "format": ".0%"}],
+        },
+        "height": 200,
+    }
+
+
 def timeline_spec(analysis: Analysis) -> dict:
     """Vega-Lite: each emotion's probability over time (grey where there is no speech),
     above a strip of the winning emotion. Plain JSON: the browser draws it."""
@@ -203,7 +277,10 @@ def timeline_spec(analysis: Analysis) -> dict:
                         {"field": "emotion", "type": "nominal"},
                         {"field": "confidence", "type": "quantitative", "format": ".0%"}]},
     }
-    return {"vconcat": [top, strip], "resolve": {"scale": {"color": "shared"}}}
+    top["width"] = strip["width"] = "container"
+    # "fit-x" with the padding contained: axes and legend inside the column, not 60 px past it
+    return {"vconcat": [top, strip], "resolve": {"scale": {"color": "shared"}},
+            "autosize": {"type": "fit-x", "contains": "padding"}}
 
 
 def spectrogram_png(analysis: Analysis, dpi: int = 110) -> bytes:
