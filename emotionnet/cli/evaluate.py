@@ -64,8 +64,11 @@ def run(args) -> int:
         raise CLIError(str(exc), "every clip failed to load; see the lines above", EXIT_SOME_FAILED) from None
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(result, indent=2))
-        plot_confusion(result, out / "confusion.png")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(result, indent=2))
+            plot_confusion(result, out / "confusion.png")
+        except OSError as exc:
+            raise CLIError(f"{out}: cannot write the report ({exc.strerror or exc})", "choose another --out") from None
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0

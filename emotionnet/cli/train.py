@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def run(args) -> int:
     recipe = recipe_from_args(args)
     out = Path(args.out or f"emotionnet-{args.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
+    folder = out.parent.resolve()
+    if not folder.is_dir() or not os.access(folder, os.W_OK):  # found now, not after hours of training
+        raise CLIError(f"{out}: cannot write there ({folder} is not a writable folder)", "choose another --out")
     if args.restart and checkpoint.exists():
         checkpoint.unlink()
 

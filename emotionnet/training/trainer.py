@@ -145,7 +145,10 @@ def _autocast(device: torch.device, enabled: bool):
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError as exc:  # torch's writer reports a missing folder or a full disk this way
+        raise TrainingError(f"{path}: cannot write the checkpoint ({exc})") from None
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last checkpoint
 
 
