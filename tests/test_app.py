@@ -247,3 +247,12 @@ def test_the_app_serves_this_machine_with_its_own_upload_limit(tiny_model_file, 
     command = started[0]
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.maxUploadSize") + 1] == str(MAX_UPLOAD_MB)
+
+
+def test_a_nan_answer_is_an_error_not_nan_percent(tiny_model_file, talk):
+    import torch
+
+    recognizer = load_model(tiny_model_file)
+    recognizer.scorer = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+    with pytest.raises(ValueError, match="talk.wav: the model answered NaN"):
+        analyse(recognizer, wav_bytes(talk), "talk.wav")

@@ -78,6 +78,8 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     mel = log_mel(samples, recognizer.features)
     duration = samples.size / recognizer.features.sample_rate
     timeline = recognizer.analyse_log_mels([mel], [duration])[0]
+    if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
+        raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
     return Analysis(name, duration, timeline, mel.numpy(),
                     recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)
