@@ -293,3 +293,18 @@ def test_huge_sample_values_are_a_per_file_error(capsys, clips, tiny_model_file,
     code, out, err = run(capsys, loud, clips / "a.wav", "--model", tiny_model_file)
     assert code == 2 and "absurd sample values" in err and "nan" not in out.lower()
     assert str(clips / "a.wav") in out  # the batch goes on
+
+
+def test_a_long_file_gets_a_summary(capsys, tiny_model_file, tmp_path):
+    parts = [voiced(3.0, f0=100 + 30 * (k % 4), seed=k) if k % 3 else np.zeros(3 * SR, np.float32)
+             for k in range(12)]  # 36 s: speech with pauses
+    path = write_wav(tmp_path / "interview.wav", np.concatenate(parts))
+    code, out, _ = run(capsys, path, "--model", tiny_model_file)
+    assert code == 0
+    assert "(the average over the whole recording)" in out
+    share_line = next(line for line in out.splitlines() if "s of speech:" in line)
+    shares = [float(part.split()[-1].rstrip("%")) for part in share_line.split(": ", 1)[1].split(", ")]
+    assert abs(sum(shares) - 100) <= len(shares)  # rounded percentages
+    assert "strongest moments:" in out
+    code, out, _ = run(capsys, path, "--model", tiny_model_file, "--json")
+    assert "summary" not in json.loads(out)  # the JSON lines keep their documented fields

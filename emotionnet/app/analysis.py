@@ -23,12 +23,13 @@ from emotionnet.audio import AudioError, load_audio
 from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
 from emotionnet.features import log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
+from emotionnet.inference.summary import STRONGEST, SUMMARY_SECONDS, Summary  # noqa: F401 (the app's names)
+from emotionnet.inference.summary import spans as timeline_spans
+from emotionnet.inference.summary import summarise as summarise_timeline
 from emotionnet.labels import LABELS
 
 MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
 MAX_UPLOAD_MB = 50  # the app's own upload limit (Streamlit's default is 200 MB); 10 min of 48 kHz stereo WAV fit
-SUMMARY_SECONDS = 30.0  # recordings longer than this get a summary, not one averaged answer
-STRONGEST = 5  # moments listed in a long recording's summary
 
 COLOURS = {  # one colour per emotion, shared by every chart
     "angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd",
@@ -91,39 +92,9 @@ def check_upload(size: int, name: str) -> None:
         raise AudioError(f"{name}: too large ({size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB)")
 
 
-@dataclass
-class Summary:
-    """What a long recording held: each emotion's share of the speech time, and its strongest moments."""
-
-    speech_seconds: float
-    shares: dict[str, float]  # label -> share of the speech time where it was the top emotion
-    strongest: list[tuple[float, float, str, float]]  # (start, end, emotion, confidence), most confident first
-
-    @property
-    def main_emotion(self) -> str | None:
-        return max(self.shares, key=self.shares.get) if self.speech_seconds else None
-
-
 def summarise(analysis: Analysis, strongest: int = STRONGEST) -> Summary:
-    """Shares of speech time per emotion (each moment counts for its nearest window) and the
-    most confident speech windows, at most one per emotion among the first few so that one
-    long stretch of anger does not fill the list."""
-    seconds = dict.fromkeys(LABELS, 0.0)
-    for start, end, emotion in spans(analysis):
-        if emotion:
-            seconds[emotion] += end - start
-    speech = sum(seconds.values())
-    shares = {label: (t / speech if speech else 0.0) for label, t in seconds.items()}
-    windows = sorted((s for s in analysis.timeline.segments if s.prediction),
-                     key=lambda s: s.prediction.confidence, reverse=True)
-    chosen, seen = [], set()
-    for s in windows:  # the strongest of each emotion first, then the next strongest overall
-        if s.prediction.emotion not in seen:
-            chosen.append(s)
-            seen.add(s.prediction.emotion)
-    chosen += [s for s in windows if s not in chosen]
-    moments = [(s.start, s.end, s.prediction.emotion, s.prediction.confidence) for s in chosen[:strongest]]
-    return Summary(speech, shares, sorted(moments, key=lambda m: -m[3]))
+    """Each emotion's share of the speech time and the strongest moments (see inference/summary.py)."""
+    return summarise_timeline(analysis.timeline, strongest)
 
 
 def release_memory() -> None:
@@ -170,15 +141,8 @@ def to_csv(analysis: Analysis) -> str:
 
 
 def spans(analysis: Analysis) -> list[tuple[float, float, str | None]]:
-    """The timeline as non-overlapping spans `(start, end, emotion or None)`.
-
-    Windows overlap, so each moment belongs to the window whose centre is nearest.
-    """
-    segments = analysis.timeline.segments
-    centres = [(s.start + s.end) / 2 for s in segments]
-    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [analysis.duration]
-    return [(edges[i], edges[i + 1], s.prediction.emotion if s.prediction else None)
-            for i, s in enumerate(segments)]
+    """The timeline as non-overlapping spans `(start, end, emotion or None)` (see inference/summary.py)."""
+    return timeline_spans(analysis.timeline)
 
 
 def timeline_tables(analysis: Analysis) -> tuple[list[dict], list[dict]]:

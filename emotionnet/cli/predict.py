@@ -78,9 +78,14 @@ def format_timeline(path: str, timeline) -> str:
     """The text block of one file: emotion, a bar per class, and the timeline of a long file."""
     full, empty = _bar_chars()
     p = timeline.prediction
+    from emotionnet.inference.summary import SUMMARY_SECONDS, format_summary, summarise
+
     lines = [f"{path}  ({timeline.duration:.2f} s)", f"  {p.emotion}  {p.confidence:.2f}"]
     if not timeline.speech:
         lines[-1] += "  (no speech detected: a guess)"
+    elif timeline.duration > SUMMARY_SECONDS:  # an average over many emotions says little on its own
+        lines[-1] += "  (the average over the whole recording)"
+        lines += ["  " + line for line in format_summary(summarise(timeline))]
     width = max(len(label) for label in p.probabilities)
     for label, prob in p.probabilities.items():
         filled = round(prob * BAR_WIDTH)
