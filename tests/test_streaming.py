@@ -398,3 +398,19 @@ def test_a_file_source_decodes_in_blocks(tmp_path, monkeypatch):
     assert source.duration == pytest.approx(5.0) and len(decoded) >= 5
     assert all(chunk.samples.size == 1_600 for chunk in list(FileSource(path, realtime=False))[:-1])
     np.testing.assert_allclose(streamed[:whole.size - 100], whole[:whole.size - 100], atol=2e-3)
+
+
+def test_damage_inside_an_input_file_is_one_line(tiny_model_file, tmp_path, capsys, monkeypatch):
+    from emotionnet.audio import AudioError
+    from emotionnet.streaming import sources
+
+    path = write_wav(tmp_path / "talk.wav", voiced(3.0))
+
+    def damaged(*args, **kwargs):
+        yield voiced(1.0)
+        raise AudioError(f"{path}: unreadable or unsupported audio (damaged block)")
+
+    monkeypatch.setattr(sources, "iter_audio_blocks", damaged)
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: ") and "damaged block" in err and "Traceback" not in err

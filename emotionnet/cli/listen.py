@@ -92,6 +92,8 @@ def run(args) -> int:
                 print(json.dumps(result.to_dict()), flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live session ends: the summary follows
+    except AudioError as exc:  # damage further into an --input file than its header showed
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         sys.stdout = open(os.devnull, "w")
         return 0

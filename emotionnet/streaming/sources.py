@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotionnet.audio import SAMPLE_RATE, AudioError, AudioLimits, audio_info, iter_audio_blocks
+from emotionnet.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioError, audio_info, iter_audio_blocks
 from emotionnet.streaming.engine import Chunk
 
 BLOCK_SECONDS = 0.1
@@ -175,9 +175,10 @@ class FileSource:
         self.realtime = realtime
         self.block = max(1, round(block_seconds * SAMPLE_RATE))
         self.max_seconds = max_seconds
-        _, self.duration = audio_info(path, limits=None if max_seconds is None else AudioLimits(max_seconds))
-        if max_seconds is not None and self.duration > max_seconds:
-            raise AudioError(f"{path}: too long ({self.duration:.1f} s; the limit is {max_seconds:g} s)")
+        _, self.duration = audio_info(path)
+        limit = DEFAULT_LIMITS.max_seconds if max_seconds is None else max_seconds
+        if self.duration > limit:
+            raise AudioError(f"{path}: too long ({self.duration:.1f} s; the limit is {limit:g} s)")
         self.name = str(path)
 
     def __iter__(self) -> Iterator[Chunk]:
