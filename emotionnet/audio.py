@@ -7,7 +7,9 @@ the same samples.
 Limits guard memory and time against absurd input (a header claiming 1 Hz
 would otherwise be resampled into hours of audio): by default a recording is
 at most 4 hours long and sampled at 4 kHz to 768 kHz. Pass `max_seconds`
-(`math.inf` lifts it) or `limits=AudioLimits(...)` to change them. Long files
+(`math.inf` lifts it) or `limits=AudioLimits(...)` to change them for one call,
+or set `emotionnet.audio.DEFAULT_LIMITS = AudioLimits(...)` for every path in
+(the recognizer's included). Long files
 are decoded and resampled in blocks, so decoding never holds more than one
 block at the file's own rate.
 """

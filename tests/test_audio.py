@@ -333,3 +333,14 @@ def test_block_decoding_still_finds_silence_and_overlong_files(tmp_path):
     assert "silent" in _error(lambda: list(iter_audio_blocks(silent, block_seconds=0.5)))
     path = write_wav(tmp_path / "long.wav", voiced(2.0))
     assert "too long" in _error(lambda: list(iter_audio_blocks(path, max_seconds=1.0, block_seconds=0.5)))
+
+
+def test_default_limits_can_be_changed_for_every_path(monkeypatch, tiny_model_file):
+    from emotionnet import audio, load_model
+    from emotionnet.audio import AudioLimits
+
+    low = voiced(1.0, sample_rate=2_000)
+    recognizer = load_model(tiny_model_file)
+    assert "outside" in _error(lambda: recognizer.predict(low, 2_000))
+    monkeypatch.setattr(audio, "DEFAULT_LIMITS", AudioLimits(min_sample_rate=1_000))
+    assert recognizer.predict(low, 2_000).emotion
