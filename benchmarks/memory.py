@@ -23,9 +23,7 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.latency import speech_like  # noqa: E402
-from benchmarks.output import write_json  # noqa: E402
-from benchmarks.speed import run_measured  # noqa: E402
+from benchmarks.common import run_measured, speech_like, write_json  # noqa: E402
 
 RATIO_TARGET = 1.5
 
@@ -38,7 +36,7 @@ def write_long_wav(path: Path, minutes: float, sample_rate: int = 16_000) -> Pat
         while left > 0:
             n = min(left, 60 * sample_rate)
             gain = 0.5 + 0.5 * ((block * 7) % 5) / 4  # louder and quieter minutes
-            f.write(gain * speech_like(n / sample_rate, sample_rate, seed=block))
+            f.write(gain * speech_like(n / sample_rate, sample_rate=sample_rate, seed=block, speech_every=(5.0, 9.0)))
             left -= n
             block += 1
     return path

@@ -24,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.latency import speech_like  # noqa: E402
-from benchmarks.output import write_json  # noqa: E402
+from benchmarks.common import speech_like, write_json  # noqa: E402
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 0.1
@@ -44,7 +43,8 @@ def chunks(minutes: float) -> Iterator[np.ndarray]:
     chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
     for minute in range(int(np.ceil(minutes))):
         seconds = min(60.0, minutes * 60 - minute * 60)
-        audio = (0.5 + 0.5 * ((minute * 7) % 5) / 4) * speech_like(seconds, SAMPLE_RATE, seed=minute)
+        audio = (0.5 + 0.5 * ((minute * 7) % 5) / 4) * speech_like(seconds, sample_rate=SAMPLE_RATE, seed=minute,
+                                                                   speech_every=(5.0, 9.0))
         for start in range(0, audio.size, chunk):
             yield audio[start:start + chunk]
 
@@ -53,8 +53,8 @@ def soak(minutes: float, model: str | None, sample_every_s: float = 60.0) -> dic
     import torch
 
     from emotionnet import load_model
-    from emotionnet.cli.listen import Tally
     from emotionnet.streaming import StreamEngine
+    from emotionnet.streaming.tally import Tally
 
     torch.set_num_threads(1)
     engine = StreamEngine(load_model(model))

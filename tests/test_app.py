@@ -200,7 +200,7 @@ def test_a_long_recording_gets_a_summary(app, tiny_model_file):
 
 def test_summary_shares_and_strongest_moments(tiny_model_file, talk):
     from emotionnet.app.analysis import summarise
-    from emotionnet.inference.recognizer import Prediction
+    from emotionnet.inference.results import Prediction
 
     result = analyse(load_model(tiny_model_file), wav_bytes(talk), "talk.wav")
     for k, segment in enumerate(result.timeline.segments):  # known answers: angry, then sad
@@ -253,6 +253,6 @@ def test_a_nan_answer_is_an_error_not_nan_percent(tiny_model_file, talk):
     import torch
 
     recognizer = load_model(tiny_model_file)
-    recognizer.scorer = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+    recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
     with pytest.raises(ValueError, match="talk.wav: the model answered NaN"):
         analyse(recognizer, wav_bytes(talk), "talk.wav")

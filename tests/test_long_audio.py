@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import voiced, write_wav
 
-from emotionnet.audio import AudioError, load_audio
+from emotionnet.audio import load_audio
+from emotionnet.features import log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.recognizer import EmotionRecognizer
 
@@ -25,8 +26,9 @@ def talk(seconds: int, rate: int) -> np.ndarray:
 def test_blocks_give_the_whole_file_timeline(rate, model, request, tmp_path):
     recognizer = EmotionRecognizer(request.getfixturevalue(model))
     path = write_wav(tmp_path / "talk.wav", talk(24, rate), rate)
-    whole = recognizer.analyse([load_audio(path)])[0]
-    blocked = blocks.score_in_blocks(recognizer, path, block_seconds=2.3)  # blocks that split frames
+    samples = load_audio(path)
+    whole = recognizer.scoring.timelines([log_mel(samples, recognizer.features)], [samples.size / 16_000])[0]
+    blocked = blocks.score_in_blocks(recognizer.scoring, path, block_seconds=2.3)  # blocks that split frames
     assert blocked.duration == pytest.approx(whole.duration, abs=1e-3)
     assert [(s.start, s.end, s.speech) for s in blocked.segments] == [(s.start, s.end, s.speech) for s in whole.segments]
     assert any(not s.speech for s in whole.segments)
@@ -47,8 +49,9 @@ def test_long_files_take_the_block_path(tiny_model_file, tmp_path, monkeypatch):
     monkeypatch.setattr(blocks, "score_in_blocks", lambda *a, **k: calls.append(a[1]) or score(*a, **k))
     monkeypatch.setattr(blocks, "LONG_SECONDS", 5.0)
     timeline = recognizer.predict_timeline(path)
-    results = dict(recognizer.predict_files([path, tmp_path / "missing.wav"]))
+    results = {r.path: r for r in recognizer.predict_files([path, tmp_path / "missing.wav"])}
     assert calls == [path, path] and len(timeline.segments) > 1
-    assert results[str(path)].prediction == timeline.prediction
-    assert isinstance(results[str(tmp_path / "missing.wav")], AudioError)
-    assert "too long" in str(dict(recognizer.predict_files([path], max_seconds=6.0))[str(path)])
+    assert results[str(path)].timeline.prediction == timeline.prediction
+    assert not results[str(tmp_path / "missing.wav")].ok
+    (too_long,) = recognizer.predict_files([path], max_seconds=6.0)
+    assert not too_long.ok and "too long" in too_long.error

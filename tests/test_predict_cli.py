@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import REPO, voiced, write_wav
 
 from emotionnet import LABELS
@@ -146,7 +147,7 @@ def test_window_and_hop(capsys, long_file, tiny_model_file):
     starts = [s["start"] for s in json_lines(out)[0]["segments"]]
     assert starts == [0.0, 2.0, 4.0, 6.0, 8.0]
     code, _, err = run(capsys, long_file, "--hop", "0", "--model", tiny_model_file)
-    assert code == 1 and err.startswith("emotionnet: error: --hop 0 must be above 0")
+    assert code == 1 and err.startswith("emotionnet: error: hop must be more than 0 s")
 
 
 def test_max_seconds_fails_long_files_only(capsys, clips, long_file, tiny_model_file):
@@ -216,14 +217,28 @@ def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
 
 
 def test_the_shipped_model_predicts_the_packaged_clip(capsys):
-    from emotionnet.inference.recognizer import default_model_path
+    """The README's first command: the CLI's line is the library's answer, and it is self-consistent."""
+    from emotionnet import load_model
 
-    if not default_model_path().is_file():
-        pytest.skip("the shipped model emotionnet/assets/model.safetensors is not there yet")
     clip = resources.files("emotionnet") / "assets" / "speech.wav"
     code, out, err = run(capsys, clip, "--json")
     assert code == 0 and err == ""
-    assert json_lines(out)[0]["emotion"] in LABELS
+    (line,) = json_lines(out)
+    (expected,) = load_model().predict_files([str(clip)])
+    assert line == json.loads(json.dumps(expected.to_dict()))
+    assert line["duration"] == pytest.approx(soundfile.info(str(clip)).duration, abs=1e-3)
+    probabilities = line["probabilities"]
+    assert list(probabilities) == list(LABELS) and sum(probabilities.values()) == pytest.approx(1.0)
+    assert line["emotion"] == max(probabilities, key=probabilities.get)
+    assert line["confidence"] == max(probabilities.values())
+    # 3.41 s is longer than the 3 s window: two windows, the second aligned to the end,
+    # and the answer is the mean of the speech windows' probabilities.
+    segments = line["segments"]
+    assert len(segments) == 2 and (segments[0]["start"], segments[0]["end"]) == (0.0, 3.0)
+    assert segments[1]["end"] == line["duration"]
+    assert segments[1]["start"] == pytest.approx(line["duration"] - 3.0, abs=0.011)  # to a 10 ms frame
+    speech = [s["probabilities"] for s in segments if s["speech"]]
+    assert speech and all(probabilities[k] == pytest.approx(np.mean([p[k] for p in speech])) for k in LABELS)
 
 
 def test_same_speaker_reads_each_file_against_all_of_them(capsys, tmp_path, tiny_speaker_model_file):
@@ -269,7 +284,7 @@ def test_nan_is_never_printed(capsys, clips, tiny_model_file, monkeypatch):
 
     def nan_model(args):
         recognizer = loaded(args)
-        recognizer.scorer = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+        recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
         return recognizer
 
     monkeypatch.setattr(predict, "_load", nan_model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import threading
@@ -320,7 +321,7 @@ def test_listen_from_a_microphone_until_ctrl_c(tiny_model_file, monkeypatch, cap
 
 def test_a_speaker_normalised_stream_adapts_to_the_voice_it_has_heard(tiny_speaker_model_file):
     recognizer = load_model(tiny_speaker_model_file)
-    recognizer.temperature = 0.05  # spread the untrained model's near-uniform probabilities
+    recognizer.scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)  # spread the untrained model's near-uniform probabilities
     audio = np.concatenate([voiced(6.0, seed=3), 0.2 * voiced(4.0, seed=4)])
     adapted = StreamEngine(recognizer, smoothing=0)
     alone = StreamEngine(recognizer, smoothing=0, adapt=False)

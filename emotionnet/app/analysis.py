@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from emotionnet.audio import AudioError, load_audio
-from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
+from emotionnet.inference.recognizer import MODEL_ENV, EmotionRecognizer, Timeline
 from emotionnet.inference.summary import STRONGEST, SUMMARY_SECONDS, Summary  # noqa: F401 (the app's names)
 from emotionnet.inference.summary import spans as timeline_spans
 from emotionnet.inference.summary import summarise as summarise_timeline
@@ -78,7 +77,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     samples = load_audio(data, max_seconds=max_seconds, name=name)
     mel = log_mel(samples, recognizer.features)
     duration = samples.size / recognizer.features.sample_rate
-    timeline = recognizer.analyse_log_mels([mel], [duration])[0]
+    timeline = recognizer.scoring.timelines([mel], [duration])[0]
     if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"

@@ -40,16 +40,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.corpora import select
-    from emotionnet.evaluation.evaluate import evaluate_records, format_report, plot_confusion
+    from emotionnet.evaluation.evaluate import default_split, evaluate_records, format_report, plot_confusion
 
     collection = load_collection(args.folders, args.manifest)
     warn_skipped(collection)
-    split = args.split
-    if split is None:
-        # DESIGN.md: test for corpus folders, all for a manifest without a split column
-        # (whatever corpus ids its rows name: a user's rows are not the corpus's split)
-        has_split = any(r.split for r in collection.records)
-        split = "all" if not args.folders and not has_split else "test"
+    split = args.split or default_split(collection.records, manifest_only=not args.folders)
     try:
         records = select(collection.records, split)
     except ValueError as exc:

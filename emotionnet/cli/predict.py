@@ -99,20 +99,8 @@ def format_timeline(path: str, timeline) -> str:
     return "\n".join(lines)
 
 
-def format_json(path: str, timeline) -> str:
-    return json.dumps({"path": path, **timeline.to_dict()}, ensure_ascii=False)
-
-
-def _check_options(args, recognizer) -> None:
-    window = args.window if args.window is not None else recognizer.window
-    hop = args.hop if args.hop is not None else recognizer.hop
-    if window < 0.5:
-        raise CLIError(f"--window {window:g} is too short", "use at least 0.5 seconds")
-    if not 0 < hop <= window:
-        raise CLIError(f"--hop {hop:g} must be above 0 and at most the window ({window:g} s)")
-    if recognizer.backend == "onnx" and recognizer.frames(window) != recognizer.frames(recognizer.window):
-        raise CLIError(f"--window {window:g} with --backend onnx: the ONNX network takes the model's "
-                       f"own {recognizer.window:g} s window", "drop --window, or use --backend torch")
+def format_json(result) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False)
 
 
 def _finite(timeline) -> bool:
@@ -124,7 +112,8 @@ def _finite(timeline) -> bool:
 def _load(args):
     """The recognizer for --model/--backend; an .onnx model file means the onnx backend."""
     from emotionnet.cli.common import load_recognizer
-    from emotionnet.inference.onnx_backend import OnnxBackendError, load_onnx_recognizer
+    from emotionnet.inference.onnx_backend import OnnxBackendError
+    from emotionnet.inference.recognizer import load_onnx_recognizer
 
     if args.model and args.model.lower().endswith(".onnx"):
         if args.backend == "torch":
@@ -159,31 +148,32 @@ def run(args) -> int:
             print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    _check_options(args, recognizer)
-
     failed = 0
     for folder in empty:
         report_failure(folder, "no audio files in this folder")
         failed += 1
     show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
-    results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
-                                       same_speaker=args.same_speaker)
+    try:  # window and hop are checked by the recognizer, before any file is read
+        results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
+                                           same_speaker=args.same_speaker)
+    except ValueError as exc:
+        raise CLIError(str(exc), "see --window and --hop in 'emotionnet predict --help'") from None
     first = True
     try:
-        for path, result in results:
+        for result in results:
             bar.update(1)
-            if isinstance(result, Exception) or not _finite(result):
+            if not result.ok or not _finite(result.timeline):
                 failed += 1
-                message = str(result) if isinstance(result, Exception) else \
+                message = result.error if not result.ok else \
                     "the model answered NaN (a damaged model file?); nothing printed for this file"
                 with tqdm.external_write_mode(file=sys.stderr):
-                    report_failure(path, message)
+                    report_failure(result.path, message)
                 continue
             if args.json:
-                text = format_json(path, result)
+                text = format_json(result)
             else:
-                text = ("" if first else "\n") + format_timeline(path, result)
+                text = ("" if first else "\n") + format_timeline(result.path, result.timeline)
                 first = False
             with tqdm.external_write_mode(file=sys.stderr):
                 print(text, flush=args.json)

@@ -13,7 +13,7 @@ feature frame (16 kB per minute):
 3. the windows, cut from a rolling buffer of frames and scored a batch at a time.
 
 The frames, windows, gate and statistics are those of the whole-file path
-(`EmotionRecognizer.analyse`), so both give the same timeline up to rounding.
+(`WindowScorer.timelines`), so both give the same timeline up to rounding.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotionnet import vad
 from emotionnet.audio import AudioLimits, audio_info, iter_audio_blocks
 from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
-from emotionnet.inference import vad
+from emotionnet.inference.results import Timeline
+from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.inference.windows import window_logits, window_starts
+from emotionnet.models.spec import check_window
 
 LONG_SECONDS = 120.0  # files longer than this are scored in blocks
 BLOCK_SECONDS = 60.0
@@ -99,23 +102,25 @@ def _speech_stats(source, config: FeatureConfig, speech: torch.Tensor, **decode)
     return BandStats.from_sums(count, total, squares)
 
 
-def score_in_blocks(recognizer, source: str | Path | bytes, window: float | None = None, hop: float | None = None,
-                    max_seconds: float | None = None, limits: AudioLimits | None = None,
-                    block_seconds: float = BLOCK_SECONDS):
-    """The recognizer's timeline of a long file, as `predict_timeline` gives it, in bounded memory."""
-    from emotionnet.inference.recognizer import Prediction, ScoredWindows, Segment, Timeline
+def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: float | None = None,
+                    hop: float | None = None, max_seconds: float | None = None, limits: AudioLimits | None = None,
+                    block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None) -> Timeline:
+    """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
 
-    config: FeatureConfig = recognizer.features
+    `context` (a speaker's statistics) stands in for the recording's own, as there.
+    """
+    config = scoring.features
     decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
-    window, hop = window or recognizer.window, hop or recognizer.hop
-    if window <= 0 or hop <= 0:
-        raise ValueError("window and hop must be positive")
-    frames = recognizer.frames(window)
+    window, hop = window or scoring.spec.window, hop or scoring.spec.hop
+    check_window(window, hop)
+    frames = scoring.frames(window)
     hop_frames = max(1, round(hop * config.sample_rate / config.hop_length))
 
     level, samples = _frame_levels(source, config, decode)
     speech = vad.speech_frames(level)
-    stats = _speech_stats(source, config, speech, **decode) if config.normalisation == "speaker" else None
+    stats = None
+    if config.normalisation == "speaker":
+        stats = context if context is not None else _speech_stats(source, config, speech, **decode)
 
     starts = window_starts(level.numel(), frames, hop_frames)
     buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
@@ -127,18 +132,12 @@ def score_in_blocks(recognizer, source: str | Path | bytes, window: float | None
             pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats))
             next_window += 1
             if len(pending) == BATCH_WINDOWS:
-                logits.append(window_logits(recognizer.scorer, torch.stack(pending)))
+                logits.append(window_logits(scoring.network, torch.stack(pending)))
                 pending = []
         keep_from = starts[next_window] - buffer_start if next_window < len(starts) else buffer.shape[-1]
         buffer, buffer_start = buffer[:, keep_from:].clone(), buffer_start + keep_from
     if pending:
-        logits.append(window_logits(recognizer.scorer, torch.stack(pending)))
+        logits.append(window_logits(scoring.network, torch.stack(pending)))
     flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
     scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
-    # as EmotionRecognizer.analyse_log_mels builds a timeline from its scored windows
-    duration, step = samples / config.sample_rate, config.hop_length / config.sample_rate
-    probs = scored.window_probabilities(recognizer.temperature)
-    segments = [Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
-                for s, sp, p in zip(starts, flags, probs)]
-    overall = Prediction.from_probabilities(scored.clip_probabilities(recognizer.temperature))
-    return Timeline(duration, overall, segments, any(flags))
+    return scoring.timeline(scored, samples / config.sample_rate, window)

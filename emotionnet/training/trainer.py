@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -143,6 +142,21 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy over the classes each clip's corpus has, label smoothing spread over those only.
+
+    A class a corpus lacks is neither a target nor a competitor for its clips: the loss
+    never teaches that a corpus's voices are never, say, disgusted.
+    """
+    log_probs = torch.log_softmax(logits.float().masked_fill(~present, float("-inf")), dim=-1)
+    log_probs = log_probs.masked_fill(~present, 0.0)
+    target = log_probs.gather(1, labels[:, None])[:, 0]
+    spread = log_probs.sum(dim=-1) / present.sum(dim=-1)
+    return -((1 - smoothing) * target + smoothing * spread).mean()
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -234,11 +248,11 @@ def _fit(model, config, batches, validate, checkpoint, callbacks, progress, clip
                    initial=first, total=steps)
         for step in bar:
             indices = batches.indices(config.batch_size, generator)
-            x, y = batches.batch(indices, generator)
-            x, y = x.to(device, non_blocking=True).contiguous(), y.to(device, non_blocking=True)
+            x, y, present = batches.batch(indices, generator)
+            x, y, present = x.to(device).contiguous(), y.to(device), present.to(device)
             with _autocast(device, config.mixed_precision):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = masked_cross_entropy(logits, y, present, config.label_smoothing)
             if not math.isfinite(loss.item()):
                 raise _non_finite_loss(epoch, step, indices, batches, x, clip_names)
             optimizer.zero_grad(set_to_none=True)
