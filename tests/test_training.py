@@ -253,6 +253,10 @@ def test_a_speaker_normalised_model_reports_both_contexts(generated, tmp_path, c
         assert result["context"] == context and result["normalisation"] == "speaker"
         # `evaluate` reproduces the figures the recipe stored, in either context.
         assert result["overall"] == meta["metrics"][key]["overall"]
+    capsys.readouterr()
+    assert main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(out), "--json",
+                 "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["context"] == "clip"  # a lone clip is the default, the headline
 
 
 def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
