@@ -32,12 +32,13 @@ _EXPORTS = {
     "OnnxBackendError": "emotionnet.inference.onnx_backend",
     "StaleOnnxWarning": "emotionnet.inference.onnx_backend",
     "MicrophoneError": "emotionnet.streaming.sources",
+    "TrainingError": "emotionnet.training.trainer",
 }
 
 __all__ = [
     "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "ModelFileError", "ModelSpec",
-    "ModelSpecError", "OnnxBackendError", "Prediction", "Segment", "StaleOnnxWarning", "Timeline", "load_audio",
-    "load_model",
+    "ModelSpecError", "OnnxBackendError", "Prediction", "Segment", "StaleOnnxWarning", "Timeline", "TrainingError",
+    "load_audio", "load_model",
 ]
 
 
@@ -62,3 +63,4 @@ if TYPE_CHECKING:
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
     from emotionnet.streaming.sources import MicrophoneError
+    from emotionnet.training.trainer import TrainingError

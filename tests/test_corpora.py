@@ -344,3 +344,31 @@ def test_manifest_missing_column(tmp_path):
 def test_manifest_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         read_manifest(tmp_path / "absent.csv")
+
+
+def test_manifest_speakers_of_known_corpora_may_carry_a_prefix(tmp_path):
+    from emotionnet.corpora import select
+
+    csv = _manifest(tmp_path / "m.csv", "path,emotion,speaker,corpus\n"
+                    "a.wav,angry,crema-d-1011,crema-d\nb.wav,sad,rav08,ravdess\nc.wav,sad,Actor_03,RAVDESS\n")
+    records = read_manifest(csv).records
+    assert [r.speaker for r in records] == ["1011", "08", "03"]  # once: invalid literal for int()
+    assert [r.corpus for r in records] == ["crema-d", "ravdess", "ravdess"]
+    assert len(select(records, "all")) == 3
+    assert [r.path for r in select(records, "test")] == [records[1].path, records[2].path]  # actors 8 and 3
+    csv = _manifest(tmp_path / "n.csv", "path,emotion,speaker,corpus\na.wav,angry,bob,crema-d\n")
+    with pytest.raises(ValueError, match=r"n.csv:2: speaker 'bob' of corpus crema-d is not a number"):
+        read_manifest(csv)
+
+
+def test_a_record_with_a_non_numeric_speaker_names_itself():
+    from emotionnet.corpora import select
+
+    with pytest.raises(ValueError, match=r"x/a.wav: speaker 'bob' of corpus crema-d is not a number"):
+        select([Record("x/a.wav", "crema-d", "bob", "angry")], "all")
+
+
+def test_manifest_empty_path_names_its_line(tmp_path):
+    csv = _manifest(tmp_path / "m.csv", "path,emotion\na.wav,angry\n,sad\n")
+    with pytest.raises(ValueError, match=r"m.csv:3: empty path"):  # once: the CSV's folder, as a clip
+        read_manifest(csv)

@@ -215,3 +215,26 @@ def test_export_cli_errors(capsys, tiny_model_file, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["export", "--help"])
     assert info.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_predict_with_an_exported_onnx_file_uses_that_file(capsys, tiny_model_file, clips, tmp_path):
+    onnx_file = tmp_path / "exported.onnx"
+    assert main(["export", "--onnx", str(onnx_file), "--model", str(tiny_model_file)]) == 0
+    capsys.readouterr()
+    answers = {}
+    for model in (tiny_model_file, onnx_file):
+        assert main(["predict", str(clips[0]), "--json", "--model", str(model)]) == 0
+        answers[model] = json.loads(capsys.readouterr().out)
+    # the tiny model's answers, not the shipped model's (the packaged .onnx)
+    np.testing.assert_allclose(list(answers[onnx_file]["probabilities"].values()),
+                               list(answers[tiny_model_file]["probabilities"].values()), atol=TOLERANCE)
+
+
+def test_a_file_that_is_not_onnx_is_one_clear_line(capsys, clips, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"\x00" * 100)
+    assert main(["predict", str(clips[0]), "--model", str(fake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"emotionnet: error: {fake}: ") and len(err.strip().splitlines()) == 1
+    assert main(["predict", str(clips[0]), "--model", str(fake), "--backend", "torch"]) == 1
+    assert "is an ONNX file" in capsys.readouterr().err

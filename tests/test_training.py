@@ -282,3 +282,149 @@ def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
         indices, torch.Generator().manual_seed(0))
     # The speaker's statistics differ from each clip's own.
     assert float((alone - plain).abs().mean()) > 0.05
+
+
+# --- issue 13: interrupts, kills, NaN, damaged files ---------------------------------------------
+
+TINY = ["--epochs", "2", "--arch", "cnn", "--steps-per-epoch", "4", "--batch-size", "8", "--channels", "8,16",
+        "--window", "1.0", "--quiet"]
+
+
+def _train(generated, out, *extra) -> int:
+    return main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), *TINY, *extra])
+
+
+def test_ctrl_c_in_the_first_epoch_saves_a_checkpoint_that_resumes(generated, tmp_path, monkeypatch, capsys):
+    import signal
+
+    out = tmp_path / "stopped.safetensors"
+    calls = {"n": 0}
+    batch = BatchMaker.batch
+
+    def interrupted_batch(self, indices, g):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C during the second step
+        return batch(self, indices, g)
+
+    monkeypatch.setattr(BatchMaker, "batch", interrupted_batch)
+    assert _train(generated, out) == 130
+    err = capsys.readouterr().err
+    checkpoint = out.with_name(out.name + ".ckpt")
+    assert "re-run the same command to resume" in err and checkpoint.is_file() and not out.exists()
+    state = torch.load(checkpoint, weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 2)  # two steps into epoch 1: the work is kept
+    monkeypatch.setattr(BatchMaker, "batch", batch)
+    assert main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), *TINY[:-1]]) == 0
+    assert "after epoch 0, step 2 of epoch 1" in capsys.readouterr().out
+    assert [h["epoch"] for h in load_model_file(out)[1]["training"]["history"]] == [1, 2]
+
+
+def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generated, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    out = tmp_path / "killed.safetensors"
+    command = [sys.executable, "-m", "emotionnet", "train", "--manifest", str(generated / "toy.csv"),
+               "--out", str(out), *TINY]
+    # a checkpoint after every step, so kills land before, during and after its writes
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EMOTIONNET_CHECKPOINT_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    rng = np.random.default_rng(13)
+    kills = 0
+    for delay in rng.uniform(2.0, 6.0, 4):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        if out.exists():
+            break
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    model, meta = load_model_file(out)
+    assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
+    assert EmotionRecognizer(out).predict(voiced(1.0), 16_000).emotion in LABELS
+    assert kills >= 1 or out.exists()
+
+
+def test_a_truncated_checkpoint_is_one_clear_line(generated, tmp_path, capsys):
+    out = tmp_path / "cut.safetensors"
+    checkpoint = out.with_name(out.name + ".ckpt")
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    assert _train(generated, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"emotionnet: error: {checkpoint}: unreadable checkpoint") and "--restart" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_nan_loss_stops_training_naming_the_clip(generated, tmp_path, monkeypatch, capsys):
+    from emotionnet.training import recipe
+
+    poisoned = str((generated / "clips" / "s1_angry.wav").resolve())
+    cached = recipe.cached_log_mels
+
+    def with_one_bad_clip(paths, config, **kwargs):
+        mels, errors = cached(paths, config, **kwargs)
+        return [np.full_like(m, np.inf) if p == poisoned else m for p, m in zip(paths, mels)], errors
+
+    monkeypatch.setattr(recipe, "cached_log_mels", with_one_bad_clip)
+    out = tmp_path / "nan.safetensors"
+    assert _train(generated, out, "--batch-size", "24") == 1  # every batch draws every clip's chance
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: the loss is not finite at epoch 1, step 1")
+    assert "s1_angry.wav" in err and "nothing was saved" in err
+    assert not out.exists()  # once: exit 0 with a model whose tensors were NaN
+
+
+def test_weights_that_are_not_finite_are_never_returned():
+    from emotionnet.training.trainer import TrainingError, _check_finite
+
+    with pytest.raises(TrainingError, match="non-finite"):
+        _check_finite({"w": torch.tensor([1.0, float("nan")]), "steps": torch.tensor([3])}, "the weights")
+    _check_finite({"w": torch.ones(2), "steps": torch.tensor([3])}, "the weights")
+
+
+def test_a_damaged_cached_feature_file_is_rebuilt(generated, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+    paths = sorted(str(p) for p in (generated / "clips").glob("*.wav"))[:2]
+    first, _ = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    files[0].write_bytes(files[0].read_bytes()[:40])  # once: "EOF: reading array header" on every run
+    again, errors = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    assert not errors
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert str(files[0]) in capsys.readouterr().err
+    assert cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)[1] == {}
+
+
+def test_evaluate_a_manifest_of_known_corpus_ids(generated, trained, tmp_path, capsys):
+    rows = ["path,emotion,speaker,corpus"]
+    for k, wav in enumerate(sorted((generated / "clips").glob("*.wav"))[:12]):
+        label = LABELS[k % 5]  # no sad clip at all
+        rows.append(f"{wav},{label},crema-d-10{10 + k % 4},crema-d")
+    rows.append(f"{wav},angyr,crema-d-1010,crema-d")  # a misspelt label
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 0
+    out, err = capsys.readouterr()
+    assert "clips 12" in out  # no split column: every row, not the test split's
+    assert "emotionnet: warning: left out 1 clip(s)" in err and "'angyr' 1" in err
+    sad = next(line for line in out.splitlines() if line.startswith("sad "))
+    assert sad.split() == ["sad", "-", "-", "-", "0"]  # no clips: no figure, not 0.000
+
+
+def test_evaluate_with_no_loadable_clip_is_one_line(tmp_path, trained, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("path,emotion\nbad.wav,angry\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("emotionnet: error: no clip could be scored")
+    assert "Traceback" not in err and "bad.wav: unreadable" in err

@@ -65,3 +65,13 @@ def load_recognizer(model: str | None, backend: str = "torch"):
         return load_model(model, backend=backend)
     except ModelFileError as exc:
         raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
+
+
+def warn_skipped(collection) -> None:
+    """One stderr line for clips left out for their label: a misspelt one is not silently dropped."""
+    from emotionnet.labels import LABELS
+
+    if collection.skipped:
+        counts = ", ".join(f"{label!r} {n}" for label, n in sorted(collection.skipped.items()))
+        print(f"emotionnet: warning: left out {sum(collection.skipped.values())} clip(s) whose label is not "
+              f"one of {', '.join(LABELS)}: {counts}", file=sys.stderr)

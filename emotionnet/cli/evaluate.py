@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection, load_recognizer
+from emotionnet.cli.common import (
+    EXIT_SOME_FAILED,
+    CLIError,
+    add_command,
+    load_collection,
+    load_recognizer,
+    warn_skipped,
+)
 
 EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
   emotionnet evaluate ../shared/data/RAVDESS --split val
@@ -39,7 +46,8 @@ def run(args) -> int:
     from emotionnet.evaluation.evaluate import default_split, evaluate_records, format_report, plot_confusion
 
     collection = load_collection(args.folders, args.manifest)
-    split = args.split or default_split(collection.records)
+    warn_skipped(collection)
+    split = args.split or default_split(collection.records, manifest_only=not args.folders)
     try:
         records = select(collection.records, split)
     except ValueError as exc:
@@ -47,12 +55,18 @@ def run(args) -> int:
     if not records:
         raise CLIError(f"no clips in the {split} split", "try --split all")
     recognizer = load_recognizer(args.model, args.backend)
-    result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
-                              progress=not args.json, context=args.context)
+    try:
+        result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
+                                  progress=not args.json, context=args.context)
+    except ValueError as exc:  # no clip could be scored: each failure is on its own line above
+        raise CLIError(str(exc), "every clip failed to load; see the lines above", EXIT_SOME_FAILED) from None
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(result, indent=2))
-        plot_confusion(result, out / "confusion.png")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(result, indent=2))
+            plot_confusion(result, out / "confusion.png")
+        except OSError as exc:
+            raise CLIError(f"{out}: cannot write the report ({exc.strerror or exc})", "choose another --out") from None
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0

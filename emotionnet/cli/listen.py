@@ -91,6 +91,8 @@ def run(args) -> int:
                 print(json.dumps(result.to_dict()), flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live session ends: the summary follows
+    except AudioError as exc:  # damage further into an --input file than its header showed
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         sys.stdout = open(os.devnull, "w")
         return 0
@@ -125,6 +127,7 @@ def summary(tally, dropped: int = 0) -> str:
     lines = [f"listened {tally.duration:.1f} s; speech {tally.speech_seconds:.1f} s"
              + (f" ({tally.speech_share:.0%})" if tally.duration else "")]
     if tally.speech_seconds:
+        lines.append("share of the speech time per emotion:")
         for label, share in tally.shares().items():
             lines.append(f"  {label:<8} {bar(share, 20)} {share:4.0%}")
     else:
@@ -135,6 +138,10 @@ def summary(tally, dropped: int = 0) -> str:
     if dropped:
         lines.append(f"dropped {dropped} audio blocks: scoring fell behind the microphone")
     return "\n".join(lines)
+
+
+def legend_text() -> str:
+    return ", ".join(f"{LETTERS[e]} {e}" for e in LABELS) + f", {SILENCE} silence"
 
 
 def bar(share: float, width: int) -> str:
@@ -153,6 +160,8 @@ class LiveView:
         self.last = None  # the last speech prediction, shown dimmed during silence
         self.drawn = 0
         self.out.write(f"emotionnet listen · {source} · window {window:g} s, hop {hop:g} s · Ctrl-C stops\n")
+        if not self.tty:  # the live block carries its own legend; one line per result needs one here
+            self.out.write(f"each line: time, emotion, confidence, then the last {HISTORY} results: {legend_text()}\n")
         if self.tty:
             self.out.write("\x1b[?25l")  # hide the cursor while redrawing
         self.out.flush()

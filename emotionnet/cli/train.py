@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection
+from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped
 
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
@@ -73,12 +75,16 @@ def run(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     collection = load_collection(args.folders, args.manifest)
+    warn_skipped(collection)
     try:
         check_window(recipe.window, recipe.hop)
     except ValueError as exc:
         raise CLIError(f"--window: {exc}") from None
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
+    folder = out.parent.resolve()
+    if not folder.is_dir() or not os.access(folder, os.W_OK):  # found now, not after hours of training
+        raise CLIError(f"{out}: cannot write there ({folder} is not a writable folder)", "choose another --out")
     if args.restart and checkpoint.exists():
         checkpoint.unlink()
 
@@ -90,8 +96,14 @@ def run(args) -> int:
     try:
         meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
                            sources=[*args.folders, *([args.manifest] if args.manifest else [])])
+    except KeyboardInterrupt:
+        saved = f"saved {checkpoint}; re-run the same command to resume" if checkpoint.exists() else "nothing saved"
+        print(f"emotionnet: interrupted ({saved})", file=sys.stderr)
+        return 130
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"{exc.filename or out}: {exc.strerror or exc}", "check the path and free disk space") from None
     print(f"\nwrote {out} ({meta['model']['parameters']:,} parameters, best epoch "
           f"{meta['training']['best_epoch']}, {meta['training']['wall_seconds']:.0f} s)")
     for name, figures in meta["metrics"].items():

@@ -39,15 +39,23 @@ def _stable_bucket(key: str) -> int:
     return int(hashlib.sha1(key.encode()).hexdigest(), 16) % 10
 
 
+def _speaker_number(record: Record) -> int:
+    try:
+        return int(record.speaker)
+    except ValueError:
+        raise ValueError(f"{record.path}: speaker {record.speaker!r} of corpus {record.corpus} is not a number "
+                         "(its split lists name speakers by number)") from None
+
+
 def split_of(record: Record) -> str:
     """`train`, `val` or `test` for one record, by the v1 protocol."""
     if record.split:
         return record.split
     if record.corpus == "crema-d":
-        speaker = int(record.speaker)
+        speaker = _speaker_number(record)
         return "test" if speaker % 5 == 0 else "val" if speaker % 10 == 3 else "train"
     if record.corpus == "ravdess":
-        actor = int(record.speaker)
+        actor = _speaker_number(record)
         return "test" if actor in RAVDESS_TEST else "val" if actor in RAVDESS_VAL else "train"
     if record.corpus == "tess":
         index = _TESS_INDEX.get(record.sentence or "")

@@ -39,7 +39,7 @@ import torch
 from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
 from emotionnet.models.file import METADATA_KEY
-from emotionnet.models.spec import ModelSpec
+from emotionnet.models.spec import ModelSpec, ModelSpecError
 
 OPSET = 17
 SHA1_KEY = f"{METADATA_KEY}.model_sha1"
@@ -228,3 +228,28 @@ def onnx_scorer(
                       f"ignoring it (re-run 'emotionnet export --onnx {path} --model {model_file}')",
                       StaleOnnxWarning, stacklevel=2)
     return OnnxScorer(export_bytes(model, metadata), n_mels, frames)
+
+
+def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
+    """The scorer and the model description of an exported .onnx file (its metadata_props hold the JSON).
+
+    This is what `--model x.onnx` runs: the file the user exported, not the
+    shipped model's sibling (`recognizer.load_onnx_recognizer` wraps it).
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise OnnxBackendError(f"{onnx_path}: file not found")
+    try:
+        props = read_onnx_metadata(onnx_path)
+        metadata = json.loads(props[METADATA_KEY])
+        if not isinstance(metadata, dict):
+            raise ValueError("its metadata is not a JSON object")
+        spec = ModelSpec.from_metadata(metadata)
+    except ModelSpecError as exc:
+        raise OnnxBackendError(f"{onnx_path}: its model description is not valid ({exc})") from None
+    except KeyError:
+        raise OnnxBackendError(f"{onnx_path}: an ONNX file without EmotionNet metadata "
+                               "(write one with 'emotionnet export --onnx')") from None
+    except Exception as exc:  # not ONNX at all, or damaged
+        raise OnnxBackendError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    return OnnxScorer(onnx_path, *spec.input_shape), metadata

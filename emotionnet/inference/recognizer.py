@@ -24,6 +24,7 @@ import torch
 
 from emotionnet.audio import AudioError, AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
+from emotionnet.inference import blocks
 from emotionnet.inference.results import FileResult, Prediction, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
@@ -112,6 +113,8 @@ class EmotionRecognizer:
         `context` (from `speaker_context`) reads the clip against its speaker's voice.
         """
         window, hop = self._window_hop(window, hop)
+        if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
+            return blocks.score_in_blocks(self.scoring, audio, window, hop, max_seconds, context=context)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
         contexts = [context if self.features.normalisation == "speaker" else None]
@@ -153,6 +156,15 @@ class EmotionRecognizer:
                 yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
 
         for path in paths:
+            if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
+                if pending:
+                    yield from flush()
+                    pending, seconds = [], 0.0
+                try:
+                    yield FileResult(str(path), blocks.score_in_blocks(self.scoring, path, window, hop, max_seconds))
+                except AudioError as exc:
+                    yield FileResult(str(path), error=str(exc))
+                continue
             try:
                 samples = to_audio(path, max_seconds=max_seconds)
             except AudioError as exc:
@@ -182,3 +194,13 @@ class EmotionRecognizer:
 def load_model(path: str | Path | None = None, backend: str = "torch") -> EmotionRecognizer:
     """A model file (default: $EMOTIONNET_MODEL, else the model shipped in the package)."""
     return EmotionRecognizer(path, backend=backend)
+
+
+def load_onnx_recognizer(onnx_path: str | Path) -> EmotionRecognizer:
+    """A recognizer run entirely from an exported .onnx file (`emotionnet predict --model x.onnx`)."""
+    from emotionnet.inference.onnx_backend import read_onnx_file
+
+    scorer, metadata = read_onnx_file(onnx_path)
+    recognizer = EmotionRecognizer.from_model(scorer, metadata)
+    recognizer.model_file, recognizer.backend = Path(onnx_path), "onnx"
+    return recognizer

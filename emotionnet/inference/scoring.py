@@ -121,17 +121,19 @@ class WindowScorer:
         """
         window = window or self.spec.window
         step = self.features.hop_length / self.features.sample_rate
-        temperature = self.spec.temperature
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
-        timelines = []
-        for i, scored in enumerate(self.score_windows(mels, window, hop, contexts)):
-            duration = durations[i] if durations else scored.frames * step
-            probs = scored.window_probabilities(temperature)
-            segments = [
-                Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
-                for s, sp, p in zip(scored.starts, scored.speech, probs)
-            ]
-            overall = Prediction.from_probabilities(scored.clip_probabilities(temperature))
-            timelines.append(Timeline(duration, overall, segments, any(scored.speech)))
-        return timelines
+        return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
+                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts))]
+
+    def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
+        """The timeline of one clip's scored windows (`window` seconds each)."""
+        step = self.features.hop_length / self.features.sample_rate
+        temperature = self.spec.temperature
+        probs = scored.window_probabilities(temperature)
+        segments = [
+            Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
+            for s, sp, p in zip(scored.starts, scored.speech, probs)
+        ]
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature))
+        return Timeline(duration, overall, segments, any(scored.speech))

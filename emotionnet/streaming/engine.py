@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from emotionnet import vad
+from emotionnet.audio import MAX_ABS_SAMPLE
 from emotionnet.features import BandStats, log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.inference.results import Prediction
@@ -45,6 +46,7 @@ from emotionnet.labels import LABELS
 from emotionnet.models.spec import check_window
 
 DEFAULT_HOP = 0.5
+MIN_FLUSH_SECONDS = 0.1  # the least audio after the last hop that earns a result of its own
 
 # The gate (levels in dBFS, see emotionnet.vad).
 PEAK_DECAY_DB_PER_S = 1.0  # how fast the loudest-level estimate forgets a loud moment
@@ -249,8 +251,9 @@ class StreamEngine:
         """Add a chunk; return the results of the hops it completes (often none or one)."""
         arrived = time.perf_counter() if arrived is None else arrived
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(samples)):
-            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        broken = ~np.isfinite(samples) | (np.abs(samples) > MAX_ABS_SAMPLE)
+        if broken.any():  # a glitch in a live stream is silence, not NaN levels and answers
+            samples = np.where(broken, np.float32(0.0), samples)
         results = []
         position = 0
         while position < samples.size:
@@ -263,8 +266,13 @@ class StreamEngine:
         return results
 
     def flush(self) -> list[StreamResult]:
-        """At the end of a stream: a last result for audio since the last hop, if any."""
-        if self._since_hop == 0 or self.buffer.total < max(self.features.n_fft, self.features.win_length):
+        """At the end of a stream: a last result for audio since the last hop, if there is enough.
+
+        A remainder shorter than `MIN_FLUSH_SECONDS` adds nothing the last hop did not say
+        and showed as the same time twice (2.02 s after 2.0 s); it is left out.
+        """
+        if self._since_hop < MIN_FLUSH_SECONDS * self.features.sample_rate \
+                or self.buffer.total < max(self.features.n_fft, self.features.win_length):
             return []
         return [self._score(time.perf_counter())]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 
 from emotionnet.labels import LABELS
 from emotionnet.streaming.engine import StreamResult
+
+LATENCY_MEMORY = 10_000  # hops whose latency the median covers
 
 
 class Tally:
@@ -15,12 +17,14 @@ class Tally:
         self.duration = 0.0
         self.speech_seconds = 0.0
         self.emotions: Counter[str] = Counter()
-        self.latencies: list[float] = []
+        self.latencies: deque[float] = deque(maxlen=LATENCY_MEMORY)  # an endless session: bounded memory
+        self.worst_latency = 0.0
 
     def add(self, result: StreamResult) -> None:
         step = result.time - self.duration
         self.duration = result.time
         self.latencies.append(result.latency_ms)
+        self.worst_latency = max(self.worst_latency, result.latency_ms)
         if result.speech:
             self.speech_seconds += step
             self.emotions[result.emotion] += step
@@ -35,8 +39,8 @@ class Tally:
                 for label in LABELS}
 
     def latency_ms(self) -> tuple[float, float] | None:
-        """Median and worst latency of the results so far (None before the first)."""
+        """Median (of the last LATENCY_MEMORY) and worst latency of the results so far (None before the first)."""
         if not self.latencies:
             return None
         ordered = sorted(self.latencies)
-        return ordered[len(ordered) // 2], ordered[-1]
+        return ordered[len(ordered) // 2], self.worst_latency

@@ -152,7 +152,7 @@ def train_model(
     out = Path(out)
     checkpoint = out.with_name(out.name + ".ckpt")
     result = fit(model, recipe.fit, batches, validate, checkpoint=checkpoint,
-                 callbacks=callbacks or [], progress=progress)
+                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits["train"]])
 
     recognizer = WindowScorer(model, spec)
     scored = {name: recognizer.score_windows(features[name], contexts=contexts[name])
