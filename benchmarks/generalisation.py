@@ -59,7 +59,7 @@ from emotionnet.labels import LABEL_INDEX  # noqa: E402
 
 SECTIONS = ("in-domain", "loco", "peers", "channels")
 CONTEXTS = ("alone", "random5", "neutral")
-PEER_METHODS = ("egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker")
+PEER_METHODS = ("compare_linear_svm_speaker", "compare_linear_svm", "egemaps_rbf_svm")  # the target's peer first
 TARGETS = {"test_uar_v1": 0.72, "test_uar_new": 0.70, "loco_mean": 0.55, "collapse": 0.30,
            "channel_drop": 0.05, "ece_test": 0.05, "ece_loco": 0.10}
 
