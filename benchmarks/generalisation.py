@@ -270,7 +270,8 @@ def run_voices(recognizer) -> dict:
 # --------------------------------------------------------------------------- the run
 
 def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, loco_steps: int | None,
-        loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool) -> dict:
+        loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool,
+        loco_corpora: Sequence[str] = CORPORA) -> dict:
     from emotionnet.inference.recognizer import EmotionRecognizer
 
     started = time.perf_counter()
@@ -287,7 +288,7 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
     if "in-domain" in only:
         result["in_domain"] = run_in_domain(recognizer, test, seed, progress)
     if "loco" in only:
-        result["loco"] = run_loco(collection, CORPORA, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
+        result["loco"] = run_loco(collection, loco_corpora, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
         result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
     if "peers" in only:
         result["peers_loco"] = run_peers_loco(collection, CORPORA, progress)
@@ -441,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loco-steps", type=int, help="batches per epoch of each LOCO training (default: one pass)")
     parser.add_argument("--loco-ema-decay", type=float, help="weight-average decay of each LOCO training "
                         "(default: the recipe's; a shorter budget needs a smaller one)")
+    parser.add_argument("--loco-corpora", default=",".join(CORPORA), help="held-out corpora of the LOCO table "
+                        "(several runs over parts of it can share the trained models)")
     parser.add_argument("--channel-clips", type=int, default=20, help="test clips per corpus and emotion in the "
                         "channel suite (default 20)")
     parser.add_argument("--seed", type=int, default=0)
@@ -457,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = resolve_model_path(args.model)
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
-                 Path(args.cache) if args.cache else default_cache(), not args.quiet)
+                 Path(args.cache) if args.cache else default_cache(), not args.quiet,
+                 [c.strip() for c in args.loco_corpora.split(",") if c.strip()])
     write_json(args.json, result)
     if args.plot and "in_domain" in result:
         plot_reliability(result, args.plot)
