@@ -86,7 +86,9 @@ def format_timeline(path: str, timeline) -> str:
 
 
 def format_json(path: str, timeline) -> str:
-    return json.dumps({"path": path, **timeline.to_dict()}, ensure_ascii=False)
+    from emotionnet.inference.results import file_result
+
+    return json.dumps(file_result(path, timeline), ensure_ascii=False)
 
 
 def _check_options(args, recognizer) -> None:

@@ -1,0 +1,56 @@
+"""A batch job: expand inputs, skip what the results folder already holds, run an engine, write as it goes."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotionnet.batch.engines import ENGINES, run_local, run_ray
+from emotionnet.batch.inputs import expand_inputs
+from emotionnet.batch.output import ResultsFolder
+from emotionnet.batch.predictor import BatchPredictor
+
+
+@dataclass
+class BatchSummary:
+    files: int  # inputs found
+    skipped: int  # already in the results from an earlier run
+    scored: int  # rows written by this run
+    failed: int  # of those, rows with an error
+    empty_inputs: list[str]  # inputs that named no file
+    seconds: float
+
+
+def run_batch(
+    inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
+    model: str | None = None, max_seconds: float | None = None, address: str | None = None,
+    progress: bool = False,
+) -> BatchSummary:
+    """Score every input file into the results folder `out`; files already there are skipped."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    start = time.perf_counter()
+    files, empty = expand_inputs(inputs)
+    results = ResultsFolder(out)
+    done = results.done_paths()
+    todo = [f for f in files if f not in done]
+    predictor = BatchPredictor(model, max_seconds)
+    scored = failed = 0
+    from tqdm import tqdm
+
+    with tqdm(total=len(files), initial=len(files) - len(todo), unit="file", disable=not progress,
+              dynamic_ncols=True) as bar:
+        if todo:
+            batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
+                       else run_ray(todo, predictor, workers, chunk, address))
+            for rows in batches:
+                results.write(rows)
+                scored += len(rows)
+                failed += sum(1 for row in rows if row["error"])
+                bar.update(len(rows))
+    return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start)
