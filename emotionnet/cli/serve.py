@@ -87,9 +87,12 @@ def run(args) -> int:
           f"(docs at /docs; {args.workers} worker(s) x {args.threads} thread(s)); Ctrl-C stops",
           file=sys.stderr, flush=True)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level, "ws_max_size": 4 * 2**20}
-    if args.workers == 1:
-        uvicorn.run(create_app(settings, model), **common)
-    else:
-        os.environ[SETTINGS_ENV] = settings.to_env()  # each worker process builds its own app from it
-        uvicorn.run("emotionnet.serving.app:create_app_from_env", factory=True, workers=args.workers, **common)
+    try:
+        if args.workers == 1:
+            uvicorn.run(create_app(settings, model), **common)
+        else:
+            os.environ[SETTINGS_ENV] = settings.to_env()  # each worker process builds its own app from it
+            uvicorn.run("emotionnet.serving.app:create_app_from_env", factory=True, workers=args.workers, **common)
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down gracefully; Ctrl-C is how a service is stopped by hand
     return 0
