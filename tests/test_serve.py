@@ -91,6 +91,9 @@ def test_format_is_judged_by_content_at_any_rate(client):
     flac = wav_bytes(voiced(2.0, sample_rate=44_100, seed=3), 44_100, "FLAC")
     response = client.post("/v1/predict", content=flac, headers={"Content-Type": "audio/wav"})
     assert response.status_code == 200 and response.json()["duration"] == pytest.approx(2.0)
+    # what `curl --data-binary @clip.flac` sends by default
+    curl = client.post("/v1/predict", content=flac, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert curl.status_code == 200
 
 
 def test_long_audio_has_a_timeline_unless_asked_not_to(client):

@@ -32,8 +32,9 @@ from emotionnet.serving.queue import Busy, InferenceQueue, TimedOut
 from emotionnet.serving.settings import ServeSettings
 
 MIN_WINDOW = 0.5  # as `emotionnet predict --window`
-# Bodies that are certainly not audio; anything else is read as audio, whose format is judged by content.
-NOT_AUDIO = ("application/json", "application/x-www-form-urlencoded")
+# Bodies that are certainly not audio; anything else is read as audio, whose format is judged by content
+# (form-urlencoded included: it is what `curl --data-binary @clip.wav` sends unless told otherwise).
+NOT_AUDIO = ("application/json",)
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
