@@ -248,9 +248,10 @@ def report(result: dict) -> str:
                      f"{r['p99_ms']:>8} {r['max_ms']:>8}  {sum(r['errors'].values()):>6}  {r['client_cpu_share']:>9}")
     if result["soak"]:
         rss = result["soak"]["rss_mb"]
+        half = rss["second_half_slope_mb_per_min"]
         lines.append(f"soak {result['soak']['seconds']:.0f} s: server RSS {rss['start']:.0f} -> {rss['end']:.0f} MB "
-                     f"(max {rss['max']:.0f}), slope {rss['slope_mb_per_min']:+.2f} MB/min overall, "
-                     f"{rss['second_half_slope_mb_per_min']:+.2f} MB/min over the second half")
+                     f"(max {rss['max']:.0f}), slope {rss['slope_mb_per_min']:+.2f} MB/min overall"
+                     + (f", {half:+.2f} MB/min over the second half" if half is not None else ""))
     if result["stream"]:
         s = result["stream"]
         lines.append(f"stream {s['seconds']:.0f} s in real time, hop {s['hop_s']} s: hop latency client median "
