@@ -82,9 +82,10 @@ def test_inputs_folders_globs_manifests_and_lists(folder, tmp_path):
 
 def test_local_engine_scores_every_file_and_a_rerun_skips_them(tiny_model_file, folder, tmp_path):
     out = tmp_path / "results.parquet"
-    summary = run_batch([str(folder)], out, engine="local", workers=2, chunk=2, model=str(tiny_model_file))
+    summary = run_batch([str(folder)], out, engine="local", workers=2, chunk=2, model=str(tiny_model_file),
+                        part_rows=3)
     assert (summary.files, summary.scored, summary.failed, summary.skipped) == (7, 7, 1, 0)
-    assert len(ResultsFolder(out).parts()) == 4  # one part per chunk, written as it finished
+    assert len(ResultsFolder(out).parts()) == 2  # written as rows gathered: chunks of 2 + 2, then 2 + 1
     check_rows(rows_by_path(out), folder, load_model(tiny_model_file))
     write_wav(folder / "new.wav", voiced(1.0, seed=11))
     again = run_batch([str(folder)], out, engine="local", workers=1, model=str(tiny_model_file))
@@ -100,7 +101,7 @@ def test_a_killed_job_keeps_its_parts_and_the_rerun_finishes_it(tiny_model_file,
     (folder / "zz-broken.wav").write_bytes(b"not audio")
     out = tmp_path / "results.parquet"
     command = [sys.executable, "-m", "emotionnet", "batch", str(folder), "--out", str(out),
-               "--workers", "1", "--chunk", "1", "--model", str(tiny_model_file)]
+               "--workers", "1", "--chunk", "1", "--part-rows", "1", "--model", str(tiny_model_file)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     job = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -148,7 +149,7 @@ def test_ray_engine_scores_a_folder_and_resumes_after_an_interruption(local_ray,
 
     monkeypatch.setattr(ResultsFolder, "write", write_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file))
+        run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file), part_rows=1)
     monkeypatch.setattr(ResultsFolder, "write", write)
     kept = len(rows_by_path(out))
     assert 0 < kept < 7

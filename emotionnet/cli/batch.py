@@ -11,7 +11,7 @@ EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              
   emotionnet batch manifest.csv --out results.parquet --engine ray   Ray Data on a local Ray
   emotionnet batch s3://bucket/list.txt --out results.parquet --engine ray --address ray://head:10001
 Rows: path, duration, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error).
-results.parquet is a folder of parts written as chunks finish: a killed job keeps them, and running the
+results.parquet is a folder of parts written as the job goes: a killed job keeps them, and running the
 same command again skips the files already there. Read it with pandas.read_parquet("results.parquet")."""
 
 
@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: join this cluster (default: a local Ray)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes or Ray actors, one core each (default: this machine's cores)")
-    p.add_argument("--chunk", type=int, default=16, metavar="N", help="files per task and per written part (default 16)")
+    p.add_argument("--chunk", type=int, default=16, metavar="N", help="files per task (default 16)")
+    p.add_argument("--part-rows", type=int, default=1000, metavar="N",
+                   help="rows per written part; a part is also written every 30 s (default 1000)")
     p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
     p.set_defaults(run=run)
@@ -38,8 +40,8 @@ def run(args) -> int:
         raise CLIError("--address needs --engine ray")
     if args.workers is not None and args.workers < 1:
         raise CLIError("--workers must be at least 1")
-    if args.chunk < 1:
-        raise CLIError("--chunk must be at least 1")
+    if args.chunk < 1 or args.part_rows < 1:
+        raise CLIError("--chunk and --part-rows must be at least 1")
     if args.engine == "ray":
         try:
             import ray  # noqa: F401
@@ -52,7 +54,7 @@ def run(args) -> int:
     try:
         summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
                             model=args.model, max_seconds=args.max_seconds, address=args.address,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), part_rows=args.part_rows)
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     for item in summary.empty_inputs:
