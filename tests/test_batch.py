@@ -58,11 +58,13 @@ def test_the_predictor_pickles_without_its_model_and_gives_one_row_per_input(tin
     predictor.recognizer()
     copy = pickle.loads(pickle.dumps(predictor))
     assert copy._recognizer is None  # workers load their own
-    paths = [str(folder / "clip0.wav"), str(folder / "broken.wav"), str(folder / "missing.wav")]
+    paths = [str(folder / "clip0.wav"), str(folder / "broken.wav"), str(folder / "missing.wav"),
+             f"file://{folder / 'clip0.wav'}", f"file://{folder / 'gone.wav'}"]  # URIs go through pyarrow.fs
     rows = copy.predict_paths(paths)
     assert [r["path"] for r in rows] == paths and all(list(r) == COLUMNS for r in rows)
     assert rows[0]["error"] is None and rows[0]["duration"] == pytest.approx(1.5)
-    assert "not found" in rows[2]["error"] and rows[1]["error"]
+    assert "not found" in rows[2]["error"] and rows[1]["error"] and "cannot read" in rows[4]["error"]
+    assert {k: v for k, v in rows[3].items() if k != "path"} == {k: v for k, v in rows[0].items() if k != "path"}
     arrays = copy.predict_arrays([("a", voiced(2.0, sample_rate=48_000), 48_000), ("z", np.zeros(SR), SR)])
     assert arrays[0]["emotion"] == load_model(tiny_model_file).predict(voiced(2.0, sample_rate=48_000), 48_000).emotion
     assert "silent" in arrays[1]["error"]
@@ -78,6 +80,8 @@ def test_inputs_folders_globs_manifests_and_lists(folder, tmp_path):
     assert empty == [str(tmp_path / "nothing*")]
     everything, _ = expand_inputs([str(folder)])
     assert len(everything) == 7
+    remote, _ = expand_inputs([f"file://{tmp_path / 'list.txt'}"])  # a list on s3:// and the like
+    assert remote == [f"file://{tmp_path}/in/clip1.wav", f"file://{tmp_path}/in/clip0.wav"]
 
 
 def test_local_engine_scores_every_file_and_a_rerun_skips_them(tiny_model_file, folder, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 from pathlib import Path
 
 GLOB_CHARS = set("*?[")
@@ -28,8 +29,9 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     files: list[str] = []
     empty: list[str] = []
     for item in inputs:
+        suffix = Path(item.split("?")[0]).suffix.lower()
         if is_uri(item):
-            found = [item]
+            found = read_remote_list(item, suffix) if suffix in LIST_SUFFIXES | {".csv"} else [item]
         elif Path(item).is_dir():
             found = [str(p) for p in audio_files(item)]
         elif GLOB_CHARS & set(item):
@@ -46,20 +48,36 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(files)), empty
 
 
-def _resolve(base: Path, path: str) -> str:
-    return path if is_uri(path) or Path(path).is_absolute() else str(base / path)
+def _resolve(base: Path | str, path: str) -> str:
+    if is_uri(path) or Path(path).is_absolute():
+        return path
+    return f"{base}/{path}" if isinstance(base, str) else str(base / path)
+
+
+def path_column(text: str, base: Path | str, name: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    if "path" not in columns:
+        raise ValueError(f"{name}: a manifest needs a column 'path'")
+    return [_resolve(base, row[columns["path"]].strip()) for row in reader if (row[columns["path"]] or "").strip()]
+
+
+def path_lines(text: str, base: Path | str) -> list[str]:
+    return [_resolve(base, line.strip()) for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def read_path_column(csv_path: Path) -> list[str]:
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
-        if "path" not in columns:
-            raise ValueError(f"{csv_path}: a manifest needs a column 'path'")
-        return [_resolve(csv_path.parent, row[columns["path"]].strip())
-                for row in reader if (row[columns["path"]] or "").strip()]
+    return path_column(csv_path.read_text(encoding="utf-8-sig"), csv_path.parent, str(csv_path))
 
 
 def read_path_list(list_path: Path) -> list[str]:
-    lines = list_path.read_text(encoding="utf-8").splitlines()
-    return [_resolve(list_path.parent, line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+    return path_lines(list_path.read_text(encoding="utf-8"), list_path.parent)
+
+
+def read_remote_list(uri: str, suffix: str) -> list[str]:
+    """A list or manifest on s3:// and the like; relative entries are relative to its folder."""
+    from emotionnet.batch.predictor import read_bytes
+
+    text = read_bytes(uri).decode("utf-8-sig")
+    base = uri.rsplit("/", 1)[0]
+    return path_column(text, base, uri) if suffix == ".csv" else path_lines(text, base)

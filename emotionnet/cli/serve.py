@@ -22,7 +22,7 @@ API_KEY_ENV = "EMOTIONNET_API_KEY"
 def add_parser(sub) -> None:
     p = add_command(sub, "serve", "Serve emotion recognition over HTTP and WebSocket.", EXAMPLES)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", metavar="KEY", default=os.environ.get(API_KEY_ENV),
                    help=f"require 'Authorization: Bearer KEY' (default ${API_KEY_ENV}); needed off loopback")
     p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="N", help="largest request body (default 50)")
