@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads per process (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="inference threads per process (default 1, as serve)")
     parser.add_argument("--queue", type=int, default=64, help="server queue size (default 64)")
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32],
                         help="concurrency levels, comma-separated (default 1,8,32)")
