@@ -23,6 +23,12 @@ class BatchSummary:
     seconds: float
 
 
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (containers, taskset)
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def run_batch(
     inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
@@ -38,7 +44,7 @@ def run_batch(
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
-    workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    workers = workers or available_cores()
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)
@@ -55,13 +61,15 @@ def run_batch(
                        else run_ray(todo, predictor, workers, chunk, address))
             pending: list[dict] = []
             last_write = time.monotonic()
-            for rows in batches:
-                pending.extend(rows)
-                scored += len(rows)
-                failed += sum(1 for row in rows if row["error"])
-                bar.update(len(rows))
-                if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
-                    results.write(pending)
-                    pending, last_write = [], time.monotonic()
-            results.write(pending)
+            try:
+                for rows in batches:
+                    pending.extend(rows)
+                    scored += len(rows)
+                    failed += sum(1 for row in rows if row["error"])
+                    bar.update(len(rows))
+                    if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
+                        results.write(pending)
+                        pending, last_write = [], time.monotonic()
+            finally:
+                results.write(pending)  # finished rows are kept on Ctrl-C or an engine failure too
     return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start)
