@@ -341,3 +341,23 @@ def test_the_real_server_answers_http_and_websocket(tiny_model_file, clip):
             server.wait()
     output = server.stdout.read()
     assert server.returncode == 0 and "Traceback" not in output, output
+
+
+def test_worker_processes_build_their_app_from_the_environment(tiny_model_file, clip, monkeypatch):
+    """`serve --workers N` hands its settings to each uvicorn worker through the environment."""
+    import torch
+
+    from emotionnet.serving.app import create_app_from_env
+    from emotionnet.serving.settings import SETTINGS_ENV
+
+    settings = ServeSettings(model=str(tiny_model_file), api_key="k", max_audio_seconds=2.0)
+    monkeypatch.setenv(SETTINGS_ENV, settings.to_env())
+    threads = torch.get_num_threads()
+    try:
+        with TestClient(create_app_from_env()) as worker:
+            assert worker.get("/readyz").json()["model"] == str(tiny_model_file)
+            assert_error(worker.post("/v1/predict", content=clip), 401, "unauthorized")
+            response = worker.post("/v1/predict", content=clip, headers={"Authorization": "Bearer k"})
+            assert_error(response, 413, "audio_too_long")
+    finally:
+        torch.set_num_threads(threads)
