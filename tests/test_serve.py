@@ -123,6 +123,10 @@ def test_invalid_requests_are_422(client, clip):
     assert_error(client.post("/v1/predict", files={"audio": ("a.wav", clip)}), 422, "missing_file")
     assert_error(client.post("/v1/predict", data={"file": "not a file"}, files={"other": ("x", b"x")}),
                  422, "missing_file")
+    two = client.post("/v1/predict", files=[("file", ("a.wav", clip)), ("file", ("b.wav", clip))])
+    assert_error(two, 422, "invalid_request")
+    garbled = client.post("/v1/predict", content=b"--x\r\nnonsense", headers={"Content-Type": "multipart/form-data"})
+    assert_error(garbled, 422, "invalid_request")
 
 
 def test_uploads_over_the_limit_are_413(recognizer, clip):

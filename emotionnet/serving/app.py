@@ -189,8 +189,10 @@ async def read_audio(request: Request) -> tuple[bytes, str | None]:
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=16)
-        except (APIError, HTTPException):
+        except APIError:
             raise
+        except HTTPException as exc:  # Starlette's 400 for too many files or fields
+            raise APIError(422, "invalid_request", f"bad multipart body ({exc.detail})") from None
         except Exception as exc:  # malformed multipart: python-multipart raises several types
             raise APIError(422, "invalid_request", f"malformed multipart body ({exc})") from None
         try:
