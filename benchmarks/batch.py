@@ -7,6 +7,8 @@ functions the command uses, and reports:
 - steady throughput: files/s measured as the difference between a job of all
   files and a job of one chunk per worker (so start-up cancels out), and audio
   hours per core-hour (one core per worker);
+- audio hours per CPU-hour actually spent by the local pool (the same
+  difference, in CPU time): the cost basis, whatever else the machine ran;
 - start-up: the rest of the small job's wall time (processes spawned, torch
   imported, model loaded; for Ray the actor pool; `ray.init` reported apart);
 - scaling from 1 to 2 workers, and Ray's per-core throughput against local's.
@@ -70,6 +72,14 @@ def timed_run(engine: str, workers: int, paths: list[str], model: str | None, ch
     return time.perf_counter() - start, errors
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the local engine's pool, once it has shut down)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(engine: str, workers: int, paths: list[str], seconds_of_audio: float, model: str | None,
             chunk: int) -> dict:
     """Two jobs, one chunk per worker and all files: the difference is the steady rate, free of start-up.
@@ -77,14 +87,20 @@ def measure(engine: str, workers: int, paths: list[str], seconds_of_audio: float
     (Ray hands results back in few large blocks, so timing chunks as they arrive would not work for it.)
     """
     small = paths[: workers * chunk]
+    cpu = children_cpu()
     small_wall, _ = timed_run(engine, workers, small, model, chunk)
+    small_cpu, cpu = children_cpu() - cpu, children_cpu()
     wall, errors = timed_run(engine, workers, paths, model, chunk)
+    full_cpu = children_cpu() - cpu
     files_per_s = (len(paths) - len(small)) / (wall - small_wall) if wall > small_wall else float("nan")
     per_file = seconds_of_audio / len(paths)
     return {"engine": engine, "workers": workers, "files": len(paths), "errors": errors, "wall_s": round(wall, 2),
             "startup_s": round(max(0.0, small_wall - len(small) / files_per_s), 2),
             "steady_files_per_s": round(files_per_s, 1), "files_per_s_per_core": round(files_per_s / workers, 1),
-            "audio_hours_per_core_hour": round(files_per_s * per_file / workers, 0)}
+            "audio_hours_per_core_hour": round(files_per_s * per_file / workers, 0),
+            # Local only (Ray's actors are not our children): CPU actually spent, whatever else the cores ran.
+            "audio_hours_per_cpu_hour": round((len(paths) - len(small)) * per_file / (full_cpu - small_cpu), 0)
+            if engine == "local" and full_cpu > small_cpu else None}
 
 
 def run(args) -> dict:
@@ -131,11 +147,12 @@ def report(result: dict) -> str:
     lines = [f"batch: {result['model']} (sha256 {result['model_sha256']}), {result['files']} files "
              f"({result['input']}, {result['audio_seconds']:.0f} s of audio), chunks of {result['chunk']}, "
              f"{result['date']}",
-             "engine  workers  wall s  start-up s  files/s  files/s/core  audio h per core-hour  errors"]
+             "engine  workers  wall s  start-up s  files/s  files/s/core  audio h per core-hour  per CPU-hour  errors"]
     for r in result["results"]:
+        per_cpu = "-" if r["audio_hours_per_cpu_hour"] is None else f"{r['audio_hours_per_cpu_hour']:.0f}"
         lines.append(f"{r['engine']:<7} {r['workers']:>7} {r['wall_s']:>7} {r['startup_s']:>11} "
                      f"{r['steady_files_per_s']:>8} {r['files_per_s_per_core']:>13} "
-                     f"{r['audio_hours_per_core_hour']:>22.0f} {r['errors']:>7}")
+                     f"{r['audio_hours_per_core_hour']:>22.0f} {per_cpu:>13} {r['errors']:>7}")
     lines.append(f"scaling 1 -> 2 workers (steady files/s): {result['scaling_1_to_2']} (target >= 1.8)")
     lines.append(f"Ray / local per core: {result['ray_vs_local_per_core']} (target >= 0.8); "
                  f"ray.init {result['ray_init_s']} s")
