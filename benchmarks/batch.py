@@ -4,13 +4,14 @@ Scores a folder of clips (generated 3 s speech-like WAVs by default, or
 --input FOLDER) with each engine and worker count, through the same engine
 functions the command uses, and reports:
 
-- steady throughput: files/s measured as the difference between a job of all
-  files and a job of one chunk per worker (so start-up cancels out), and audio
-  hours per core-hour (one core per worker);
-- audio hours per CPU-hour actually spent by the local pool (the same
-  difference, in CPU time): the cost basis, whatever else the machine ran;
-- start-up: the rest of the small job's wall time (processes spawned, torch
-  imported, model loaded; for Ray the actor pool; `ray.init` reported apart);
+- steady throughput: files/s from the first chunk's start to the last chunk's
+  end, by the workers' own clocks (start-up excluded), and audio hours per
+  core-hour (one core per worker);
+- audio hours per CPU-hour: the CPU time the scoring threads actually used,
+  the cost basis whatever else the machine was running;
+- start-up: from the job's start to the first chunk's start (processes
+  spawned, torch imported, model loaded; for Ray the actor pool; `ray.init`
+  reported apart);
 - scaling from 1 to 2 workers, and Ray's per-core throughput against local's.
 
 Targets (DESIGN.md): >= 1.8x from 1 to 2 workers; Ray within 20 % of local per
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks.latency import speech_like  # noqa: E402
+from emotionnet.batch.predictor import BatchPredictor, arrow_schema  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
 SR = 16_000
@@ -60,47 +62,42 @@ def audio_seconds(paths: list[str]) -> float:
     return sum(soundfile.info(p).duration for p in paths)
 
 
-def timed_run(engine: str, workers: int, paths: list[str], model: str | None, chunk: int) -> tuple[float, int]:
-    """Wall seconds of one whole job (start-up included) and its error rows."""
-    from emotionnet.batch.engines import run_local, run_ray
-    from emotionnet.batch.predictor import BatchPredictor
+class TimedPredictor(BatchPredictor):
+    """The command's predictor, plus when each chunk ran and the CPU it took, measured in the worker."""
 
-    predictor = BatchPredictor(model)
-    start = time.perf_counter()
-    runner = run_local(paths, predictor, workers, chunk) if engine == "local" else run_ray(paths, predictor, workers, chunk)
-    errors = sum(1 for rows in runner for row in rows if row["error"])
-    return time.perf_counter() - start, errors
+    def predict_paths(self, paths: list[str]) -> list[dict]:
+        started, cpu = time.time(), time.thread_time()
+        rows = super().predict_paths(paths)
+        finished, cpu = time.time(), time.thread_time() - cpu
+        return [{**row, "started": started, "finished": finished, "cpu_s": cpu / len(rows)} for row in rows]
 
+    def schema(self):
+        import pyarrow as pa
 
-def children_cpu() -> float:
-    """CPU seconds of this process's finished children (the local engine's pool, once it has shut down)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+        return arrow_schema().append(pa.field("started", pa.float64())).append(
+            pa.field("finished", pa.float64())).append(pa.field("cpu_s", pa.float64()))
 
 
 def measure(engine: str, workers: int, paths: list[str], seconds_of_audio: float, model: str | None,
             chunk: int) -> dict:
-    """Two jobs, one chunk per worker and all files: the difference is the steady rate, free of start-up.
+    """One job through the command's engine; throughput from the workers' own clocks, so start-up and
+    the way results travel back (Ray returns them in few large blocks) do not blur it."""
+    from emotionnet.batch.engines import run_local, run_ray
 
-    (Ray hands results back in few large blocks, so timing chunks as they arrive would not work for it.)
-    """
-    small = paths[: workers * chunk]
-    cpu = children_cpu()
-    small_wall, _ = timed_run(engine, workers, small, model, chunk)
-    small_cpu, cpu = children_cpu() - cpu, children_cpu()
-    wall, errors = timed_run(engine, workers, paths, model, chunk)
-    full_cpu = children_cpu() - cpu
-    files_per_s = (len(paths) - len(small)) / (wall - small_wall) if wall > small_wall else float("nan")
-    per_file = seconds_of_audio / len(paths)
-    return {"engine": engine, "workers": workers, "files": len(paths), "errors": errors, "wall_s": round(wall, 2),
-            "startup_s": round(max(0.0, small_wall - len(small) / files_per_s), 2),
+    predictor = TimedPredictor(model)
+    start = time.time()
+    runner = run_local(paths, predictor, workers, chunk) if engine == "local" else run_ray(paths, predictor, workers, chunk)
+    rows = [row for batch in runner for row in batch]
+    end = time.time()
+    first, last = min(r["started"] for r in rows), max(r["finished"] for r in rows)
+    files_per_s = len(rows) / (last - first)
+    cpu = sum(r["cpu_s"] for r in rows)
+    return {"engine": engine, "workers": workers, "files": len(rows), "errors": sum(1 for r in rows if r["error"]),
+            "wall_s": round(end - start, 2), "startup_s": round(first - start, 2),
             "steady_files_per_s": round(files_per_s, 1), "files_per_s_per_core": round(files_per_s / workers, 1),
-            "audio_hours_per_core_hour": round(files_per_s * per_file / workers, 0),
-            # Local only (Ray's actors are not our children): CPU actually spent, whatever else the cores ran.
-            "audio_hours_per_cpu_hour": round((len(paths) - len(small)) * per_file / (full_cpu - small_cpu), 0)
-            if engine == "local" and full_cpu > small_cpu else None}
+            "audio_hours_per_core_hour": round(seconds_of_audio / (last - first) / workers, 0),
+            # CPU the scoring threads actually used: the cost basis, whatever else the cores were running
+            "audio_hours_per_cpu_hour": round(seconds_of_audio / cpu, 0)}
 
 
 def run(args) -> dict:
@@ -129,8 +126,9 @@ def run(args) -> dict:
     by = {(r["engine"], r["workers"]): r for r in results}
     scaling = {engine: round(by[(engine, 2)]["steady_files_per_s"] / by[(engine, 1)]["steady_files_per_s"], 2)
                for engine in args.engines if (engine, 1) in by and (engine, 2) in by}
-    ray_vs_local = {w: round(by[("ray", w)]["files_per_s_per_core"] / by[("local", w)]["files_per_s_per_core"], 2)
-                    for w in args.workers if ("ray", w) in by and ("local", w) in by}
+    ray_vs_local = {f"{w} workers, {basis}": round(by[("ray", w)][key] / by[("local", w)][key], 2)
+                    for w in args.workers if ("ray", w) in by and ("local", w) in by
+                    for basis, key in (("wall", "files_per_s_per_core"), ("CPU", "audio_hours_per_cpu_hour"))}
     from emotionnet.inference.recognizer import default_model_path
 
     model = Path(args.model) if args.model else default_model_path()
@@ -149,7 +147,7 @@ def report(result: dict) -> str:
              f"{result['date']}",
              "engine  workers  wall s  start-up s  files/s  files/s/core  audio h per core-hour  per CPU-hour  errors"]
     for r in result["results"]:
-        per_cpu = "-" if r["audio_hours_per_cpu_hour"] is None else f"{r['audio_hours_per_cpu_hour']:.0f}"
+        per_cpu = f"{r['audio_hours_per_cpu_hour']:.0f}"
         lines.append(f"{r['engine']:<7} {r['workers']:>7} {r['wall_s']:>7} {r['startup_s']:>11} "
                      f"{r['steady_files_per_s']:>8} {r['files_per_s_per_core']:>13} "
                      f"{r['audio_hours_per_core_hour']:>22.0f} {per_cpu:>13} {r['errors']:>7}")

@@ -123,7 +123,11 @@ class BatchPredictor:
         import pyarrow as pa
 
         rows = self.predict_paths([str(p) for p in batch.column("path").to_pylist()])
-        return pa.Table.from_pylist(rows, schema=arrow_schema())
+        return pa.Table.from_pylist(rows, schema=self.schema())
+
+    def schema(self):
+        """The columns of the rows (a subclass that adds columns says so here)."""
+        return arrow_schema()
 
 
 def timeline_row(path: str, timeline) -> dict:
