@@ -220,6 +220,26 @@ def test_an_internal_error_is_json_without_a_traceback(recognizer, clip):
         assert "deep inside" not in response.text
 
 
+class PickyModel(ServedModel):
+    """Fails on clips of exactly 2 s, as a bug might on some rare input."""
+
+    def score(self, audios, window, hop):
+        if any(audio.size == 2 * SR for audio in audios):
+            raise RuntimeError("cannot score this one")
+        return super().score(audios, window, hop)
+
+
+def test_a_failing_clip_does_not_fail_the_requests_batched_with_it(recognizer):
+    from emotionnet.serving.app import PredictJob, make_work
+
+    work = make_work(PickyModel(recognizer), ServeSettings())
+    jobs = [PredictJob(wav_bytes(voiced(seconds, seed=1)), "clip", None, None) for seconds in (3.0, 2.0, 1.0)]
+    jobs.append(PredictJob(b"junk", "junk", None, None))
+    good, bad, other, junk = work(jobs)
+    assert good.duration == pytest.approx(3.0) and other.duration == pytest.approx(1.0)
+    assert isinstance(bad, RuntimeError) and "junk" in str(junk)
+
+
 def test_unknown_paths_and_methods_are_json(client):
     assert_error(client.get("/v2/predict"), 404, "not_found")
     assert_error(client.get("/v1/predict"), 405, "method_not_allowed")

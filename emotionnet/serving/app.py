@@ -70,12 +70,23 @@ def make_work(model: ServedModel, settings: ServeSettings):
                 continue
             groups.setdefault((job.window, job.hop), []).append((i, audio))
         for (window, hop), items in groups.items():
-            timelines = model.score([audio for _, audio in items], window, hop)
+            try:
+                timelines = model.score([audio for _, audio in items], window, hop)
+            except Exception:
+                # One clip must not fail the requests it happened to share a batch with: score each alone.
+                timelines = [_score_alone(model, audio, window, hop) for _, audio in items]
             for (i, _), timeline in zip(items, timelines):
                 results[i] = timeline
         return results
 
     return work
+
+
+def _score_alone(model: ServedModel, audio, window, hop):
+    try:
+        return model.score([audio], window, hop)[0]
+    except Exception as exc:  # answered 500 to this request only
+        return exc
 
 
 class Service:
@@ -126,7 +137,7 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes, count_error=service.metrics.error)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # added last: outermost, sees every answer
 
-    def require_key(request: Request) -> None:
+    async def require_key(request: Request) -> None:  # async: a sync dependency would cost a thread hop
         if not bearer_ok(request.headers.get("authorization"), settings.api_key):
             raise unauthorized()
 
