@@ -3,7 +3,7 @@
 What it trains and scores (test split of ../shared/data, DESIGN.md protocol v1):
 
 - peers: openSMILE eGeMAPSv02 + RBF SVM and ComParE_2016 + linear SVM, and the
-  latter with features standardised per speaker (benchmarks/peers.py, `run_peers`);
+  latter with features standardised per speaker (benchmarks/peer_methods.py, `run_peers`);
 - seed_cnn: the seed design, a plain 4-block CNN 32-64-128-128 (conv + ReLU +
   max-pool, no batch norm), a linear head, no augmentation, batch 32, 18 epochs
   (DESIGN.md reference: 0.634 test UAR). The closest configuration of our `cnn`:
@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -48,18 +46,16 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
-    sys.path.insert(0, str(REPO_ROOT))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import peers  # noqa: E402
-from benchmarks.output import write_json  # noqa: E402
-from benchmarks.speed import machine_info, shown  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks import peer_methods as peers  # noqa: E402
+from benchmarks.common import CORPORA, shown, train_or_reuse  # noqa: E402
+from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
-CORPORA = peers.CORPORA
-TITLES = peers.CORPUS_TITLES
 NEURAL = ("seed_cnn", "cnn", "crnn")
 ONLY_CHOICES = ("peers", *NEURAL, "loco")
 MARGIN = 0.05  # DESIGN.md: beat each peer by >= 5 UAR points on every corpus (and overall)
@@ -84,7 +80,7 @@ TITLE = {
 
 
 def default_cache() -> Path:
-    from emotionnet.training.cache import cache_root
+    from emotionnet.cache import cache_root
 
     return cache_root() / "benchmarks" / "accuracy"
 
@@ -112,46 +108,6 @@ def recipe_for(method: str, seed: int, epochs: int | None = None, steps_per_epoc
     if steps_per_epoch is not None:
         recipe.fit.steps_per_epoch = steps_per_epoch
     return recipe
-
-
-def clips_key(records: Sequence[Record]) -> str:
-    """A hash of which clips are in which split (by corpus and file name, never by absolute path)."""
-    lines = sorted(f"{r.corpus}|{Path(r.path).name}|{split_of(r)}|{r.emotion}" for r in records)
-    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
-
-
-def model_name(name: str, seed: int, recipe, records: Sequence[Record]) -> str:
-    key = hashlib.sha1(json.dumps({"recipe": recipe.to_dict(), "clips": clips_key(records)},
-                                  sort_keys=True).encode()).hexdigest()[:12]
-    return f"{name}-seed{seed}-{key}.safetensors"
-
-
-def train_or_reuse(name: str, seed: int, collection: Collection, recipe, cache: Path, retrain: bool = False,
-                   progress: bool = True) -> tuple[Path, dict, bool]:
-    """(model file, its metadata, whether it was reused) for one training."""
-    from emotionnet.models.file import ModelFileError, read_model_file
-    from emotionnet.training.recipe import train_model
-
-    out = cache / model_name(name, seed, recipe, collection.records)
-    if out.is_file() and not retrain:
-        try:
-            return out, read_model_file(out)[1], True
-        except ModelFileError:
-            pass  # a broken file: train again
-    if retrain:
-        out.with_name(out.name + ".ckpt").unlink(missing_ok=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    def show(epoch: int, m: dict) -> None:
-        if progress:
-            print(f"accuracy:   {name} seed {seed} epoch {epoch:3d}  loss {m['loss']:.3f}  val UAR {m['uar']:.3f}  "
-                  f"{m['seconds']:.0f} s", file=sys.stderr, flush=True)
-
-    if progress:
-        print(f"accuracy: training {name} seed {seed} ({len(collection.records)} clips) -> {out.name}",
-              file=sys.stderr, flush=True)
-    meta = train_model(collection, out, recipe, callbacks=[show], progress=False)
-    return out, meta, False
 
 
 def _figures(report: dict) -> dict:
@@ -241,7 +197,7 @@ def run_loco(records: list[Record], collection: Collection, corpora: Sequence[st
 # --------------------------------------------------------------------------- the run
 
 def run_accuracy(
-    data: str = peers.DEFAULT_DATA,
+    data: str = common.DEFAULT_DATA,
     only: Sequence[str] = ONLY_CHOICES,
     seeds: Sequence[int] = (0, 1, 2),
     epochs: int | None = None,
@@ -255,17 +211,17 @@ def run_accuracy(
 ) -> dict:
     began = time.perf_counter()
     cache = Path(cache) if cache else default_cache()
-    data_root = peers.resolve_data(data)
-    collection = find_records([data_root])
-    records = peers.limited(collection.records, limit)
+    data_root = common.resolve_data(data)
+    collection = find_records([data_root], corpora=set(CORPORA))  # the v1 corpora: this is the v1 benchmark
+    records = common.limited(collection.records, limit)
     subset = Collection(records=records, skipped=collection.skipped, excluded=collection.excluded,
                         duplicates=collection.duplicates)
     result: dict = {
         "benchmark": "accuracy",
         "split": SPLIT_NAME,
-        "machine": machine_info(),
+        "machine": common.machine_info(),
         "data": {"root": data, "limit": limit, "clips": len(records),
-                 "per_split": {s: peers._count(select(records, s)) for s in ("train", "val", "test")},
+                 "per_split": {s: common.count_per_corpus(select(records, s)) for s in ("train", "val", "test")},
                  "excluded": sorted(Path(p).name for p in collection.excluded),
                  "skipped": dict(collection.skipped)},
         "settings": {"only": list(only), "seeds": list(seeds), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
@@ -429,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Test UAR on split v1: openSMILE peers, the seed CNN and EmotionNet (cnn, crnn), with LOCO.",
         epilog="example: python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json",
     )
-    parser.add_argument("--data", default=peers.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
+    parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(ONLY_CHOICES),
                         help=f"comma-separated parts to run (default all: {','.join(ONLY_CHOICES)}; "
                              "peers with loco adds the peers' LOCO table)")
@@ -454,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accuracy: error: --only takes {','.join(ONLY_CHOICES)}; --loco-corpora takes {','.join(CORPORA)}; "
               "--seeds at least 1", file=sys.stderr)
         return 1
-    if not peers.resolve_data(args.data).is_dir():
+    if not common.resolve_data(args.data).is_dir():
         print(f"accuracy: error: {args.data}: no such folder (pass --data)", file=sys.stderr)
         return 1
     shipped = None
@@ -467,9 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     result = run_accuracy(args.data, only, args.seeds, args.epochs, args.steps_per_epoch, args.limit, shipped,
                           loco_corpora, Path(args.cache) if args.cache else None, args.retrain, not args.quiet)
-    print(format_markdown(result))
-    write_json(args.json, result)
-    return 0
+    return common.finish(result, format_markdown(result), args.json)
 
 
 if __name__ == "__main__":

@@ -30,20 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import speech_like  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
-
-
-def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """Gliding harmonic tones in syllable-rate bursts: 5 s of "speech", then 4 s of room noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    pitch = 140 * (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2 * ((t % 9.0) < 5.0)
-    return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 def percentiles(values: list[float]) -> dict:
@@ -67,7 +58,7 @@ def measure(model: str | None, seconds: float, hop: float, window: float | None,
     if audio_file:
         audio = load_audio(audio_file)[: int(seconds * SAMPLE_RATE)]
     else:
-        audio = speech_like(seconds)
+        audio = speech_like(seconds, speech_every=(5.0, 9.0))  # 5 s of "speech", then 4 s of room noise
     engine = StreamEngine(recognizer, window=window, hop=hop)
     next(engine.run(ArraySource(audio[:SAMPLE_RATE])))  # warm up kernels, then start afresh
     engine.reset()

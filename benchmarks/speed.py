@@ -29,12 +29,8 @@ work runs on the machine are meaningless: the load average at the start is print
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,69 +39,25 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
-    sys.path.insert(0, str(REPO_ROOT))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import soundfile  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.output import write_json  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.common import SAMPLE_RATE, shown  # noqa: E402
 from emotionnet.audio import load_audio  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.features import log_mel  # noqa: E402
 from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path  # noqa: E402
 from emotionnet.models import count_parameters  # noqa: E402
 
-DEFAULT_DATA = "../shared/data"  # relative to the repository root
-SAMPLE_RATE = 16_000
 TARGETS = {"rtf_one_thread": 0.005, "cold_wall_s": 2.0, "cold_rss_mb": 500.0, "model_mb": 5.0}
 OPENSMILE_SETS = ("eGeMAPSv02", "ComParE_2016")
 
 
-# --------------------------------------------------------------------------- environment
-
-def resolve_data(data: str | os.PathLike | None) -> Path:
-    path = Path(data if data is not None else DEFAULT_DATA).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
-def shown(path: str | os.PathLike) -> str:
-    """A path for reports: relative to the repository when inside it, else its name only."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return path.name
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for name in ("onnxruntime", "opensmile"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = None
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {
-        "cpu": cpu_model(), "cores": cores, "usable_cores": usable,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "versions": versions,
-    }
-
+# --------------------------------------------------------------------------- the model
 
 def model_info(path: Path) -> dict:
     recognizer = EmotionRecognizer(path)
@@ -114,7 +66,7 @@ def model_info(path: Path) -> dict:
     return {
         "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_digest(path, "sha256"),
         "arch": meta["model"]["arch"], "hparams": meta["model"].get("hparams", {}),
-        "parameters": count_parameters(recognizer.scorer),
+        "parameters": count_parameters(recognizer.scoring.network),
         "window_s": recognizer.window, "hop_s": recognizer.hop,
     }
 
@@ -154,23 +106,12 @@ def pick_clips(data_root: Path, n: int, seed: int = 0, low: float = 2.5, high: f
     return chosen
 
 
-def speech_like(seconds: float, f0: float, seed: int) -> np.ndarray:
-    """A gliding harmonic tone with syllable-rate bursts and a little noise (as tests/conftest.py)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    pitch = f0 * (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
-    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6))) ** 2
-    return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
-
-
 def generated_clips(folder: Path, n: int, seconds: float = 3.0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         path = folder / f"generated_{i:03d}.wav"
-        soundfile.write(str(path), speech_like(seconds, 100 + 7 * (i % 20), seed=i), SAMPLE_RATE)
+        soundfile.write(str(path), common.speech_like(seconds, 100 + 7 * (i % 20), seed=i, random_phase=True), SAMPLE_RATE)
         paths.append(path)
     return paths
 
@@ -199,7 +140,7 @@ def _stages(recognizer: EmotionRecognizer, path: Path) -> tuple[float, float, fl
     t1 = time.perf_counter()
     mel = log_mel(samples, recognizer.features)
     t2 = time.perf_counter()
-    recognizer.analyse_log_mels([mel], [samples.size / SAMPLE_RATE])
+    recognizer.scoring.timelines([mel], [samples.size / SAMPLE_RATE])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, samples.size / SAMPLE_RATE
 
@@ -227,9 +168,9 @@ def time_batched(recognizer: EmotionRecognizer, paths: Sequence[Path], audio: fl
     walls = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        for _path, outcome in recognizer.predict_files(paths):
-            if isinstance(outcome, Exception):
-                raise outcome
+        for result in recognizer.predict_files(paths):
+            if not result.ok:
+                raise RuntimeError(result.error)
         walls.append(time.perf_counter() - t0)
     wall = statistics.median(walls)
     return {"files": len(paths), "repeat": repeat, "audio_s": round(audio, 3), "total_s": round(wall, 5),
@@ -276,92 +217,12 @@ def opensmile_timings(clips: list[Path], long_path: Path, repeat: int) -> list[d
     return rows
 
 
-def tree_memory_mb(root: int) -> float:
-    """Memory of a process and all its descendants now: summed PSS (VmRSS where PSS is unreadable)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    total_kb, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
-            try:
-                lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
-            except OSError:
-                continue
-            found = [int(line.split()[1]) for line in lines if line.startswith(key)]
-            if found:
-                total_kb += found[0]
-                break
-    return total_kb / 1024
-
-
-# The child is started by a small process of its own: a child forked straight from this large
-# benchmark process would count the parent's pages, shared before exec, in its ru_maxrss.
-_PEAK_RSS_WRAPPER = (
-    "import os, sys\n"
-    "pid = os.fork()\n"
-    "if pid == 0:\n    os.execvp(sys.argv[2], sys.argv[2:])\n"
-    "_, status, usage = os.wait4(pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
-
-
-def run_measured(command: Sequence[str], env: dict | None = None, log: Path | None = None,
-                 sample_every: float | None = None) -> dict:
-    """Run a command as a fresh process: its wall time, exit status and peak RSS (wait4 rusage).
-
-    The RSS is the largest of the process and its waited-for descendants (Linux ru_maxrss, in KiB).
-    With `sample_every` seconds, the summed memory of the whole process tree is also sampled
-    (`peak_tree_mb`: PSS, so shared library pages are not counted once per worker).
-    """
-    import threading
-
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    peak_tree = [0.0]
-    stop = threading.Event()
-    try:
-        rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
-        t0 = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-c", _PEAK_RSS_WRAPPER, rss_file, *command],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
-        sampler = None
-        if sample_every and Path("/proc").is_dir():
-            def sample() -> None:
-                while not stop.wait(sample_every):
-                    peak_tree[0] = max(peak_tree[0], tree_memory_mb(process.pid))
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - t0
-        stop.set()
-        if sampler:
-            sampler.join()
-    finally:
-        if log:
-            out.close()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    peak_kib = int(Path(rss_file).read_text() or 0) if Path(rss_file).stat().st_size else usage.ru_maxrss
-    Path(rss_file).unlink()
-    result = {"wall_s": wall, "rc": process.returncode, "peak_rss_mb": peak_kib / 1024,
-              "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
-    if sample_every:
-        result["peak_tree_mb"] = peak_tree[0]
-    return result
-
-
 def cold_start(model: Path, clip: Path, runs: int, workdir: Path) -> dict:
     command = [sys.executable, "-m", "emotionnet", "predict", str(clip), "--model", str(model)]
     log = workdir / "cold.log"
     results = []
     for i in range(runs + 1):  # the first run only warms the page cache and the .pyc files
-        result = run_measured(command, log=log)
+        result = common.run_measured(command, log=log)
         if result["rc"] != 0:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"'emotionnet predict' exited with {result['rc']}:\n{tail}")
@@ -422,7 +283,7 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
 def gpu_training(batch_sizes: Sequence[int], steps: int) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA GPU (torch.cuda.is_available() is False)"}
-    from emotionnet.training.recipe import DEFAULT_ARCH_HPARAMS
+    from emotionnet.models.spec import DEFAULT_ARCH_HPARAMS
 
     rows = []
     for arch, hparams in DEFAULT_ARCH_HPARAMS.items():
@@ -437,7 +298,7 @@ def gpu_training(batch_sizes: Sequence[int], steps: int) -> dict:
 
 def run_speed(
     model: Path,
-    data: str | None = DEFAULT_DATA,
+    data: str | None = common.DEFAULT_DATA,
     clips: int = 50,
     long_seconds: float = 600.0,
     threads: Sequence[int] = (1, 2),
@@ -456,11 +317,11 @@ def run_speed(
         if progress:
             print(f"speed: {text}", file=sys.stderr, flush=True)
 
-    result: dict = {"benchmark": "speed", "machine": machine_info(), "model": model_info(model), "targets": TARGETS}
+    result: dict = {"benchmark": "speed", "machine": common.machine_info(), "model": model_info(model), "targets": TARGETS}
     initial_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="emotionnet-speed-") as tmp:
         workdir = Path(tmp)
-        data_root = resolve_data(data) if data else None
+        data_root = common.resolve_data(data) if data else None
         chosen = [] if generated or data_root is None or not data_root.is_dir() else pick_clips(data_root, clips)
         if len(chosen) >= min(clips, 1):
             source = f"{len(chosen)} real clips of 2.5-3.5 s from {data}, spread over the corpora (Opus)"
@@ -599,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="example: python benchmarks/speed.py --json docs/results/speed.json > docs/results/speed.md",
     )
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped emotionnet/assets/model.safetensors)")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root for real clips (relative: from the repository root)")
+    parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root for real clips (relative: from the repository root)")
     parser.add_argument("--generated", action="store_true", help="use generated clips even when the corpora are present")
     parser.add_argument("--clips", type=int, default=50, help="number of ~3 s clips (default 50)")
     parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long recording (default 600)")
@@ -622,9 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     result = run_speed(model, args.data, args.clips, args.long_seconds, args.threads, backends, args.repeat,
                        args.cold_runs, not args.no_opensmile, gpu_steps=args.gpu_steps, generated=args.generated)
-    print(format_markdown(result))
-    write_json(args.json, result)
-    return 0
+    return common.finish(result, format_markdown(result), args.json)
 
 
 if __name__ == "__main__":

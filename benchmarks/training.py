@@ -37,13 +37,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
-    sys.path.insert(0, str(REPO_ROOT))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.output import write_json  # noqa: E402
-from benchmarks.peers import DEFAULT_DATA, limited, resolve_data  # noqa: E402
-from benchmarks.speed import machine_info, run_measured  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, REPO_ROOT, finish, limited, machine_info, resolve_data, run_measured  # noqa: E402
 
 TARGET_WARM_MINUTES = 30.0
 FEATURE_PHASES = ("cold", "warm")
@@ -53,7 +50,7 @@ FEATURE_PHASES = ("cold", "warm")
 _FILL_CACHE = """
 import json, sys
 from emotionnet.corpora import find_records
-from emotionnet.training.cache import cached_log_mels
+from emotionnet.cache import cached_log_mels
 from emotionnet.training.recipe import Recipe
 records = find_records([sys.argv[1]]).records
 _, errors = cached_log_mels([r.path for r in records], Recipe().features, progress=False)
@@ -252,9 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"training: error: {exc}", file=sys.stderr)
         return 1
-    print(format_markdown(result))
-    write_json(args.json, result)
-    return 0
+    return finish(result, format_markdown(result), args.json)
 
 
 if __name__ == "__main__":

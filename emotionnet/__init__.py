@@ -3,22 +3,64 @@
     from emotionnet import load_model
     recognizer = load_model()
     print(recognizer.predict("speech.wav"))
+
+The names below load on first use, so `import emotionnet` (and the command
+line's `--help` and `--version`) costs no torch import.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from emotionnet.audio import AudioError, load_audio  # noqa: E402
-from emotionnet.inference.recognizer import (  # noqa: E402
-    EmotionRecognizer,
-    Prediction,
-    Segment,
-    Timeline,
-    load_model,
-)
-from emotionnet.labels import LABELS  # noqa: E402
-from emotionnet.models.file import ModelFileError  # noqa: E402
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "LABELS": "emotionnet.labels",
+    "AudioError": "emotionnet.audio",
+    "load_audio": "emotionnet.audio",
+    "ModelFileError": "emotionnet.models.file",
+    "ModelSpec": "emotionnet.models.spec",
+    "ModelSpecError": "emotionnet.models.spec",
+    "EmotionRecognizer": "emotionnet.inference.recognizer",
+    "load_model": "emotionnet.inference.recognizer",
+    "FileResult": "emotionnet.inference.results",
+    "Prediction": "emotionnet.inference.results",
+    "Segment": "emotionnet.inference.results",
+    "Timeline": "emotionnet.inference.results",
+    "OnnxBackendError": "emotionnet.inference.onnx_backend",
+    "StaleOnnxWarning": "emotionnet.inference.onnx_backend",
+    "MicrophoneError": "emotionnet.streaming.sources",
+    "TrainingError": "emotionnet.training.trainer",
+}
 
 __all__ = [
-    "LABELS", "AudioError", "EmotionRecognizer", "ModelFileError", "Prediction",
-    "Segment", "Timeline", "load_audio", "load_model",
+    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "ModelFileError", "ModelSpec",
+    "ModelSpecError", "OnnxBackendError", "Prediction", "Segment", "StaleOnnxWarning", "Timeline", "TrainingError",
+    "load_audio", "load_model",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'emotionnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from emotionnet.audio import AudioError, load_audio
+    from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
+    from emotionnet.inference.recognizer import EmotionRecognizer, load_model
+    from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
+    from emotionnet.labels import LABELS
+    from emotionnet.models.file import ModelFileError
+    from emotionnet.models.spec import ModelSpec, ModelSpecError
+    from emotionnet.streaming.sources import MicrophoneError
+    from emotionnet.training.trainer import TrainingError

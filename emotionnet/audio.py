@@ -1,12 +1,26 @@
 """Audio in: decode, downmix, resample to 16 kHz, validate.
 
 Every path into the model (training, evaluation, prediction, streaming) comes
-through `load_audio` or `prepare_array`, so they all see the same samples.
+through `load_audio`, `iter_audio_blocks` or `prepare_array`, so they all see
+the same samples.
+
+Limits guard memory and time against absurd input (a header claiming 1 Hz
+would otherwise be resampled into hours of audio): by default a recording is
+at most 4 hours long and sampled at 4 kHz to 768 kHz. Pass `max_seconds`
+(`math.inf` lifts it) or `limits=AudioLimits(...)` to change them for one call,
+or set `emotionnet.audio.DEFAULT_LIMITS = AudioLimits(...)` for every path in
+(the recognizer's included). Long files
+are decoded and resampled in blocks, so decoding never holds more than one
+block at the file's own rate.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import numbers
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +29,11 @@ import soxr
 
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
+# Float audio is nominally within [-1, 1]; PCM values stored as floats reach 2^31.
+# Beyond that the log-mel's power overflows float32 and the model answers NaN.
+MAX_ABS_SAMPLE = 2.0**31
+MAX_ARRAY_CHANNELS = 64  # an array "with more channels" is a (channels, samples) array
+BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 
 AudioSource = str | Path | bytes | np.ndarray
 
@@ -23,61 +42,80 @@ class AudioError(ValueError):
     """Audio that cannot be used: the message names the input and the problem."""
 
 
-def load_audio(
-    source: str | Path | bytes,
-    max_seconds: float | None = None,
-    name: str | None = None,
-) -> np.ndarray:
-    """Decode a file (or its bytes) into mono float32 at 16 kHz.
+@dataclass(frozen=True)
+class AudioLimits:
+    """What audio is accepted; every limit can be lifted (`math.inf`, 0)."""
 
-    The format is detected from the content by libsndfile, never from the
-    file name, so an AIFF named `.wav` still decodes.
-    """
-    name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
-    if isinstance(source, bytes):
-        if not source:
-            raise AudioError(f"{name}: empty input (no bytes)")
-        handle: object = io.BytesIO(source)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise AudioError(f"{name}: file not found")
-        if path.is_dir():
-            raise AudioError(f"{name}: is a directory, not an audio file")
-        if path.stat().st_size == 0:
-            raise AudioError(f"{name}: empty file (0 bytes)")
-        handle = str(path)
-    try:
-        with soundfile.SoundFile(handle) as f:
-            if max_seconds is not None and f.frames > max_seconds * f.samplerate > 0:
-                raise AudioError(
-                    f"{name}: too long ({f.frames / f.samplerate:.1f} s; "
-                    f"the limit is {max_seconds:g} s)"
-                )
-            samples = f.read(dtype="float32", always_2d=True)
-            sample_rate = f.samplerate
-    except AudioError:
-        raise
-    except Exception as exc:  # libsndfile raises several types for bad data
-        raise AudioError(f"{name}: unreadable or unsupported audio ({exc})") from None
-    return prepare_array(samples, sample_rate, max_seconds=max_seconds, name=name)
+    max_seconds: float = 4 * 3600.0
+    min_sample_rate: float = 4_000.0
+    max_sample_rate: float = 768_000.0
 
 
-def prepare_array(
-    samples: np.ndarray,
-    sample_rate: int,
-    max_seconds: float | None = None,
-    name: str = "<array>",
-) -> np.ndarray:
-    """Turn `(samples,)` or `(samples, channels)` at any rate into mono 16 kHz float32.
+DEFAULT_LIMITS = AudioLimits()
 
-    Integer arrays are scaled to [-1, 1] by their type's range.
-    """
-    samples = np.asarray(samples)
-    if sample_rate is None or sample_rate <= 0:
+
+def _limits(limits: AudioLimits | None, max_seconds: float | None) -> AudioLimits:
+    limits = limits or DEFAULT_LIMITS
+    if max_seconds is not None:
+        limits = AudioLimits(float(max_seconds), limits.min_sample_rate, limits.max_sample_rate)
+    return limits
+
+
+def check_sample_rate(sample_rate: object, name: str = "<array>", limits: AudioLimits | None = None) -> float:
+    """The rate as a float, or an AudioError: not a number, not finite, or outside the limits."""
+    limits = limits or DEFAULT_LIMITS
+    if sample_rate is None:
+        raise AudioError(f"{name}: pass sample_rate with an array (a positive number, e.g. 16000)")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise AudioError(f"{name}: the sample rate must be a number, got {type(sample_rate).__name__} "
+                         f"{sample_rate!r}")
+    rate = float(sample_rate)
+    if not math.isfinite(rate) or rate <= 0:
         raise AudioError(f"{name}: a positive sample rate is required, got {sample_rate}")
+    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise AudioError(f"{name}: sample rate {rate:g} Hz is outside {limits.min_sample_rate:g}-"
+                         f"{limits.max_sample_rate:g} Hz (a damaged header? lift with AudioLimits)")
+    return rate
+
+
+def _too_long(name: str, seconds: float, limit: float) -> AudioError:
+    return AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
+
+
+def _as_array(samples: object, name: str) -> np.ndarray:
+    """Any array-like (NumPy, a list, a torch tensor) as a NumPy array, or an AudioError."""
+    if samples is None:
+        raise AudioError(f"{name}: no audio (got None)")
+    if hasattr(samples, "detach") and hasattr(samples, "cpu"):  # a torch tensor, without importing torch
+        samples = samples.detach().cpu().numpy()
+    try:
+        array = np.asarray(samples)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"{name}: not an array of samples ({exc})") from None
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise AudioError(f"{name}: unsupported sample type {array.dtype} (expected numbers)")
+    return array
+
+
+def _check_block(block: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(block)):
+        raise AudioError(f"{name}: contains non-finite samples (NaN or inf)")
+    if block.size and float(np.max(np.abs(block))) > MAX_ABS_SAMPLE:
+        raise AudioError(f"{name}: absurd sample values (peak {float(np.max(np.abs(block))):.3g}; "
+                         "float audio should lie within [-1, 1])")
+
+
+def _to_float_mono(samples: np.ndarray, name: str) -> np.ndarray:
+    """Integer PCM scaled to [-1, 1], channels averaged; shape and type checked."""
     if samples.ndim not in (1, 2):
         raise AudioError(f"{name}: expected shape (samples,) or (samples, channels), got {samples.shape}")
+    if samples.ndim == 2 and samples.shape[1] > MAX_ARRAY_CHANNELS:
+        hint = "pass samples.T" if samples.shape[0] <= MAX_ARRAY_CHANNELS else "is it audio?"
+        raise AudioError(f"{name}: shape {samples.shape} looks like (channels, samples); "
+                         f"expected (samples, channels) ({hint})")
+    if samples.dtype in (np.int64, np.uint64):
+        raise AudioError(f"{name}: {samples.dtype} samples have no PCM scale "
+                         "(cast to the width they hold, e.g. samples.astype(np.int16), or to float in [-1, 1])")
     if np.issubdtype(samples.dtype, np.integer):
         info = np.iinfo(samples.dtype)
         # Signed PCM spans [-2^(n-1), 2^(n-1)); unsigned is centred on half range, 2^(n-1).
@@ -86,35 +124,162 @@ def prepare_array(
         samples = (samples.astype(np.float64) - offset) / scale
     elif not np.issubdtype(samples.dtype, np.floating):
         raise AudioError(f"{name}: unsupported sample type {samples.dtype}")
+    else:
+        _check_block(samples, name)  # before float32 turns huge float64 values into inf
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
-    samples = samples.astype(np.float32, copy=False)
+    return samples.astype(np.float32, copy=False)
+
+
+def prepare_array(
+    samples: np.ndarray,
+    sample_rate: int,
+    max_seconds: float | None = None,
+    name: str = "<array>",
+    limits: AudioLimits | None = None,
+) -> np.ndarray:
+    """Turn `(samples,)` or `(samples, channels)` at any rate into mono 16 kHz float32.
+
+    Integer arrays are scaled to [-1, 1] by their type's range (int64 is refused:
+    it has no PCM scale). Lists and torch tensors are accepted as arrays.
+    """
+    limits = _limits(limits, max_seconds)
+    rate = check_sample_rate(sample_rate, name, limits)
+    samples = _to_float_mono(_as_array(samples, name), name)
 
     if samples.size == 0:
         raise AudioError(f"{name}: no audio samples (empty)")
-    if not np.all(np.isfinite(samples)):
-        raise AudioError(f"{name}: contains non-finite samples (NaN or inf)")
-    seconds = samples.size / sample_rate
-    if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {max_seconds:g} s)")
+    seconds = samples.size / rate
+    if seconds > limits.max_seconds:
+        raise _too_long(name, seconds, limits.max_seconds)
     if seconds < MIN_SECONDS:
         raise AudioError(f"{name}: too short ({seconds:.2f} s; at least {MIN_SECONDS} s is needed)")
     if not np.any(samples):
         raise AudioError(f"{name}: silent (all samples are zero)")
 
-    if sample_rate != SAMPLE_RATE:
-        samples = soxr.resample(samples, sample_rate, SAMPLE_RATE, quality="HQ")
+    if rate != SAMPLE_RATE:
+        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _open(source: str | Path | bytes, name: str):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise AudioError(f"{name}: empty input (no bytes)")
+        return io.BytesIO(source)
+    if not isinstance(source, (str, Path)):
+        raise AudioError(f"{name}: expected a path, file bytes or an array, got {type(source).__name__}")
+    path = Path(source)
+    if str(source) == "":
+        raise AudioError("<empty path>: no file named")
+    if not path.exists():
+        raise AudioError(f"{name}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{name}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{name}: empty file (0 bytes)")
+    return str(path)
+
+
+def _unreadable(name: str, exc: Exception, handle: object) -> AudioError:
+    """libsndfile's complaint, with the input's name where it printed an in-memory buffer's repr."""
+    detail = str(exc).replace(repr(handle), name) if not isinstance(handle, str) else str(exc)
+    return AudioError(f"{name}: unreadable or unsupported audio ({detail})")
+
+
+def source_name(source: object) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return str(source)
+
+
+def audio_info(source: str | Path | bytes, name: str | None = None,
+               limits: AudioLimits | None = None) -> tuple[float, float]:
+    """(sample rate, seconds) from the header, checked against the limits, without decoding."""
+    name = name or source_name(source)
+    handle = _open(source, name)
+    try:
+        with soundfile.SoundFile(handle) as f:
+            rate, frames = f.samplerate, f.frames
+    except AudioError:
+        raise
+    except Exception as exc:  # libsndfile raises several types for bad data
+        raise _unreadable(name, exc, handle) from None
+    return check_sample_rate(rate, name, limits), frames / rate
+
+
+def iter_audio_blocks(
+    source: str | Path | bytes,
+    max_seconds: float | None = None,
+    name: str | None = None,
+    limits: AudioLimits | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Decode a file (or its bytes) block by block into mono float32 at 16 kHz.
+
+    A file of at most one block is decoded whole, exactly as `prepare_array`
+    would treat its samples. A longer one is read, checked and resampled one
+    block at a time (memory: one block at the file's rate, whatever its
+    length); its silence, or a length its header understated, is found as the
+    blocks go, so an AudioError may come after some blocks.
+    """
+    name = name or source_name(source)
+    limits = _limits(limits, max_seconds)
+    handle = _open(source, name)
+    try:
+        with soundfile.SoundFile(handle) as f:
+            rate = check_sample_rate(f.samplerate, name, limits)
+            if f.frames > limits.max_seconds * rate:
+                raise _too_long(name, f.frames / rate, limits.max_seconds)
+            block_frames = max(1, int(block_seconds * rate))
+            if f.frames <= block_frames:
+                yield prepare_array(f.read(dtype="float32", always_2d=True), rate, name=name, limits=limits)
+                return
+            resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
+                rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            frames_read, audible = 0, False
+            while len(block := f.read(block_frames, dtype="float32", always_2d=True)):
+                frames_read += len(block)
+                if frames_read > limits.max_seconds * rate:  # a header that understated the length
+                    raise _too_long(name, frames_read / rate, limits.max_seconds)
+                mono = _to_float_mono(block, name)
+                audible = audible or bool(np.any(mono))
+                yield resampler.resample_chunk(mono) if resampler else mono
+    except AudioError:
+        raise
+    except Exception as exc:  # libsndfile raises several types for bad data
+        raise _unreadable(name, exc, handle) from None
+    if frames_read / rate < MIN_SECONDS:  # a header that overstated it: a truncated file
+        raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
+    if not audible:
+        raise AudioError(f"{name}: silent (all samples are zero)")
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def load_audio(
+    source: str | Path | bytes,
+    max_seconds: float | None = None,
+    name: str | None = None,
+    limits: AudioLimits | None = None,
+) -> np.ndarray:
+    """Decode a file (or its bytes) into mono float32 at 16 kHz.
+
+    The format is detected from the content by libsndfile, never from the
+    file name, so an AIFF named `.wav` still decodes.
+    """
+    blocks = list(iter_audio_blocks(source, max_seconds=max_seconds, name=name, limits=limits))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def to_audio(
     source: AudioSource,
     sample_rate: int | None = None,
     max_seconds: float | None = None,
+    limits: AudioLimits | None = None,
 ) -> np.ndarray:
     """Accept a path, file bytes or an array (with its rate); return 16 kHz mono float32."""
-    if isinstance(source, np.ndarray):
-        if sample_rate is None:
-            raise AudioError("<array>: pass sample_rate with an array")
-        return prepare_array(source, sample_rate, max_seconds=max_seconds)
-    return load_audio(source, max_seconds=max_seconds)
+    if isinstance(source, (str, Path, bytes, bytearray, memoryview)):
+        return load_audio(bytes(source) if not isinstance(source, (str, Path, bytes)) else source,
+                          max_seconds=max_seconds, limits=limits)
+    return prepare_array(source, sample_rate, max_seconds=max_seconds, limits=limits)

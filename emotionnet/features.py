@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from emotionnet.inference import vad
+from emotionnet import vad
 
 NORMALISATIONS = ("none", "utterance", "global", "speaker")
 VARIANCE_FLOOR = 0.01  # keeps near-constant bands (band-limited audio) from blowing up noise

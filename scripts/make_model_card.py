@@ -24,6 +24,12 @@ CORPORA = {
              "K. Dupuis, M. K. Pichora-Fuller, Toronto Emotional Speech Set (TESS), University of Toronto, 2010"),
     "savee": ("SAVEE", "free for research use",
               "S. Haq, P. J. B. Jackson, Speaker-dependent audio-visual emotion recognition, AVSP 2009"),
+    "nemo": ("nEMO (Polish)", "CC BY-NC-SA 4.0",
+             "I. Christop, nEMO: Dataset of Emotional Speech in Polish, LREC-COLING 2024"),
+    "ased": ("ASED v1 (Amharic)", "free for research use",
+             "E. A. Retta et al., A New Amharic Speech Emotion Dataset and Classification Benchmark, ACM TALLIP 22(1), 2023"),
+    "turev": ("TurEV-DB (Turkish)", "CC BY-NC-ND 4.0",
+              "S. F. Canpolat, Z. Ormanoglu, D. Zeyrek, Turkish Emotion Voice Database (TurEV-DB), SLTU-CCURL 2020"),
 }
 
 
@@ -40,9 +46,10 @@ NORMALISATION = {
                 "of the stream so far (`listen`), or of the recording itself when it is alone"),
 }
 SPLITS = {
-    "test": "test",
-    "test_clip": "test, every clip alone (its own context)",
-    "val": "val",
+    "test_clip": "test, every clip alone (its own context): the headline",
+    "test": "test, every clip read against all its speaker's test clips",
+    "val_clip": "val, every clip alone",
+    "val": "val, with the speaker's clips",
 }
 
 
@@ -84,12 +91,13 @@ def render(path: Path) -> str:
         f"on {training.get('machine', 'a 2-core CPU')}, EmotionNet {training['package_version']}, torch {training['torch']}, "
         f"{training['date']}.",
         "",
-        "## Results (split v1)",
+        f"## Results (split {training['split']})",
     ]
     if features["normalisation"] == "speaker":
-        lines += ["", "`test` reads each clip against all its speaker's test clips (their audio, never their "
-                  "labels), as `emotionnet evaluate` does by default; `test, every clip alone` is what a "
-                  "single clip with no other audio of its speaker gets (`evaluate --context clip`)."]
+        lines += ["", "A clip alone is how a user's clip arrives (`emotionnet evaluate`, by default); the speaker "
+                  "context reads each clip against all its speaker's test clips (their audio, never their labels: "
+                  "`evaluate --context speaker`), an emotion-balanced context no real recording has. "
+                  "Leave-one-corpus-out, the channel suite and calibration are in `docs/benchmarks.md`."]
     for split in SPLITS:
         figures = meta["metrics"].get(split)
         if not figures:
@@ -97,36 +105,33 @@ def render(path: Path) -> str:
         lines += ["", f"**{SPLITS[split]}**", "", "| data | UAR | accuracy | macro-F1 | clips |", "|---|---|---|---|---|",
                   _row("overall", figures["overall"])]
         lines += [_row(CORPORA.get(c, (c,))[0], m) for c, m in sorted(figures["per_corpus"].items())]
-        if split == "test":  # per class for the main figure only
+        if split == "test_clip":  # per class for the main figure only
             lines += ["", "| class | recall | precision | F1 |", "|---|---|---|---|"]
             lines += [f"| {label} | {m['recall']:.3f} | {m['precision']:.3f} | {m['f1']:.3f} |"
                       for label, m in figures["per_class"].items()]
     lines += [
         "",
-        "For comparison, on the same split the classic peers score 0.616 (openSMILE eGeMAPSv02 + RBF SVM) and "
-        "0.654 (ComParE_2016 + linear SVM) test UAR overall, and 0.739 with the ComParE features standardised "
-        "per speaker, the peer of the speaker context; see `docs/benchmarks.md` for the side-by-side tables.",
+        "The classic peers (openSMILE eGeMAPS and ComParE SVMs) on the same data, leave-one-corpus-out and "
+        "the channel suite are side by side in `docs/benchmarks.md`.",
         "",
         "## Reproduce",
         "```bash",
-        f"emotionnet train ../shared/data --arch {model['arch']} --normalisation {features['normalisation']} "
-        f"--out {path.name}",
+        f"emotionnet train ../shared/data --out {path.name}          # the default recipe, seed {fit.get('seed')}",
         f"emotionnet evaluate ../shared/data --model {path.name}",
-        *([f"emotionnet evaluate ../shared/data --model {path.name} --context clip"]
+        *([f"emotionnet evaluate ../shared/data --model {path.name} --context speaker"]
           if features["normalisation"] == "speaker" else []),
         "```",
-        "The seed fixes the data order, the augmentation and, since a fix on 2026-11-28, the initial weights. "
-        "Models trained before that fix (the shipped one among them) started from unseeded weights, so "
-        "retraining lands near their figures, not on them: a re-run of the shipped recipe and seed gave test "
-        "UAR 0.745 against 0.738.",
+        "The seed fixes the initial weights, the data order and the augmentation; bf16 kernels on another "
+        "CPU can still move the last digits.",
         "",
         "## Limits",
-        "- Acted English speech from 110 speakers (82 of them CREMA-D's); spontaneous speech, other languages, "
-        "children, and noisy or far-field recordings are outside what it was trained and tested on.",
+        "- Acted speech in English, Polish, Amharic and Turkish; spontaneous speech, other languages, children "
+        "and far-field recordings are outside what it was trained and tested on (the channel suite in "
+        "`docs/benchmarks.md` shows how it holds up on telephone, codecs, rooms, noise and a laptop microphone).",
         "- Six classes only; calm and surprise are not modelled. Emotion is judged per 3 s window.",
         *(["- The speaker context assumes the speaker's audio spans several emotions, as each corpus speaker's "
            "clips do: against a context that is all one emotion, that emotion reads as the speaker's usual "
-           "voice. A clip alone scores about 6 points lower (see above)."]
+           "voice."]
           if features["normalisation"] == "speaker" else []),
         "- Fear and disgust are the hardest classes; confidences are calibrated on the validation split but "
         "not on your data.",

@@ -159,3 +159,100 @@ def test_app_command_refuses_a_bad_model_or_a_busy_port(tiny_model_file, tmp_pat
         port = busy.getsockname()[1]
         assert main(["app", "--port", str(port), "--model", str(tiny_model_file)]) == 1
     assert f"port {port}" in capsys.readouterr().err
+
+
+# --- issue 13 ------------------------------------------------------------------------------------
+
+
+def test_an_unreadable_upload_is_named_not_a_buffer(app):
+    app.radio[0].set_value("Upload a file").run()
+    app.file_uploader[0].upload("notes.mp3", b"this is not audio at all" * 100, "audio/mpeg")
+    app.run()
+    message = app.error[0].value
+    assert "notes.mp3" in message and "BytesIO" not in message and "0x" not in message
+
+
+def test_an_oversized_upload_is_refused_before_decoding(app, talk, monkeypatch):
+    from emotionnet.app import analysis
+
+    monkeypatch.setattr(analysis, "MAX_UPLOAD_MB", 0.1)  # 100 kB; the talk WAV is 320 kB
+    monkeypatch.setattr(analysis, "analyse", lambda *a, **k: pytest.fail("an oversized upload was decoded"))
+    app.radio[0].set_value("Upload a file").run()
+    app.file_uploader[0].upload("big.wav", wav_bytes(talk), "audio/wav")
+    app.run()
+    assert not app.exception
+    assert "big.wav: too large" in app.error[0].value and "limit is 0.1 MB" in app.error[0].value
+
+
+def test_a_long_recording_gets_a_summary(app, tiny_model_file):
+    parts = [voiced(3.0, f0=100 + 30 * (k % 4), seed=k) if k % 3 else np.zeros(3 * SR, np.float32)
+             for k in range(14)]  # 42 s: speech with pauses
+    app.radio[0].set_value("Upload a file").run()
+    app.file_uploader[0].upload("interview.wav", wav_bytes(np.concatenate(parts)), "audio/wav")
+    app.run()
+    assert not app.exception and not app.error
+    assert app.metric[0].label == "Most of the speech" and "of the speech time" in app.metric[0].delta
+    shares = chart_rows(app.get("vega_lite_chart")[0])
+    assert [row["emotion"] for row in shares] == list(LABELS)
+    assert sum(row["share"] for row in shares) == pytest.approx(1.0)
+    assert "Strongest moments" in [h.value for h in app.subheader]
+
+
+def test_summary_shares_and_strongest_moments(tiny_model_file, talk):
+    from emotionnet.app.analysis import summarise
+    from emotionnet.inference.results import Prediction
+
+    result = analyse(load_model(tiny_model_file), wav_bytes(talk), "talk.wav")
+    for k, segment in enumerate(result.timeline.segments):  # known answers: angry, then sad
+        if segment.prediction:
+            probs = np.full(6, 0.02)
+            probs[0 if segment.start < 4 else 5] = 0.5 + 0.01 * k
+            segment.prediction = Prediction.from_probabilities(probs / probs.sum())
+    summary = summarise(result, strongest=3)
+    speech = [s for s in spans(result) if s[2]]
+    assert summary.speech_seconds == pytest.approx(sum(b - a for a, b, _ in speech))
+    assert summary.shares["angry"] + summary.shares["sad"] == pytest.approx(1.0)
+    assert {m[2] for m in summary.strongest} == {"angry", "sad"}  # each emotion's strongest is listed
+    confidences = [m[3] for m in summary.strongest]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_the_timeline_chart_fits_its_column(tiny_model_file, talk):
+    from emotionnet.app.analysis import timeline_spec
+
+    spec = timeline_spec(analyse(load_model(tiny_model_file), wav_bytes(talk), "talk.wav"))
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}  # once: 60 px past the column
+    assert all(view["width"] == "container" for view in spec["vconcat"])
+
+
+def test_the_app_serves_this_machine_with_its_own_upload_limit(tiny_model_file, monkeypatch):
+    import subprocess
+
+    from emotionnet.app.analysis import MAX_UPLOAD_MB
+
+    config = (Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text().splitlines()
+    assert 'address = "127.0.0.1"' in config  # `streamlit run` from the checkout (tomllib needs 3.11)
+    assert f"maxUploadSize = {MAX_UPLOAD_MB}" in config
+    started = []
+
+    class Server:
+        def __init__(self, command, env):
+            started.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Server)
+    assert main(["app", "--port", "8765", "--model", str(tiny_model_file)]) == 0
+    command = started[0]
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.maxUploadSize") + 1] == str(MAX_UPLOAD_MB)
+
+
+def test_a_nan_answer_is_an_error_not_nan_percent(tiny_model_file, talk):
+    import torch
+
+    recognizer = load_model(tiny_model_file)
+    recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+    with pytest.raises(ValueError, match="talk.wav: the model answered NaN"):
+        analyse(recognizer, wav_bytes(talk), "talk.wav")

@@ -239,3 +239,108 @@ def test_max_seconds_on_files(tmp_path):
     assert load_audio(path, max_seconds=2).size == 16_000
     message = _error(lambda: load_audio(path, max_seconds=0.5))
     assert str(path) in message and "too long" in message and "1.0 s" in message
+
+
+# --- issue 13: every odd input is one clear AudioError ---------------------------------------------
+
+
+def test_array_likes_are_accepted_and_odd_objects_refused():
+    import torch
+
+    audio = voiced(0.5)
+    expected = prepare_array(audio, 16_000)
+    np.testing.assert_array_equal(prepare_array(audio.tolist(), 16_000), expected)  # a list
+    np.testing.assert_array_equal(prepare_array(torch.from_numpy(audio), 16_000), expected)  # a tensor
+    assert "got None" in _error(lambda: prepare_array(None, 16_000))
+    assert "shape" in _error(lambda: prepare_array(3, 16_000))  # an int is a 0-d array
+    assert "shape" in _error(lambda: prepare_array(np.float32(0.5), 16_000))
+    assert "pass sample_rate" in _error(lambda: to_audio(12345))  # not a file: an array without its rate
+
+
+@pytest.mark.parametrize("rate", ["16000", float("nan"), float("inf"), -1, True, None])
+def test_sample_rates_that_are_not_positive_finite_numbers(rate):
+    # a NaN rate once made soxr spin forever
+    message = _error(lambda: prepare_array(voiced(0.5), rate))
+    assert message.startswith("<array>:") and "sample rate" in message or "sample_rate" in message
+
+
+def test_absurd_rates_are_refused_by_default_and_can_be_allowed(tmp_path):
+    from emotionnet.audio import AudioLimits
+
+    assert "outside" in _error(lambda: prepare_array(voiced(1.0, sample_rate=2_000), 2_000))
+    assert "outside" in _error(lambda: prepare_array(voiced(0.5), 2_000_000))
+    lifted = AudioLimits(min_sample_rate=1_000)
+    assert prepare_array(voiced(1.0, sample_rate=2_000), 2_000, limits=lifted).size == 16_000
+    # a WAV header that says 1 Hz: refused before anything is resampled
+    path = write_wav(tmp_path / "one-hertz.wav", voiced(0.5), 16_000)
+    data = bytearray(path.read_bytes())
+    data[24:28] = (1).to_bytes(4, "little")  # the fmt chunk's sample rate
+    data[28:32] = (2).to_bytes(4, "little")  # and its byte rate
+    path.write_bytes(bytes(data))
+    message = _error(lambda: load_audio(path))
+    assert str(path) in message and "sample rate 1 Hz is outside" in message
+
+
+def test_huge_finite_values_are_refused():
+    audio = voiced(0.5).astype(np.float64) * 1e25  # once answered "angry" with confidence NaN
+    assert "absurd sample values" in _error(lambda: prepare_array(audio, 16_000))
+    assert "absurd" in _error(lambda: prepare_array((voiced(0.5) * 1e20).astype(np.float32), 16_000))
+    # PCM values stored as floats are fine
+    prepare_array(voiced(0.5) * 32767, 16_000)
+
+
+def test_int64_is_refused_with_a_hint():
+    ints = (voiced(0.5) * 32767).astype(np.int64)  # once scaled by 2^63 into near-silence
+    message = _error(lambda: prepare_array(ints, 16_000))
+    assert "int64" in message and "astype(np.int16)" in message
+
+
+def test_channels_first_is_named():
+    stereo = np.stack([voiced(0.5), voiced(0.5, seed=1)])  # (2, N): once "too short (0.00 s)"
+    message = _error(lambda: prepare_array(stereo, 16_000))
+    assert "(channels, samples)" in message and "samples.T" in message
+
+
+def test_default_duration_limit_can_be_lifted():
+    import math
+
+    from emotionnet.audio import DEFAULT_LIMITS, AudioLimits
+
+    assert DEFAULT_LIMITS.max_seconds == 4 * 3600
+    audio = voiced(1.0)
+    assert "too long" in _error(lambda: prepare_array(audio, 16_000, limits=AudioLimits(max_seconds=0.5)))
+    assert prepare_array(audio, 16_000, limits=AudioLimits(max_seconds=0.5), max_seconds=math.inf).size == 16_000
+
+
+def test_long_files_decode_in_blocks_to_the_same_samples(tmp_path):
+    from emotionnet.audio import iter_audio_blocks
+
+    audio = voiced(3.0, sample_rate=44_100)
+    path = write_wav(tmp_path / "long.wav", audio, 44_100)
+    whole = load_audio(path)  # one block: one call to the resampler
+    blocks = list(iter_audio_blocks(path, block_seconds=0.5))
+    assert len(blocks) >= 6
+    streamed = np.concatenate(blocks)
+    assert abs(streamed.size - whole.size) <= 1
+    n = min(streamed.size, whole.size)
+    np.testing.assert_allclose(streamed[:n], whole[:n], atol=2e-3)
+
+
+def test_block_decoding_still_finds_silence_and_overlong_files(tmp_path):
+    from emotionnet.audio import iter_audio_blocks
+
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16_000 * 2, np.float32))
+    assert "silent" in _error(lambda: list(iter_audio_blocks(silent, block_seconds=0.5)))
+    path = write_wav(tmp_path / "long.wav", voiced(2.0))
+    assert "too long" in _error(lambda: list(iter_audio_blocks(path, max_seconds=1.0, block_seconds=0.5)))
+
+
+def test_default_limits_can_be_changed_for_every_path(monkeypatch, tiny_model_file):
+    from emotionnet import audio, load_model
+    from emotionnet.audio import AudioLimits
+
+    low = voiced(1.0, sample_rate=2_000)
+    recognizer = load_model(tiny_model_file)
+    assert "outside" in _error(lambda: recognizer.predict(low, 2_000))
+    monkeypatch.setattr(audio, "DEFAULT_LIMITS", AudioLimits(min_sample_rate=1_000))
+    assert recognizer.predict(low, 2_000).emotion

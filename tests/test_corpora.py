@@ -189,6 +189,56 @@ def test_savee_same_clip_in_both_layouts_counts_once(tmp_path):
     assert len(found.records) == 1 and found.duplicates == 1
 
 
+# nEMO, ASED, TurEV-DB
+
+def test_nemo_layout_and_out_of_set(tmp_path):
+    make(tmp_path, "nEMO/samples/EB0_anger_1.opus")
+    make(tmp_path, "nEMO/samples/TP0_happiness_12.wav")
+    make(tmp_path, "nEMO/samples/KS0_sadness_3.wav")
+    make(tmp_path, "nEMO/samples/MK0_neutral_40.wav")
+    make(tmp_path, "nEMO/samples/WR0_fear_5.wav")
+    make(tmp_path, "nEMO/samples/IC0_surprised_2.wav")  # out of set
+    found = find_records([tmp_path])
+    records = by_stem(found)
+    assert {stem: (r.corpus, r.speaker, r.emotion) for stem, r in records.items()} == {
+        "EB0_anger_1": ("nemo", "EB0", "angry"), "TP0_happiness_12": ("nemo", "TP0", "happy"),
+        "KS0_sadness_3": ("nemo", "KS0", "sad"), "MK0_neutral_40": ("nemo", "MK0", "neutral"),
+        "WR0_fear_5": ("nemo", "WR0", "fear")}
+    assert found.skipped == Counter({"surprise": 1})
+
+
+def test_ased_layout_speaker_from_its_field_and_odd_case(tmp_path):
+    make(tmp_path, "ASED/05Angry/a5-03-01-02-50.opus")
+    make(tmp_path, "ASED/05Angry/a5-03-02-02-50.wav", seed=1)  # the second repetition is another clip
+    make(tmp_path, "ASED/01Neutral/n1-01-01-01-09.wav", seed=2)
+    make(tmp_path, "ASED/01Neutral/n1-01-01-02-09.wav", seed=3)  # gender field disagrees: same speaker
+    make(tmp_path, "ASED/04Sad/S4-04-02-01-29.wav", seed=4)  # spelt with a capital in the release
+    make(tmp_path, "ASED/02Fearful/f2-01-01-01-07.wav", seed=5)
+    make(tmp_path, "ASED/03Happy/h3-01-01-01-07.wav", seed=6)
+    make(tmp_path, "ASED/03Happy/x3-01-01-01-07.wav", seed=7)  # no such emotion letter
+    found = find_records([tmp_path])
+    records = by_stem(found)
+    assert len(found.records) == 7 and found.duplicates == 0
+    assert (records["a5-03-01-02-50"].speaker, records["a5-03-01-02-50"].emotion) == ("50", "angry")
+    assert records["a5-03-01-02-50"].sentence == "03"
+    assert {records[s].speaker for s in ("n1-01-01-01-09", "n1-01-01-02-09")} == {"09"}
+    assert (records["S4-04-02-01-29"].speaker, records["S4-04-02-01-29"].emotion) == ("29", "sad")
+    assert records["f2-01-01-01-07"].emotion == "fear" and records["h3-01-01-01-07"].emotion == "happy"
+    assert {r.corpus for r in found.records} == {"ased"}
+
+
+def test_turev_layout_calm_is_neutral(tmp_path):
+    make(tmp_path, "TurEV-DB/Sound Source/Angry/1234_kz_acik.opus")
+    make(tmp_path, "TurEV-DB/Sound Source/Calm/1234_sk_acik.wav", seed=1)
+    make(tmp_path, "TurEV-DB/Sound Source/Happy/7895_mt_beste.wav", seed=2)
+    make(tmp_path, "TurEV-DB/Sound Source/Sad/1157_hl_ogul1.wav", seed=3)
+    found = find_records([tmp_path])
+    records = by_stem(found)
+    assert {stem: (r.corpus, r.speaker, r.emotion, r.sentence) for stem, r in records.items()} == {
+        "1234_kz_acik": ("turev", "1234", "angry", "acik"), "1234_sk_acik": ("turev", "1234", "neutral", "acik"),
+        "7895_mt_beste": ("turev", "7895", "happy", "beste"), "1157_hl_ogul1": ("turev", "1157", "sad", "ogul1")}
+
+
 # Everything together
 
 def test_mixed_tree_with_junk(tmp_path):
@@ -294,3 +344,31 @@ def test_manifest_missing_column(tmp_path):
 def test_manifest_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         read_manifest(tmp_path / "absent.csv")
+
+
+def test_manifest_speakers_of_known_corpora_may_carry_a_prefix(tmp_path):
+    from emotionnet.corpora import select
+
+    csv = _manifest(tmp_path / "m.csv", "path,emotion,speaker,corpus\n"
+                    "a.wav,angry,crema-d-1011,crema-d\nb.wav,sad,rav08,ravdess\nc.wav,sad,Actor_03,RAVDESS\n")
+    records = read_manifest(csv).records
+    assert [r.speaker for r in records] == ["1011", "08", "03"]  # once: invalid literal for int()
+    assert [r.corpus for r in records] == ["crema-d", "ravdess", "ravdess"]
+    assert len(select(records, "all")) == 3
+    assert [r.path for r in select(records, "test")] == [records[1].path, records[2].path]  # actors 8 and 3
+    csv = _manifest(tmp_path / "n.csv", "path,emotion,speaker,corpus\na.wav,angry,bob,crema-d\n")
+    with pytest.raises(ValueError, match=r"n.csv:2: speaker 'bob' of corpus crema-d is not a number"):
+        read_manifest(csv)
+
+
+def test_a_record_with_a_non_numeric_speaker_names_itself():
+    from emotionnet.corpora import select
+
+    with pytest.raises(ValueError, match=r"x/a.wav: speaker 'bob' of corpus crema-d is not a number"):
+        select([Record("x/a.wav", "crema-d", "bob", "angry")], "all")
+
+
+def test_manifest_empty_path_names_its_line(tmp_path):
+    csv = _manifest(tmp_path / "m.csv", "path,emotion\na.wav,angry\n,sad\n")
+    with pytest.raises(ValueError, match=r"m.csv:3: empty path"):  # once: the CSV's folder, as a clip
+        read_manifest(csv)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import voiced
 
+from emotionnet import vad
 from emotionnet.features import (
     FeatureConfig,
     band_stats,
@@ -16,7 +17,6 @@ from emotionnet.features import (
     normalise,
     tile_frames,
 )
-from emotionnet.inference import vad
 
 CONFIG = FeatureConfig()
 

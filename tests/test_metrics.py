@@ -10,7 +10,11 @@ import pytest
 from emotionnet.evaluation.metrics import confusion_matrix, per_class, report, summary, uar
 from emotionnet.labels import LABELS
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+@pytest.fixture(scope="module")
+def sklearn_metrics():
+    # Only the comparisons need scikit-learn; the hand-worked tests run without it.
+    return pytest.importorskip("sklearn.metrics")
 
 
 def _random_labels(seed: int, n: int = 300, skill: float = 0.5):
@@ -21,7 +25,7 @@ def _random_labels(seed: int, n: int = 300, skill: float = 0.5):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_summary_matches_sklearn(seed):
+def test_summary_matches_sklearn(seed, sklearn_metrics):
     y_true, y_pred = _random_labels(seed, n=50 + 97 * seed)
     got = summary(y_true, y_pred)
     assert got["n"] == len(y_true)
@@ -32,7 +36,7 @@ def test_summary_matches_sklearn(seed):
     assert uar(y_true, y_pred) == got["uar"]
 
 
-def test_summary_over_classes_present_in_truth():
+def test_summary_over_classes_present_in_truth(sklearn_metrics):
     """A class nobody has (a corpus without disgust, say) does not drag UAR or F1 down."""
     y_true = np.array([0, 0, 1, 1, 3, 3, 3])
     y_pred = np.array([0, 2, 1, 1, 3, 5, 0])
@@ -43,7 +47,7 @@ def test_summary_over_classes_present_in_truth():
     assert got["accuracy"] == pytest.approx(4 / 7)
 
 
-def test_per_class_matches_sklearn():
+def test_per_class_matches_sklearn(sklearn_metrics):
     y_true, y_pred = _random_labels(7)
     precision, recall, f1, support = sklearn_metrics.precision_recall_fscore_support(
         y_true, y_pred, labels=range(6), zero_division=0)
@@ -62,7 +66,7 @@ def test_per_class_zero_division_is_zero():
     assert got["sad"]["support"] == 0
 
 
-def test_confusion_rows_are_true_labels():
+def test_confusion_rows_are_true_labels(sklearn_metrics):
     # Two angry clips predicted as sad, one fear clip predicted as happy.
     matrix = confusion_matrix([0, 0, 2, 5], [5, 5, 3, 5])
     assert matrix.shape == (6, 6)
@@ -88,28 +92,37 @@ def test_uar_is_not_fooled_by_the_majority_class():
     assert got["uar"] == pytest.approx(0.5)
 
 
-def test_report_structure_matches_design():
-    y_true, y_pred = _random_labels(11, n=60)
-    corpora = np.array(["crema-d", "tess", "savee"] * 20)
+def test_report_on_a_hand_worked_example():
+    """Every figure below is worked out by hand, not by the functions under test."""
+    a, d, n, s = (LABELS.index(x) for x in ("angry", "disgust", "neutral", "sad"))
+    y_true = [a, a, a, d, d, n, n, n, s, s]
+    y_pred = [a, a, d, d, n, n, n, a, s, s]
+    corpora = ["tess"] * 5 + ["crema-d"] * 5
     result = report(y_true, y_pred, corpora, "model.safetensors", "test", {"surprise": 4, "calm": 2})
 
-    assert set(result) >= {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
+    assert set(result) == {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
     assert result["model"] == "model.safetensors" and result["split"] == "test"
-    assert result["data"] == {"clips": 60, "per_corpus": {"crema-d": 20, "savee": 20, "tess": 20},
+    assert result["data"] == {"clips": 10, "per_corpus": {"crema-d": 5, "tess": 5},
                               "skipped": {"surprise": 4, "calm": 2}}
-    assert set(result["overall"]) == {"accuracy", "uar", "macro_f1", "n"}
-    assert result["overall"] == summary(y_true, y_pred)
+    # 7 of 10 right; recalls angry 2/3, disgust 1/2, neutral 2/3, sad 1 (fear, happy absent).
+    assert result["overall"] == pytest.approx({"accuracy": 0.7, "uar": (2 / 3 + 1 / 2 + 2 / 3 + 1) / 4,
+                                               "macro_f1": (2 / 3 + 1 / 2 + 2 / 3 + 1) / 4, "n": 10})
     assert list(result["per_class"]) == list(LABELS)
-    for figures in result["per_class"].values():
-        assert set(figures) == {"precision", "recall", "f1", "support"}
-    assert set(result["per_corpus"]) == {"crema-d", "tess", "savee"}
-    for name, figures in result["per_corpus"].items():
-        assert set(figures) == {"accuracy", "uar", "macro_f1", "n"}
-        mask = corpora == name
-        assert figures == summary(y_true[mask], y_pred[mask])
+    assert result["per_class"]["angry"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
+                                                          "support": 3})
+    assert result["per_class"]["disgust"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5,
+                                                            "support": 2})
+    assert result["per_class"]["fear"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # tess: angry 2/3 (precision 1), disgust 1/2 (precision 1/2); crema-d: neutral 2/3, sad 1.
+    assert result["per_corpus"]["tess"] == pytest.approx(
+        {"accuracy": 0.6, "uar": (2 / 3 + 1 / 2) / 2, "macro_f1": (0.8 + 0.5) / 2, "n": 5})
+    assert result["per_corpus"]["crema-d"] == pytest.approx(
+        {"accuracy": 0.8, "uar": (2 / 3 + 1) / 2, "macro_f1": (0.8 + 1) / 2, "n": 5})
+    matrix = result["confusion"]["matrix"]
     assert result["confusion"]["labels"] == list(LABELS)
-    assert result["confusion"]["matrix"] == confusion_matrix(y_true, y_pred).tolist()
-    assert sum(map(sum, result["confusion"]["matrix"])) == 60
+    assert matrix[a] == [2, 1, 0, 0, 0, 0]  # rows are the true labels
+    assert matrix[n] == [1, 0, 0, 0, 2, 0]
+    assert [row[n] for row in matrix] == [0, 1, 0, 0, 2, 0]  # columns the predicted ones
     # Plain JSON types throughout (no NumPy scalars).
     assert json.loads(json.dumps(result)) == result
 

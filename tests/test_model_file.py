@@ -170,7 +170,7 @@ def test_weights_of_wrong_shape(tmp_path):
     save_model_file(path, model, _meta("cnn", SMALL["cnn"], model))
     with pytest.raises(ModelFileError, match="weights do not match the architecture") as info:
         load_model_file(path)
-    assert "size mismatch" in str(info.value)
+    assert "blocks.1.0.weight is [32, 8, 3, 3], the description gives [16, 8, 3, 3]" in str(info.value)
 
 
 def test_missing_weights(tmp_path, tiny_model_file):
@@ -192,7 +192,7 @@ def test_unknown_architecture(tmp_path, tiny_model_file):
 def test_missing_model_description(tmp_path, tiny_model_file):
     path = tmp_path / "nomodel.safetensors"
     _rewrite_meta(tiny_model_file, path, lambda m: m.pop("model"))
-    with pytest.raises(ModelFileError, match="weights do not match"):
+    with pytest.raises(ModelFileError, match="no 'model'"):
         load_model_file(path)
 
 
@@ -224,15 +224,28 @@ def test_cnn_layers_follow_config(channels, convs):
     assert model.eval()(torch.zeros(2, 64, 40)).shape == (2, 6)
 
 
-@pytest.mark.parametrize("channels, hidden", [([8, 16], 16), ([8, 16, 24], 32)])
+def _crnn_parameters(channels: list[int], hidden: int, n_mels: int = 64) -> int:
+    """The CRNN's parameter count worked out by hand from its layers."""
+    total, previous = 0, 1
+    for width in channels:
+        total += previous * width * 9 + 2 * width  # 3x3 conv without bias, batch norm's scale and shift
+        previous = width
+    total += channels[-1] * (n_mels // 2 ** len(channels)) * hidden + hidden  # projection
+    total += 2 * (4 * hidden * hidden * 2 + 8 * hidden)  # BiLSTM: input and hidden weights, two biases
+    total += 2 * hidden * hidden + hidden + hidden + 1  # attention scores
+    return total + 2 * hidden * 6 + 6  # head
+
+
+@pytest.mark.parametrize("channels, hidden", [([8, 16], 16), ([8, 16, 24], 32), ([16, 32, 64], 96)])
 def test_crnn_layers_follow_config(channels, hidden):
-    model = build_model("crnn", channels=channels, hidden=hidden, dropout=0.0)
-    assert len(model.blocks) == len(channels)
-    assert model.lstm.hidden_size == hidden and model.lstm.bidirectional
-    assert model.project.in_features == channels[-1] * (64 // 2 ** len(channels))
-    assert model.head.in_features == 2 * hidden
-    assert count_parameters(model) == sum(p.numel() for p in model.parameters()) > 0
-    assert model.eval()(torch.zeros(2, 64, 40)).shape == (2, 6)
+    model = build_model("crnn", channels=channels, hidden=hidden, dropout=0.0).eval()
+    assert count_parameters(model) == _crnn_parameters(channels, hidden)
+    # Time is pooled by the first two blocks only (steps of 4 frames, 40 ms), frequency by every block.
+    seen = {}
+    model.lstm.register_forward_hook(lambda module, args, out: seen.update(steps=args[0].shape[1]))
+    model.project.register_forward_hook(lambda module, args, out: seen.update(width=args[0].shape[-1]))
+    assert model(torch.zeros(2, 64, 97)).shape == (2, 6)
+    assert seen == {"steps": 97 // 4, "width": channels[-1] * (64 // 2 ** len(channels))}
 
 
 def test_models_take_any_length():
@@ -242,7 +255,17 @@ def test_models_take_any_length():
             assert model(torch.zeros(1, 64, frames)).shape == (1, 6)
 
 
-def test_default_sizes_are_small():
-    """The shipped model must fit in 5 MB of float32."""
-    for arch in ("cnn", "crnn"):
-        assert count_parameters(build_model(arch)) * 4 < 5e6
+def test_the_defaults_are_the_shipped_models():
+    """One set of defaults (models/spec.py), and it is what ships; the classes hold none."""
+    from emotionnet.inference.recognizer import default_model_path
+    from emotionnet.models.spec import default_hparams
+
+    _, meta = read_model_file(default_model_path())
+    arch = meta["model"]["arch"]
+    model = build_model(arch)
+    assert count_parameters(model) == meta["model"]["parameters"]
+    assert {**default_hparams(arch), **meta["model"]["hparams"]} == default_hparams(arch)
+    for name, cls in ARCHITECTURES.items():
+        with pytest.raises(TypeError):
+            cls()  # no second set of defaults in the class
+        assert count_parameters(build_model(name)) * 4 < 5e6  # every default model fits in 5 MB of float32

@@ -55,7 +55,7 @@ def clips(tmp_path_factory) -> list[Path]:
 
 
 def model_inputs(recognizer: EmotionRecognizer, paths: list[Path]) -> torch.Tensor:
-    frames = recognizer.frames(recognizer.window)
+    frames = recognizer.scoring.frames(recognizer.window)
     hop = round(recognizer.hop * recognizer.features.sample_rate / recognizer.features.hop_length)
     windows = [cut_windows(log_mel(load_audio(p), recognizer.features), frames, hop, recognizer.features)[0]
                for p in paths]
@@ -73,7 +73,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     (graph_output,) = proto.graph.output
     assert graph_input.name == "features" and graph_output.name == "logits"
     dims = graph_input.type.tensor_type.shape.dim
-    frames = EmotionRecognizer(tiny_model_file).frames(3.0)
+    frames = EmotionRecognizer(tiny_model_file).scoring.frames(3.0)
     assert dims[0].dim_param and not dims[0].dim_value  # dynamic batch
     assert [d.dim_value for d in dims[1:]] == [64, frames]
     props = read_onnx_metadata(out)
@@ -83,12 +83,12 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
 
 def test_onnxruntime_matches_torch_logits(tmp_path, tiny_model_file, clips):
     recognizer = EmotionRecognizer(tiny_model_file)
-    out = export_onnx(recognizer.scorer, recognizer.metadata, tmp_path / "tiny.onnx")
+    out = export_onnx(recognizer.scoring.network, recognizer.metadata, tmp_path / "tiny.onnx")
     inputs = model_inputs(recognizer, clips)
     assert len(inputs) >= len(clips)
-    scorer = OnnxScorer(out, 64, recognizer.frames(recognizer.window))
+    scorer = OnnxScorer(out, 64, recognizer.scoring.frames(recognizer.window))
     with torch.inference_mode():
-        expected = recognizer.scorer(inputs)
+        expected = recognizer.scoring.network(inputs)
     for batch in (inputs[:1], inputs):  # batch of one and of many: the batch axis is dynamic
         got = scorer(batch)
         assert got.shape == (len(batch), 6)
@@ -96,16 +96,17 @@ def test_onnxruntime_matches_torch_logits(tmp_path, tiny_model_file, clips):
 
 
 def test_the_crnn_exports_too(tmp_path):
-    from emotionnet.features import FeatureConfig
     from emotionnet.models import build_model
+    from emotionnet.models.spec import ModelSpec
 
     torch.manual_seed(0)
-    model = build_model("crnn", channels=[8, 16, 16], hidden=16, dropout=0.0).eval()
-    metadata = {"features": FeatureConfig().to_dict(), "inference": {"window": 2.0, "hop": 1.0}}
+    spec = ModelSpec("crnn", {"channels": [8, 16, 16], "hidden": 16, "dropout": 0.0}, window=2.0, hop=1.0)
+    model = build_model("crnn", **spec.model_hparams).eval()
+    metadata = spec.to_metadata()
     recognizer = EmotionRecognizer.from_model(model, metadata)
     out = export_onnx(model, metadata, tmp_path / "crnn.onnx")
-    scorer = OnnxScorer(out, 64, recognizer.frames(2.0))
-    inputs = torch.randn(5, 64, recognizer.frames(2.0))
+    scorer = OnnxScorer(out, 64, recognizer.scoring.frames(2.0))
+    inputs = torch.randn(5, 64, recognizer.scoring.frames(2.0))
     with torch.inference_mode():
         assert float((scorer(inputs) - model(inputs)).abs().max()) < TOLERANCE
 
@@ -113,13 +114,13 @@ def test_the_crnn_exports_too(tmp_path):
 def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
     recognizer = EmotionRecognizer(model_copy, backend="onnx")
     cached = cache / f"{file_digest(model_copy)}.onnx"
-    assert recognizer.scorer.source == cached and cached.is_file()
+    assert recognizer.scoring.network.source == cached and cached.is_file()
 
     def refuse(*args, **kwargs):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(onnx_backend, "export_onnx", refuse)
-    assert EmotionRecognizer(model_copy, backend="onnx").scorer.source == cached
+    assert EmotionRecognizer(model_copy, backend="onnx").scoring.network.source == cached
 
 
 def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy, tmp_path, cache):
@@ -129,7 +130,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     assert f"wrote {sibling}" in out
     difference = float(out.split("max |logit difference| ")[1].split()[0])
     assert difference < TOLERANCE
-    assert EmotionRecognizer(model_copy, backend="onnx").scorer.source == sibling
+    assert EmotionRecognizer(model_copy, backend="onnx").scoring.network.source == sibling
     assert not cache.exists()
 
     # Another model's export under this model's name: not used, with a warning.
@@ -140,11 +141,28 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     export_onnx(model, metadata, sibling, source_sha1="0" * 40)
     with pytest.warns(UserWarning, match="was not exported from"):
         recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert recognizer.scorer.source == cache / f"{file_digest(model_copy)}.onnx"
+    assert recognizer.scoring.network.source == cache / f"{file_digest(model_copy)}.onnx"
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     assert main(["predict", str(clip), "--model", str(model_copy), "--backend", "onnx", "--json"]) == 0
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"emotionnet: warning: {sibling} was not exported from tiny.safetensors")
+
+
+def test_a_tampered_onnx_with_a_copied_tag_is_not_trusted(model_copy, tmp_path):
+    """The tag only names the model file; the answers have to agree too."""
+    sibling = model_copy.with_suffix(".onnx")
+    model, metadata = load_model_file(model_copy)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.5)
+    export_onnx(model, metadata, sibling, source_sha1=file_digest(model_copy))  # the right tag, other weights
+    with pytest.warns(UserWarning, match="answers differently"):
+        recognizer = EmotionRecognizer(model_copy, backend="onnx")
+    assert isinstance(recognizer.scoring.network.source, bytes)  # exported afresh, in memory
+    clip = voiced(2.0)
+    torch_answer = EmotionRecognizer(model_copy).predict(clip, 16_000).probabilities
+    onnx_answer = recognizer.predict(clip, 16_000).probabilities
+    assert max(abs(torch_answer[k] - onnx_answer[k]) for k in torch_answer) < TOLERANCE
 
 
 def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypatch):
@@ -152,7 +170,7 @@ def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypa
     blocker.write_text("the cache cannot be made under a file")
     monkeypatch.setenv("EMOTIONNET_CACHE", str(blocker))
     recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert isinstance(recognizer.scorer.source, bytes)
+    assert isinstance(recognizer.scoring.network.source, bytes)
     assert recognizer.predict(voiced(2.0), 16_000).emotion
 
 
@@ -183,7 +201,7 @@ def test_predict_backend_onnx_matches_torch(capsys, tiny_model_file, clips, tmp_
 def test_onnx_backend_refuses_another_window(capsys, tiny_model_file, clips):
     code = main(["predict", str(clips[0]), "--model", str(tiny_model_file), "--backend", "onnx", "--window", "5"])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("emotionnet: error: --window 5 with --backend onnx")
+    assert code == 1 and err.startswith("emotionnet: error: window 5 s with the onnx backend")
     # the model's own window, given explicitly, is fine; so is another hop
     assert main(["predict", str(clips[0]), "--model", str(tiny_model_file), "--backend", "onnx",
                  "--window", "3", "--hop", "1"]) == 0
@@ -197,3 +215,26 @@ def test_export_cli_errors(capsys, tiny_model_file, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["export", "--help"])
     assert info.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_predict_with_an_exported_onnx_file_uses_that_file(capsys, tiny_model_file, clips, tmp_path):
+    onnx_file = tmp_path / "exported.onnx"
+    assert main(["export", "--onnx", str(onnx_file), "--model", str(tiny_model_file)]) == 0
+    capsys.readouterr()
+    answers = {}
+    for model in (tiny_model_file, onnx_file):
+        assert main(["predict", str(clips[0]), "--json", "--model", str(model)]) == 0
+        answers[model] = json.loads(capsys.readouterr().out)
+    # the tiny model's answers, not the shipped model's (the packaged .onnx)
+    np.testing.assert_allclose(list(answers[onnx_file]["probabilities"].values()),
+                               list(answers[tiny_model_file]["probabilities"].values()), atol=TOLERANCE)
+
+
+def test_a_file_that_is_not_onnx_is_one_clear_line(capsys, clips, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"\x00" * 100)
+    assert main(["predict", str(clips[0]), "--model", str(fake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"emotionnet: error: {fake}: ") and len(err.strip().splitlines()) == 1
+    assert main(["predict", str(clips[0]), "--model", str(fake), "--backend", "torch"]) == 1
+    assert "is an ONNX file" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import REPO, voiced, write_wav
 
 from emotionnet import LABELS
@@ -146,7 +147,7 @@ def test_window_and_hop(capsys, long_file, tiny_model_file):
     starts = [s["start"] for s in json_lines(out)[0]["segments"]]
     assert starts == [0.0, 2.0, 4.0, 6.0, 8.0]
     code, _, err = run(capsys, long_file, "--hop", "0", "--model", tiny_model_file)
-    assert code == 1 and err.startswith("emotionnet: error: --hop 0 must be above 0")
+    assert code == 1 and err.startswith("emotionnet: error: hop must be more than 0 s")
 
 
 def test_max_seconds_fails_long_files_only(capsys, clips, long_file, tiny_model_file):
@@ -216,14 +217,28 @@ def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
 
 
 def test_the_shipped_model_predicts_the_packaged_clip(capsys):
-    from emotionnet.inference.recognizer import default_model_path
+    """The README's first command: the CLI's line is the library's answer, and it is self-consistent."""
+    from emotionnet import load_model
 
-    if not default_model_path().is_file():
-        pytest.skip("the shipped model emotionnet/assets/model.safetensors is not there yet")
     clip = resources.files("emotionnet") / "assets" / "speech.wav"
     code, out, err = run(capsys, clip, "--json")
     assert code == 0 and err == ""
-    assert json_lines(out)[0]["emotion"] in LABELS
+    (line,) = json_lines(out)
+    (expected,) = load_model().predict_files([str(clip)])
+    assert line == json.loads(json.dumps(expected.to_dict()))
+    assert line["duration"] == pytest.approx(soundfile.info(str(clip)).duration, abs=1e-3)
+    probabilities = line["probabilities"]
+    assert list(probabilities) == list(LABELS) and sum(probabilities.values()) == pytest.approx(1.0)
+    assert line["emotion"] == max(probabilities, key=probabilities.get)
+    assert line["confidence"] == max(probabilities.values())
+    # 3.41 s is longer than the 3 s window: two windows, the second aligned to the end,
+    # and the answer is the mean of the speech windows' probabilities.
+    segments = line["segments"]
+    assert len(segments) == 2 and (segments[0]["start"], segments[0]["end"]) == (0.0, 3.0)
+    assert segments[1]["end"] == line["duration"]
+    assert segments[1]["start"] == pytest.approx(line["duration"] - 3.0, abs=0.011)  # to a 10 ms frame
+    speech = [s["probabilities"] for s in segments if s["speech"]]
+    assert speech and all(probabilities[k] == pytest.approx(np.mean([p[k] for p in speech])) for k in LABELS)
 
 
 def test_same_speaker_reads_each_file_against_all_of_them(capsys, tmp_path, tiny_speaker_model_file):
@@ -240,3 +255,71 @@ def test_same_speaker_reads_each_file_against_all_of_them(capsys, tmp_path, tiny
     alone, together = probabilities(), probabilities("--same-speaker")
     # Alone, the 6 dB quieter copy looks like the original; read together, the levels differ.
     assert np.abs(np.subtract(*together)).max() > 10 * np.abs(np.subtract(*alone)).max()
+
+
+# --- issue 13 ------------------------------------------------------------------------------------
+
+
+def test_threads_default_to_one_and_can_be_set(capsys, clips, tiny_model_file):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert run(capsys, clips / "a.wav", "--model", tiny_model_file)[0] == 0
+        assert torch.get_num_threads() == 1  # torch's default (all cores) is 5-11x slower on a busy machine
+        assert run(capsys, clips / "a.wav", "--model", tiny_model_file, "--threads", "2")[0] == 0
+        assert torch.get_num_threads() == 2
+        code, _, err = run(capsys, clips / "a.wav", "--model", tiny_model_file, "--threads", "0")
+        assert code == 1 and err.startswith("emotionnet: error: --threads 0")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_nan_is_never_printed(capsys, clips, tiny_model_file, monkeypatch):
+    import torch
+
+    from emotionnet.cli import predict
+
+    loaded = predict._load
+
+    def nan_model(args):
+        recognizer = loaded(args)
+        recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+        return recognizer
+
+    monkeypatch.setattr(predict, "_load", nan_model)
+    for mode in ([], ["--json"]):
+        code, out, err = run(capsys, clips / "a.wav", clips / "b.wav", "--model", tiny_model_file, *mode)
+        assert code == 2 and out == ""  # once: "confidence": NaN, invalid JSON, exit 0
+        lines = err.strip().splitlines()
+        assert len(lines) == 2 and all("answered NaN" in line for line in lines)
+
+
+def test_a_closed_pipe_ends_quietly(clips, tiny_model_file):
+    # `true` exits at once, so every line predict writes meets a closed pipe (as after `| head -1`)
+    command = f"{sys.executable} -m emotionnet predict {clips} --json --model {tiny_model_file} | true"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_huge_sample_values_are_a_per_file_error(capsys, clips, tiny_model_file, tmp_path):
+    loud = write_wav(tmp_path / "loud.wav", voiced(1.0).astype(np.float64) * 1e25, subtype="DOUBLE")
+    code, out, err = run(capsys, loud, clips / "a.wav", "--model", tiny_model_file)
+    assert code == 2 and "absurd sample values" in err and "nan" not in out.lower()
+    assert str(clips / "a.wav") in out  # the batch goes on
+
+
+def test_a_long_file_gets_a_summary(capsys, tiny_model_file, tmp_path):
+    parts = [voiced(3.0, f0=100 + 30 * (k % 4), seed=k) if k % 3 else np.zeros(3 * SR, np.float32)
+             for k in range(12)]  # 36 s: speech with pauses
+    path = write_wav(tmp_path / "interview.wav", np.concatenate(parts))
+    code, out, _ = run(capsys, path, "--model", tiny_model_file)
+    assert code == 0
+    assert "(the average over the whole recording)" in out
+    share_line = next(line for line in out.splitlines() if "s of speech:" in line)
+    shares = [float(part.split()[-1].rstrip("%")) for part in share_line.split(": ", 1)[1].split(", ")]
+    assert abs(sum(shares) - 100) <= len(shares)  # rounded percentages
+    assert "strongest moments:" in out
+    code, out, _ = run(capsys, path, "--model", tiny_model_file, "--json")
+    assert "summary" not in json.loads(out)  # the JSON lines keep their documented fields

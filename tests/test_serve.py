@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from emotionnet import LABELS, load_model  # noqa: E402
 from emotionnet.cli.main import main  # noqa: E402
-from emotionnet.inference.results import file_result  # noqa: E402
+from emotionnet.inference.results import FileResult  # noqa: E402
 from emotionnet.serving import ServeSettings, create_app  # noqa: E402
 from emotionnet.serving.model import ServedModel  # noqa: E402
 
@@ -73,7 +73,7 @@ def assert_error(response, status: int, code: str) -> dict:
 def test_raw_body_answers_the_predict_json_object(client, recognizer, clip):
     response = client.post("/v1/predict", content=clip, headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 200
-    expected = file_result(None, recognizer.predict_timeline(clip))  # what `predict --json` prints for it
+    expected = FileResult(None, recognizer.predict_timeline(clip)).to_dict()  # what `predict --json` prints for it
     body = response.json()
     assert set(body) == set(expected) and body["path"] is None and body["emotion"] == expected["emotion"]
     assert body["duration"] == expected["duration"] and list(body["probabilities"]) == list(LABELS)

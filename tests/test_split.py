@@ -1,4 +1,4 @@
-"""Split protocol v1: fixed speaker lists, TESS by word, custom data by a stable hash."""
+"""Split protocol v2 (v1 plus three corpora): fixed speaker lists, TESS by word, custom data by a stable hash."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def sides(records: list[Record]) -> dict[str, set[str]]:
 
 
 def test_split_name():
-    assert SPLIT_NAME == "v1"
+    assert SPLIT_NAME == "v2"
 
 
 def test_crema_d_lists():
@@ -116,25 +116,76 @@ def test_check_split_refuses_a_tess_word_on_two_sides():
         check_split(records)
 
 
-def test_v1_lists_never_leak():
-    records = [Record("c", "crema-d", str(s), "sad", "DFA", "XX") for s in range(1001, 1092)]
-    records += [Record("r", "ravdess", f"{a:02d}", "sad") for a in range(1, 25)]
-    records += [Record("s", "savee", s, "sad") for s in ("DC", "JE", "JK", "KL")]
+def _every_kind_of_clip() -> list[Record]:
+    """Each speaker (TESS: each word) with clips of every emotion, sentence and intensity."""
+    records = []
+    for emotion in ("angry", "sad", "neutral"):
+        for variant in ("DFA", "IEO"):
+            records += [Record("c", "crema-d", str(s), emotion, variant, "HI") for s in range(1001, 1092)]
+            records += [Record("r", "ravdess", f"{a:02d}", emotion, variant, "strong") for a in range(1, 25)]
+            records += [Record("s", "savee", s, emotion, variant) for s in ("DC", "JE", "JK", "KL")]
+            records += [Record("t", "tess", who, emotion, word) for who in ("OAF", "YAF") for word in TESS_WORDS]
+    return records
+
+
+def test_v1_puts_each_speaker_on_one_side_whatever_the_clip():
+    records = _every_kind_of_clip()
     check_split(records)
+    for corpus in ("crema-d", "ravdess", "savee", "tess"):
+        found = sides([r for r in records if r.corpus == corpus])
+        assert not found["train"] & found["val"] and not found["train"] & found["test"]
+        assert not found["val"] & found["test"], corpus
+        assert all(found.values()), corpus  # every side has someone
+
+
+def test_a_speaker_on_two_sides_is_refused():
+    # A manifest's split column can put one speaker on two sides: the check must catch it.
+    records = [Record("a.wav", "custom", "alice", "sad", split="train"),
+               Record("b.wav", "custom", "alice", "happy", split="test"),
+               Record("c.wav", "custom", "bob", "sad", split="test")]
+    with pytest.raises(ValueError, match="custom:alice on several sides"):
+        check_split(records)
+    with pytest.raises(ValueError, match="not speaker-independent"):
+        select(records, "test")
+    check_split(records[1:])
+
+
+def test_v2_lists_of_the_added_corpora():
+    nemo = [Record("n", "nemo", s, "sad") for s in ("EB0", "IC0", "KD0", "KS0", "MK0", "MP0", "SM0", "TP0", "WR0")]
+    assert sides(nemo) == {"test": {"EB0", "TP0"}, "val": {"KS0"},
+                           "train": {"IC0", "KD0", "MK0", "MP0", "SM0", "WR0"}}
+    ased = sides([Record("a", "ased", f"{s:02d}", "sad") for s in range(1, 66)])
+    assert ased["test"] == {f"{s:02d}" for s in range(5, 66, 5)} and len(ased["test"]) == 13
+    assert ased["val"] == {f"{s:02d}" for s in range(3, 64, 10)} and len(ased["val"]) == 7
+    assert len(ased["train"]) == 65 - 13 - 7
+    turev = [Record("t", "turev", s, "sad") for s in ("1157", "1234", "1358", "1984", "6783", "7895")]
+    assert sides(turev) == {"test": {"1358"}, "val": {"1984"}, "train": {"1157", "1234", "6783", "7895"}}
 
 
 @pytest.mark.corpus
 def test_real_corpora_split_counts(shared_data):
     found = find_records([shared_data])
-    assert len(found.records) == 10_486
+    assert len(found.records) == 18_507
     assert len(found.excluded) == 6
     assert found.duplicates == 0
-    assert found.per_corpus() == {"crema-d": 6_698, "ravdess": 968, "savee": 420, "tess": 2_400}
+    assert found.per_corpus() == {"ased": 2_474, "crema-d": 6_698, "nemo": 3_812, "ravdess": 968, "savee": 420,
+                                  "tess": 2_400, "turev": 1_735}
+    assert found.skipped == {"calm": 176, "surprise": 1_305}
     test = select(found.records, "test")
-    assert Counter(r.corpus for r in test) == {"crema-d": 1_476, "ravdess": 264, "tess": 480, "savee": 105}
+    assert Counter(r.corpus for r in test) == {"crema-d": 1_476, "ravdess": 264, "tess": 480, "savee": 105,
+                                               "nemo": 900, "ased": 612, "turev": 328}
     # Every fixed-list speaker that is present lands on its side; kept-back ones are absent.
     crema = {r.speaker for r in found.records if r.corpus == "crema-d"}
     assert len(crema) == 82 and not crema & {str(s) for s in range(1011, 1092, 10)}
     ravdess = {r.speaker for r in found.records if r.corpus == "ravdess"}
     assert len(ravdess) == 22 and not ravdess & {"01", "02"}
     assert {r.sentence for r in found.records if r.corpus == "tess"} == set(TESS_WORDS)
+
+
+def test_evaluate_defaults_to_test_unless_a_manifest_has_no_split():
+    from emotionnet.evaluation.evaluate import default_split
+
+    custom = [Record("a.wav", "custom", "alice", "sad"), Record("b.wav", "custom", "bob", "sad")]
+    assert default_split(custom) == "all"  # nothing says which clips are held out
+    assert default_split([*custom[:1], Record("c.wav", "custom", "carol", "sad", split="test")]) == "test"
+    assert default_split([*custom, Record("c", "savee", "JK", "sad")]) == "test"  # a known corpus has its lists

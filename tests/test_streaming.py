@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import threading
@@ -156,6 +157,19 @@ def test_a_file_source_paces_in_real_time(tmp_path):
     assert chunks[-1].arrived - chunks[0].arrived >= 0.35  # blocks 0.1 s apart, not all at once
 
 
+def _portaudio_present() -> bool:
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:  # the package is installed, the PortAudio library (libportaudio2) is not
+        return False
+    return True
+
+
+needs_portaudio = pytest.mark.skipif(
+    not _portaudio_present(), reason="the PortAudio library is missing (apt-get install libportaudio2)")
+
+
+@needs_portaudio
 def test_no_such_microphone_is_a_clear_error():
     with pytest.raises(MicrophoneError, match="input device"):
         MicrophoneSource(device=9999)
@@ -185,11 +199,22 @@ def test_listen_view_and_summary(tiny_model_file, tmp_path, capsys):
     assert sum(label in out for label in LABELS) == 6  # the summary's share of each emotion
 
 
+@needs_portaudio
 def test_listen_without_a_microphone_says_to_use_input(tiny_model_file, capsys):
     assert main(["listen", "--device", "9999", "--model", str(tiny_model_file)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("emotionnet: error: no input device 9999")
     assert "--input FILE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listen_without_portaudio_is_one_clear_line(tiny_model_file, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as when libportaudio2 is absent
+    assert main(["listen", "--model", str(tiny_model_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: ") and len(err.strip().splitlines()) == 1
+    assert "--input FILE" in err
 
 
 def test_listen_usage_errors(tiny_model_file, tmp_path, capsys):
@@ -296,7 +321,7 @@ def test_listen_from_a_microphone_until_ctrl_c(tiny_model_file, monkeypatch, cap
 
 def test_a_speaker_normalised_stream_adapts_to_the_voice_it_has_heard(tiny_speaker_model_file):
     recognizer = load_model(tiny_speaker_model_file)
-    recognizer.temperature = 0.05  # spread the untrained model's near-uniform probabilities
+    recognizer.scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)  # spread the untrained model's near-uniform probabilities
     audio = np.concatenate([voiced(6.0, seed=3), 0.2 * voiced(4.0, seed=4)])
     adapted = StreamEngine(recognizer, smoothing=0)
     alone = StreamEngine(recognizer, smoothing=0, adapt=False)
@@ -325,3 +350,68 @@ def test_listen_no_adapt_judges_every_window_alone(tiny_speaker_model_file, tmp_
     alone = recognizer.predict(load_audio(path)[-3 * SR:], SR).probabilities  # the file's own (PCM16) samples
     assert last_probabilities("--no-adapt") == pytest.approx(alone, abs=1e-4)
     assert last_probabilities() != pytest.approx(alone, abs=1e-4)
+
+
+# --- issue 13 ------------------------------------------------------------------------------------
+
+
+def test_the_last_hop_is_not_printed_twice(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", voiced(2.02))  # 0.02 s after the last hop
+    assert main(["listen", "--input", str(path), "--fast", "--json", "--model", str(tiny_model_file)]) == 0
+    times = [json.loads(line)["time"] for line in capsys.readouterr().out.splitlines()]
+    assert times == pytest.approx([0.5, 1.0, 1.5, 2.0])  # once: 2.0 and 2.02, both shown as "2.0 s"
+    path = write_wav(tmp_path / "more.wav", voiced(2.3))
+    assert main(["listen", "--input", str(path), "--fast", "--json", "--model", str(tiny_model_file)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["time"] == pytest.approx(2.3)
+
+
+def test_the_letter_strip_and_the_summary_say_what_they_are(tiny_model_file, tmp_path, capsys):
+    path = write_wav(tmp_path / "talk.wav", voiced(2.0))
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "a angry, d disgust, f fear, h happy, n neutral, s sad, · silence" in out
+    assert "share of the speech time per emotion:" in out
+
+
+def test_absurd_stream_samples_give_finite_levels(recognizer):
+    audio = voiced(3.0)
+    audio[8_000:16_000] *= 1e25  # once: "level_db": NaN in listen --json
+    audio[20_000] = np.nan
+    results = list(StreamEngine(recognizer).run(ArraySource(audio)))
+    assert results and all(np.isfinite(r.level_db) for r in results)
+    for r in results:
+        json.loads(json.dumps(r.to_dict(), allow_nan=False))
+
+
+def test_a_file_source_decodes_in_blocks(tmp_path, monkeypatch):
+    from emotionnet.audio import load_audio
+    from emotionnet.streaming import sources
+
+    path = write_wav(tmp_path / "talk.wav", voiced(5.0, sample_rate=22_050), 22_050)
+    whole = load_audio(path)
+    monkeypatch.setattr(sources, "load_audio", None, raising=False)  # never the whole file at once
+    decoded = []
+    blocks = sources.iter_audio_blocks
+    monkeypatch.setattr(sources, "iter_audio_blocks",
+                        lambda *a, **k: (decoded.append(b.size) or b for b in blocks(*a, **k, block_seconds=1.0)))
+    source = FileSource(path, realtime=False)
+    streamed = np.concatenate([chunk.samples for chunk in source])
+    assert source.duration == pytest.approx(5.0) and len(decoded) >= 5
+    assert all(chunk.samples.size == 1_600 for chunk in list(FileSource(path, realtime=False))[:-1])
+    np.testing.assert_allclose(streamed[:whole.size - 100], whole[:whole.size - 100], atol=2e-3)
+
+
+def test_damage_inside_an_input_file_is_one_line(tiny_model_file, tmp_path, capsys, monkeypatch):
+    from emotionnet.audio import AudioError
+    from emotionnet.streaming import sources
+
+    path = write_wav(tmp_path / "talk.wav", voiced(3.0))
+
+    def damaged(*args, **kwargs):
+        yield voiced(1.0)
+        raise AudioError(f"{path}: unreadable or unsupported audio (damaged block)")
+
+    monkeypatch.setattr(sources, "iter_audio_blocks", damaged)
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: ") and "damaged block" in err and "Traceback" not in err

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import voiced, write_wav
+from conftest import make_toy_corpus, voiced
 
+from emotionnet import cache
+from emotionnet.cache import cached_log_mels
 from emotionnet.cli.main import main
 from emotionnet.corpora import find_records, select
 from emotionnet.features import FeatureConfig
@@ -20,25 +22,16 @@ from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABELS
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import load_model_file, save_model_file
-from emotionnet.training import cache
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
-SPEAKERS = {"s1": "train", "s2": "train", "s3": "train", "s4": "train", "s5": "val", "s6": "test"}
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """A learnable toy corpus (pitch depends on the class) with a manifest, and a private cache."""
     root = tmp_path_factory.mktemp("toy")
-    rows = ["path,emotion,speaker,split"]
-    for c, label in enumerate(LABELS):
-        for s, (speaker, split) in enumerate(SPEAKERS.items()):
-            name = f"clips/{speaker}_{label}.wav"
-            write_wav(root / name, voiced(0.6, f0=90 + 45 * c, seed=10 * c + s))
-            rows.append(f"{name},{label},{speaker},{split}")
-    (root / "toy.csv").write_text("\n".join(rows) + "\n")
+    make_toy_corpus(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EMOTIONNET_CACHE", str(root / "cache"))
         yield root
@@ -66,13 +59,13 @@ def test_train_writes_a_complete_model_file(trained, generated):
     assert meta["inference"]["window"] == 1.0
     assert meta["temperature"] > 0
     training = meta["training"]
-    assert training["split"] == "v1" and training["epochs"] == 2
+    assert training["split"] == "v2" and training["epochs"] == 2
     assert training["corpora"] == {"custom": 36}
     assert training["clips"] == {"train": 24, "val": 6, "test": 6}
     assert [h["epoch"] for h in training["history"]] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in training["history"])
     assert {"package_version", "date", "wall_seconds", "recipe"} <= set(training)
-    assert set(meta["metrics"]) == {"val", "test", "test_clip"}
+    assert set(meta["metrics"]) == {"val", "val_clip", "test", "test_clip"}
     for figures in meta["metrics"].values():
         assert set(figures["overall"]) == {"accuracy", "uar", "macro_f1", "n"}
         assert figures["overall"]["n"] == 6
@@ -199,7 +192,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     batches = BatchMaker(mels[:48], train, config, frames, augment=None)
     hparams = {"channels": [8, 16, 32], "convs_per_block": 1, "dropout": 0.0, "n_mels": 64}
     model = build_model("cnn", **hparams)
-    fixed_x, fixed_y = batches.batch(torch.arange(48), torch.Generator().manual_seed(123))
+    fixed_x, fixed_y, _ = batches.batch(torch.arange(48), torch.Generator().manual_seed(123))
 
     def fixed_loss() -> float:
         """Loss on one fixed crop of every training clip (batch statistics, weights untouched)."""
@@ -212,7 +205,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     losses = []
     model.train()
     for _ in range(15):
-        x, y = batches.batch(batches.indices(16, g), g)
+        x, y, _ = batches.batch(batches.indices(16, g), g)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
@@ -235,7 +228,8 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     clip = Path(val[0].path)
     x = torch.stack([batches.batch(torch.tensor([i]), torch.Generator().manual_seed(1))[0][0] for i in range(3)])
     with torch.no_grad():
-        assert torch.allclose(loaded(x), model(x))
+        # Loaded models run channels-last, which only reorders the sums (as in test_model_file).
+        assert torch.allclose(loaded(x), model(x), atol=1e-5, rtol=0)
     from_file = EmotionRecognizer(path).predict(clip)
     in_memory = EmotionRecognizer.from_model(model, {**meta, "format": 1, "labels": list(LABELS)}).predict(clip)
     assert from_file.emotion == in_memory.emotion
@@ -250,7 +244,7 @@ def test_a_speaker_normalised_model_reports_both_contexts(generated, tmp_path, c
     assert code == 0
     meta = load_model_file(out)[1]
     assert meta["features"]["normalisation"] == "speaker"
-    assert set(meta["metrics"]) == {"val", "test", "test_clip"}
+    assert set(meta["metrics"]) == {"val", "val_clip", "test", "test_clip"}
     for context, key in (("speaker", "test"), ("clip", "test_clip")):
         capsys.readouterr()
         assert main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(out),
@@ -259,6 +253,10 @@ def test_a_speaker_normalised_model_reports_both_contexts(generated, tmp_path, c
         assert result["context"] == context and result["normalisation"] == "speaker"
         # `evaluate` reproduces the figures the recipe stored, in either context.
         assert result["overall"] == meta["metrics"][key]["overall"]
+    capsys.readouterr()
+    assert main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(out), "--json",
+                 "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["context"] == "clip"  # a lone clip is the default, the headline
 
 
 def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
@@ -270,17 +268,163 @@ def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
     records = [Record(f"{s}_{e}.wav", "custom", s, e) for s in ("a", "b") for e in LABELS]
     mels = [log_mel(voiced(1.2, f0=100 + 10 * i, seed=i), config).numpy() for i in range(len(records))]
     frames = config.frames(config.samples_for_seconds(1.0))
-    gain_only = AugmentConfig(gain_db=10.0, noise_p=0, eq_p=0, bandlimit_p=0, reverb_p=0, warp_p=0,
+    gain_only = AugmentConfig(gain_db=(-10.0, 10.0), noise_p=0, eq_p=0, bandlimit_p=0, reverb_p=0, warp_p=0, tempo_p=0,
                               freq_masks=0, time_masks=0)
     indices = torch.arange(len(records))
-    plain, _ = BatchMaker(mels, records, config, frames, None, own_context_p=0).batch(
+    plain, *_ = BatchMaker(mels, records, config, frames, None, own_context_p=0).batch(
         indices, torch.Generator().manual_seed(0))
-    louder, _ = BatchMaker(mels, records, config, frames, gain_only, own_context_p=0).batch(
+    louder, *_ = BatchMaker(mels, records, config, frames, gain_only, own_context_p=0).batch(
         indices, torch.Generator().manual_seed(0))
     # A gain of up to 10 dB (2.3 in natural-log units, about one standard deviation) is
     # taken out; what is left comes from quiet bins near the log offset's floor.
     assert float((louder - plain).abs().median()) < 0.05 and float((louder - plain).abs().mean()) < 0.1
-    alone, _ = BatchMaker(mels, records, config, frames, None, own_context_p=1).batch(
+    alone, *_ = BatchMaker(mels, records, config, frames, None, own_context_p=1).batch(
         indices, torch.Generator().manual_seed(0))
     # The speaker's statistics differ from each clip's own.
     assert float((alone - plain).abs().mean()) > 0.05
+
+
+# --- issue 13: interrupts, kills, NaN, damaged files ---------------------------------------------
+
+TINY = ["--epochs", "2", "--arch", "cnn", "--steps-per-epoch", "4", "--batch-size", "8", "--channels", "8,16",
+        "--window", "1.0", "--quiet"]
+
+
+def _train(generated, out, *extra) -> int:
+    return main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), *TINY, *extra])
+
+
+def test_ctrl_c_in_the_first_epoch_saves_a_checkpoint_that_resumes(generated, tmp_path, monkeypatch, capsys):
+    import signal
+
+    out = tmp_path / "stopped.safetensors"
+    calls = {"n": 0}
+    batch = BatchMaker.batch
+
+    def interrupted_batch(self, indices, g):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C during the second step
+        return batch(self, indices, g)
+
+    monkeypatch.setattr(BatchMaker, "batch", interrupted_batch)
+    assert _train(generated, out) == 130
+    err = capsys.readouterr().err
+    checkpoint = out.with_name(out.name + ".ckpt")
+    assert "re-run the same command to resume" in err and checkpoint.is_file() and not out.exists()
+    state = torch.load(checkpoint, weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 2)  # two steps into epoch 1: the work is kept
+    monkeypatch.setattr(BatchMaker, "batch", batch)
+    assert main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), *TINY[:-1]]) == 0
+    assert "after epoch 0, step 2 of epoch 1" in capsys.readouterr().out
+    assert [h["epoch"] for h in load_model_file(out)[1]["training"]["history"]] == [1, 2]
+
+
+def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generated, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    out = tmp_path / "killed.safetensors"
+    command = [sys.executable, "-m", "emotionnet", "train", "--manifest", str(generated / "toy.csv"),
+               "--out", str(out), *TINY]
+    # a checkpoint after every step, so kills land before, during and after its writes
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EMOTIONNET_CHECKPOINT_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    rng = np.random.default_rng(13)
+    kills = 0
+    for delay in rng.uniform(2.0, 6.0, 4):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        if out.exists():
+            break
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    model, meta = load_model_file(out)
+    assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
+    assert EmotionRecognizer(out).predict(voiced(1.0), 16_000).emotion in LABELS
+    assert kills >= 1 or out.exists()
+
+
+def test_a_truncated_checkpoint_is_one_clear_line(generated, tmp_path, capsys):
+    out = tmp_path / "cut.safetensors"
+    checkpoint = out.with_name(out.name + ".ckpt")
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    assert _train(generated, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"emotionnet: error: {checkpoint}: unreadable checkpoint") and "--restart" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_nan_loss_stops_training_naming_the_clip(generated, tmp_path, monkeypatch, capsys):
+    from emotionnet.training import recipe
+
+    poisoned = str((generated / "clips" / "s1_angry.wav").resolve())
+    cached = recipe.cached_log_mels
+
+    def with_one_bad_clip(paths, config, **kwargs):
+        mels, errors = cached(paths, config, **kwargs)
+        return [np.full_like(m, np.inf) if p == poisoned else m for p, m in zip(paths, mels)], errors
+
+    monkeypatch.setattr(recipe, "cached_log_mels", with_one_bad_clip)
+    out = tmp_path / "nan.safetensors"
+    assert _train(generated, out, "--batch-size", "24") == 1  # every batch draws every clip's chance
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: the loss is not finite at epoch 1, step 1")
+    assert "s1_angry.wav" in err and "nothing was saved" in err
+    assert not out.exists()  # once: exit 0 with a model whose tensors were NaN
+
+
+def test_weights_that_are_not_finite_are_never_returned():
+    from emotionnet.training.trainer import TrainingError, _check_finite
+
+    with pytest.raises(TrainingError, match="non-finite"):
+        _check_finite({"w": torch.tensor([1.0, float("nan")]), "steps": torch.tensor([3])}, "the weights")
+    _check_finite({"w": torch.ones(2), "steps": torch.tensor([3])}, "the weights")
+
+
+def test_a_damaged_cached_feature_file_is_rebuilt(generated, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+    paths = sorted(str(p) for p in (generated / "clips").glob("*.wav"))[:2]
+    first, _ = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    files[0].write_bytes(files[0].read_bytes()[:40])  # once: "EOF: reading array header" on every run
+    again, errors = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    assert not errors
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert str(files[0]) in capsys.readouterr().err
+    assert cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)[1] == {}
+
+
+def test_evaluate_a_manifest_of_known_corpus_ids(generated, trained, tmp_path, capsys):
+    rows = ["path,emotion,speaker,corpus"]
+    for k, wav in enumerate(sorted((generated / "clips").glob("*.wav"))[:12]):
+        label = LABELS[k % 5]  # no sad clip at all
+        rows.append(f"{wav},{label},crema-d-10{10 + k % 4},crema-d")
+    rows.append(f"{wav},angyr,crema-d-1010,crema-d")  # a misspelt label
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 0
+    out, err = capsys.readouterr()
+    assert "clips 12" in out  # no split column: every row, not the test split's
+    assert "emotionnet: warning: left out 1 clip(s)" in err and "'angyr' 1" in err
+    sad = next(line for line in out.splitlines() if line.startswith("sad "))
+    assert sad.split() == ["sad", "-", "-", "-", "0"]  # no clips: no figure, not 0.000
+
+
+def test_evaluate_with_no_loadable_clip_is_one_line(tmp_path, trained, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("path,emotion\nbad.wav,angry\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("emotionnet: error: no clip could be scored")
+    assert "Traceback" not in err and "bad.wav: unreadable" in err

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from emotionnet.audio import load_audio
-from emotionnet.cli.common import MODEL_ENV  # the model file the app loads (`emotionnet app --model` sets it)
+from emotionnet.audio import AudioError, load_audio
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
+from emotionnet.inference.recognizer import MODEL_ENV, EmotionRecognizer, Timeline
+from emotionnet.inference.summary import STRONGEST, SUMMARY_SECONDS, Summary  # noqa: F401 (the app's names)
+from emotionnet.inference.summary import spans as timeline_spans
+from emotionnet.inference.summary import summarise as summarise_timeline
 from emotionnet.labels import LABELS
 
 MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
+MAX_UPLOAD_MB = 50  # the app's own upload limit (Streamlit's default is 200 MB); 10 min of 48 kHz stereo WAV fit
 
 COLOURS = {  # one colour per emotion, shared by every chart
     "angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd",
@@ -74,10 +77,35 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     samples = load_audio(data, max_seconds=max_seconds, name=name)
     mel = log_mel(samples, recognizer.features)
     duration = samples.size / recognizer.features.sample_rate
-    timeline = recognizer.analyse_log_mels([mel], [duration])[0]
+    timeline = recognizer.scoring.timelines([mel], [duration])[0]
+    if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
+        raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
     return Analysis(name, duration, timeline, mel.numpy(),
                     recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)
+
+
+def check_upload(size: int, name: str) -> None:
+    """Refuse an upload over MAX_UPLOAD_MB before anything decodes it."""
+    if size > MAX_UPLOAD_MB * 2**20:
+        raise AudioError(f"{name}: too large ({size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB)")
+
+
+def summarise(analysis: Analysis, strongest: int = STRONGEST) -> Summary:
+    """Each emotion's share of the speech time and the strongest moments (see inference/summary.py)."""
+    return summarise_timeline(analysis.timeline, strongest)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system after a large analysis (glibc keeps it otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def warm_up(recognizer: EmotionRecognizer) -> None:
@@ -112,15 +140,8 @@ def to_csv(analysis: Analysis) -> str:
 
 
 def spans(analysis: Analysis) -> list[tuple[float, float, str | None]]:
-    """The timeline as non-overlapping spans `(start, end, emotion or None)`.
-
-    Windows overlap, so each moment belongs to the window whose centre is nearest.
-    """
-    segments = analysis.timeline.segments
-    centres = [(s.start + s.end) / 2 for s in segments]
-    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [analysis.duration]
-    return [(edges[i], edges[i + 1], s.prediction.emotion if s.prediction else None)
-            for i, s in enumerate(segments)]
+    """The timeline as non-overlapping spans `(start, end, emotion or None)` (see inference/summary.py)."""
+    return timeline_spans(analysis.timeline)
 
 
 def timeline_tables(analysis: Analysis) -> tuple[list[dict], list[dict]]:
@@ -166,6 +187,24 @@ def probability_spec(analysis: Analysis) -> dict:
     }
 
 
+def share_spec(summary: Summary) -> dict:
+    """Vega-Lite bars: each emotion's share of a long recording's speech time."""
+    rows = [{"emotion": label, "share": summary.shares[label]} for label in LABELS]
+    return {
+        "data": {"values": rows},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "share", "type": "quantitative", "scale": {"domain": [0, 1]},
+                  "axis": {"format": "%"}, "title": "share of the speech time"},
+            "y": {"field": "emotion", "type": "nominal", "sort": list(LABELS), "title": None},
+            "color": {"field": "emotion", "type": "nominal", "scale": COLOUR_SCALE, "legend": None},
+            "tooltip": [{"field": "emotion", "type": "nominal"},
+                        {"field": "share", "type": "quantitative", "format": ".0%"}],
+        },
+        "height": 200,
+    }
+
+
 def timeline_spec(analysis: Analysis) -> dict:
     """Vega-Lite: each emotion's probability over time (grey where there is no speech),
     above a strip of the winning emotion. Plain JSON: the browser draws it."""
@@ -203,7 +242,10 @@ def timeline_spec(analysis: Analysis) -> dict:
                         {"field": "emotion", "type": "nominal"},
                         {"field": "confidence", "type": "quantitative", "format": ".0%"}]},
     }
-    return {"vconcat": [top, strip], "resolve": {"scale": {"color": "shared"}}}
+    top["width"] = strip["width"] = "container"
+    # "fit-x" with the padding contained: axes and legend inside the column, not 60 px past it
+    return {"vconcat": [top, strip], "resolve": {"scale": {"color": "shared"}},
+            "autosize": {"type": "fit-x", "contains": "padding"}}
 
 
 def spectrogram_png(analysis: Analysis, dpi: int = 110) -> bytes:

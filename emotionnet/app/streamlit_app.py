@@ -1,24 +1,35 @@
 """The EmotionNet web app: record in the browser or upload a file, see the emotions.
 
-Started by `emotionnet app` (or `streamlit run` on this file). The model is
-loaded once per server process ($EMOTIONNET_MODEL, else the shipped model)
-and every analysis is cached by the audio's content, so re-runs of the page
-(a click on a download button, say) cost nothing.
+Started by `emotionnet app`, which listens on 127.0.0.1 only. `streamlit run`
+on this file from the repository root reads `.streamlit/config.toml` (127.0.0.1
+too); started any other way on a public address, the page answers only
+visitors from this machine unless EMOTIONNET_APP_REMOTE=1 is set. The model is
+loaded once per server process ($EMOTIONNET_MODEL, else the shipped model) and
+every analysis is cached by the audio's content (a few, for half an hour), so
+re-runs of the page (a click on a download button, say) cost nothing. Uploads
+are limited to MAX_UPLOAD_MB, and memory is handed back after each analysis.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from emotionnet.app.analysis import (
     MAX_SECONDS,
+    MAX_UPLOAD_MB,
+    SUMMARY_SECONDS,
     Analysis,
     analyse,
+    check_upload,
     model_path,
     probability_spec,
+    release_memory,
+    share_spec,
     spectrogram_png,
+    summarise,
     timeline_spec,
     to_csv,
     to_json,
@@ -42,20 +53,35 @@ def get_recognizer(path: str | None):
     return recognizer
 
 
-@st.cache_data(max_entries=16, show_spinner="Analysing…")
+@st.cache_data(max_entries=8, ttl=1800, show_spinner="Analysing…")
 def get_analysis(data: bytes, name: str, path: str | None) -> Analysis:
-    return analyse(get_recognizer(path), data, name)
+    try:
+        return analyse(get_recognizer(path), data, name)
+    finally:
+        release_memory()  # decoding and the STFT of a long upload are hundreds of MB, briefly
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=8, ttl=1800, show_spinner=False)
 def get_spectrogram(data: bytes, name: str, path: str | None) -> bytes:
     return spectrogram_png(get_analysis(data, name, path))
+
+
+def remote_visitor_refused() -> bool:
+    """A visitor from another machine, on a server not started by `emotionnet app`: not served."""
+    address = st.get_option("server.address") or ""
+    if address in ("127.0.0.1", "localhost", "::1") or os.environ.get("EMOTIONNET_APP_REMOTE") == "1":
+        return False
+    return st.context.ip_address is not None  # None: the visitor is on this machine
 
 
 def main() -> None:
     st.set_page_config(page_title="EmotionNet", page_icon="🎙️")
     st.title("EmotionNet")
     st.caption(f"Emotion in speech: {', '.join(LABELS)}. Audio is analysed on this machine and not kept.")
+    if remote_visitor_refused():
+        st.error("This app serves the machine it runs on only. Start it with `emotionnet app` "
+                 "(127.0.0.1), or set EMOTIONNET_APP_REMOTE=1 to serve other machines on purpose.")
+        return
 
     path = model_path()
     try:
@@ -70,18 +96,20 @@ def main() -> None:
         audio = st.audio_input("Record a few seconds of speech", sample_rate=16_000, key="recording")
     else:
         audio = st.file_uploader(
-            f"An audio file: WAV, FLAC, Ogg, MP3 or AIFF, up to {MAX_SECONDS / 60:.0f} minutes", key="upload",
+            f"An audio file: WAV, FLAC, Ogg, MP3 or AIFF, up to {MAX_SECONDS / 60:.0f} minutes "
+            f"and {MAX_UPLOAD_MB} MB", key="upload",
         )
     if audio is None:
         st.info("Press the microphone to record, speak for a few seconds, then stop; or upload a file.")
         return
 
-    data = audio.getvalue()
     try:
+        check_upload(audio.size, audio.name)
+        data = audio.getvalue()
         result = get_analysis(data, audio.name, path)
     except AudioError as exc:
         st.error(f"This audio cannot be analysed: {exc}.")
-        st.caption(f"Use speech from 0.25 s to {MAX_SECONDS / 60:.0f} minutes long, "
+        st.caption(f"Use speech from 0.25 s to {MAX_SECONDS / 60:.0f} minutes long and up to {MAX_UPLOAD_MB} MB, "
                    "in a format libsndfile reads (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF).")
         return
     except Exception as exc:  # never a traceback page
@@ -95,12 +123,24 @@ def main() -> None:
 
 def show(result: Analysis, data: bytes, mime: str | None, spectrogram: bytes) -> None:
     p = result.prediction
+    summary = summarise(result) if result.duration > SUMMARY_SECONDS and result.timeline.speech else None
     left, right = st.columns([1, 2], vertical_alignment="center")
     with left:
-        st.metric("Emotion", p.emotion, f"{p.confidence:.0%} confidence", delta_color="off", delta_arrow="off")
+        if summary:  # an average over many emotions says little about a long recording
+            main_emotion = summary.main_emotion
+            st.metric("Most of the speech", main_emotion, f"{summary.shares[main_emotion]:.0%} of the speech time",
+                      delta_color="off", delta_arrow="off")
+        else:
+            st.metric("Emotion", p.emotion, f"{p.confidence:.0%} confidence", delta_color="off", delta_arrow="off")
         st.caption(f"{result.duration:.1f} s · {len(result.timeline.segments)} window(s) · model {result.model}")
     with right:
-        st.vega_lite_chart(probability_spec(result), width="stretch")
+        st.vega_lite_chart(share_spec(summary) if summary else probability_spec(result), width="stretch")
+    if summary:
+        st.caption(f"Bars: each emotion's share of the {summary.speech_seconds:.0f} s of speech "
+                   "(the most likely emotion at each moment).")
+        st.subheader("Strongest moments")
+        st.dataframe([{"start (s)": round(a, 1), "end (s)": round(b, 1), "emotion": e, "confidence": f"{c:.0%}"}
+                      for a, b, e, c in summary.strongest], hide_index=True)
     if not result.timeline.speech:
         st.warning("No speech was detected: the answer above is a guess from silence or background sound.")
     st.audio(data, format=mime or "audio/wav")

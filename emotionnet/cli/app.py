@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from emotionnet.app.analysis import MODEL_ENV, model_path
+    from emotionnet.app.analysis import MAX_UPLOAD_MB, MODEL_ENV, model_path
     from emotionnet.inference.recognizer import default_model_path
     from emotionnet.models.file import ModelFileError, read_model_file
 
@@ -51,6 +51,7 @@ def run(args) -> int:
         "--server.address", "127.0.0.1", "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+        "--server.maxUploadSize", str(MAX_UPLOAD_MB),
     ]
     print(f"EmotionNet app on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
     process = subprocess.Popen(command, env=env)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
@@ -58,16 +57,21 @@ def load_collection(folders: list[str], manifest: str | None):
     return collection
 
 
-MODEL_ENV = "EMOTIONNET_MODEL"
-
-
 def load_recognizer(model: str | None, backend: str = "torch"):
     """The recognizer for --model (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
-    from emotionnet.inference.recognizer import EmotionRecognizer
-    from emotionnet.models.file import ModelFileError
+    from emotionnet import ModelFileError, load_model
 
-    model = model or os.environ.get(MODEL_ENV) or None
     try:
-        return EmotionRecognizer(model, backend=backend)
+        return load_model(model, backend=backend)
     except ModelFileError as exc:
         raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
+
+
+def warn_skipped(collection) -> None:
+    """One stderr line for clips left out for their label: a misspelt one is not silently dropped."""
+    from emotionnet.labels import LABELS
+
+    if collection.skipped:
+        counts = ", ".join(f"{label!r} {n}" for label, n in sorted(collection.skipped.items()))
+        print(f"emotionnet: warning: left out {sum(collection.skipped.values())} clip(s) whose label is not "
+              f"one of {', '.join(LABELS)}: {counts}", file=sys.stderr)

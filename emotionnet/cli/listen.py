@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter, deque
+from collections import deque
 from typing import TextIO
 
 from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, load_recognizer
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object per hop instead of the live view")
     p.add_argument("--window", type=float, metavar="S",
-                   help="seconds of audio behind each result, 1 s up to the model's window (default: the model's, 3 s)")
+                   help="seconds of audio behind each result, 0.5 s up to the model's window (default: the model's, 3 s)")
     p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="do not adapt to the voice heard so far: every window is its own context")
@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.audio import AudioError
-    from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine
+    from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine, Tally
     from emotionnet.streaming.sources import INPUT_HINT
 
     if args.list_devices:
@@ -91,6 +91,8 @@ def run(args) -> int:
                 print(json.dumps(result.to_dict()), flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live session ends: the summary follows
+    except AudioError as exc:  # damage further into an --input file than its header showed
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         sys.stdout = open(os.devnull, "w")
         return 0
@@ -99,8 +101,7 @@ def run(args) -> int:
             source.close()
         if view:
             view.close()
-    summary = tally.summary(getattr(source, "dropped", 0))
-    print(summary, file=sys.stderr if args.json else sys.stdout, flush=True)
+    print(summary(tally, getattr(source, "dropped", 0)), file=sys.stderr if args.json else sys.stdout, flush=True)
     return 0
 
 
@@ -121,39 +122,26 @@ def list_devices() -> int:
     return 0
 
 
-class Tally:
-    """What a session heard: duration, speech time and the share of each emotion over speech."""
+def summary(tally, dropped: int = 0) -> str:
+    """The closing lines of a session: speech time, each emotion's share, latency."""
+    lines = [f"listened {tally.duration:.1f} s; speech {tally.speech_seconds:.1f} s"
+             + (f" ({tally.speech_share:.0%})" if tally.duration else "")]
+    if tally.speech_seconds:
+        lines.append("share of the speech time per emotion:")
+        for label, share in tally.shares().items():
+            lines.append(f"  {label:<8} {bar(share, 20)} {share:4.0%}")
+    else:
+        lines.append("  no speech heard")
+    latency = tally.latency_ms()
+    if latency:
+        lines.append(f"latency median {latency[0]:.0f} ms, worst {latency[1]:.0f} ms")
+    if dropped:
+        lines.append(f"dropped {dropped} audio blocks: scoring fell behind the microphone")
+    return "\n".join(lines)
 
-    def __init__(self):
-        self.duration = 0.0
-        self.speech_seconds = 0.0
-        self.emotions: Counter[str] = Counter()
-        self.latencies: list[float] = []
 
-    def add(self, result) -> None:
-        step = result.time - self.duration
-        self.duration = result.time
-        self.latencies.append(result.latency_ms)
-        if result.speech:
-            self.speech_seconds += step
-            self.emotions[result.emotion] += step
-
-    def summary(self, dropped: int = 0) -> str:
-        lines = [f"listened {self.duration:.1f} s; speech {self.speech_seconds:.1f} s"
-                 + (f" ({self.speech_seconds / self.duration:.0%})" if self.duration else "")]
-        if self.speech_seconds:
-            for label in LABELS:
-                share = self.emotions[label] / self.speech_seconds
-                lines.append(f"  {label:<8} {bar(share, 20)} {share:4.0%}")
-        else:
-            lines.append("  no speech heard")
-        if self.latencies:
-            ordered = sorted(self.latencies)
-            lines.append(f"latency median {ordered[len(ordered) // 2]:.0f} ms, "
-                         f"worst {ordered[-1]:.0f} ms")
-        if dropped:
-            lines.append(f"dropped {dropped} audio blocks: scoring fell behind the microphone")
-        return "\n".join(lines)
+def legend_text() -> str:
+    return ", ".join(f"{LETTERS[e]} {e}" for e in LABELS) + f", {SILENCE} silence"
 
 
 def bar(share: float, width: int) -> str:
@@ -172,6 +160,8 @@ class LiveView:
         self.last = None  # the last speech prediction, shown dimmed during silence
         self.drawn = 0
         self.out.write(f"emotionnet listen · {source} · window {window:g} s, hop {hop:g} s · Ctrl-C stops\n")
+        if not self.tty:  # the live block carries its own legend; one line per result needs one here
+            self.out.write(f"each line: time, emotion, confidence, then the last {HISTORY} results: {legend_text()}\n")
         if self.tty:
             self.out.write("\x1b[?25l")  # hide the cursor while redrawing
         self.out.flush()

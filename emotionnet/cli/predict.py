@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +16,8 @@ EXAMPLES = """  emotionnet predict speech.wav                        emotion, co
   emotionnet predict recordings/ --json > out.jsonl    one JSON line per audio file under a folder
   emotionnet predict interview.wav --window 4 --hop 2  a timeline over a long recording
   emotionnet predict clip.wav --model my.safetensors --backend onnx
+  emotionnet predict clip.wav --model model.onnx       the ONNX file 'emotionnet export' wrote
+  emotionnet predict recordings/ --threads 2           more threads: faster only on an idle machine
   emotionnet predict alice/ --same-speaker             read each clip against all of Alice's clips
 A bad file is reported on stderr and the others are still predicted (exit status 2).
 JSON lines: {"path", "duration", "emotion", "confidence", "probabilities": {label: p},
@@ -28,15 +32,20 @@ def add_parser(sub) -> None:
     p = add_command(sub, "predict", "Recognise the emotion in audio files (any format libsndfile reads).", EXAMPLES)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (every audio file under them)")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+    p.add_argument("--model", metavar="FILE",
+                   help="model file (default: the shipped model); an .onnx file runs with onnxruntime")
+    p.add_argument("--backend", choices=("torch", "onnx"),
                    help="run the network with torch (default) or onnxruntime")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for the network (default 1: on a shared or small machine more are slower)")
     p.add_argument("--window", type=float, metavar="S", help="seconds per timeline window (default: the model's)")
     p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: the model's)")
     p.add_argument("--same-speaker", action="store_true",
                    help="the files are one speaker's: read each against all of them (more accurate "
                         "with the shipped speaker-normalised model)")
-    p.add_argument("--max-seconds", type=float, metavar="S", help="fail files longer than this instead of scoring them")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="fail files longer than this instead of scoring them (default 14400, 4 hours; "
+                        "'inf' lifts the limit)")
     p.set_defaults(run=run)
 
 
@@ -69,9 +78,14 @@ def format_timeline(path: str, timeline) -> str:
     """The text block of one file: emotion, a bar per class, and the timeline of a long file."""
     full, empty = _bar_chars()
     p = timeline.prediction
+    from emotionnet.inference.summary import SUMMARY_SECONDS, format_summary, summarise
+
     lines = [f"{path}  ({timeline.duration:.2f} s)", f"  {p.emotion}  {p.confidence:.2f}"]
     if not timeline.speech:
         lines[-1] += "  (no speech detected: a guess)"
+    elif timeline.duration > SUMMARY_SECONDS:  # an average over many emotions says little on its own
+        lines[-1] += "  (the average over the whole recording)"
+        lines += ["  " + line for line in format_summary(summarise(timeline))]
     width = max(len(label) for label in p.probabilities)
     for label, prob in p.probabilities.items():
         filled = round(prob * BAR_WIDTH)
@@ -85,37 +99,48 @@ def format_timeline(path: str, timeline) -> str:
     return "\n".join(lines)
 
 
-def format_json(path: str, timeline) -> str:
-    from emotionnet.inference.results import file_result
-
-    return json.dumps(file_result(path, timeline), ensure_ascii=False)
+def format_json(result) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False)
 
 
-def _check_options(args, recognizer) -> None:
-    window = args.window if args.window is not None else recognizer.window
-    hop = args.hop if args.hop is not None else recognizer.hop
-    if window < 0.5:
-        raise CLIError(f"--window {window:g} is too short", "use at least 0.5 seconds")
-    if not 0 < hop <= window:
-        raise CLIError(f"--hop {hop:g} must be above 0 and at most the window ({window:g} s)")
-    if args.backend == "onnx" and recognizer.frames(window) != recognizer.frames(recognizer.window):
-        raise CLIError(f"--window {window:g} with --backend onnx: the ONNX network takes the model's "
-                       f"own {recognizer.window:g} s window", "drop --window, or use --backend torch")
+def _finite(timeline) -> bool:
+    """False when the model answered NaN or inf anywhere: such numbers are never printed."""
+    predictions = [timeline.prediction] + [s.prediction for s in timeline.segments if s.prediction]
+    return all(math.isfinite(p) for prediction in predictions for p in prediction.probabilities.values())
+
+
+def _load(args):
+    """The recognizer for --model/--backend; an .onnx model file means the onnx backend."""
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.inference.onnx_backend import OnnxBackendError
+    from emotionnet.inference.recognizer import load_onnx_recognizer
+
+    if args.model and args.model.lower().endswith(".onnx"):
+        if args.backend == "torch":
+            raise CLIError(f"{args.model} is an ONNX file", "drop --backend torch, or pass a .safetensors model")
+        try:
+            return load_onnx_recognizer(args.model)
+        except OnnxBackendError as exc:
+            raise CLIError(str(exc), "export one with 'emotionnet export --onnx FILE'") from None
+    return load_recognizer(args.model, args.backend or "torch")
 
 
 def run(args) -> int:
+    import torch
     from tqdm import tqdm
 
-    from emotionnet.cli.common import load_recognizer
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
 
-    if args.max_seconds is not None and args.max_seconds <= 0:
+    if args.max_seconds is not None and not args.max_seconds > 0:
         raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
+    if args.threads < 1:
+        raise CLIError(f"--threads {args.threads} must be at least 1")
+    torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty = expand(args.paths)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaleOnnxWarning)
-            recognizer = load_recognizer(args.model, args.backend)
+            recognizer = _load(args)
     except OnnxBackendError as exc:
         raise CLIError(str(exc), "try --backend torch") from None
     for warning in caught:
@@ -123,34 +148,41 @@ def run(args) -> int:
             print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    _check_options(args, recognizer)
-
     failed = 0
     for folder in empty:
         report_failure(folder, "no audio files in this folder")
         failed += 1
     show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
-    results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
-                                       same_speaker=args.same_speaker)
+    try:  # window and hop are checked by the recognizer, before any file is read
+        results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
+                                           same_speaker=args.same_speaker)
+    except ValueError as exc:
+        raise CLIError(str(exc), "see --window and --hop in 'emotionnet predict --help'") from None
     first = True
     try:
-        for path, result in results:
+        for result in results:
             bar.update(1)
-            if isinstance(result, Exception):
+            if not result.ok or not _finite(result.timeline):
                 failed += 1
+                message = result.error if not result.ok else \
+                    "the model answered NaN (a damaged model file?); nothing printed for this file"
                 with tqdm.external_write_mode(file=sys.stderr):
-                    report_failure(path, str(result))
+                    report_failure(result.path, message)
                 continue
             if args.json:
-                text = format_json(path, result)
+                text = format_json(result)
             else:
-                text = ("" if first else "\n") + format_timeline(path, result)
+                text = ("" if first else "\n") + format_timeline(result.path, result.timeline)
                 first = False
             with tqdm.external_write_mode(file=sys.stderr):
                 print(text, flush=args.json)
     except OnnxBackendError as exc:
         raise CLIError(str(exc), "try --backend torch") from None
+    except BrokenPipeError:
+        # the reader went away (`predict ... | head`): what it read is all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_SOME_FAILED if failed else EXIT_OK
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection
+from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped
 
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
@@ -21,11 +23,11 @@ def add_parser(sub) -> None:
     p = add_command(sub, "train", "Train a model; writes one self-describing .safetensors file.", EXAMPLES)
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
-    p.add_argument("--arch", choices=("cnn", "crnn"), default="crnn",
-                   help="crnn (default: the shipped model's) or cnn")
+    p.add_argument("--recipe", metavar="JSON", help="a recipe file (from `emotionnet tune`); the options below override it")
+    p.add_argument("--arch", choices=("cnn", "crnn"), help="crnn (default: the shipped model's) or cnn")
     p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="clips per training step (default 32)")
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--patience", type=int, help="epochs without a better validation UAR before stopping")
     p.add_argument("--channels", type=_ints, metavar="C1,C2,...", help="conv channel widths, one per block")
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
     p.add_argument("--normalisation", choices=("speaker", "utterance", "global", "none"),
                    help="feature normalisation (default: speaker, per band with the speaker's statistics)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="fixes the weights' initialisation, the data order and augmentation (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--restart", action="store_true", help="ignore OUT.ckpt and start from scratch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -43,16 +45,19 @@ def add_parser(sub) -> None:
 def recipe_from_args(args):
     from emotionnet.training.recipe import Recipe
 
-    recipe = Recipe(arch=args.arch, augment=not args.no_augment)
+    recipe = Recipe.read(args.recipe) if args.recipe else Recipe()
+    if args.arch:
+        recipe.arch = args.arch
+    if args.no_augment:
+        recipe.augment = False
     fit = recipe.fit
-    fit.batch_size, fit.seed = args.batch_size, args.seed
-    for name in ("epochs", "lr", "patience", "steps_per_epoch"):
+    for name in ("epochs", "lr", "patience", "steps_per_epoch", "batch_size", "seed"):
         if getattr(args, name) is not None:
             setattr(fit, name, getattr(args, name))
     if args.channels:
         recipe.hparams["channels"] = args.channels
     if args.window:
-        recipe.window = args.window
+        recipe.window, recipe.hop = args.window, args.window / 2  # as the default recipe: hop half the window
     if args.normalisation:
         recipe.features = dataclasses.replace(recipe.features, normalisation=args.normalisation)
     return recipe
@@ -60,14 +65,26 @@ def recipe_from_args(args):
 
 def run(args) -> int:
     from emotionnet.evaluation.evaluate import format_report
+    from emotionnet.models.spec import check_window
     from emotionnet.training.recipe import train_model
 
-    if args.batch_size < 1 or (args.epochs is not None and args.epochs < 1):
+    if (args.batch_size is not None and args.batch_size < 1) or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--batch-size and --epochs must be at least 1")
+    try:
+        recipe = recipe_from_args(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     collection = load_collection(args.folders, args.manifest)
-    recipe = recipe_from_args(args)
-    out = Path(args.out or f"emotionnet-{args.arch}.safetensors")
+    warn_skipped(collection)
+    try:
+        check_window(recipe.window, recipe.hop)
+    except ValueError as exc:
+        raise CLIError(f"--window: {exc}") from None
+    out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
+    folder = out.parent.resolve()
+    if not folder.is_dir() or not os.access(folder, os.W_OK):  # found now, not after hours of training
+        raise CLIError(f"{out}: cannot write there ({folder} is not a writable folder)", "choose another --out")
     if args.restart and checkpoint.exists():
         checkpoint.unlink()
 
@@ -75,12 +92,18 @@ def run(args) -> int:
         print(f"epoch {epoch:3d}  loss {m['loss']:.3f}  val UAR {m['uar']:.3f}  acc {m['val_accuracy']:.3f}  "
               f"{m['seconds']:.0f} s", flush=True)
 
-    print(f"training {args.arch} on {len(collection.records)} clips {collection.per_corpus()}", flush=True)
+    print(f"training {recipe.arch} on {len(collection.records)} clips {collection.per_corpus()}", flush=True)
     try:
         meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
                            sources=[*args.folders, *([args.manifest] if args.manifest else [])])
+    except KeyboardInterrupt:
+        saved = f"saved {checkpoint}; re-run the same command to resume" if checkpoint.exists() else "nothing saved"
+        print(f"emotionnet: interrupted ({saved})", file=sys.stderr)
+        return 130
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"{exc.filename or out}: {exc.strerror or exc}", "check the path and free disk space") from None
     print(f"\nwrote {out} ({meta['model']['parameters']:,} parameters, best epoch "
           f"{meta['training']['best_epoch']}, {meta['training']['wall_seconds']:.0f} s)")
     for name, figures in meta["metrics"].items():

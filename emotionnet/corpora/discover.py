@@ -38,7 +38,7 @@ def parse_path(path: Path) -> Record | None:
 def _identity(record: Record) -> tuple:
     # Redistributions nest TESS twice with byte-identical copies; TESS and SAVEE
     # names also vary in case and prefix, so they are keyed by what they mean.
-    stem = Path(record.path).stem if record.corpus in ("crema-d", "ravdess") else ""
+    stem = "" if record.corpus in ("tess", "savee") else Path(record.path).stem.lower()
     return (record.corpus, record.speaker, record.emotion, record.sentence, record.intensity, stem)
 
 

@@ -40,6 +40,19 @@ SAVEE = re.compile(r"^(?:(DC|JE|JK|KL)_)?(a|d|f|h|n|sa|su)(\d\d)$")
 SAVEE_EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy",
                   "n": "neutral", "sa": "sad", "su": "surprise"}
 
+NEMO = re.compile(r"^([A-Z]{2}\d)_([a-z]+)_(\d+)$")
+NEMO_EMOTIONS = {"anger": "angry", "fear": "fear", "happiness": "happy",
+                 "neutral": "neutral", "sadness": "sad", "surprised": "surprise"}
+
+# The letter and the folder number both name the emotion (`a5` = 05Angry); one release file is
+# spelt with a capital letter (`S4-04-02-01-29`). The gender field is unreliable: speaker is BB alone.
+ASED = re.compile(r"^([nfhsa])([1-5])-(\d\d)-(\d\d)-(\d\d)-(\d\d)$", re.IGNORECASE)
+ASED_EMOTIONS = {"n1": "neutral", "f2": "fear", "h3": "happy", "s4": "sad", "a5": "angry"}
+
+TUREV = re.compile(r"^(\d{4})_(kz|sk|mt|hl)_(.+)$")
+# TurEV-DB has no neutral class: its only non-emotional class, calm (sk), is read as neutral.
+TUREV_EMOTIONS = {"kz": "angry", "sk": "neutral", "mt": "happy", "hl": "sad"}
+
 
 def parse_crema_d(path: Path) -> Record | None:
     m = CREMA_D.match(path.stem)
@@ -85,9 +98,39 @@ def parse_savee(path: Path) -> Record | None:
     return Record(str(path), "savee", speaker, SAVEE_EMOTIONS[m.group(2)], f"{m.group(2)}{m.group(3)}")
 
 
+def parse_nemo(path: Path) -> Record | None:
+    m = NEMO.match(path.stem)
+    if not m or m.group(2) not in NEMO_EMOTIONS:
+        return None
+    speaker, code, number = m.groups()
+    return Record(str(path), "nemo", speaker, NEMO_EMOTIONS[code], number)
+
+
+def parse_ased(path: Path) -> Record | None:
+    m = ASED.match(path.stem)
+    if not m:
+        return None
+    letter, folder, sentence, _repetition, _gender, speaker = m.groups()
+    emotion = ASED_EMOTIONS.get(letter.lower() + folder)
+    if emotion is None:
+        return None
+    return Record(str(path), "ased", speaker, emotion, sentence)
+
+
+def parse_turev(path: Path) -> Record | None:
+    m = TUREV.match(path.stem)
+    if not m:
+        return None
+    speaker, code, word = m.groups()
+    return Record(str(path), "turev", speaker, TUREV_EMOTIONS[code], word.lower())
+
+
 PARSERS = {
     "crema-d": parse_crema_d,
     "ravdess": parse_ravdess,
     "tess": parse_tess,
     "savee": parse_savee,
+    "nemo": parse_nemo,
+    "ased": parse_ased,
+    "turev": parse_turev,
 }

@@ -1,4 +1,7 @@
-"""Split protocol v1: speaker-independent, fixed lists (see DESIGN.md)."""
+"""Split protocol v2: speaker-independent, fixed lists (see DESIGN.md).
+
+v2 is v1, unchanged for CREMA-D, RAVDESS, TESS and SAVEE, plus nEMO, ASED and TurEV-DB.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections import defaultdict
 
 from emotionnet.corpora.records import Record
 
-SPLIT_NAME = "v1"
+SPLIT_NAME = "v2"
 
 # The 200 TESS carrier words, sorted: TESS has two speakers only, so it is split by word.
 TESS_WORDS = tuple("""
@@ -28,10 +31,20 @@ _TESS_INDEX = {word: i for i, word in enumerate(TESS_WORDS)}
 
 RAVDESS_TEST = {3, 8, 13, 18, 21, 24}
 RAVDESS_VAL = {6, 11}
+NEMO_SPLIT = {"EB0": "test", "TP0": "test", "KS0": "val"}
+TUREV_SPLIT = {"1358": "test", "1984": "val"}
 
 
 def _stable_bucket(key: str) -> int:
     return int(hashlib.sha1(key.encode()).hexdigest(), 16) % 10
+
+
+def _speaker_number(record: Record) -> int:
+    try:
+        return int(record.speaker)
+    except ValueError:
+        raise ValueError(f"{record.path}: speaker {record.speaker!r} of corpus {record.corpus} is not a number "
+                         "(its split lists name speakers by number)") from None
 
 
 def split_of(record: Record) -> str:
@@ -39,10 +52,10 @@ def split_of(record: Record) -> str:
     if record.split:
         return record.split
     if record.corpus == "crema-d":
-        speaker = int(record.speaker)
+        speaker = _speaker_number(record)
         return "test" if speaker % 5 == 0 else "val" if speaker % 10 == 3 else "train"
     if record.corpus == "ravdess":
-        actor = int(record.speaker)
+        actor = _speaker_number(record)
         return "test" if actor in RAVDESS_TEST else "val" if actor in RAVDESS_VAL else "train"
     if record.corpus == "tess":
         index = _TESS_INDEX.get(record.sentence or "")
@@ -52,6 +65,13 @@ def split_of(record: Record) -> str:
         return "test" if index % 5 == 4 else "val" if index % 10 == 2 else "train"
     if record.corpus == "savee":
         return {"JK": "test", "DC": "val"}.get(record.speaker, "train")
+    if record.corpus == "nemo":
+        return NEMO_SPLIT.get(record.speaker, "train")
+    if record.corpus == "ased":
+        speaker = int(record.speaker)
+        return "test" if speaker % 5 == 0 else "val" if speaker % 10 == 3 else "train"
+    if record.corpus == "turev":
+        return TUREV_SPLIT.get(record.speaker, "train")
     bucket = _stable_bucket(record.group)
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 

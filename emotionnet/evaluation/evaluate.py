@@ -7,11 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
+from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Record
+from emotionnet.corpora.naming import PARSERS
 from emotionnet.evaluation.metrics import report
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.labels import LABEL_INDEX, LABELS
-from emotionnet.training.cache import cached_log_mels
+
+
+def default_split(records: list[Record], manifest_only: bool = False) -> str:
+    """`test` for known corpora or a manifest with a split column; `all` for a manifest without one.
+
+    `manifest_only` says every record is a row of a user's manifest: whatever corpus
+    ids its rows name, they are not that corpus's split, so without a split column
+    every row counts.
+    """
+    if any(r.split for r in records):
+        return "test"
+    custom_only = manifest_only or all(r.corpus not in PARSERS for r in records)
+    return "all" if custom_only else "test"
 
 
 def evaluate_records(
@@ -38,7 +52,7 @@ def evaluate_records(
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
-    timelines = recognizer.analyse_log_mels([m for _, m in kept], speakers=speakers)
+    timelines = recognizer.scoring.timelines([m for _, m in kept], speakers=speakers)
     y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
     y_pred = [LABELS.index(t.prediction.emotion) for t in timelines]
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
@@ -71,6 +85,9 @@ def format_report(result: dict) -> str:
         lines.append(f"{name:12}{m['uar']:8.3f}{m['accuracy']:8.3f}{m['macro_f1']:8.3f}{m['n']:7d}")
     lines += ["", f"{'class':12}{'recall':>8}{'prec':>8}{'F1':>8}{'n':>7}"]
     for label, m in result["per_class"].items():
+        if not m["support"]:  # no clip of this class: there is no recall to show, not a recall of 0
+            lines.append(f"{label:12}{'-':>8}{'-':>8}{'-':>8}{0:7d}")
+            continue
         lines.append(f"{label:12}{m['recall']:8.3f}{m['precision']:8.3f}{m['f1']:8.3f}{m['support']:7d}")
     return "\n".join(lines)
 

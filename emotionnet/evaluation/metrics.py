@@ -58,6 +58,43 @@ def uar(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     return summary(y_true, y_pred)["uar"]
 
 
+def collapse(y_pred: Sequence[int]) -> float:
+    """The share of predictions that go to the most-predicted class (1/6 for a balanced model).
+
+    A model that answers "angry" to every unfamiliar voice shows here first.
+    """
+    y_pred = np.asarray(y_pred, dtype=int)
+    return float(np.bincount(y_pred).max() / len(y_pred)) if len(y_pred) else 0.0
+
+
+def reliability(y_true: Sequence[int], probabilities: np.ndarray, bins: int = 15) -> dict:
+    """Confidence against accuracy in equal-width confidence bins (the reliability diagram's data)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    mean_confidence = np.bincount(which, confidence, minlength=bins) / np.maximum(counts, 1)
+    accuracy = np.bincount(which, correct.astype(float), minlength=bins) / np.maximum(counts, 1)
+    return {"edges": np.linspace(0, 1, bins + 1).tolist(), "count": counts.tolist(),
+            "confidence": mean_confidence.tolist(), "accuracy": accuracy.tolist()}
+
+
+def expected_calibration_error(y_true: Sequence[int], probabilities: np.ndarray, bins: int = 15) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by their share of clips."""
+    table = reliability(y_true, probabilities, bins)
+    counts = np.asarray(table["count"], dtype=float)
+    gaps = np.abs(np.asarray(table["accuracy"]) - np.asarray(table["confidence"]))
+    return float((counts * gaps).sum() / counts.sum()) if counts.sum() else 0.0
+
+
+def brier_score(y_true: Sequence[int], probabilities: np.ndarray) -> float:
+    """Mean squared distance between the probability vector and the one-hot truth (summed over classes)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    onehot = np.eye(probabilities.shape[1])[np.asarray(y_true, dtype=int)]
+    return float(((probabilities - onehot) ** 2).sum(axis=1).mean()) if len(probabilities) else 0.0
+
+
 def report(
     y_true: Sequence[int],
     y_pred: Sequence[int],

@@ -15,7 +15,9 @@ Where `--backend onnx` finds its .onnx: `<model file stem>.onnx` next to the
 model file when that was exported from this very model file (a stale one is
 ignored with a warning); otherwise a copy exported once into
 `$EMOTIONNET_CACHE/onnx/<sha1 of the model file>.onnx` (default cache
-`~/.cache/emotionnet`) and reused from then on.
+`~/.cache/emotionnet`) and reused from then on. Either is used only when its
+answers on random windows agree with the model file's within 1e-4; otherwise it
+is ignored with a warning and the network is exported again in memory.
 
 The exporter is torch's TorchScript-based one (`dynamo=False`): it works
 offline with the pinned torch, needs no `onnxscript`, takes well under a second
@@ -34,8 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
 from emotionnet.models.file import METADATA_KEY
+from emotionnet.models.spec import ModelSpec, ModelSpecError
 
 OPSET = 17
 SHA1_KEY = f"{METADATA_KEY}.model_sha1"
@@ -50,25 +54,18 @@ class StaleOnnxWarning(UserWarning):
     """An .onnx next to a model file that was exported from another model file."""
 
 
+EXPORT_TOLERANCE = 1e-4  # largest |logit difference| to torch an export may show
+
+
 def cache_dir() -> Path:
-    # The same root as the feature cache (emotionnet.training.cache), not imported
-    # from there so that prediction never loads the training code.
-    return Path(os.environ.get("EMOTIONNET_CACHE", Path.home() / ".cache" / "emotionnet")) / "onnx"
-
-
-def input_shape(model: torch.nn.Module, metadata: dict) -> tuple[int, int]:
-    """(n_mels, frames) of one model input: the frames of the model's own window."""
-    from emotionnet.inference.recognizer import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.from_model(model, metadata)
-    return recognizer.features.n_mels, recognizer.frames(recognizer.window)
+    return cache_root() / "onnx"
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None) -> bytes:
     """The serialised ONNX model of `model`, its metadata stored in metadata_props."""
     import onnx
 
-    n_mels, frames = input_shape(model, metadata)
+    n_mels, frames = ModelSpec.from_metadata(metadata).input_shape
     example = torch.zeros(1, n_mels, frames)
     model = model.eval()
     proto = _export(model, example)
@@ -130,6 +127,19 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
+
+
+def difference(scorer: OnnxScorer, model: torch.nn.Module, seed: int = 0) -> float:
+    """The largest |logit difference| between an ONNX scorer and torch, on random input windows."""
+    check = torch.randn(4, scorer.n_mels, scorer.frames, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        expected = model(check)
+    return float(np.abs(scorer(check).numpy() - expected.numpy()).max())
+
+
+def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: ModelSpec, seed: int = 0) -> float:
+    """The largest |logit difference| between an exported .onnx file and torch."""
+    return difference(OnnxScorer(onnx_path, *spec.input_shape), model, seed)
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -201,9 +211,45 @@ class OnnxScorer:
         return torch.from_numpy(logits)
 
 
-def onnx_scorer(model_file: str | Path | None, model: torch.nn.Module, metadata: dict) -> OnnxScorer:
+def onnx_scorer(
+    model_file: str | Path | None, model: torch.nn.Module, metadata: dict, spec: ModelSpec
+) -> OnnxScorer:
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
-    n_mels, frames = input_shape(model, metadata)
+    n_mels, frames = spec.input_shape
     path = locate_onnx(model_file, model, metadata) if model_file is not None else None
-    source: str | Path | bytes = path if path is not None else export_bytes(model, metadata)
-    return OnnxScorer(source, n_mels, frames)
+    if path is not None:
+        # The SHA-1 tag names the model file an .onnx claims to come from; the answers verify it
+        # (a file with tampered weights and a copied tag would otherwise run, silently wrong).
+        scorer = OnnxScorer(path, n_mels, frames)
+        gap = difference(scorer, model)
+        if gap <= EXPORT_TOLERANCE:
+            return scorer
+        warnings.warn(f"{path} answers differently from {Path(model_file).name} (|logit difference| {gap:.1e}); "
+                      f"ignoring it (re-run 'emotionnet export --onnx {path} --model {model_file}')",
+                      StaleOnnxWarning, stacklevel=2)
+    return OnnxScorer(export_bytes(model, metadata), n_mels, frames)
+
+
+def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
+    """The scorer and the model description of an exported .onnx file (its metadata_props hold the JSON).
+
+    This is what `--model x.onnx` runs: the file the user exported, not the
+    shipped model's sibling (`recognizer.load_onnx_recognizer` wraps it).
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise OnnxBackendError(f"{onnx_path}: file not found")
+    try:
+        props = read_onnx_metadata(onnx_path)
+        metadata = json.loads(props[METADATA_KEY])
+        if not isinstance(metadata, dict):
+            raise ValueError("its metadata is not a JSON object")
+        spec = ModelSpec.from_metadata(metadata)
+    except ModelSpecError as exc:
+        raise OnnxBackendError(f"{onnx_path}: its model description is not valid ({exc})") from None
+    except KeyError:
+        raise OnnxBackendError(f"{onnx_path}: an ONNX file without EmotionNet metadata "
+                               "(write one with 'emotionnet export --onnx')") from None
+    except Exception as exc:  # not ONNX at all, or damaged
+        raise OnnxBackendError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    return OnnxScorer(onnx_path, *spec.input_shape), metadata

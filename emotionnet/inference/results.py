@@ -1,11 +1,71 @@
-"""The JSON object of one file's result, shared by `predict --json`, the HTTP service and batch jobs."""
+"""What prediction answers: a clip's emotion, a timeline over windows, a file's outcome."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 
-def file_result(path: str | None, timeline) -> dict:
-    """`{"path", "duration", "emotion", "confidence", "probabilities", "segments"?}` for one file.
+import numpy as np
 
-    `segments` is present when the audio is longer than one window (see `Timeline.to_dict`).
-    """
-    return {"path": path, **timeline.to_dict()}
+from emotionnet.labels import LABELS
+
+
+@dataclass
+class Prediction:
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    @classmethod
+    def from_probabilities(cls, probs: np.ndarray) -> Prediction:
+        best = int(np.argmax(probs))
+        return cls(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)})
+
+    def to_dict(self) -> dict:
+        return {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    speech: bool
+    prediction: Prediction | None  # None for non-speech
+
+    def to_dict(self) -> dict:
+        p = self.prediction
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "speech": self.speech,
+                "emotion": p.emotion if p else None, "confidence": p.confidence if p else None,
+                "probabilities": p.probabilities if p else None}
+
+
+@dataclass
+class Timeline:
+    duration: float
+    prediction: Prediction
+    segments: list[Segment] = field(default_factory=list)
+    speech: bool = True  # False when no window held speech: the answer is then a guess
+
+    def to_dict(self) -> dict:
+        data = {"duration": round(self.duration, 3), **self.prediction.to_dict()}
+        if len(self.segments) > 1:
+            data["segments"] = [s.to_dict() for s in self.segments]
+        return data
+
+
+@dataclass
+class FileResult:
+    """One input of a batch: its timeline, or the error that kept it from being scored."""
+
+    path: str
+    timeline: Timeline | None = None
+    error: str | None = None  # the AudioError message, naming the input and the problem
+
+    @property
+    def ok(self) -> bool:
+        return self.timeline is not None
+
+    def to_dict(self) -> dict:
+        """The `emotionnet predict --json` object of this file (or `{"path", "error"}`)."""
+        if self.timeline is None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, **self.timeline.to_dict()}

@@ -6,15 +6,17 @@ from torch import nn
 
 from emotionnet.models.cnn import CNN
 from emotionnet.models.crnn import CRNN
+from emotionnet.models.spec import default_hparams
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN, "crnn": CRNN}
 
 
 def build_model(arch: str, **hparams) -> nn.Module:
+    """An untrained `arch` network: `hparams` over the architecture's defaults (models/spec.py)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    if "channels" in hparams:
-        hparams["channels"] = tuple(hparams["channels"])
+    hparams = {**default_hparams(arch), **hparams}
+    hparams["channels"] = tuple(hparams["channels"])
     return ARCHITECTURES[arch](**hparams)
 
 

@@ -29,13 +29,15 @@ class ConvBlock(nn.Sequential):
 class CNN(nn.Module):
     def __init__(
         self,
-        n_mels: int = 64,
-        n_classes: int = 6,
-        channels: tuple[int, ...] = (32, 64, 128, 128),
-        convs_per_block: int = 1,
-        dropout: float = 0.3,
-        batch_norm: bool = True,  # False: the plain conv + ReLU + pool blocks of the seed design
+        *,
+        n_mels: int,
+        n_classes: int,
+        channels: tuple[int, ...],
+        convs_per_block: int,
+        dropout: float,
+        batch_norm: bool,  # False: the plain conv + ReLU + pool blocks of the seed design
     ):
+        # No defaults here: models/spec.py holds them, so a model is what its file says.
         super().__init__()
         blocks = []
         in_channels = 1

@@ -27,12 +27,14 @@ class AttentionPooling(nn.Module):
 class CRNN(nn.Module):
     def __init__(
         self,
-        n_mels: int = 64,
-        n_classes: int = 6,
-        channels: tuple[int, ...] = (32, 64, 96),
-        hidden: int = 96,
-        dropout: float = 0.3,
+        *,
+        n_mels: int,
+        n_classes: int,
+        channels: tuple[int, ...],
+        hidden: int,
+        dropout: float,
     ):
+        # No defaults here: models/spec.py holds them, so a model is what its file says.
         super().__init__()
         blocks = []
         in_channels = 1

@@ -52,13 +52,15 @@ class ServedModel:
 
     def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
         """Timelines of several decoded clips, their windows scored in shared batches."""
-        return self.recognizer.analyse(audios, window, hop)
+        from emotionnet.inference.arrays import timelines_of
+
+        return timelines_of(self.recognizer, audios, window, hop)
 
     def result(self, name: str | None, timeline) -> dict:
         """The `emotionnet predict --json` object of one clip."""
-        from emotionnet.inference.results import file_result
+        from emotionnet.inference.results import FileResult
 
-        return file_result(name, timeline)
+        return FileResult(name, timeline).to_dict()
 
     def stream_engine(self, hop: float, window: float | None = None):
         """A fresh live engine (one per WebSocket): results every `hop` seconds of audio."""

@@ -16,8 +16,9 @@ from emotionnet.streaming.sources import (
     MicrophoneSource,
     list_input_devices,
 )
+from emotionnet.streaming.tally import Tally
 
 __all__ = [
     "ArraySource", "Chunk", "FileSource", "MicrophoneError", "MicrophoneSource", "RingBuffer",
-    "StreamEngine", "StreamResult", "list_input_devices",
+    "StreamEngine", "StreamResult", "Tally", "list_input_devices",
 ]

@@ -7,7 +7,7 @@
 The last `window` seconds of audio sit in a ring buffer of fixed size, so an
 endless stream runs in constant memory. Every `hop` seconds the window is
 turned into log-mel features and scored by the recognizer's own code
-(`log_mel` and `EmotionRecognizer.score_windows`, the normalisation and
+(`log_mel` and `WindowScorer.score_windows`, the normalisation and
 padding included), so a streamed window gets exactly the probabilities that
 `recognizer.predict` gives for the same audio.
 
@@ -36,15 +36,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from emotionnet import vad
+from emotionnet.audio import MAX_ABS_SAMPLE
 from emotionnet.features import BandStats, log_mel
-from emotionnet.inference import vad
-from emotionnet.inference.recognizer import EmotionRecognizer, Prediction
+from emotionnet.inference.recognizer import EmotionRecognizer
+from emotionnet.inference.results import Prediction
+from emotionnet.inference.scoring import calibrated
 from emotionnet.labels import LABELS
+from emotionnet.models.spec import check_window
 
 DEFAULT_HOP = 0.5
-MIN_WINDOW = 1.0
+MIN_FLUSH_SECONDS = 0.1  # the least audio after the last hop that earns a result of its own
 
-# The gate (levels in dBFS, see emotionnet.inference.vad).
+# The gate (levels in dBFS, see emotionnet.vad).
 PEAK_DECAY_DB_PER_S = 1.0  # how fast the loudest-level estimate forgets a loud moment
 NOISE_MEMORY_S = 5.0  # the noise floor is the quietest frame of this much recent audio
 SPEECH_OVER_NOISE_DB = 10.0  # speech frames stand at least this far above the noise floor
@@ -193,7 +197,7 @@ class StreamResult:
 class StreamEngine:
     """Feed it chunks of 16 kHz mono float32; it returns a `StreamResult` every hop.
 
-    `window` (seconds, 1 s up to the model's window; default the model's) is the
+    `window` (seconds, 0.5 s up to the model's window; default the model's) is the
     audio each result hears; `hop` how often a result comes; `smoothing` the time
     constant in seconds of the moving average over speech windows (0: none);
     `reset_after` the seconds of non-speech after which smoothing starts afresh.
@@ -216,11 +220,7 @@ class StreamEngine:
         self.features = recognizer.features
         step = self.features.hop_length
         window = recognizer.window if window is None else window
-        if not MIN_WINDOW <= window <= recognizer.window + 1e-9:
-            raise ValueError(f"window must be between {MIN_WINDOW:g} s and the model's window, "
-                             f"{recognizer.window:g} s; got {window:g} s")
-        if not 0 < hop <= window:
-            raise ValueError(f"hop must be more than 0 s and at most the window ({window:g} s); got {hop:g} s")
+        check_window(window, hop, longest=recognizer.window)  # a stream holds at most the model's window
         # Whole feature frames, so every window starts on a frame boundary of the stream.
         self.window_samples = max(1, round(window * self.features.sample_rate / step)) * step
         self.hop_samples = max(1, round(hop * self.features.sample_rate / step)) * step
@@ -251,8 +251,9 @@ class StreamEngine:
         """Add a chunk; return the results of the hops it completes (often none or one)."""
         arrived = time.perf_counter() if arrived is None else arrived
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(samples)):
-            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        broken = ~np.isfinite(samples) | (np.abs(samples) > MAX_ABS_SAMPLE)
+        if broken.any():  # a glitch in a live stream is silence, not NaN levels and answers
+            samples = np.where(broken, np.float32(0.0), samples)
         results = []
         position = 0
         while position < samples.size:
@@ -265,8 +266,13 @@ class StreamEngine:
         return results
 
     def flush(self) -> list[StreamResult]:
-        """At the end of a stream: a last result for audio since the last hop, if any."""
-        if self._since_hop == 0 or self.buffer.total < max(self.features.n_fft, self.features.win_length):
+        """At the end of a stream: a last result for audio since the last hop, if there is enough.
+
+        A remainder shorter than `MIN_FLUSH_SECONDS` adds nothing the last hop did not say
+        and showed as the same time twice (2.02 s after 2.0 s); it is left out.
+        """
+        if self._since_hop < MIN_FLUSH_SECONDS * self.features.sample_rate \
+                or self.buffer.total < max(self.features.n_fft, self.features.win_length):
             return []
         return [self._score(time.perf_counter())]
 
@@ -299,8 +305,8 @@ class StreamEngine:
         if speech:
             # The recognizer's own path: normalise, fit to the model's frames, score.
             context = self.context.stats() if self.adapt else None
-            logits = self.recognizer.score_windows([mel], contexts=[context])[0].logits[0]
-            probs = torch.softmax(logits.float() / self.recognizer.temperature, dim=-1).numpy().astype(np.float64)
+            logits = self.recognizer.scoring.score_windows([mel], contexts=[context])[0].logits[0]
+            probs = calibrated(logits, self.recognizer.temperature).astype(np.float64)
             raw = {label: float(p) for label, p in zip(LABELS, probs)}
             prediction = Prediction.from_probabilities(self._smooth(probs, seconds))
             self._silent_for = 0.0

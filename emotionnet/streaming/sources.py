@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotionnet.audio import SAMPLE_RATE, AudioError, load_audio
+from emotionnet.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioError, audio_info, iter_audio_blocks
 from emotionnet.streaming.engine import Chunk
 
 BLOCK_SECONDS = 0.1
@@ -31,6 +31,8 @@ def _sounddevice():
         import sounddevice
     except OSError as exc:  # the Python package is there, the PortAudio library is not
         raise MicrophoneError(f"no microphone support: the PortAudio library is missing ({exc})") from None
+    except ImportError as exc:
+        raise MicrophoneError(f"no microphone support: the sounddevice package is missing ({exc})") from None
     return sounddevice
 
 
@@ -158,12 +160,43 @@ class ArraySource:
             yield Chunk(block, time.perf_counter())
 
 
-class FileSource(ArraySource):
-    """An audio file as a live source: decoded with `load_audio` (so any format and rate), then
-    given out in blocks like an `ArraySource`; real-time pace by default."""
+class FileSource:
+    """An audio file as a live source: decoded block by block (any format and rate, as
+    `iter_audio_blocks` reads it) and given out in chunks like an `ArraySource`; real-time
+    pace by default. Memory stays one decoding block, however long the file.
+
+    The file is checked when the source is made (it exists, its header reads, its
+    length is within `max_seconds`); damage further in raises AudioError while streaming.
+    """
 
     def __init__(self, path: str | Path, realtime: bool = True, block_seconds: float = BLOCK_SECONDS,
                  max_seconds: float | None = None):
-        super().__init__(load_audio(path, max_seconds=max_seconds), realtime, block_seconds)
-        self.path = Path(path)
+        self.path = path
+        self.realtime = realtime
+        self.block = max(1, round(block_seconds * SAMPLE_RATE))
+        self.max_seconds = max_seconds
+        _, self.duration = audio_info(path)
+        limit = DEFAULT_LIMITS.max_seconds if max_seconds is None else max_seconds
+        if self.duration > limit:
+            raise AudioError(f"{path}: too long ({self.duration:.1f} s; the limit is {limit:g} s)")
         self.name = str(path)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        begun, given = time.perf_counter(), 0
+        pending = np.zeros(0, np.float32)
+        for decoded in iter_audio_blocks(self.path, max_seconds=self.max_seconds):
+            pending = np.concatenate([pending, decoded]) if pending.size else decoded
+            whole = pending.size - pending.size % self.block
+            for start in range(0, whole, self.block):
+                given += self.block
+                yield self._paced(pending[start:start + self.block], begun, given)
+            pending = pending[whole:]
+        if pending.size:
+            yield self._paced(pending, begun, given + pending.size)
+
+    def _paced(self, block: np.ndarray, begun: float, given: int) -> Chunk:
+        if self.realtime:
+            delay = begun + given / SAMPLE_RATE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return Chunk(block, time.perf_counter())

@@ -19,15 +19,19 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    gain_db: float = 10.0
-    noise_p: float = 0.3
+    # Channel randomisation is strong on purpose: a user's clip comes from a room, a microphone
+    # and a codec that no corpus had, and the model must not learn the corpora's channels.
+    gain_db: tuple[float, float] = (-30.0, 10.0)  # a quiet microphone is commoner than a hot one
+    noise_p: float = 0.4
     snr_db: tuple[float, float] = (5.0, 30.0)
-    eq_p: float = 0.3
-    eq_db: float = 6.0
-    bandlimit_p: float = 0.15
-    reverb_p: float = 0.15
-    warp_p: float = 0.3
-    warp: float = 0.1
+    eq_p: float = 0.5
+    eq_db: float = 8.0
+    bandlimit_p: float = 0.3
+    reverb_p: float = 0.3
+    warp_p: float = 0.5  # vocal-tract-length warping: voices the corpora lack
+    warp: float = 0.12
+    tempo_p: float = 0.5  # speaking-rate perturbation, as speed perturbation varies it
+    tempo: float = 0.15
     freq_masks: int = 2
     freq_mask_width: int = 8
     time_masks: int = 2
@@ -89,7 +93,7 @@ def augment_power(log_mel: torch.Tensor, cfg: AugmentConfig, g: torch.Generator)
     power = power + (noisy * level)[:, None, None] * colour[:, :, None] * fluctuation
 
     # Gain changes the level relative to the fixed log offset, as a quiet recording would.
-    power = power * (10 ** (_uniform(b, -cfg.gain_db, cfg.gain_db, g) / 10))[:, None, None]
+    power = power * (10 ** (_uniform(b, *cfg.gain_db, g) / 10))[:, None, None]
     out = torch.log(power + 1e-6)
 
     # Vocal tract length warping: stretch the band axis by up to +-warp.
@@ -103,6 +107,20 @@ def augment_power(log_mel: torch.Tensor, cfg: AugmentConfig, g: torch.Generator)
         out, 1, high[:, :, None].expand(b, m, t)
     ) * frac
     return out
+
+
+def tempo_span(frames: int, cfg: AugmentConfig, g: torch.Generator) -> int:
+    """How many source frames to stretch or squeeze into `frames`: a random speaking rate."""
+    if float(torch.rand(1, generator=g)) >= cfg.tempo_p:
+        return frames
+    return max(1, round(frames * float(_uniform(1, 1 - cfg.tempo, 1 + cfg.tempo, g))))
+
+
+def stretch_time(log_mel: torch.Tensor, frames: int) -> torch.Tensor:
+    """(mels, span) -> (mels, frames) by linear interpolation along time."""
+    if log_mel.shape[-1] == frames:
+        return log_mel
+    return F.interpolate(log_mel[None], size=frames, mode="linear", align_corners=False)[0]
 
 
 def spec_augment(features: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:

@@ -13,32 +13,32 @@ import numpy as np
 import torch
 
 from emotionnet import __version__
+from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, select
 from emotionnet.evaluation.metrics import report, summary
 from emotionnet.features import FeatureConfig
-from emotionnet.inference.recognizer import EmotionRecognizer, ScoredWindows
+from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import save_model_file
+from emotionnet.models.spec import DEFAULT_ARCH, DEFAULT_ARCH_HPARAMS, DEFAULT_HOP, DEFAULT_WINDOW, ModelSpec
 from emotionnet.training.augment import AugmentConfig
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.cache import cached_log_mels
 from emotionnet.training.trainer import EpochCallback, FitConfig, fit
-
-DEFAULT_ARCH_HPARAMS = {
-    "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
-    "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
-}
 
 
 @dataclass
 class Recipe:
-    arch: str = "crnn"
+    arch: str = DEFAULT_ARCH
     hparams: dict = field(default_factory=dict)  # merged over DEFAULT_ARCH_HPARAMS[arch]
-    window: float = 3.0  # seconds the model sees at once
-    hop: float = 1.5  # seconds between windows of longer audio
+    window: float = DEFAULT_WINDOW  # seconds the model sees at once
+    hop: float = DEFAULT_HOP  # seconds between windows of longer audio
     augment: bool = True
-    own_context_p: float = 0.3  # `speaker` normalisation: share of clips trained as their own context
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)  # strengths, when `augment`
+    # `speaker` normalisation: the share of clips trained as their own context. A user's clip
+    # arrives alone, so nearly every training clip is read against its own speech (as it will
+    # be); the rest keep the model able to use a speaker's other audio when an API call gives it.
+    own_context_p: float = 0.9
     fit: FitConfig = field(default_factory=FitConfig)
     # Per speaker: what sets a clip apart from its speaker's usual voice (level, brightness,
     # range) is the emotion; per utterance that is normalised away (test UAR 0.668 alone, 0.720
@@ -52,6 +52,32 @@ class Recipe:
         data = asdict(self)
         data["features"] = self.features.to_dict()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        """The inverse of `to_dict`; keys left out keep their defaults, unknown keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown recipe key(s): {', '.join(sorted(unknown))}")
+        recipe = cls(**{k: v for k, v in data.items() if k not in ("fit", "features", "augmentation")})
+        if recipe.arch not in DEFAULT_ARCH_HPARAMS:
+            raise ValueError(f"unknown architecture {recipe.arch!r}; choose from {', '.join(DEFAULT_ARCH_HPARAMS)}")
+        recipe.fit = FitConfig(**data.get("fit", {}))
+        recipe.features = FeatureConfig.from_dict({**recipe.features.to_dict(), **data.get("features", {})})
+        augmentation = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("augmentation", {}).items()}
+        recipe.augmentation = AugmentConfig(**augmentation)
+        return recipe
+
+    @classmethod
+    def read(cls, path: str | Path) -> Recipe:
+        """A recipe written by `write` (or by `emotionnet tune`)."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a usable recipe file ({exc})") from None
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
 
 def _labels(records: list[Record]) -> np.ndarray:
@@ -101,33 +127,43 @@ def train_model(
     # Seeded before the model is built: its initial weights come from the global generator too.
     torch.manual_seed(recipe.fit.seed)
     model = build_model(recipe.arch, **hparams)
-    description = {"features": recipe.features.to_dict(), "temperature": 1.0,
-                   "inference": {"window": recipe.window, "hop": recipe.hop}}
+    spec = ModelSpec(recipe.arch, hparams, recipe.features, recipe.window, recipe.hop)
     frames = recipe.features.frames(recipe.features.samples_for_seconds(recipe.window))
     batches = BatchMaker(features["train"], splits["train"], recipe.features, frames,
-                         AugmentConfig() if recipe.augment else None, recipe.own_context_p)
+                         recipe.augmentation if recipe.augment else None, recipe.own_context_p)
     val_labels = _labels(splits["val"])
     # Each speaker's clips are normalised together, as `emotionnet evaluate` does.
-    contexts = {name: EmotionRecognizer.from_model(model, description).speaker_stats(
+    contexts = {name: WindowScorer(model, spec).speaker_stats(
         features[name], [r.group for r in splits[name]]) for name in ("val", "test")}
 
+    val_corpora = np.array([r.corpus for r in splits["val"]])
+
     def validate(m) -> dict:
-        scored = EmotionRecognizer.from_model(m, description).score_windows(features["val"], contexts=contexts["val"])
-        figures = summary(val_labels, clip_probabilities(scored, 1.0).argmax(axis=1))
-        return {"uar": figures["uar"], "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
+        # Each clip alone, as a user's arrives; the selection figure is the mean of the
+        # corpora's UARs, so a model cannot win by fitting the largest corpus's voices.
+        scored = WindowScorer(m, spec).score_windows(features["val"])
+        pred = clip_probabilities(scored, 1.0).argmax(axis=1)
+        figures = summary(val_labels, pred)
+        per_corpus = [summary(val_labels[val_corpora == c], pred[val_corpora == c])["uar"]
+                      for c in sorted(set(val_corpora))]
+        return {"uar": float(np.mean(per_corpus)), "val_uar_pooled": figures["uar"],
+                "val_accuracy": figures["accuracy"], "val_macro_f1": figures["macro_f1"]}
 
     out = Path(out)
     checkpoint = out.with_name(out.name + ".ckpt")
     result = fit(model, recipe.fit, batches, validate, checkpoint=checkpoint,
-                 callbacks=callbacks or [], progress=progress)
+                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits["train"]])
 
-    recognizer = EmotionRecognizer.from_model(model, description)
+    recognizer = WindowScorer(model, spec)
     scored = {name: recognizer.score_windows(features[name], contexts=contexts[name])
               for name in ("val", "test") if splits[name]}
-    if recipe.features.normalisation == "speaker" and splits["test"]:
-        # The same test clips scored one by one, each its own context, as a lone clip is.
-        scored["test_clip"] = recognizer.score_windows(features["test"])
-    temperature = calibrate_temperature(scored["val"], val_labels)
+    if recipe.features.normalisation == "speaker":
+        # The same clips scored one by one, each its own context, as a lone clip is.
+        scored["val_clip"] = recognizer.score_windows(features["val"])
+        if splits["test"]:
+            scored["test_clip"] = recognizer.score_windows(features["test"])
+    # Calibrated for the lone clip, the way a user's clip arrives.
+    temperature = calibrate_temperature(scored.get("val_clip", scored["val"]), val_labels)
     metrics = {}
     for name in scored:
         records = splits[name.removesuffix("_clip")]
@@ -136,8 +172,7 @@ def train_model(
         metrics[name] = {k: rep[k] for k in ("overall", "per_corpus", "per_class", "confusion")}
 
     meta = {
-        **description,
-        "sample_rate": recipe.features.sample_rate,
+        **spec.to_metadata(),
         "model": {"arch": recipe.arch, "hparams": hparams, "parameters": count_parameters(model)},
         "temperature": temperature,
         "training": {

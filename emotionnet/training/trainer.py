@@ -4,19 +4,30 @@ What happens around an epoch (printing, plotting) is the caller's business,
 passed in as callbacks; the loop itself only trains, validates, checkpoints.
 The checkpoint holds tensors and plain values only, so it reloads with
 `weights_only=True`, and a re-run with the same checkpoint path resumes.
+
+It is written at the end of every epoch, within an epoch every
+`CHECKPOINT_SECONDS`, and when Ctrl-C asks to stop (the step under way
+finishes first; a second Ctrl-C stops at once), so an interrupted run keeps
+its work even in its first epoch. A non-finite loss stops training with an
+error naming the batch and its clips; weights that are not finite are never
+returned, so never saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -47,6 +58,78 @@ class FitResult:
 
 
 EpochCallback = Callable[[int, dict], None]
+CHECKPOINT_SECONDS = float(os.environ.get("EMOTIONNET_CHECKPOINT_SECONDS", 120))  # within an epoch
+
+
+class TrainingError(ValueError):
+    """Training cannot go on: a non-finite loss or weights, or an unusable checkpoint."""
+
+
+class _StopRequest:
+    """Ctrl-C as a request: the loop saves a checkpoint at the next step boundary, then stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nemotionnet: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_requests_a_stop():
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only; Ctrl-C then interrupts as usual
+        return
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or "settings" not in state:
+            raise ValueError("not a training checkpoint")
+        return state
+    except Exception as exc:  # truncated, foreign or damaged: torch raises several types
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "re-run with --restart to start over") from None
+
+
+def _clip_names(indices: torch.Tensor, clip_names: Sequence[str] | None) -> str:
+    chosen = [int(i) for i in indices]
+    if clip_names is None:
+        return "training clips #" + ", #".join(map(str, chosen[:8]))
+    return ", ".join(clip_names[i] for i in chosen[:8]) + (" ..." if len(chosen) > 8 else "")
+
+
+def _non_finite_loss(epoch: int, step: int, indices: torch.Tensor, batches: BatchMaker, x: torch.Tensor,
+                     clip_names: Sequence[str] | None) -> TrainingError:
+    """The error for a NaN/inf loss, naming its cause: clips whose features are not finite (one such
+    clip also spoils its speaker's statistics), else the batch's clips with non-finite inputs, else
+    the whole batch."""
+    bad = [i for i, mel in enumerate(batches.log_mels) if not torch.isfinite(torch.as_tensor(mel).float()).all()]
+    bad_inputs = [int(i) for i, item in zip(indices, x) if not torch.isfinite(item).all()]
+    if bad:
+        what = f"non-finite features in {_clip_names(torch.tensor(bad), clip_names)}"
+    elif bad_inputs:
+        what = f"non-finite model input from {_clip_names(torch.tensor(bad_inputs), clip_names)}"
+    else:
+        what = f"the weights diverged (lower --lr?); the batch held {_clip_names(indices, clip_names)}"
+    return TrainingError(f"the loss is not finite at epoch {epoch}, step {step + 1}: {what}; nothing was saved")
+
+
+def _check_finite(state: dict, what: str) -> None:
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise TrainingError(f"{what} hold non-finite values ({', '.join(bad[:3])}); nothing was saved")
 
 
 def _device() -> torch.device:
@@ -59,9 +142,27 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy over the classes each clip's corpus has, label smoothing spread over those only.
+
+    A class a corpus lacks is neither a target nor a competitor for its clips: the loss
+    never teaches that a corpus's voices are never, say, disgusted.
+    """
+    log_probs = torch.log_softmax(logits.float().masked_fill(~present, float("-inf")), dim=-1)
+    log_probs = log_probs.masked_fill(~present, 0.0)
+    target = log_probs.gather(1, labels[:, None])[:, 0]
+    spread = log_probs.sum(dim=-1) / present.sum(dim=-1)
+    return -((1 - smoothing) * target + smoothing * spread).mean()
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError as exc:  # torch's writer reports a missing folder or a full disk this way
+        raise TrainingError(f"{path}: cannot write the checkpoint ({exc})") from None
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last checkpoint
 
 
@@ -73,8 +174,21 @@ def fit(
     checkpoint: str | Path | None = None,
     callbacks: Sequence[EpochCallback] = (),
     progress: bool = True,
+    clip_names: Sequence[str] | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> FitResult:
-    """Train `model`; `validate(model)` returns a dict with at least `uar`."""
+    """Train `model`; `validate(model)` returns a dict with at least `uar`.
+
+    `clip_names` (one per training clip, as `batches` holds them) name the clips
+    of a batch whose loss is not finite.
+    """
+    with _ctrl_c_requests_a_stop() as stop:
+        return _fit(model, config, batches, validate, checkpoint, callbacks, progress, clip_names,
+                    checkpoint_seconds, stop)
+
+
+def _fit(model, config, batches, validate, checkpoint, callbacks, progress, clip_names, checkpoint_seconds,
+         stop: _StopRequest) -> FitResult:
     device = _device()
     # channels-last lets oneDNN pick its fast convolution kernels (about 2x on this CPU in bf16).
     model.to(device, memory_format=torch.channels_last)
@@ -89,12 +203,12 @@ def fit(
     ema = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_metrics={"uar": -1.0})
-    start_epoch, elapsed = 1, 0.0
+    start_epoch, start_step, running, elapsed = 1, 0, 0.0, 0.0
 
     checkpoint = Path(checkpoint) if checkpoint else None
     settings = {**asdict(config), "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters())}
     if checkpoint and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = _load_checkpoint(checkpoint, device)
         if state.get("settings") != settings:
             raise ValueError(f"{checkpoint} was written by a different training setup; "
                              "re-run with --restart to start over, or delete it")
@@ -106,20 +220,41 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         result = FitResult(state["best_state"], state["best_epoch"], state["best_metrics"], state["history"])
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
-        print(f"resuming from {checkpoint} after epoch {state['epoch']}", flush=True)
+        start_step, running = state.get("step", 0), state.get("running_loss", 0.0)
+        within = f", step {start_step} of epoch {start_epoch}" if start_step else ""
+        print(f"resuming from {checkpoint} after epoch {state['epoch']}{within}", flush=True)
+
+    def save(epoch_done: int, step: int, running_loss: float, seconds: float) -> None:
+        """`epoch_done` epochs complete, plus `step` steps of the next one."""
+        if checkpoint:
+            _save_checkpoint(checkpoint, {
+                "settings": settings, "epoch": epoch_done, "step": step, "running_loss": running_loss,
+                "seconds": seconds, "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "best_state": result.best_state, "best_epoch": result.best_epoch,
+                "best_metrics": result.best_metrics, "history": result.history,
+            })
 
     for epoch in range(start_epoch, config.epochs + 1):
         if epoch - result.best_epoch > config.patience and result.best_epoch > 0:
             break
         began = time.perf_counter()
+        last_save = began
         model.train()
-        total, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        first = start_step if epoch == start_epoch else 0
+        total = running if epoch == start_epoch else 0.0
+        bar = tqdm(range(first, steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False,
+                   initial=first, total=steps)
         for step in bar:
-            x, y = batches.batch(batches.indices(config.batch_size, generator), generator)
-            x, y = x.to(device, non_blocking=True).contiguous(), y.to(device, non_blocking=True)
+            indices = batches.indices(config.batch_size, generator)
+            x, y, present = batches.batch(indices, generator)
+            x, y, present = x.to(device).contiguous(), y.to(device), present.to(device)
             with _autocast(device, config.mixed_precision):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = masked_cross_entropy(logits, y, present, config.label_smoothing)
+            if not math.isfinite(loss.item()):
+                raise _non_finite_loss(epoch, step, indices, batches, x, clip_names)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -127,6 +262,12 @@ def fit(
             ema.update_parameters(model)
             total += loss.item()
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
+            now = time.perf_counter()
+            if stop.requested or now - last_save >= checkpoint_seconds:
+                save(epoch - 1, step + 1, total, elapsed + now - began)
+                last_save = now
+                if stop.requested:
+                    raise KeyboardInterrupt
         averaged = ema.module.eval()
         if device.type == "cuda":
             torch.cuda.empty_cache()  # give back training activations before validation
@@ -139,15 +280,11 @@ def fit(
             result.best_epoch, result.best_metrics = epoch, metrics
         for callback in callbacks:
             callback(epoch, metrics)
-        if checkpoint:
-            _save_checkpoint(checkpoint, {
-                "settings": settings, "epoch": epoch, "seconds": elapsed, "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "best_state": result.best_state, "best_epoch": result.best_epoch,
-                "best_metrics": result.best_metrics, "history": result.history,
-            })
+        save(epoch, 0, 0.0, elapsed)
+        if stop.requested:
+            raise KeyboardInterrupt
     result.seconds = elapsed
+    _check_finite(result.best_state, "the trained weights")
     model.load_state_dict(result.best_state)
     model.to("cpu").eval()
     return result

@@ -7,9 +7,11 @@ bytes, not the path, so a moved or renamed corpus still hits the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,11 +36,14 @@ def _config_key(config: FeatureConfig) -> str:
 
 def _compute(job: tuple[str, str, FeatureConfig]) -> tuple[str, str | None]:
     path, target, config = job
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         features = log_mel(load_audio(path), config).numpy().astype(np.float16)
     except AudioError as exc:
         return path, str(exc)
+    finally:
+        torch.set_num_threads(threads)
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{target}.{os.getpid()}.tmp.npy"
     np.save(tmp, features)
@@ -70,5 +75,34 @@ def cached_log_mels(
             for path, error in tqdm(done, total=len(jobs), desc="features", unit="clip", disable=not progress):
                 if error:
                     errors[path] = error
-    features = [None if p in errors else np.load(t) for p, t in zip(paths, targets)]
+    features = [None if p in errors else _load_or_rebuild(p, t, config, errors) for p, t in zip(paths, targets)]
     return features, errors
+
+
+def _load_or_rebuild(path: str, target: str, config: FeatureConfig, errors: dict[str, str]) -> np.ndarray | None:
+    """A cached feature file; one that is damaged (a crash mid-write, a full disk) is computed again."""
+    try:
+        return _read(target)
+    except (OSError, ValueError, EOFError) as exc:
+        print(f"emotionnet: warning: rebuilding the damaged cached features {target} of {path} ({exc})",
+              file=sys.stderr)
+    with contextlib.suppress(OSError):
+        os.remove(target)
+    _, error = _compute((path, target, config))
+    if error:
+        errors[path] = error
+        return None
+    try:
+        return _read(target)
+    except (OSError, ValueError, EOFError) as exc:
+        errors[path] = f"{path}: cannot cache its features in {target} ({exc})"
+        return None
+
+
+def _read(target: str) -> np.ndarray:
+    features = np.load(target, allow_pickle=False)
+    if features.ndim != 2 or features.dtype != np.float16:
+        raise ValueError(f"expected a 2-D float16 array, found {features.dtype} {features.shape}")
+    if not np.isfinite(features).all():
+        raise ValueError("it holds non-finite values")
+    return features

@@ -1,0 +1,279 @@
+"""What the benchmark scripts share, so that none imports another.
+
+- where things are: the repository, the corpora (`--data`), paths as reports show them;
+- the data: the corpora's ids and titles, at most N clips per group (smoke runs), counts;
+- the machine: CPU, cores, load, versions (`machine_info`);
+- measured runs: a command as a fresh process, its wall time and peak memory (`run_measured`);
+- generated speech: a speech-like test signal (also the tests' `voiced`);
+- the tail of every `main()`: the table printed, the full result written as JSON (`finish`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
+    sys.path.insert(0, str(REPO_ROOT))
+
+from emotionnet.corpora import Collection, Record, split_of  # noqa: E402
+
+DEFAULT_DATA = "../shared/data"  # relative to the repository root
+SAMPLE_RATE = 16_000
+CORPORA = ("crema-d", "ravdess", "tess", "savee")  # split v1, the benchmarks' in-domain protocol
+ALL_CORPORA = (*CORPORA, "nemo", "ased", "turev")  # split v2
+CORPUS_TITLES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "tess": "TESS", "savee": "SAVEE",
+                 "nemo": "nEMO", "ased": "ASED", "turev": "TurEV-DB"}
+
+
+# --------------------------------------------------------------------------- where things are
+
+def resolve_data(data: str | os.PathLike | None) -> Path:
+    """A relative data path is taken relative to the repository root."""
+    path = Path(data if data is not None else DEFAULT_DATA).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path for reports: relative to the repository when inside it, else its name only."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return path.name
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """The machine and versions a result was measured on, with the load average at the start."""
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for name in ("onnxruntime", "opensmile"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return {
+        "cpu": cpu_model(), "cores": cores, "usable_cores": usable,
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------- the data
+
+def limited(records: Sequence[Record], limit: int | None, seed: int = 0) -> list[Record]:
+    """At most `limit` records per (split, corpus, emotion), chosen by a seeded shuffle."""
+    if not limit:
+        return list(records)
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(split_of(r), r.corpus, r.emotion)].append(r)
+    rng = random.Random(seed)
+    chosen: list[Record] = []
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda r: r.path)
+        chosen.extend(rng.sample(group, min(limit, len(group))))
+    return chosen
+
+
+def count_per_corpus(records: Sequence[Record]) -> dict[str, int]:
+    """Records per corpus, sorted by corpus id."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        counts[r.corpus] += 1
+    return dict(sorted(counts.items()))
+
+
+# --------------------------------------------------------------------------- measured runs
+
+def tree_memory_mb(root: int) -> float:
+    """Memory of a process and all its descendants now: summed PSS (VmRSS where PSS is unreadable)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    total_kb, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+            try:
+                lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
+            except OSError:
+                continue
+            found = [int(line.split()[1]) for line in lines if line.startswith(key)]
+            if found:
+                total_kb += found[0]
+                break
+    return total_kb / 1024
+
+
+# The child is started by a small process of its own: a child forked straight from this large
+# benchmark process would count the parent's pages, shared before exec, in its ru_maxrss.
+_PEAK_RSS_WRAPPER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def run_measured(command: Sequence[str], env: dict | None = None, log: Path | None = None,
+                 sample_every: float | None = None) -> dict:
+    """Run a command as a fresh process: its wall time, exit status and peak RSS (wait4 rusage).
+
+    The RSS is the largest of the process and its waited-for descendants (Linux ru_maxrss, in KiB).
+    With `sample_every` seconds, the summed memory of the whole process tree is also sampled
+    (`peak_tree_mb`: PSS, so shared library pages are not counted once per worker).
+    """
+    import threading
+
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    peak_tree = [0.0]
+    stop = threading.Event()
+    try:
+        rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
+        t0 = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-c", _PEAK_RSS_WRAPPER, rss_file, *command],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+        sampler = None
+        if sample_every and Path("/proc").is_dir():
+            def sample() -> None:
+                while not stop.wait(sample_every):
+                    peak_tree[0] = max(peak_tree[0], tree_memory_mb(process.pid))
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - t0
+        stop.set()
+        if sampler:
+            sampler.join()
+    finally:
+        if log:
+            out.close()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    peak_kib = int(Path(rss_file).read_text() or 0) if Path(rss_file).stat().st_size else usage.ru_maxrss
+    Path(rss_file).unlink()
+    result = {"wall_s": wall, "rc": process.returncode, "peak_rss_mb": peak_kib / 1024,
+              "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
+    if sample_every:
+        result["peak_tree_mb"] = peak_tree[0]
+    return result
+
+
+# --------------------------------------------------------------------------- generated speech
+
+def speech_like(seconds: float, f0: float = 140.0, seed: int = 0, sample_rate: int = SAMPLE_RATE,
+                random_phase: bool = False, speech_every: tuple[float, float] | None = None) -> np.ndarray:
+    """A gliding harmonic tone with syllable-rate bursts and a little noise: speech to a level gate.
+
+    `random_phase` starts the syllable rhythm at a seeded phase (clips that differ); `speech_every`
+    = (speech, period) seconds keeps the bursts to the first `speech` seconds of every `period`,
+    leaving room noise in between.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = f0 * (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    offset = rng.uniform(0, 6) if random_phase else 0.0
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t + offset)) ** 2
+    if speech_every:
+        envelope = envelope * ((t % speech_every[1]) < speech_every[0])
+    return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the tail of main()
+
+def write_json(path: str | Path | None, result: dict) -> None:
+    """Write `result` to `path` (folders made as needed); nothing when `path` is None."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def finish(result: dict, text: str, json_path: str | Path | None) -> int:
+    """Print a benchmark's table, write its full result as JSON (when asked): exit status 0."""
+    print(text)
+    write_json(json_path, result)
+    return 0
+
+
+# --------------------------------------------------------------------------- trained models
+
+def clips_key(records: Sequence[Record]) -> str:
+    """A hash of which clips are in which split (by corpus and file name, never by absolute path)."""
+    lines = sorted(f"{r.corpus}|{Path(r.path).name}|{split_of(r)}|{r.emotion}" for r in records)
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
+
+
+def model_name(name: str, seed: int, recipe, records: Sequence[Record]) -> str:
+    key = hashlib.sha1(json.dumps({"recipe": recipe.to_dict(), "clips": clips_key(records)},
+                                  sort_keys=True).encode()).hexdigest()[:12]
+    return f"{name}-seed{seed}-{key}.safetensors"
+
+
+def train_or_reuse(name: str, seed: int, collection: Collection, recipe, cache: Path, retrain: bool = False,
+                   progress: bool = True) -> tuple[Path, dict, bool]:
+    """(model file, its metadata, whether it was reused) for one training.
+
+    Trained files are kept in `cache` under a name hashing the recipe and the clips, so a
+    re-run reuses a finished training and resumes an interrupted one from its checkpoint.
+    """
+    from emotionnet.models.file import ModelFileError, read_model_file
+    from emotionnet.training.recipe import train_model
+
+    out = cache / model_name(name, seed, recipe, collection.records)
+    if out.is_file() and not retrain:
+        try:
+            return out, read_model_file(out)[1], True
+        except ModelFileError:
+            pass  # a broken file: train again
+    if retrain:
+        out.with_name(out.name + ".ckpt").unlink(missing_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def show(epoch: int, m: dict) -> None:
+        if progress:
+            print(f"{name}: seed {seed} epoch {epoch:3d}  loss {m['loss']:.3f}  val UAR {m['uar']:.3f}  "
+                  f"{m['seconds']:.0f} s", file=sys.stderr, flush=True)
+
+    if progress:
+        print(f"training {name} seed {seed} ({len(collection.records)} clips) -> {out.name}",
+              file=sys.stderr, flush=True)
+    meta = train_model(collection, out, recipe, callbacks=[show], progress=False)
+    return out, meta, False

@@ -1,0 +1,429 @@
+"""Generalisation of a model file: does it hear emotion, or the corpora it learnt?
+
+One run measures, on split v2 of the seven corpora in ../shared/data (DESIGN.md,
+"Evaluation protocol"):
+
+- in-domain: test UAR per corpus with each clip alone (the headline), and with the
+  two contexts a user could have: 5 other clips of the speaker drawn at random, and
+  the speaker's neutral clips only (each with the clip itself);
+- collapse (share of the most-predicted class) and calibration (ECE with 15 bins,
+  Brier score, a reliability diagram) for every row;
+- leave-one-corpus-out over the seven corpora: the default recipe trained on the
+  other six corpora's train splits (selected on their val splits), the held-out
+  corpus's test split scored clip by clip; and the classic peers (eGeMAPS and
+  ComParE SVMs, the latter also standardised per speaker) on the same LOCO;
+- the channel suite: a stratified subset of the test split replayed through
+  channels no training clip went through (emotionnet.evaluation.channels), the
+  UAR drop per channel.
+
+    python benchmarks/generalisation.py --json docs/results/generalisation.json \
+        --plot docs/results/reliability.png > docs/results/generalisation.md
+    python benchmarks/generalisation.py --model my.safetensors --only in-domain,channels
+    python benchmarks/generalisation.py --only loco --loco-epochs 6 --loco-steps 120 --loco-ema-decay 0.99
+                                                                  # LOCO on a budget (2-core CPU)
+
+LOCO models are kept under $EMOTIONNET_CACHE/benchmarks/generalisation/, named by
+recipe and clips, so a re-run reuses them (and resumes an interrupted one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import peer_methods as peers  # noqa: E402
+from benchmarks.common import ALL_CORPORA as CORPORA  # noqa: E402
+from benchmarks.common import CORPORA as V1_CORPORA  # noqa: E402
+from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, machine_info, resolve_data, shown, train_or_reuse, write_json  # noqa: E402
+from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
+from emotionnet.digest import file_digest  # noqa: E402
+from emotionnet.evaluation.metrics import (  # noqa: E402
+    brier_score,
+    collapse,
+    expected_calibration_error,
+    reliability,
+    summary,
+)
+from emotionnet.labels import LABEL_INDEX  # noqa: E402
+
+SECTIONS = ("in-domain", "loco", "peers", "channels")
+CONTEXTS = ("alone", "random5", "neutral")
+PEER_METHODS = ("egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker")
+TARGETS = {"test_uar_v1": 0.72, "test_uar_new": 0.70, "loco_mean": 0.55, "collapse": 0.30,
+           "channel_drop": 0.05, "ece_test": 0.05, "ece_loco": 0.10}
+
+
+def default_cache() -> Path:
+    from emotionnet.cache import cache_root
+
+    return cache_root() / "benchmarks" / "generalisation"
+
+
+# --------------------------------------------------------------------------- scoring
+
+def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.ndarray:
+    """(clips, classes) calibrated clip probabilities, as `predict` computes them."""
+    scored = recognizer.scoring.score_windows(mels, contexts=contexts)
+    return np.stack([s.clip_probabilities(recognizer.temperature) for s in scored])
+
+
+def figures(y: np.ndarray, probs: np.ndarray) -> dict:
+    """UAR, accuracy, macro-F1, collapse, ECE and Brier of clip probabilities."""
+    pred = probs.argmax(axis=1)
+    return {**summary(y, pred), "collapse": collapse(pred),
+            "ece": expected_calibration_error(y, probs), "brier": brier_score(y, probs)}
+
+
+def table(records: Sequence[Record], probs: np.ndarray) -> dict:
+    """Figures over all clips, over the four v1 corpora's clips (the v1 target's figure), and per corpus."""
+    y = np.array([LABEL_INDEX[r.emotion] for r in records])
+    corpora = np.array([r.corpus for r in records])
+    v1 = np.isin(corpora, V1_CORPORA)
+    return {"overall": figures(y, probs), "overall_v1": figures(y[v1], probs[v1]) if v1.any() else None,
+            "per_corpus": {c: figures(y[corpora == c], probs[corpora == c]) for c in CORPORA if (corpora == c).any()}}
+
+
+def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int) -> list:
+    """Each clip's normalisation statistics under a context a user could have (None: alone).
+
+    `random5`: the clip and 5 other clips of its speaker drawn at random; `neutral`: the
+    clip and its speaker's neutral clips (alone where the speaker has none).
+    """
+    from emotionnet.features import band_stats
+
+    if kind == "alone":
+        return [None] * len(records)
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_speaker[r.group].append(i)
+    rng = np.random.default_rng(seed)
+    contexts = []
+    for i, r in enumerate(records):
+        others = [j for j in by_speaker[r.group] if j != i]
+        if kind == "neutral":
+            others = [j for j in others if records[j].emotion == "neutral"]
+        else:
+            others = sorted(rng.choice(others, size=min(5, len(others)), replace=False).tolist()) if others else []
+        contexts.append(band_stats([mels[i]] + [mels[j] for j in others]) if others else None)
+    return contexts
+
+
+def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
+    from emotionnet.cache import cached_log_mels
+
+    mels, errors = cached_log_mels([r.path for r in records], config, progress=progress)
+    for message in errors.values():
+        print(f"generalisation: skipped {message}", file=sys.stderr)
+    kept = [(r, m) for r, m in zip(records, mels) if m is not None]
+    return [r for r, _ in kept], [m for _, m in kept]
+
+
+# --------------------------------------------------------------------------- sections
+
+def run_in_domain(recognizer, test: list[Record], seed: int, progress: bool) -> dict:
+    records, mels = load_split(test, recognizer.features, progress)
+    out = {}
+    for kind in CONTEXTS:
+        if kind != "alone" and recognizer.features.normalisation != "speaker":
+            continue  # the model normalises each window by itself: a context changes nothing
+        probs = probabilities(recognizer, mels, speaker_contexts(records, mels, kind, seed))
+        out[kind] = table(records, probs)
+        if kind == "alone":
+            y = np.array([LABEL_INDEX[r.emotion] for r in records])
+            out[kind]["reliability"] = reliability(y, probs)
+    return out
+
+
+def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None, steps: int | None,
+             ema_decay: float | None, seed: int, cache: Path, progress: bool) -> dict:
+    """The default recipe trained without each corpus; that corpus's test split scored clip by clip."""
+    from emotionnet.inference.recognizer import EmotionRecognizer
+    from emotionnet.training.recipe import Recipe
+
+    result = {}
+    for held_out in corpora:
+        train = [r for r in collection.records if r.corpus != held_out and split_of(r) in ("train", "val")]
+        test = [r for r in collection.records if r.corpus == held_out and split_of(r) == "test"]
+        if not train or not test:
+            continue
+        recipe = Recipe()
+        recipe.fit.seed = seed
+        if epochs:
+            recipe.fit.epochs = epochs
+        if steps:
+            recipe.fit.steps_per_epoch = steps
+        if ema_decay:  # a shorter run needs a shorter weight average, or it averages in the initial weights
+            recipe.fit.ema_decay = ema_decay
+        subset = Collection(records=train, skipped=collection.skipped, excluded=collection.excluded)
+        started = time.perf_counter()
+        path, meta, reused = train_or_reuse(f"loco-{held_out}", seed, subset, recipe, cache, progress=progress)
+        recognizer = EmotionRecognizer(path)
+        records, mels = load_split(test, recognizer.features, progress)
+        y = np.array([LABEL_INDEX[r.emotion] for r in records])
+        result[held_out] = {**figures(y, probabilities(recognizer, mels)), "model_file": path.name,
+                            "epochs": meta["training"]["epochs"], "best_epoch": meta["training"]["best_epoch"],
+                            "reused": reused, "seconds": round(time.perf_counter() - started, 1)}
+    return result
+
+
+def run_peers_loco(collection: Collection, corpora: Sequence[str], progress: bool) -> dict:
+    """The classic peers on the same LOCO (features cached under $EMOTIONNET_CACHE/opensmile)."""
+    records = collection.records
+    features: dict[str, dict] = {}
+    result = {}
+    for method in PEER_METHODS:
+        feature_set = peers.METHODS[method]["feature_set"]
+        if feature_set not in features:
+            features[feature_set], _ = peers.extract_features([r.path for r in records], feature_set, progress=progress)
+        print(f"generalisation: {method}: leave-one-corpus-out", file=sys.stderr)
+        result[method] = peers.leave_one_corpus_out(method, records, features[feature_set], corpora)
+    return result
+
+
+def stratified(records: Sequence[Record], per_class: int, seed: int) -> list[Record]:
+    """At most `per_class` clips of each (corpus, emotion), chosen by a seeded shuffle."""
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r.corpus, r.emotion)].append(r)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda r: r.path)
+        chosen.extend(group[i] for i in sorted(rng.permutation(len(group))[:per_class]))
+    return chosen
+
+
+def run_channels(recognizer, test: list[Record], per_class: int, seed: int, progress: bool) -> dict:
+    """Clean and channel-degraded UAR on the same clips; the drop per channel."""
+    from tqdm import tqdm
+
+    from emotionnet.audio import AudioError, load_audio
+    from emotionnet.evaluation.channels import CHANNELS
+    from emotionnet.features import log_mel
+
+    subset = stratified(test, per_class, seed)
+    audio, records = [], []
+    for r in subset:
+        try:
+            audio.append(load_audio(r.path))
+            records.append(r)
+        except AudioError as exc:
+            print(f"generalisation: skipped {exc}", file=sys.stderr)
+
+    def score(clips: list[np.ndarray]) -> dict:
+        probs = probabilities(recognizer, [log_mel(a, recognizer.features) for a in clips])
+        return table(records, probs)
+
+    clean = score(audio)
+    out = {"clips": len(records), "per_class": per_class, "clean": clean, "channels": {}}
+    for name, channel in CHANNELS.items():
+        rng = np.random.default_rng(seed)
+        degraded = [channel(a, rng) for a in tqdm(audio, desc=name, unit="clip", disable=not progress, leave=False)]
+        figures_ = score(degraded)
+        figures_["drop"] = clean["overall"]["uar"] - figures_["overall"]["uar"]
+        out["channels"][name] = figures_
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, loco_steps: int | None,
+        loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool) -> dict:
+    from emotionnet.inference.recognizer import EmotionRecognizer
+
+    started = time.perf_counter()
+    collection = find_records([data])
+    test = select(collection.records, "test")
+    recognizer = EmotionRecognizer(model)
+    result = {
+        "benchmark": "generalisation", "split": SPLIT_NAME, "model_file": shown(model),
+        "sha256": file_digest(model, "sha256"), "normalisation": recognizer.features.normalisation,
+        "temperature": recognizer.temperature, "data": {"clips": collection.per_corpus(), "test": len(test),
+                                                        "excluded": [Path(p).stem for p in collection.excluded]},
+        "machine": machine_info(), "targets": TARGETS,
+    }
+    if "in-domain" in only:
+        result["in_domain"] = run_in_domain(recognizer, test, seed, progress)
+    if "loco" in only:
+        result["loco"] = run_loco(collection, CORPORA, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
+        result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
+    if "peers" in only:
+        result["peers_loco"] = run_peers_loco(collection, CORPORA, progress)
+    if "channels" in only:
+        result["channels"] = run_channels(recognizer, test, channel_clips, seed, progress)
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def format_markdown(result: dict) -> str:
+    lines = [f"# Generalisation of `{result['model_file']}` (split {result['split']})", "",
+             f"sha256 `{result['sha256'][:16]}…`, normalisation `{result['normalisation']}`, "
+             f"temperature {result['temperature']:.3f}; {result['machine']}", ""]
+    corpora = [c for c in CORPORA if c in result["data"]["clips"]]
+    header = "| | all seven | v1 four | " + " | ".join(TITLES[c] for c in corpora) + " |"
+    rule = "|---" * (len(corpora) + 3) + "|"
+    if "in_domain" in result:
+        lines += ["## Test UAR, split v2", "", header, rule]
+        names = {"alone": "each clip alone", "random5": "with 5 random clips of the speaker",
+                 "neutral": "with the speaker's neutral clips"}
+        for kind, rows in result["in_domain"].items():
+            lines.append(f"| {names[kind]} | {_f(rows['overall']['uar'])} | {_f((rows['overall_v1'] or {}).get('uar'))} | "
+                         + " | ".join(_f(rows["per_corpus"].get(c, {}).get("uar")) for c in corpora) + " |")
+        alone = result["in_domain"]["alone"]
+        for key, title in (("collapse", "collapse, alone"), ("ece", "ECE, alone"), ("brier", "Brier, alone")):
+            lines.append(f"| {title} | {_f(alone['overall'][key])} | {_f((alone['overall_v1'] or {}).get(key))} | "
+                         + " | ".join(_f(alone["per_corpus"].get(c, {}).get(key)) for c in corpora) + " |")
+        lines.append("")
+    if "loco" in result or "peers_loco" in result:
+        lines += ["## Leave-one-corpus-out, test UAR of the held-out corpus (each clip alone)", "",
+                  "| | mean | " + " | ".join(TITLES[c] for c in CORPORA) + " |", "|---" * (len(CORPORA) + 2) + "|"]
+        rows = []
+        if "loco" in result:
+            loco = result["loco"]
+            budget = result.get("loco_budget", {})
+            rows.append((f"EmotionNet default recipe ({budget.get('epochs') or 'the recipe’s'} epochs at most, "
+                         f"{budget.get('steps_per_epoch') or 'a pass of the clips'} steps each)", loco, "uar"))
+            rows.append(("EmotionNet: collapse", loco, "collapse"))
+            rows.append(("EmotionNet: ECE", loco, "ece"))
+        for method, table_ in result.get("peers_loco", {}).items():
+            rows.append((peers.METHODS[method]["title"], table_, "uar"))
+        for title, table_, key in rows:
+            values = [table_.get(c, {}).get(key) for c in CORPORA]
+            present = [v for v in values if v is not None]
+            mean = float(np.mean(present)) if present else None
+            lines.append(f"| {title} | {_f(mean)} | " + " | ".join(_f(v) for v in values) + " |")
+        lines.append("")
+    if "channels" in result:
+        ch = result["channels"]
+        lines += [f"## Channel suite ({ch['clips']} test clips, at most {ch['per_class']} per corpus and emotion)", "",
+                  "| channel | UAR | drop | collapse | ECE |", "|---|---|---|---|---|",
+                  f"| clean | {_f(ch['clean']['overall']['uar'])} | | {_f(ch['clean']['overall']['collapse'])} | "
+                  f"{_f(ch['clean']['overall']['ece'])} |"]
+        for name, row in ch["channels"].items():
+            lines.append(f"| {name} | {_f(row['overall']['uar'])} | {row['drop']:+.3f} | "
+                         f"{_f(row['overall']['collapse'])} | {_f(row['overall']['ece'])} |")
+        lines.append("")
+    lines += ["## Targets (DESIGN.md)", ""] + [f"- {v}" for v in verdicts(result)]
+    lines += ["", f"Wall time {result['wall_seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(result: dict) -> list[str]:
+    out = []
+    alone = result.get("in_domain", {}).get("alone")
+    if alone:
+        pc = alone["per_corpus"]
+        if alone["overall_v1"]:
+            v1 = alone["overall_v1"]["uar"]
+            out.append(f"split v1 corpora test UAR alone {v1:.3f} (target >= 0.72): {'met' if v1 >= 0.72 else 'MISSED'}")
+        for c, target in (("crema-d", 0.65), ("ravdess", 0.70), ("tess", 0.98), ("savee", 0.50)):
+            if c in pc:
+                ok = pc[c]["uar"] >= target
+                out.append(f"{TITLES[c]} test UAR alone {pc[c]['uar']:.3f} (target >= {target:.2f}): "
+                           f"{'met' if ok else 'MISSED'}")
+        for c in ("nemo", "ased", "turev"):
+            if c in pc:
+                ok = pc[c]["uar"] >= TARGETS["test_uar_new"]
+                out.append(f"{TITLES[c]} test UAR alone {pc[c]['uar']:.3f} (target >= 0.70): {'met' if ok else 'MISSED'}")
+        ece = alone["overall"]["ece"]
+        out.append(f"ECE on test {ece:.3f} (target <= 0.05): {'met' if ece <= TARGETS['ece_test'] else 'MISSED'}")
+    loco = result.get("loco")
+    if loco:
+        mean = float(np.mean([v["uar"] for v in loco.values()]))
+        out.append(f"LOCO mean UAR {mean:.3f} (target >= 0.55): {'met' if mean >= TARGETS['loco_mean'] else 'MISSED'}")
+        worst = max(v["collapse"] for v in loco.values())
+        out.append(f"LOCO worst collapse {worst:.3f} (target <= 0.30): {'met' if worst <= TARGETS['collapse'] else 'MISSED'}")
+        worst_ece = max(v["ece"] for v in loco.values())
+        out.append(f"LOCO worst ECE {worst_ece:.3f} (target <= 0.10): "
+                   f"{'met' if worst_ece <= TARGETS['ece_loco'] else 'MISSED'}")
+        peer = result.get("peers_loco", {}).get("compare_linear_svm_speaker")
+        if peer:
+            below = [TITLES[c] for c in loco if c in peer and loco[c]["uar"] <= peer[c]["uar"]]
+            out.append("LOCO above the per-speaker ComParE SVM on every corpus: "
+                       + ("met" if not below else f"MISSED on {', '.join(below)}"))
+    channels = result.get("channels")
+    if channels:
+        worst_name, worst = max(((n, r["drop"]) for n, r in channels["channels"].items()), key=lambda x: x[1])
+        out.append(f"channel suite worst drop {worst:+.3f} ({worst_name}; target <= 0.05): "
+                   f"{'met' if worst <= TARGETS['channel_drop'] else 'MISSED'}")
+    return out
+
+
+def plot_reliability(result: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    curves = [("test, each clip alone", result.get("in_domain", {}).get("alone", {}).get("reliability"))]
+    for label, data in curves:
+        if not data:
+            continue
+        count = np.asarray(data["count"])
+        used = count > 0
+        ax.plot(np.asarray(data["confidence"])[used], np.asarray(data["accuracy"])[used], marker="o", label=label)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Reliability (15 bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped one)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root (relative: from the repository root)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--loco-epochs", type=int, help="maximum epochs of each LOCO training (default: the recipe's)")
+    parser.add_argument("--loco-steps", type=int, help="batches per epoch of each LOCO training (default: one pass)")
+    parser.add_argument("--loco-ema-decay", type=float, help="weight-average decay of each LOCO training "
+                        "(default: the recipe's; a shorter budget needs a smaller one)")
+    parser.add_argument("--channel-clips", type=int, default=20, help="test clips per corpus and emotion in the "
+                        "channel suite (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", metavar="DIR", help="where LOCO model files are kept")
+    parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write the reliability diagram")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    from emotionnet.inference.recognizer import resolve_model_path
+
+    model = resolve_model_path(args.model)
+    result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
+                 Path(args.cache) if args.cache else default_cache(), not args.quiet)
+    write_json(args.json, result)
+    if args.plot and "in_domain" in result:
+        plot_reliability(result, args.plot)
+    print(format_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

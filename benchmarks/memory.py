@@ -1,0 +1,84 @@
+"""Peak memory of `emotionnet predict` on a long recording against a short one.
+
+Long files are decoded and scored in blocks (`emotionnet/inference/blocks.py`),
+so memory should not grow with their length: the target (issue 13) is a peak
+RSS for a 3-hour file within 1.5x that of a 10-minute one. Each file is
+generated (speech-like bursts and pauses, 16 kHz mono 16-bit WAV, written in
+blocks), then predicted by a fresh `emotionnet predict --json` process whose
+peak RSS is read from wait4's rusage (as `benchmarks/speed.py` does). Not run by CI.
+
+    python benchmarks/memory.py                               # 10 min and 3 h, the shipped model
+    python benchmarks/memory.py --minutes 10 60 --json docs/results/memory.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from benchmarks.common import run_measured, speech_like, write_json  # noqa: E402
+
+RATIO_TARGET = 1.5
+
+
+def write_long_wav(path: Path, minutes: float, sample_rate: int = 16_000) -> Path:
+    """Speech-like audio of `minutes`, written a minute at a time (the generator never holds it all)."""
+    with soundfile.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16", format="WAV") as f:
+        left = int(minutes * 60 * sample_rate)
+        block = 0
+        while left > 0:
+            n = min(left, 60 * sample_rate)
+            gain = 0.5 + 0.5 * ((block * 7) % 5) / 4  # louder and quieter minutes
+            f.write(gain * speech_like(n / sample_rate, sample_rate=sample_rate, seed=block, speech_every=(5.0, 9.0)))
+            left -= n
+            block += 1
+    return path
+
+
+def measure(minutes: list[float], model: str | None, workdir: Path) -> dict:
+    rows = []
+    for length in minutes:
+        path = write_long_wav(workdir / f"talk-{length:g}min.wav", length)
+        command = [sys.executable, "-m", "emotionnet", "predict", str(path), "--json", "--threads", "1"]
+        if model:
+            command += ["--model", model]
+        log = workdir / "predict.log"
+        result = run_measured(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, log=log)
+        if result["rc"] != 0:
+            raise RuntimeError(f"predict exited with {result['rc']}: {log.read_text(errors='replace')[-2000:]}")
+        rows.append({"minutes": length, "file_mb": round(path.stat().st_size / 2**20, 1),
+                     "peak_rss_mb": round(result["peak_rss_mb"], 1), "wall_s": round(result["wall_s"], 1),
+                     "cpu_s": round(result["user_s"] + result["sys_s"], 1)})
+        path.unlink()
+        print(f"{length:8g} min  file {rows[-1]['file_mb']:7.1f} MB  peak RSS {rows[-1]['peak_rss_mb']:7.1f} MB  "
+              f"wall {rows[-1]['wall_s']:6.1f} s  CPU {rows[-1]['cpu_s']:6.1f} s", flush=True)
+    shortest, longest = rows[0], rows[-1]
+    ratio = longest["peak_rss_mb"] / shortest["peak_rss_mb"]
+    return {"model": model or "shipped", "rows": rows, "ratio_longest_to_shortest": round(ratio, 3),
+            "target_ratio": RATIO_TARGET, "meets_target": ratio <= RATIO_TARGET,
+            "load_average": os.getloadavg(), "command": "emotionnet predict FILE --json --threads 1"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 180], help="file lengths, shortest first")
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="emotionnet-memory-") as tmp:
+        result = measure(args.minutes, args.model, Path(tmp))
+    print(f"peak RSS {args.minutes[-1]:g} min / {args.minutes[0]:g} min = {result['ratio_longest_to_shortest']:.2f} "
+          f"(target <= {RATIO_TARGET})")
+    write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""`emotionnet tune`: search the training recipe with Optuna; resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emotionnet.cli.common import CLIError, add_command, load_collection
+
+EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          search; re-run to resume after a kill
+  emotionnet tune ../shared/data --trials 30 --out tune/          ten more trials in the same study
+  emotionnet train ../shared/data --recipe tune/best_recipe.json --out best.safetensors
+Trials are pruned on validation UAR after each epoch; tune/trials.md and tune/trials.png show them."""
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "tune", "Search the training recipe (Optuna, pruned on validation UAR).", EXAMPLES)
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
+    p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
+    p.add_argument("--out", metavar="DIR", default="tune", help="study folder (default: tune/)")
+    p.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study (default 20)")
+    p.add_argument("--recipe", metavar="JSON", help="base recipe (default: the default recipe)")
+    p.add_argument("--arch", choices=("cnn", "crnn"), help="architecture of every trial (default: the recipe's)")
+    p.add_argument("--epochs", type=int, help="maximum epochs per trial")
+    p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from emotionnet.training.recipe import Recipe
+
+    try:
+        from emotionnet.training.tune import plot_trials, trials_table, tune
+    except ImportError:
+        raise CLIError("tune needs Optuna", "pip install 'emotionnet[tune]'") from None
+    if args.trials < 1 or (args.epochs is not None and args.epochs < 1):
+        raise CLIError("--trials and --epochs must be at least 1")
+    collection = load_collection(args.folders, args.manifest)
+    try:
+        base = Recipe.read(args.recipe) if args.recipe else Recipe()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.arch:
+        base.arch = args.arch
+    base.fit.seed = args.seed
+    if args.epochs:
+        base.fit.epochs = args.epochs
+    if args.steps_per_epoch:
+        base.fit.steps_per_epoch = args.steps_per_epoch
+    out = Path(args.out)
+
+    def show(trial) -> None:
+        value = f"{trial.value:.3f}" if trial.value is not None else "—"
+        print(f"trial {trial.number:3d}  {trial.state.name.lower():8s}  best val UAR {value}  {trial.params}",
+              flush=True)
+
+    print(f"tuning on {len(collection.records)} clips {collection.per_corpus()}; study {out / 'study.db'}", flush=True)
+    try:
+        study = tune(collection, out, args.trials, base, seed=args.seed, on_trial=show)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    (out / "trials.md").write_text(trials_table(study))
+    plot_trials(study, out / "trials.png")
+    print()
+    print(trials_table(study))
+    if (out / "best_recipe.json").is_file():
+        print(f"best recipe: {out / 'best_recipe.json'} (emotionnet train ... --recipe {out / 'best_recipe.json'})")
+    return 0

@@ -1,0 +1,143 @@
+"""Long recordings scored block by block, in memory that does not grow with their length.
+
+A file decoded whole costs about 2 GB per hour of audio (the samples, the STFT,
+every window at once); here it is read three times in blocks of
+`BLOCK_SECONDS` instead, and at no point is more than a block of audio, a
+block of log-mel frames and one batch of windows held, plus one level per
+feature frame (16 kB per minute):
+
+1. the level of every frame: the energy gate's reference is the loudest frame
+   of the whole recording;
+2. the recording's speech statistics (only for `speaker`-normalised models,
+   whose lone recording is its own speaker context);
+3. the windows, cut from a rolling buffer of frames and scored a batch at a time.
+
+The frames, windows, gate and statistics are those of the whole-file path
+(`WindowScorer.timelines`), so both give the same timeline up to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotionnet import vad
+from emotionnet.audio import AudioLimits, audio_info, iter_audio_blocks
+from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
+from emotionnet.inference.results import Timeline
+from emotionnet.inference.scoring import ScoredWindows, WindowScorer
+from emotionnet.inference.windows import window_logits, window_starts
+from emotionnet.models.spec import check_window
+
+LONG_SECONDS = 120.0  # files longer than this are scored in blocks
+BLOCK_SECONDS = 60.0
+BATCH_WINDOWS = 8
+
+
+def is_long(source: str | Path | bytes, max_seconds: float | None = None,
+            limits: AudioLimits | None = None) -> bool:
+    """Whether a file is long enough to be scored in blocks (its header says; bad files are not)."""
+    try:
+        return audio_info(source, limits=limits)[1] > LONG_SECONDS
+    except ValueError:
+        return False  # the whole-file path reports the problem
+
+
+def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: float | None = None,
+               limits: AudioLimits | None = None, block_seconds: float = BLOCK_SECONDS,
+               ) -> Iterator[tuple[torch.Tensor, int]]:
+    """(log-mel frames, samples decoded so far) per block: the frames of `log_mel` on the whole file.
+
+    Frame k spans samples [k * hop, k * hop + n_fft); the samples a block's last
+    frames have not used yet are carried into the next block.
+    """
+    span = max(config.n_fft, config.win_length)
+    carry = np.zeros(0, np.float32)
+    samples = 0
+    for block in iter_audio_blocks(source, max_seconds=max_seconds, limits=limits, block_seconds=block_seconds):
+        samples += block.size
+        buffer = np.concatenate([carry, block]) if carry.size else block
+        frames = config.frames(buffer.size)
+        if frames == 0:
+            carry = buffer
+            continue
+        yield log_mel(buffer[:(frames - 1) * config.hop_length + span], config), samples
+        carry = buffer[frames * config.hop_length:]
+
+
+def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Tensor, int]:
+    """Every frame's level, and the samples decoded.
+
+    The levels go into one tensor sized from the header up front: small tensors kept
+    alive between the blocks' large temporary ones would pin the heap (glibc cannot
+    give back memory below a live allocation), and RSS grew by 3 MB per minute of audio.
+    """
+    _, seconds = audio_info(source, limits=decode["limits"])
+    level = torch.empty(config.frames(int(seconds * config.sample_rate)) + 1)
+    filled, samples = 0, 0
+    for mel, decoded in mel_blocks(source, config, **decode):
+        samples = decoded
+        new = vad.frame_levels(mel)
+        if filled + new.numel() > level.numel():  # a header that understated the length
+            level = torch.cat([level[:filled], torch.empty(filled + 2 * new.numel())])
+        level[filled:filled + new.numel()] = new
+        filled += new.numel()
+    return level[:filled].clone(), samples
+
+
+def _speech_stats(source, config: FeatureConfig, speech: torch.Tensor, **decode) -> BandStats:
+    """`band_stats([whole log-mel])`, summed block by block over the whole recording's speech mask."""
+    use_all = not bool(speech.any())  # as band_sums: no speech at all, every frame counts
+    count, total, squares, offset = 0.0, 0.0, 0.0, 0
+    for mel, _ in mel_blocks(source, config, **decode):
+        mask = speech[offset:offset + mel.shape[-1]]
+        offset += mel.shape[-1]
+        chosen = mel.double() if use_all else mel.double()[:, mask]
+        count += chosen.shape[-1]
+        total = total + chosen.sum(dim=-1)
+        squares = squares + chosen.square().sum(dim=-1)
+    return BandStats.from_sums(count, total, squares)
+
+
+def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: float | None = None,
+                    hop: float | None = None, max_seconds: float | None = None, limits: AudioLimits | None = None,
+                    block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None) -> Timeline:
+    """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
+
+    `context` (a speaker's statistics) stands in for the recording's own, as there.
+    """
+    config = scoring.features
+    decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
+    window, hop = window or scoring.spec.window, hop or scoring.spec.hop
+    check_window(window, hop)
+    frames = scoring.frames(window)
+    hop_frames = max(1, round(hop * config.sample_rate / config.hop_length))
+
+    level, samples = _frame_levels(source, config, decode)
+    speech = vad.speech_frames(level)
+    stats = None
+    if config.normalisation == "speaker":
+        stats = context if context is not None else _speech_stats(source, config, speech, **decode)
+
+    starts = window_starts(level.numel(), frames, hop_frames)
+    buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
+    pending, logits = [], []
+    for mel, _ in mel_blocks(source, config, **decode):
+        buffer = torch.cat([buffer, mel], dim=-1)
+        while next_window < len(starts) and starts[next_window] + frames <= buffer_start + buffer.shape[-1]:
+            s = starts[next_window] - buffer_start
+            pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats))
+            next_window += 1
+            if len(pending) == BATCH_WINDOWS:
+                logits.append(window_logits(scoring.network, torch.stack(pending)))
+                pending = []
+        keep_from = starts[next_window] - buffer_start if next_window < len(starts) else buffer.shape[-1]
+        buffer, buffer_start = buffer[:, keep_from:].clone(), buffer_start + keep_from
+    if pending:
+        logits.append(window_logits(scoring.network, torch.stack(pending)))
+    flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
+    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
+    return scoring.timeline(scored, samples / config.sample_rate, window)

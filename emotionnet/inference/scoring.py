@@ -1,0 +1,139 @@
+"""Scoring: a network and its spec turn un-normalised log-mels into window logits and timelines.
+
+This is the engine under the public recognizer, shared as it is by evaluation
+(which reads cached features), training (validation and calibration of a model
+in memory) and the live stream. Long audio is cut into windows (the spec's
+window and hop); windows the energy gate judges to be non-speech get no
+emotion; a clip's answer is the mean of its speech windows' calibrated
+probabilities.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emotionnet import vad
+from emotionnet.features import BandStats, FeatureConfig, band_stats
+from emotionnet.inference.results import Prediction, Segment, Timeline
+from emotionnet.inference.windows import cut_windows, window_logits
+from emotionnet.models.spec import ModelSpec, check_window
+
+Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> logits
+
+
+def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    """Softmax of logits divided by the calibration temperature, as float32 NumPy."""
+    return torch.softmax(logits.float() / temperature, dim=-1).numpy()
+
+
+@dataclass
+class ScoredWindows:
+    frames: int
+    starts: list[int]
+    speech: list[bool]
+    logits: torch.Tensor  # (windows, classes), before temperature
+
+    @property
+    def chosen(self) -> np.ndarray:
+        """The windows the overall answer averages: the speech ones, or all if none is."""
+        speech = np.array(self.speech)
+        return speech if speech.any() else np.ones_like(speech)
+
+    def window_probabilities(self, temperature: float) -> np.ndarray:
+        return calibrated(self.logits, temperature)
+
+    def clip_probabilities(self, temperature: float) -> np.ndarray:
+        """The clip's answer: the mean calibrated probabilities of its chosen windows."""
+        return self.window_probabilities(temperature)[self.chosen].mean(axis=0)
+
+
+class WindowScorer:
+    """A network (torch module or ONNX session) with the spec that says how it hears."""
+
+    def __init__(self, network: Network, spec: ModelSpec):
+        self.network = network
+        self.spec = spec
+
+    @property
+    def features(self) -> FeatureConfig:
+        return self.spec.features
+
+    def frames(self, seconds: float) -> int:
+        return self.spec.frames(seconds)
+
+    def speaker_stats(
+        self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None
+    ) -> list[BandStats | None]:
+        """Each clip's normalisation context: the pooled statistics of its speaker's clips.
+
+        None (a clip without a speaker key, or a model not normalised per speaker)
+        leaves the clip to be its own context.
+        """
+        if speakers is None or self.features.normalisation != "speaker":
+            return [None] * len(mels)
+        groups: dict[str, list] = defaultdict(list)
+        for mel, speaker in zip(mels, speakers):
+            if speaker is not None:
+                groups[speaker].append(mel)
+        pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
+        return [None if speaker is None else pooled[speaker] for speaker in speakers]
+
+    def score_windows(
+        self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
+        contexts: Sequence[BandStats | None] | None = None,
+    ) -> list[ScoredWindows]:
+        """Raw window logits of many log-mels, scored in shared batches, with speech flags.
+
+        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`).
+        """
+        window, hop = window or self.spec.window, hop or self.spec.hop
+        check_window(window, hop)
+        frames = self.frames(window)
+        hop_frames = max(1, round(hop * self.features.sample_rate / self.features.hop_length))
+        inputs, scored = [], []
+        for mel, context in zip(mels, contexts or [None] * len(mels)):
+            mel = torch.as_tensor(mel).float()
+            windows, starts = cut_windows(mel, frames, hop_frames, self.features, context)
+            speech_mask = vad.speech_frames(vad.frame_levels(mel))
+            speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
+            inputs.append(windows)
+            scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0)))
+        logits = window_logits(self.network, torch.cat(inputs))
+        for item, part in zip(scored, torch.split(logits, [len(w) for w in inputs])):
+            item.logits = part
+        return scored
+
+    def timelines(
+        self, mels: list[torch.Tensor], durations: list[float] | None = None,
+        window: float | None = None, hop: float | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+    ) -> list[Timeline]:
+        """Timelines from un-normalised log-mels (as the feature cache holds them).
+
+        `speakers` (one key per log-mel, or None) marks clips of one speaker, which a
+        `speaker`-normalised model then reads against each other; `contexts` gives the
+        statistics directly instead.
+        """
+        window = window or self.spec.window
+        step = self.features.hop_length / self.features.sample_rate
+        if contexts is None:
+            contexts = self.speaker_stats(mels, speakers)
+        return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
+                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts))]
+
+    def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
+        """The timeline of one clip's scored windows (`window` seconds each)."""
+        step = self.features.hop_length / self.features.sample_rate
+        temperature = self.spec.temperature
+        probs = scored.window_probabilities(temperature)
+        segments = [
+            Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
+            for s, sp, p in zip(scored.starts, scored.speech, probs)
+        ]
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature))
+        return Timeline(duration, overall, segments, any(scored.speech))

@@ -1,0 +1,195 @@
+"""ModelSpec: everything that fixes a model's shape and how it hears, in one place.
+
+A model file's JSON is read into a `ModelSpec` (and written from one), checked
+field by field before anything is built: a crafted file gets one clear error,
+never a traceback, a NaN answer or a request for gigabytes. The defaults of a
+new model (window, hop, temperature, architecture widths) live here and only
+here; the feature defaults live in `FeatureConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from emotionnet.audio import SAMPLE_RATE
+from emotionnet.features import NORMALISATIONS, FeatureConfig
+from emotionnet.labels import LABELS
+
+DEFAULT_ARCH = "crnn"
+DEFAULT_WINDOW = 3.0  # seconds the model hears at once
+DEFAULT_HOP = 1.5  # seconds between the windows of longer audio
+DEFAULT_TEMPERATURE = 1.0  # before calibration
+MIN_WINDOW = 0.5  # shorter windows leave the CRNN's pooled time axis a handful of steps
+MAX_WINDOW = 60.0
+
+# The hyper-parameters a new model gets unless the recipe says otherwise (the shipped ones).
+DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
+    "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
+    "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
+}
+# Defaults of switches a model file may leave out (files written before the switch existed).
+OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}}
+
+# Bounds on what a model file may ask for: far beyond any sensible model, far below
+# what would exhaust memory before the weights are even compared.
+MAX_WIDTH = 4096
+MAX_BLOCKS = 8
+MAX_CONVS = 8
+MAX_MELS = 512
+MAX_FFT = 16_384
+
+
+# The feature fields every format-1 file holds. A field added to FeatureConfig later is
+# optional here, so files written before it keep loading with its default.
+FORMAT_1_FEATURES = ("sample_rate", "win_length", "n_fft", "hop_length", "n_mels", "f_min", "f_max",
+                     "log_offset", "normalisation")
+
+
+class ModelSpecError(ValueError):
+    """A model description that is missing, malformed or out of bounds (the message says which)."""
+
+
+def _number(value: Any, name: str, low: float, high: float, integer: bool = False) -> float:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ModelSpecError(f"{name} must be {kind}, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ModelSpecError(f"{name} must be {kind} from {low:g} to {high:g}, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ModelSpecError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_window(window: float, hop: float, longest: float = MAX_WINDOW) -> None:
+    """The one rule for analysis windows: MIN_WINDOW <= window <= longest, 0 < hop <= window."""
+    if not (isinstance(window, (int, float)) and math.isfinite(window) and MIN_WINDOW <= window <= longest + 1e-9):
+        raise ValueError(f"window must be from {MIN_WINDOW:g} s to {longest:g} s; got {window:g} s")
+    if not (isinstance(hop, (int, float)) and math.isfinite(hop) and 0 < hop <= window):
+        raise ValueError(f"hop must be more than 0 s and at most the window ({window:g} s); got {hop:g} s")
+
+
+def check_features(data: Any) -> FeatureConfig:
+    """A FeatureConfig from a model file's `features`, every field present and in bounds."""
+    data = _mapping(data, "features")
+    missing = [name for name in FORMAT_1_FEATURES if name not in data]
+    if missing:
+        raise ModelSpecError(f"features lack {', '.join(missing)}")
+    if data["sample_rate"] != SAMPLE_RATE:
+        raise ModelSpecError(f"features.sample_rate is {data['sample_rate']!r}; this version hears {SAMPLE_RATE} Hz")
+    n_fft = _number(data["n_fft"], "features.n_fft", 16, MAX_FFT, integer=True)
+    _number(data["win_length"], "features.win_length", 16, n_fft, integer=True)
+    _number(data["hop_length"], "features.hop_length", 1, n_fft, integer=True)
+    _number(data["n_mels"], "features.n_mels", 1, MAX_MELS, integer=True)
+    f_max = _number(data["f_max"], "features.f_max", 1, SAMPLE_RATE / 2)
+    _number(data["f_min"], "features.f_min", 0, f_max - 1)
+    _number(data["log_offset"], "features.log_offset", 1e-12, 1.0)
+    if not isinstance(data["normalisation"], str) or data["normalisation"] not in NORMALISATIONS:
+        raise ModelSpecError(f"features.normalisation {data['normalisation']!r} is not one of {NORMALISATIONS}")
+    return FeatureConfig.from_dict(data)
+
+
+def check_hparams(arch: Any, hparams: Any, n_mels: int) -> dict:
+    """The architecture's full hyper-parameters, each known, typed and bounded."""
+    if not isinstance(arch, str) or arch not in DEFAULT_ARCH_HPARAMS:
+        raise ModelSpecError(f"unknown architecture {arch!r}; this version knows {', '.join(DEFAULT_ARCH_HPARAMS)}")
+    hparams = dict(_mapping(hparams, "model.hparams"))
+    known = {"n_mels", "n_classes", *DEFAULT_ARCH_HPARAMS[arch], *OPTIONAL_HPARAMS[arch]}
+    unknown = sorted(set(hparams) - known)
+    if unknown:
+        raise ModelSpecError(f"{arch} has no hyper-parameter {', '.join(unknown)}")
+    hparams = {**OPTIONAL_HPARAMS[arch], **hparams}
+    if hparams.setdefault("n_mels", n_mels) != n_mels:
+        raise ModelSpecError(f"model.hparams.n_mels is {hparams['n_mels']!r} but the features have {n_mels} mel bands")
+    if hparams.setdefault("n_classes", len(LABELS)) != len(LABELS):
+        raise ModelSpecError(f"model.hparams.n_classes is {hparams['n_classes']!r}; the labels are {len(LABELS)}")
+    missing = [name for name in DEFAULT_ARCH_HPARAMS[arch] if name not in hparams]
+    if missing:
+        raise ModelSpecError(f"model.hparams lack {', '.join(missing)}")
+    channels = hparams["channels"]
+    if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_BLOCKS:
+        raise ModelSpecError(f"model.hparams.channels must be a list of 1 to {MAX_BLOCKS} widths, got {channels!r}")
+    for width in channels:
+        _number(width, "each of model.hparams.channels", 1, MAX_WIDTH, integer=True)
+    _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
+    if "convs_per_block" in hparams:
+        _number(hparams["convs_per_block"], "model.hparams.convs_per_block", 1, MAX_CONVS, integer=True)
+    if "hidden" in hparams:
+        _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
+    if not isinstance(hparams.get("batch_norm", True), bool):
+        raise ModelSpecError(f"model.hparams.batch_norm must be true or false, got {hparams['batch_norm']!r}")
+    if arch == "crnn" and n_mels // 2 ** len(channels) < 1:
+        raise ModelSpecError(f"{len(channels)} crnn blocks halve {n_mels} mel bands to nothing")
+    return hparams
+
+
+def default_hparams(arch: str, n_mels: int = FeatureConfig.n_mels) -> dict:
+    """The hyper-parameters of a new `arch` model (a copy the caller may change)."""
+    if arch not in DEFAULT_ARCH_HPARAMS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(DEFAULT_ARCH_HPARAMS)}")
+    return {**DEFAULT_ARCH_HPARAMS[arch], **OPTIONAL_HPARAMS[arch], "n_mels": n_mels, "n_classes": len(LABELS)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's architecture, features, analysis window and calibration temperature."""
+
+    arch: str = DEFAULT_ARCH
+    hparams: dict = field(default_factory=dict)  # complete after `from_metadata`; merged over the defaults
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    window: float = DEFAULT_WINDOW
+    hop: float = DEFAULT_HOP
+    temperature: float = DEFAULT_TEMPERATURE
+
+    @property
+    def sample_rate(self) -> int:
+        return self.features.sample_rate
+
+    @property
+    def model_hparams(self) -> dict:
+        """What the architecture is built with: the defaults, this spec's choices, its mel bands."""
+        return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels}
+
+    def frames(self, seconds: float) -> int:
+        """Feature frames in `seconds` of audio."""
+        return self.features.frames(self.features.samples_for_seconds(seconds))
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(n_mels, frames) of one model input: a window of the model's own length."""
+        return self.features.n_mels, self.frames(self.window)
+
+    def to_metadata(self) -> dict:
+        """The model file's JSON fields this spec owns (format 1 layout)."""
+        return {
+            "features": self.features.to_dict(),
+            "sample_rate": self.sample_rate,
+            "temperature": self.temperature,
+            "inference": {"window": self.window, "hop": self.hop},
+            "model": {"arch": self.arch, "hparams": self.model_hparams},
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Any) -> ModelSpec:
+        """The spec a model file's JSON describes; ModelSpecError naming the first bad field."""
+        meta = _mapping(meta, "the model description")
+        if "features" not in meta:
+            raise ModelSpecError("no 'features' in the model description")
+        features = check_features(meta["features"])
+        if meta.get("sample_rate", features.sample_rate) != features.sample_rate:
+            raise ModelSpecError(f"sample_rate {meta['sample_rate']!r} differs from the features' "
+                                 f"{features.sample_rate}")
+        if "model" not in meta:
+            raise ModelSpecError("no 'model' (architecture and hyper-parameters) in the model description")
+        model = _mapping(meta["model"], "model")
+        hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features.n_mels)
+        inference = _mapping(meta.get("inference", {}), "inference")
+        window = _number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
+        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", 1e-3, window)
+        temperature = _number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
+        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature))

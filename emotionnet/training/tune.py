@@ -1,0 +1,156 @@
+"""Hyper-parameter search over the training recipe, as the original project did by hand.
+
+Optuna's TPE sampler proposes recipes (depth, widths, recurrent size, learning rate,
+augmentation strength, normalisation); each trial trains with the ordinary recipe
+and reports its validation UAR after every epoch, so the median pruner stops
+trials that trail. The study lives in an SQLite file: a killed search resumes
+where it stopped, and a trial that was cut off is run again from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from emotionnet.corpora import Collection
+from emotionnet.training.recipe import Recipe, train_model
+
+STUDY_NAME = "emotionnet"
+SCALED_AUGMENTATIONS = ("noise_p", "eq_p", "bandlimit_p", "reverb_p", "warp_p", "tempo_p")
+
+
+def suggest_recipe(trial, base: Recipe) -> Recipe:
+    """The recipe a trial proposes: `base` with the searched settings replaced."""
+    recipe = copy.deepcopy(base)
+    depth = trial.suggest_int("depth", 2, 4)
+    width = trial.suggest_categorical("width", [8, 16, 24, 32])
+    recipe.hparams = {**recipe.hparams, "channels": [width * 2 ** i for i in range(depth)],
+                      "dropout": trial.suggest_float("dropout", 0.1, 0.5)}
+    if recipe.arch == "crnn":
+        recipe.hparams["hidden"] = trial.suggest_categorical("hidden", [48, 64, 96, 128, 160])
+    recipe.fit.lr = trial.suggest_float("lr", 1e-3, 1e-2, log=True)
+    recipe.fit.weight_decay = trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True)
+    # One knob for all augmentation: every probability scaled together.
+    strength = trial.suggest_float("augment_strength", 0.0, 1.5)
+    recipe.augmentation = dataclasses.replace(recipe.augmentation, **{
+        name: min(1.0, getattr(base.augmentation, name) * strength) for name in SCALED_AUGMENTATIONS})
+    normalisation = trial.suggest_categorical("normalisation", ["speaker", "utterance"])
+    recipe.features = dataclasses.replace(recipe.features, normalisation=normalisation)
+    if normalisation == "speaker":
+        recipe.own_context_p = trial.suggest_float("own_context_p", 0.5, 1.0)
+    return recipe
+
+
+def _recipe_key(recipe: Recipe) -> str:
+    return hashlib.sha1(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _requeue_interrupted(study) -> int:
+    """Trials left RUNNING by a killed search: marked failed and queued again with the same settings."""
+    from optuna.trial import TrialState
+
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for trial in stale:
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+    return len(stale)
+
+
+def tune(
+    collection: Collection,
+    out: str | Path,
+    trials: int,
+    base: Recipe | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    on_trial=None,
+):
+    """Run (or resume) a search of `trials` finished trials in total; returns the optuna study.
+
+    `out` is a folder: `study.db` (the SQLite study), `trials/` (each trial's model file
+    and checkpoint, named by its recipe), and after every trial `best_recipe.json`.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    out = Path(out)
+    (out / "trials").mkdir(parents=True, exist_ok=True)
+    base = base or Recipe()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    requeued = _requeue_interrupted(study)
+    if requeued and progress:
+        print(f"tune: {requeued} interrupted trial(s) queued again", flush=True)
+
+    def objective(trial) -> float:
+        recipe = suggest_recipe(trial, base)
+        trial.set_user_attr("recipe", recipe.to_dict())
+
+        def report(epoch: int, metrics: dict) -> None:
+            trial.report(metrics["uar"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"val UAR {metrics['uar']:.3f} after epoch {epoch}")
+
+        # Named by the recipe, so a trial that is run again resumes from its checkpoint.
+        meta = train_model(collection, out / "trials" / f"{_recipe_key(recipe)}.safetensors", recipe,
+                           callbacks=[report], progress=False)
+        return max(h["uar"] for h in meta["training"]["history"])
+
+    def after(study, trial) -> None:
+        if study.best_trial is not None and any(t.state == TrialState.COMPLETE for t in study.trials):
+            Recipe.from_dict(study.best_trial.user_attrs["recipe"]).write(out / "best_recipe.json")
+        if on_trial:
+            on_trial(trial)
+
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    if trials > done:
+        study.optimize(objective, n_trials=trials - done, callbacks=[after], catch=(ValueError,))
+    return study
+
+
+def trials_table(study) -> str:
+    """The trials as a markdown table, best first."""
+    rows = sorted(study.trials, key=lambda t: (t.value is None, -(t.value or 0)))
+    names = sorted({k for t in study.trials for k in t.params})
+    lines = ["| trial | state | best val UAR | epochs | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 4) + "|"]
+    for t in rows:
+        value = f"{t.value:.3f}" if t.value is not None else (
+            f"{max(t.intermediate_values.values()):.3f}" if t.intermediate_values else "—")
+        params = [f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k, ""))
+                  for k in names]
+        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {len(t.intermediate_values)} | "
+                     + " | ".join(params) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_trials(study, path: str | Path) -> None:
+    """Each trial's validation UAR per epoch; pruned trials dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in study.trials:
+        if not t.intermediate_values:
+            continue
+        epochs, values = zip(*sorted(t.intermediate_values.items()))
+        ax.plot(epochs, values, linestyle="--" if t.state == TrialState.PRUNED else "-", marker=".",
+                label=f"trial {t.number} ({t.state.name.lower()})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation UAR")
+    ax.set_title("emotionnet tune: trials")
+    if len(study.trials) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

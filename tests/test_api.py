@@ -1,0 +1,101 @@
+"""The public Python API: one way to load, three ways to predict, a speaker context, every error named."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import voiced, write_wav
+
+import emotionnet
+from emotionnet import EmotionRecognizer, FileResult, load_model
+from emotionnet.inference.recognizer import MODEL_ENV, default_model_path
+
+SR = 16_000
+
+
+def test_load_model_honours_the_environment(monkeypatch, tiny_model_file, tiny_speaker_model_file):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert load_model().model_file == default_model_path()
+    monkeypatch.setenv(MODEL_ENV, str(tiny_model_file))
+    assert load_model().model_file == tiny_model_file
+    assert EmotionRecognizer().model_file == tiny_model_file  # the class and the function agree
+    assert load_model(tiny_speaker_model_file).model_file == tiny_speaker_model_file  # a named file wins
+
+
+def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
+    methods = {name for name, _ in inspect.getmembers(EmotionRecognizer, callable) if not name.startswith("_")}
+    assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model"}
+    recognizer = load_model(tiny_model_file)
+    assert (recognizer.window, recognizer.hop, recognizer.temperature) == (3.0, 1.5, 1.0)
+    assert recognizer.features is recognizer.spec.features and recognizer.labels == emotionnet.LABELS
+
+
+def test_a_speaker_context_from_the_api_is_the_one_evaluation_uses(tiny_speaker_model_file, tiny_model_file):
+    from emotionnet.features import log_mel
+
+    loud, soft = voiced(2.0, seed=1), 0.5 * voiced(2.0, seed=1)
+    recognizer = load_model(tiny_speaker_model_file)
+    context = recognizer.speaker_context([loud, soft], SR)
+    with_context = recognizer.predict(soft, SR, context=context).probabilities
+    mels = [log_mel(a, recognizer.features) for a in (loud, soft)]
+    grouped = recognizer.scoring.timelines(mels, speakers=["x", "x"])[1].prediction.probabilities
+    assert with_context == pytest.approx(grouped, abs=1e-6)
+    alone = recognizer.predict(soft, SR).probabilities
+    assert max(abs(alone[k] - with_context[k]) for k in alone) > 1e-4  # the context changes the answer
+    # A model normalised per utterance has no use for a context: the answer is the clip's own.
+    utterance = load_model(tiny_model_file)
+    assert utterance.predict(soft, SR, context=context) == utterance.predict(soft, SR)
+    with pytest.raises(ValueError, match="at least one clip"):
+        recognizer.speaker_context([])
+
+
+def test_predict_files_checks_window_and_hop_before_reading_anything(tiny_model_file, tmp_path):
+    recognizer = load_model(tiny_model_file)
+    for window, hop in [(0.2, 0.1), (3.0, 0.0), (2.0, 3.0)]:
+        with pytest.raises(ValueError, match="window|hop"):
+            recognizer.predict_files([tmp_path / "not-there.wav"], window=window, hop=hop)
+    good = write_wav(tmp_path / "a.wav", voiced(2.0))
+    (result,) = recognizer.predict_files([good], window=1.0, hop=0.5)
+    assert isinstance(result, FileResult) and result.ok and result.error is None
+    assert result.timeline == recognizer.predict_timeline(good, window=1.0, hop=0.5)
+    assert len(result.timeline.segments) == 3  # 2 s in 1 s windows every 0.5 s
+    with pytest.raises(ValueError, match="hop"):
+        recognizer.predict_timeline(good, hop=5.0)
+
+
+def _exception_classes() -> dict[str, str]:
+    """Every exception or warning class the package defines: name -> module."""
+    found = {}
+    for path in sorted(Path(emotionnet.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Exception", "Warning"))
+                    for b in node.bases):
+                found[node.name] = path.name
+    return found
+
+
+def test_every_public_exception_is_exported():
+    classes = _exception_classes()
+    assert {"AudioError", "ModelFileError", "ModelSpecError", "OnnxBackendError", "MicrophoneError"} <= set(classes)
+    private = {name for name in classes if name.startswith("_")}
+    # CLIError belongs to the command line (it becomes a message and an exit status), not to the API.
+    missing = set(classes) - private - {"CLIError"} - set(emotionnet.__all__)
+    assert missing == set()
+    for name in emotionnet.__all__:
+        assert getattr(emotionnet, name) is not None
+    assert issubclass(emotionnet.ModelFileError, ValueError) and issubclass(emotionnet.AudioError, ValueError)
+
+
+def test_file_results_serialise_as_the_cli_prints_them(tiny_model_file, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"nonsense")
+    good = write_wav(tmp_path / "good.wav", voiced(2.0))
+    results = list(load_model(tiny_model_file).predict_files([good, bad]))
+    assert results[0].to_dict()["path"] == str(good) and "probabilities" in results[0].to_dict()
+    assert results[1].to_dict() == {"path": str(bad), "error": results[1].error}
+    assert np.isclose(sum(results[0].to_dict()["probabilities"].values()), 1.0)
