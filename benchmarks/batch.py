@@ -132,7 +132,7 @@ def run(args) -> dict:
     from emotionnet.inference.recognizer import default_model_path
 
     model = Path(args.model) if args.model else default_model_path()
-    return {"benchmark": "batch", "model": model.name, "model_sha256": file_digest(model)[:12],
+    return {"benchmark": "batch", "model": model.name, "model_sha256": file_digest(model, "sha256")[:12],
             "files": len(paths), "audio_seconds": round(seconds, 1), "input": args.input or
             f"generated {args.clip_seconds:g} s speech-like WAVs", "chunk": args.chunk, "results": results,
             "scaling_1_to_2": scaling, "ray_vs_local_per_core": ray_vs_local, "ray_init_s": ray_start,

@@ -228,7 +228,7 @@ def run(args) -> dict:
 
     model = Path(args.model) if args.model else default_model_path()
     return {
-        "benchmark": "serve", "model": model.name, "model_sha256": file_digest(model)[:12],
+        "benchmark": "serve", "model": model.name, "model_sha256": file_digest(model, "sha256")[:12],
         "clip_seconds": 3.0, "workers": args.workers, "threads": args.threads,
         "levels": levels, "stream": stream_result, "soak": soak_result, "server_cpu_seconds": round(server_cpu, 1),
         "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
