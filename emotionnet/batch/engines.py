@@ -59,24 +59,27 @@ def run_local(paths: list[str], predictor: BatchPredictor, workers: int, chunk: 
             raise
 
 
-def start_ray(address: str | None, workers: int) -> None:
-    """Join the cluster at `address`, or start a local Ray with `workers` CPUs (no-op if already running)."""
+def start_ray(address: str | None, workers: int | None) -> int:
+    """Join the cluster at `address`, or start a local Ray with `workers` CPUs (or join the running one).
+
+    Returns the number of actors to run: `workers`, or by default every CPU of the cluster.
+    """
     import ray
 
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def run_ray(paths: list[str], predictor: BatchPredictor, workers: int, chunk: int,
+def run_ray(paths: list[str], predictor: BatchPredictor, workers: int | None, chunk: int,
             address: str | None = None) -> Iterator[list[dict]]:
     """Ray Data: paths in, `map_batches` over `workers` actors (one CPU, one model each), rows out."""
     import ray.data
 
-    start_ray(address, workers)
+    workers = start_ray(address, workers)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the one bar
     context.print_on_execution_start = False

@@ -44,7 +44,8 @@ def run_batch(
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
-    workers = workers or available_cores()
+    if engine == "local":
+        workers = workers or available_cores()  # Ray's default is every CPU of its cluster
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)

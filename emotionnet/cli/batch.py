@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                    help="local: a process pool here (default); ray: Ray Data (pip install 'emotionnet[ray]')")
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: join this cluster (default: a local Ray)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes or Ray actors, one core each (default: this machine's cores)")
+                   help="worker processes or Ray actors, one core each (default: this machine's cores; "
+                        "with Ray, every CPU of the cluster)")
     p.add_argument("--chunk", type=int, default=16, metavar="N", help="files per task (default 16)")
     p.add_argument("--part-rows", type=int, default=1000, metavar="N",
                    help="rows per written part; a part is also written every 30 s (default 1000)")
