@@ -311,6 +311,16 @@ def test_stream_refuses_bad_parameters(client, query):
         assert ws.receive_json()["error"]["code"] == "invalid_request"
 
 
+def test_streams_over_the_limit_are_refused(recognizer):
+    with client_for(recognizer, max_streams=1) as limited:
+        with limited.websocket_connect("/v1/stream?hop=0.5") as first:
+            first.send_bytes((voiced(0.5) * 32767).astype("<i2").tobytes())
+            assert first.receive_json()["time"] == pytest.approx(0.5)  # the first stream is open and running
+            with limited.websocket_connect("/v1/stream") as second:
+                assert second.receive_json()["error"]["code"] == "busy"
+        assert limited.get("/readyz").json()["streams"] == 0
+
+
 # The command
 
 
