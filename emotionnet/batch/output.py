@@ -5,7 +5,8 @@ file would lose everything if the job were killed. Each chunk of rows is
 written to a hidden temporary file and renamed into place, so the folder only
 ever holds complete parts: a killed job keeps every chunk it finished, and
 `pandas.read_parquet("RESULTS.parquet")` (or pyarrow, Spark, DuckDB) reads
-the folder as one table.
+the folder as one table. One job writes to a folder at a time: a job starting
+on it removes the temporary files another job left behind.
 """
 
 from __future__ import annotations
