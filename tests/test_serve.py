@@ -25,6 +25,7 @@ from emotionnet import LABELS, load_model  # noqa: E402
 from emotionnet.cli.main import main  # noqa: E402
 from emotionnet.inference.results import FileResult  # noqa: E402
 from emotionnet.serving import ServeSettings, create_app  # noqa: E402
+from emotionnet.serving.docs import swagger_assets  # noqa: E402
 from emotionnet.serving.model import ServedModel  # noqa: E402
 
 SR = 16_000
@@ -267,7 +268,11 @@ def test_metrics_count_requests_latency_audio_and_errors(recognizer, clip):
 
 
 def test_openapi_docs(client):
-    assert "swagger" in client.get("/docs").text.lower()
+    page = client.get("/docs").text
+    assert "swagger" in page.lower()
+    if swagger_assets():  # served by this process: the page works with no internet
+        assert "/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page
+        assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/octet-stream"} <= set(body)

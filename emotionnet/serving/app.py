@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from emotionnet import __version__
 from emotionnet.audio import AudioError
+from emotionnet.serving.docs import install_docs, swagger_assets
 from emotionnet.serving.errors import APIError, install_handlers
 from emotionnet.serving.limits import BodyLimitMiddleware, bearer_ok, unauthorized
 from emotionnet.serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -130,8 +131,12 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
         yield
         await service.stop()
 
-    app = FastAPI(title="EmotionNet", version=__version__, lifespan=lifespan,
+    assets = swagger_assets()
+    app = FastAPI(title="EmotionNet", version=__version__, lifespan=lifespan, redoc_url=None,
+                  docs_url=None if assets else "/docs",  # the default page loads Swagger UI from a CDN
                   description="Six emotions (angry, disgust, fear, happy, neutral, sad) from speech audio.")
+    if assets:
+        install_docs(app, assets)
     app.state.service = service
     install_handlers(app, service.metrics.error)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes, count_error=service.metrics.error)
