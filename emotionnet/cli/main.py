@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from emotionnet import __version__
-from emotionnet.cli import app, evaluate, export, listen, predict, train, tune
+from emotionnet.cli import app, batch, evaluate, export, listen, predict, serve, train, tune
 from emotionnet.cli.common import CLIError, Parser
 
-COMMANDS = (predict, evaluate, train, tune, export, listen, app)
+COMMANDS = (predict, evaluate, train, tune, export, listen, app, serve, batch)
 
 EXAMPLES = """examples:
   emotionnet predict speech.wav              emotion of one file, with a bar per class

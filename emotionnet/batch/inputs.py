@@ -1,0 +1,83 @@
+"""Batch inputs -> the list of files to score: folders, globs, CSV manifests, text files of paths, URIs."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+from pathlib import Path
+
+GLOB_CHARS = set("*?[")
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+
+
+def is_uri(path: str) -> bool:
+    """`s3://...`, `gs://...`, `file://...`: read through pyarrow's filesystems, not the local one."""
+    return "://" in path
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """The files to score, in order and without duplicates, and the inputs that named nothing.
+
+    A folder means every audio file under it; a glob (quoted, `"calls/**/*.wav"`)
+    every match; a `.csv` the column `path` and a `.txt` one path a line, both
+    relative to their own folder. Anything else is one file, even if missing:
+    it then gets an error row like any bad file.
+    """
+    from emotionnet.corpora import audio_files
+
+    files: list[str] = []
+    empty: list[str] = []
+    for item in inputs:
+        suffix = Path(item.split("?")[0]).suffix.lower()
+        if is_uri(item):
+            found = read_remote_list(item, suffix) if suffix in LIST_SUFFIXES | {".csv"} else [item]
+        elif Path(item).is_dir():
+            found = [str(p) for p in audio_files(item)]
+        elif GLOB_CHARS & set(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        elif Path(item).suffix.lower() == ".csv" and Path(item).is_file():
+            found = read_path_column(Path(item))
+        elif Path(item).suffix.lower() in LIST_SUFFIXES and Path(item).is_file():
+            found = read_path_list(Path(item))
+        else:
+            found = [item]
+        if not found:
+            empty.append(item)
+        files.extend(found)
+    return list(dict.fromkeys(files)), empty
+
+
+def _resolve(base: Path | str, path: str) -> str:
+    if is_uri(path) or Path(path).is_absolute():
+        return path
+    return f"{base}/{path}" if isinstance(base, str) else str(base / path)
+
+
+def path_column(text: str, base: Path | str, name: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    if "path" not in columns:
+        raise ValueError(f"{name}: a manifest needs a column 'path'")
+    return [_resolve(base, row[columns["path"]].strip()) for row in reader if (row[columns["path"]] or "").strip()]
+
+
+def path_lines(text: str, base: Path | str) -> list[str]:
+    return [_resolve(base, line.strip()) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def read_path_column(csv_path: Path) -> list[str]:
+    return path_column(csv_path.read_text(encoding="utf-8-sig"), csv_path.parent, str(csv_path))
+
+
+def read_path_list(list_path: Path) -> list[str]:
+    return path_lines(list_path.read_text(encoding="utf-8"), list_path.parent)
+
+
+def read_remote_list(uri: str, suffix: str) -> list[str]:
+    """A list or manifest on s3:// and the like; relative entries are relative to its folder."""
+    from emotionnet.batch.predictor import read_bytes
+
+    text = read_bytes(uri).decode("utf-8-sig")
+    base = uri.rsplit("/", 1)[0]
+    return path_column(text, base, uri) if suffix == ".csv" else path_lines(text, base)

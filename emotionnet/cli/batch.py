@@ -1,0 +1,65 @@
+"""`emotionnet batch`: emotions of many files into Parquet, on this machine or on Ray."""
+
+from __future__ import annotations
+
+import sys
+
+from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, report_failure
+
+EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              a process per core on this machine
+  emotionnet batch "calls/**/*.flac" list.txt --out results.parquet globs, text files of paths, CSVs with 'path'
+  emotionnet batch manifest.csv --out results.parquet --engine ray   Ray Data on a local Ray
+  emotionnet batch s3://bucket/list.txt --out results.parquet --engine ray --address ray://head:10001
+Rows: path, duration, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error).
+results.parquet is a folder of parts written as the job goes: a killed job keeps them, and running the
+same command again skips the files already there. Read it with pandas.read_parquet("results.parquet")."""
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "batch", "Score many audio files into a Parquet results folder (local or Ray).", EXAMPLES)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders, globs, CSV manifests (column 'path') or text files of paths")
+    p.add_argument("--out", required=True, metavar="RESULTS.parquet", help="results folder (created; resumed if present)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a process pool here (default); ray: Ray Data (pip install 'emotionnet[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: join this cluster (default: a local Ray)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes or Ray actors, one core each (default: this machine's cores; "
+                        "with Ray, every CPU of the cluster)")
+    p.add_argument("--chunk", type=int, default=16, metavar="N", help="files per task (default 16)")
+    p.add_argument("--part-rows", type=int, default=1000, metavar="N",
+                   help="rows per written part; a part is also written every 30 s (default 1000)")
+    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from emotionnet.batch import run_batch
+
+    if args.address and args.engine != "ray":
+        raise CLIError("--address needs --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError("--workers must be at least 1")
+    if args.chunk < 1 or args.part_rows < 1:
+        raise CLIError("--chunk and --part-rows must be at least 1")
+    if args.engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise CLIError("--engine ray needs Ray", "pip install 'emotionnet[ray]'") from None
+    if args.model:
+        from emotionnet.cli.common import load_recognizer
+
+        load_recognizer(args.model)  # a bad model file is one clean error here, not one per worker
+    try:
+        summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
+                            model=args.model, max_seconds=args.max_seconds, address=args.address,
+                            progress=sys.stderr.isatty(), part_rows=args.part_rows)
+    except (FileExistsError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    for item in summary.empty_inputs:
+        report_failure(item, "matches no audio files")
+    print(f"emotionnet: {summary.files} files: {summary.scored} scored ({summary.failed} with an error), "
+          f"{summary.skipped} already in {args.out}; {summary.seconds:.1f} s", file=sys.stderr)
+    return EXIT_SOME_FAILED if summary.failed or summary.empty_inputs else EXIT_OK
