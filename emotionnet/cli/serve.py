@@ -82,7 +82,12 @@ def run(args) -> int:
 
     settings = settings_from(args)
     torch.set_num_threads(1)  # each inference thread on one core; --threads sets how many
-    model = ServedModel.load(settings.model)  # here, so a bad model file is a clean CLI error
+    from emotionnet.models.file import ModelFileError
+
+    try:
+        model = ServedModel.load(settings.model)  # here, so a bad model file is a clean CLI error
+    except ModelFileError as exc:
+        raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
     print(f"emotionnet: serving {model.name} on http://{args.host}:{args.port} "
           f"(docs at /docs; {args.workers} worker(s) x {args.threads} thread(s)); Ctrl-C stops",
           file=sys.stderr, flush=True)

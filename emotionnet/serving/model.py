@@ -23,9 +23,9 @@ class ServedModel:
 
     @classmethod
     def load(cls, path: str | None = None) -> ServedModel:
-        from emotionnet.cli.common import load_recognizer
+        from emotionnet.inference.recognizer import load_model
 
-        return cls(load_recognizer(path))
+        return cls(load_model(path))  # path, else $EMOTIONNET_MODEL, else the shipped model
 
     @property
     def name(self) -> str:
