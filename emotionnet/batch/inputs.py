@@ -16,6 +16,15 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
+def read_bytes(uri: str) -> bytes:
+    """A file on any filesystem pyarrow knows (s3://, gs://, hdfs://, file://)."""
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     """The files to score, in order and without duplicates, and the inputs that named nothing.
 
@@ -76,8 +85,6 @@ def read_path_list(list_path: Path) -> list[str]:
 
 def read_remote_list(uri: str, suffix: str) -> list[str]:
     """A list or manifest on s3:// and the like; relative entries are relative to its folder."""
-    from emotionnet.batch.predictor import read_bytes
-
     text = read_bytes(uri).decode("utf-8-sig")
     base = uri.rsplit("/", 1)[0]
     return path_column(text, base, uri) if suffix == ".csv" else path_lines(text, base)

@@ -33,15 +33,6 @@ def error_row(path: str, message: str) -> dict:
     return {**dict.fromkeys(COLUMNS), "path": path, "error": message}
 
 
-def read_bytes(uri: str) -> bytes:
-    """A file on any filesystem pyarrow knows (s3://, gs://, hdfs://, file://)."""
-    from pyarrow import fs
-
-    filesystem, path = fs.FileSystem.from_uri(uri)
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read()
-
-
 class BatchPredictor:
     """One model per process, loaded lazily; `threads` torch threads (1: one core per worker)."""
 
@@ -65,7 +56,7 @@ class BatchPredictor:
 
     def decode(self, path: str) -> np.ndarray:
         from emotionnet.audio import load_audio
-        from emotionnet.batch.inputs import is_uri
+        from emotionnet.batch.inputs import is_uri, read_bytes
 
         if is_uri(path):
             try:
