@@ -51,9 +51,9 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script:
 
 from benchmarks import common  # noqa: E402
 from benchmarks import peer_methods as peers  # noqa: E402
-from benchmarks.common import CORPORA, shown, train_or_reuse  # noqa: E402
+from benchmarks.common import CORPORA, V1_SPLIT, shown, train_or_reuse  # noqa: E402
 from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
-from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
+from emotionnet.corpora import Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
 NEURAL = ("seed_cnn", "cnn", "crnn")
@@ -218,7 +218,7 @@ def run_accuracy(
                         duplicates=collection.duplicates)
     result: dict = {
         "benchmark": "accuracy",
-        "split": SPLIT_NAME,
+        "split": V1_SPLIT,
         "machine": common.machine_info(),
         "data": {"root": data, "limit": limit, "clips": len(records),
                  "per_split": {s: common.count_per_corpus(select(records, s)) for s in ("train", "val", "test")},

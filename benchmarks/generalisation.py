@@ -57,9 +57,15 @@ from emotionnet.evaluation.metrics import (  # noqa: E402
 )
 from emotionnet.labels import LABEL_INDEX  # noqa: E402
 
-SECTIONS = ("in-domain", "loco", "peers", "channels")
+SECTIONS = ("in-domain", "loco", "peers", "channels", "voices")
+# Synthetic voices the corpora never had: the old model called seven of eight of them angry.
+VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "de", "pl", "tr", "es")
+SENTENCES = ("The meeting has been moved to Thursday afternoon.",
+             "I left the keys on the kitchen table.",
+             "We will take the early train tomorrow morning.",
+             "Please read the instructions before you start.")
 CONTEXTS = ("alone", "random5", "neutral")
-PEER_METHODS = ("egemaps_rbf_svm", "compare_linear_svm", "compare_linear_svm_speaker")
+PEER_METHODS = ("compare_linear_svm_speaker", "compare_linear_svm", "egemaps_rbf_svm")  # the target's peer first
 TARGETS = {"test_uar_v1": 0.72, "test_uar_new": 0.70, "loco_mean": 0.55, "collapse": 0.30,
            "channel_drop": 0.05, "ece_test": 0.05, "ece_loco": 0.10}
 
@@ -236,10 +242,36 @@ def run_channels(recognizer, test: list[Record], per_class: int, seed: int, prog
     return out
 
 
+def run_voices(recognizer) -> dict:
+    """Neutral sentences in espeak-ng voices: which emotions does the model hear in a flat synthetic voice?"""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from emotionnet.audio import load_audio
+
+    if not shutil.which("espeak-ng"):
+        return {"skipped": "espeak-ng is not installed (apt-get install espeak-ng)"}
+    answers: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for voice in VOICES:
+            answers[voice] = []
+            for i, sentence in enumerate(SENTENCES):
+                wav = Path(folder) / f"{voice}-{i}.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), sentence], check=True,
+                               capture_output=True)
+                answers[voice].append(recognizer.predict(load_audio(wav), sample_rate=16_000).emotion)
+    flat = [a for voice in answers.values() for a in voice]
+    counts = {label: flat.count(label) for label in sorted(set(flat))}
+    return {"answers": answers, "counts": counts, "collapse": max(counts.values()) / len(flat),
+            "angry_share": counts.get("angry", 0) / len(flat)}
+
+
 # --------------------------------------------------------------------------- the run
 
 def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, loco_steps: int | None,
-        loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool) -> dict:
+        loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool,
+        loco_corpora: Sequence[str] = CORPORA) -> dict:
     from emotionnet.inference.recognizer import EmotionRecognizer
 
     started = time.perf_counter()
@@ -256,12 +288,14 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
     if "in-domain" in only:
         result["in_domain"] = run_in_domain(recognizer, test, seed, progress)
     if "loco" in only:
-        result["loco"] = run_loco(collection, CORPORA, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
+        result["loco"] = run_loco(collection, loco_corpora, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
         result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
     if "peers" in only:
         result["peers_loco"] = run_peers_loco(collection, CORPORA, progress)
     if "channels" in only:
         result["channels"] = run_channels(recognizer, test, channel_clips, seed, progress)
+    if "voices" in only:
+        result["voices"] = run_voices(recognizer)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -318,6 +352,13 @@ def format_markdown(result: dict) -> str:
             lines.append(f"| {name} | {_f(row['overall']['uar'])} | {row['drop']:+.3f} | "
                          f"{_f(row['overall']['collapse'])} | {_f(row['overall']['ece'])} |")
         lines.append("")
+    voices = result.get("voices")
+    if voices and "counts" in voices:
+        lines += [f"## Synthetic voices ({len(voices['answers'])} espeak-ng voices x {len(SENTENCES)} neutral "
+                  "sentences)", "", "| voice | answers |", "|---|---|"]
+        lines += [f"| {voice} | {', '.join(answers)} |" for voice, answers in voices["answers"].items()]
+        lines += ["", f"Answers: {voices['counts']}; most common {voices['collapse']:.0%} of them, "
+                  f"angry {voices['angry_share']:.0%}.", ""]
     lines += ["## Targets (DESIGN.md)", ""] + [f"- {v}" for v in verdicts(result)]
     lines += ["", f"Wall time {result['wall_seconds']:.0f} s."]
     return "\n".join(lines) + "\n"
@@ -401,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loco-steps", type=int, help="batches per epoch of each LOCO training (default: one pass)")
     parser.add_argument("--loco-ema-decay", type=float, help="weight-average decay of each LOCO training "
                         "(default: the recipe's; a shorter budget needs a smaller one)")
+    parser.add_argument("--loco-corpora", default=",".join(CORPORA), help="held-out corpora of the LOCO table "
+                        "(several runs over parts of it can share the trained models)")
     parser.add_argument("--channel-clips", type=int, default=20, help="test clips per corpus and emotion in the "
                         "channel suite (default 20)")
     parser.add_argument("--seed", type=int, default=0)
@@ -417,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = resolve_model_path(args.model)
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
-                 Path(args.cache) if args.cache else default_cache(), not args.quiet)
+                 Path(args.cache) if args.cache else default_cache(), not args.quiet,
+                 [c.strip() for c in args.loco_corpora.split(",") if c.strip()])
     write_json(args.json, result)
     if args.plot and "in_domain" in result:
         plot_reliability(result, args.plot)

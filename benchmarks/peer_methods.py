@@ -41,9 +41,9 @@ import numpy as np
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CORPORA, DEFAULT_DATA, count_per_corpus, limited, resolve_data  # noqa: E402
+from benchmarks.common import CORPORA, DEFAULT_DATA, V1_SPLIT, count_per_corpus, limited, resolve_data  # noqa: E402
 from emotionnet.cache import cache_root  # noqa: E402
-from emotionnet.corpora import SPLIT_NAME, find_records, select  # noqa: E402
+from emotionnet.corpora import find_records, select  # noqa: E402
 from emotionnet.corpora.records import Record  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import report, summary  # noqa: E402
@@ -359,7 +359,7 @@ def run_peers(
 
     result: dict = {
         "benchmark": "peers",
-        "split": SPLIT_NAME,
+        "split": V1_SPLIT,
         "data": {
             "root": data_label,
             "clips": len(records),

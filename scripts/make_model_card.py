@@ -84,8 +84,9 @@ def render(path: Path) -> str:
         f"- Recipe: batch {fit.get('batch_size')}, AdamW (lr {fit.get('lr')}, weight decay {fit.get('weight_decay')}), "
         f"one-cycle schedule, label smoothing {fit.get('label_smoothing')}, up to {fit.get('epochs')} epochs with "
         f"early stopping on validation UAR (patience {fit.get('patience')}), augmentation "
-        f"{'on' if recipe.get('augment') else 'off'} (gain, noise, EQ, band-limiting, reverberation, "
-        "vocal-tract warping, SpecAugment), bf16 autocast, seed "
+        f"{'on' if recipe.get('augment') else 'off'} (level -30 to +10 dB, noise, EQ, band-limiting, "
+        "reverberation, vocal-tract warping, speaking rate, SpecAugment), a loss over the classes each corpus has, "
+        "sampling balanced across corpora and classes, bf16 autocast, seed "
         f"{fit.get('seed')}.",
         f"- Ran {training['epochs']} epochs (best: {training['best_epoch']}) in {training['wall_seconds'] / 60:.1f} min "
         f"on {training.get('machine', 'a 2-core CPU')}, EmotionNet {training['package_version']}, torch {training['torch']}, "

@@ -110,14 +110,15 @@ def test_training_smoke(tmp_path, capsys):
     assert "| features, cold" in capsys.readouterr().out
     result = json.loads(out.read_text())
     cold, warm = result["features"]
-    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] == cold["clips"] == 72  # 3 splits x 4 corpora x 6
+    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] == cold["clips"] == 114
+    # 3 splits x (4 corpora x 6 classes + nEMO 5 + ASED 5 + TurEV-DB 4): the default recipe trains on split v2
     assert warm["cache_before"]["files"] == warm["cache_after"]["files"] == cold["cache_after"]["files"]
     assert cold["errors"] == warm["errors"] == 0
     training = result["training"]
     assert training["arch"] == "crnn"  # the default recipe's, not a benchmark's own choice
     assert training["epochs"] == 1 and training["wall_s"] > 0 and training["peak_rss_mb"] > 50
     assert 0.0 <= training["test_uar"] <= 1.0
-    assert training["clips"]["train"] == 24  # one clip per corpus and emotion
+    assert training["clips"]["train"] == 38  # one clip per corpus and emotion it has
     assert "no verdict" in result["verdict"]
 
 

@@ -111,6 +111,8 @@ def augment_power(log_mel: torch.Tensor, cfg: AugmentConfig, g: torch.Generator)
 
 def tempo_span(frames: int, cfg: AugmentConfig, g: torch.Generator) -> int:
     """How many source frames to stretch or squeeze into `frames`: a random speaking rate."""
+    if cfg.tempo_p <= 0:
+        return frames  # draws nothing: the generator's stream stays that of a recipe without tempo
     if float(torch.rand(1, generator=g)) >= cfg.tempo_p:
         return frames
     return max(1, round(frames * float(_uniform(1, 1 - cfg.tempo, 1 + cfg.tempo, g))))
