@@ -80,14 +80,11 @@ def run(args) -> int:
                        "pip install 'emotionnet[serve]'") from None
     import torch
 
+    from emotionnet.cli.common import load_recognizer
+
     settings = settings_from(args)
     torch.set_num_threads(1)  # each inference thread on one core; --threads sets how many
-    from emotionnet.models.file import ModelFileError
-
-    try:
-        model = ServedModel.load(settings.model)  # here, so a bad model file is a clean CLI error
-    except ModelFileError as exc:
-        raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
+    model = ServedModel(load_recognizer(settings.model))  # here, so a bad model file is a clean CLI error
     print(f"emotionnet: serving {model.name} on http://{args.host}:{args.port} "
           f"(docs at /docs; {args.workers} worker(s) x {args.threads} thread(s)); Ctrl-C stops",
           file=sys.stderr, flush=True)

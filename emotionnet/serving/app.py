@@ -25,11 +25,11 @@ from starlette.exceptions import HTTPException
 from emotionnet import __version__
 from emotionnet.audio import AudioError
 from emotionnet.serving.docs import install_docs, swagger_assets
-from emotionnet.serving.errors import APIError, install_handlers
+from emotionnet.serving.errors import api_error, install_handlers
 from emotionnet.serving.limits import BodyLimitMiddleware, bearer_ok, unauthorized
 from emotionnet.serving.metrics import MetricsMiddleware, ServiceMetrics
-from emotionnet.serving.model import AudioTooLong, ServedModel
-from emotionnet.serving.queue import Busy, InferenceQueue, TimedOut
+from emotionnet.serving.model import ServedModel, is_too_long
+from emotionnet.serving.queue import InferenceQueue
 from emotionnet.serving.settings import ServeSettings
 
 MIN_WINDOW = 0.5  # as `emotionnet predict --window`
@@ -116,8 +116,8 @@ class Service:
         await self.queue.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    def busy(self, message: str) -> APIError:
-        return APIError(503, "busy", message, {"Retry-After": str(self.settings.retry_after)})
+    def busy(self, message: str):
+        return api_error(503, "busy", message, {"Retry-After": str(self.settings.retry_after)})
 
 
 def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None) -> FastAPI:
@@ -156,20 +156,20 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     ) -> JSONResponse:
         """Answers the object `emotionnet predict --json` prints for a file."""
         if hop is not None and hop > (window or service.model.window):
-            raise APIError(422, "invalid_request", f"hop {hop:g} must be at most the window "
+            raise api_error(422, "invalid_request", f"hop {hop:g} must be at most the window "
                            f"({window or service.model.window:g} s)")
         data, name = await read_audio(request)
         try:
             result = await service.queue.submit(PredictJob(data, name or "<upload>", window, hop),
                                                 settings.request_timeout)
-        except Busy as exc:
+        except asyncio.QueueFull as exc:
             raise service.busy(f"the service is busy: {exc}; retry shortly") from None
-        except TimedOut as exc:
+        except TimeoutError as exc:
             raise service.busy(f"the request timed out: {exc}; retry shortly") from None
-        except AudioTooLong as exc:
-            raise APIError(413, "audio_too_long", str(exc)) from None
         except AudioError as exc:
-            raise APIError(400, "bad_audio", str(exc)) from None
+            if is_too_long(exc):
+                raise api_error(413, "audio_too_long", str(exc)) from None
+            raise api_error(400, "bad_audio", str(exc)) from None
         service.metrics.audio_seconds.labels("predict").inc(result.duration)
         body = service.model.result(name, result)
         if not timeline:
@@ -205,21 +205,22 @@ async def read_audio(request: Request) -> tuple[bytes, str | None]:
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=16)
-        except APIError:
-            raise
-        except HTTPException as exc:  # Starlette's 400 for too many files or fields
-            raise APIError(422, "invalid_request", f"bad multipart body ({exc.detail})") from None
+        except HTTPException as exc:
+            if isinstance(exc.detail, dict):  # ours: the body is over the size limit
+                raise
+            # Starlette's 400 for too many files or fields
+            raise api_error(422, "invalid_request", f"bad multipart body ({exc.detail})") from None
         except Exception as exc:  # malformed multipart: python-multipart raises several types
-            raise APIError(422, "invalid_request", f"malformed multipart body ({exc})") from None
+            raise api_error(422, "invalid_request", f"malformed multipart body ({exc})") from None
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
-                raise APIError(422, "missing_file", "multipart body without a file field named 'file'")
+                raise api_error(422, "missing_file", "multipart body without a file field named 'file'")
             return await upload.read(), upload.filename
         finally:
             await form.close()
     if content_type in NOT_AUDIO or content_type.startswith("text/"):
-        raise APIError(415, "unsupported_media_type", f"a body of type {content_type} is not audio (send the "
+        raise api_error(415, "unsupported_media_type", f"a body of type {content_type} is not audio (send the "
                        "file's bytes, e.g. as application/octet-stream, or multipart with a field 'file')")
     return await request.body(), None
 

@@ -16,12 +16,9 @@ STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: 
                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
 
 
-class APIError(Exception):
+def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> StarletteHTTPException:
     """An answer other than 200: the status, a stable machine code and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+    return StarletteHTTPException(status, detail={"code": code, "message": message}, headers=headers)
 
 
 def error_body(code: str, message: str) -> dict:
@@ -35,10 +32,6 @@ def install_handlers(app: FastAPI, count_error) -> None:
         count_error(code)
         return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> JSONResponse:
-        return respond(exc.status, exc.code, exc.message, exc.headers)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
@@ -47,8 +40,10 @@ def install_handlers(app: FastAPI, count_error) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return respond(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        if isinstance(exc.detail, dict):  # ours, from api_error
+            return respond(exc.status_code, exc.detail["code"], exc.detail["message"], exc.headers)
+        code = STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")  # Starlette's own (404, 405)
+        return respond(exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

@@ -6,13 +6,12 @@ import hmac
 
 from starlette.responses import JSONResponse
 
-from emotionnet.serving.errors import APIError, error_body
+from emotionnet.serving.errors import api_error, error_body
 
 
-class BodyTooLarge(APIError):
-    def __init__(self, limit: int):
-        super().__init__(413, "too_large", f"request body over the limit of {limit / 2**20:g} MB "
-                         "(start the server with a larger --max-upload-mb)")
+def body_too_large(limit: int):
+    return api_error(413, "too_large", f"request body over the limit of {limit / 2**20:g} MB "
+                     "(start the server with a larger --max-upload-mb)")
 
 
 class BodyLimitMiddleware:
@@ -26,11 +25,10 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            error = BodyTooLarge(self.limit)
-            self.count_error(error.code)
+            detail = body_too_large(self.limit).detail
+            self.count_error(detail["code"])
             # Answer before reading: the client learns at once, the server never buffers the body.
-            response = JSONResponse(error_body(error.code, error.message), status_code=413,
-                                    headers={"Connection": "close"})
+            response = JSONResponse(error_body(**detail), status_code=413, headers={"Connection": "close"})
             return await response(scope, receive, send)
         received = 0
 
@@ -40,7 +38,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge(self.limit)  # inside the endpoint's read: answered by its handler
+                    raise body_too_large(self.limit)  # inside the endpoint's read: answered by its handler
             return message
 
         await self.app(scope, counted_receive, send)
@@ -54,6 +52,6 @@ def bearer_ok(authorization: str | None, api_key: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
 
 
-def unauthorized() -> APIError:
-    return APIError(401, "unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')",
+def unauthorized():
+    return api_error(401, "unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')",
                     {"WWW-Authenticate": "Bearer"})

@@ -11,8 +11,9 @@ import numpy as np
 from emotionnet.audio import AudioError
 
 
-class AudioTooLong(AudioError):
-    """Audio over the service's duration limit: answered 413, not 400."""
+def is_too_long(exc: AudioError) -> bool:
+    """Audio over the duration limit (answered 413), not bad audio (400)."""
+    return "too long" in str(exc)
 
 
 class ServedModel:
@@ -23,9 +24,9 @@ class ServedModel:
 
     @classmethod
     def load(cls, path: str | None = None) -> ServedModel:
-        from emotionnet.inference.recognizer import load_model
+        from emotionnet import load_model
 
-        return cls(load_model(path))  # path, else $EMOTIONNET_MODEL, else the shipped model
+        return cls(load_model(path))
 
     @property
     def name(self) -> str:
@@ -43,12 +44,7 @@ class ServedModel:
         """File bytes (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
         from emotionnet.audio import load_audio
 
-        try:
-            return load_audio(data, max_seconds=max_seconds, name=name)
-        except AudioError as exc:
-            if "too long" in str(exc):
-                raise AudioTooLong(str(exc)) from None
-            raise
+        return load_audio(data, max_seconds=max_seconds, name=name)
 
     def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
         """Timelines of several decoded clips, their windows scored in shared batches."""

@@ -1,7 +1,7 @@
 """A bounded queue in front of the model: inference runs off the event loop, never an unbounded backlog.
 
 Requests wait in an `asyncio.Queue` of fixed size; when it is full the caller
-is told at once (`Busy`, answered 503 with Retry-After). Each of `threads`
+is told at once (`asyncio.QueueFull`, answered 503 with Retry-After). Each of `threads`
 consumers takes the first waiting job plus whatever else is already waiting
 (up to `max_batch`) and hands them together to `work` in a worker thread, so
 concurrent requests share one pass through the model (micro-batching).
@@ -15,14 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 Work = Callable[[Sequence[Any]], list[Any]]  # payloads -> one result (or exception) per payload
-
-
-class Busy(Exception):
-    """The queue is full: try again later."""
-
-
-class TimedOut(Exception):
-    """The answer did not come within the request's time limit."""
 
 
 class InferenceQueue:
@@ -51,18 +43,22 @@ class InferenceQueue:
         self._consumers = []
 
     async def submit(self, payload: Any, timeout: float) -> Any:
-        """The result of `work` for this payload; raises Busy, TimedOut, or what `work` returned as an error."""
+        """The result of `work` for this payload.
+
+        Raises `asyncio.QueueFull` (no room), `TimeoutError` (no answer in time), or
+        the exception `work` returned for this payload.
+        """
         if self._queue is None:
-            raise Busy("the service is not running")
+            raise asyncio.QueueFull("the service is not running")
         future = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((payload, future))
         except asyncio.QueueFull:
-            raise Busy(f"{self.size} requests are already waiting") from None
+            raise asyncio.QueueFull(f"{self.size} requests are already waiting") from None
         try:
             result = await asyncio.wait_for(future, timeout)  # cancels the future on timeout: the job is dropped
         except asyncio.TimeoutError:
-            raise TimedOut(f"no answer within {timeout:g} s") from None
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
         if isinstance(result, BaseException):
             raise result
         return result
