@@ -211,3 +211,34 @@ def test_accuracy_smoke(tiny_model_file, tmp_path, private_cache, capsys):
     again = json.loads(out.read_text())
     assert all(r["reused"] for r in again["methods"]["cnn"]["runs"])
     assert again["methods"]["cnn"]["test"] == result["methods"]["cnn"]["test"]
+
+
+# --------------------------------------------------------------------------- generalisation
+
+@pytest.mark.corpus
+def test_generalisation_smoke(tmp_path, capsys):
+    _needs_corpora()
+    from benchmarks import generalisation
+
+    out, plot = tmp_path / "generalisation.json", tmp_path / "reliability.png"
+    code = generalisation.main(["--only", "channels,voices", "--channel-clips", "1", "--quiet", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "## Channel suite" in text and "## Targets (DESIGN.md)" in text
+    result = json.loads(out.read_text())
+    assert result["split"] == "v2"
+    channels = result["channels"]
+    # One clip per corpus and emotion it has: 6 + 6 + 6 + 6 + 5 + 5 + 4.
+    assert channels["clips"] == 38
+    assert set(channels["channels"]) == {"telephone_8k_mulaw", "mp3_32k", "opus_12k", "reverb_rt60_0.3-0.8",
+                                         "noise_10db_snr", "level_-25db", "laptop_mic"}
+    for row in channels["channels"].values():
+        assert row["drop"] == pytest.approx(channels["clean"]["overall"]["uar"] - row["overall"]["uar"])
+        assert 0 <= row["overall"]["ece"] <= 1 and 1 / 6 <= row["overall"]["collapse"] <= 1
+    voices = result["voices"]
+    if "skipped" not in voices:
+        assert sum(voices["counts"].values()) == len(generalisation.VOICES) * len(generalisation.SENTENCES)
+    # The reliability diagram is drawn from the in-domain section's data.
+    generalisation.plot_reliability({"in_domain": {"alone": {"reliability": {
+        "count": [0, 3, 5], "confidence": [0.0, 0.4, 0.8], "accuracy": [0.0, 0.3, 0.9]}}}}, plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
