@@ -26,7 +26,6 @@ runs: the load average before and after is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.latency import speech_like  # noqa: E402
+from benchmarks.common import finish, speech_like  # noqa: E402
 from emotionnet.batch.predictor import BatchPredictor, arrow_schema  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
@@ -174,13 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", metavar="OUT", help="write the report text")
     args = parser.parse_args(argv)
     result = run(args)
-    text = report(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        Path(args.md).write_text(text + "\n")
-    return 0
+    return finish(result, report(result), args.json, args.md)
 
 
 if __name__ == "__main__":

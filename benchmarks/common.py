@@ -220,6 +220,15 @@ def speech_like(seconds: float, f0: float = 140.0, seed: int = 0, sample_rate: i
 
 # --------------------------------------------------------------------------- the tail of main()
 
+def percentiles(values: list[float]) -> dict:
+    """Count, median, 95th percentile and maximum of latencies in milliseconds."""
+    if not values:
+        return {"n": 0, "median_ms": None, "p95_ms": None, "max_ms": None}
+    array = np.array(values)
+    return {"n": len(values), "median_ms": round(float(np.median(array)), 2),
+            "p95_ms": round(float(np.percentile(array, 95)), 2), "max_ms": round(float(array.max()), 2)}
+
+
 def write_json(path: str | Path | None, result: dict) -> None:
     """Write `result` to `path` (folders made as needed); nothing when `path` is None."""
     if path:
@@ -227,10 +236,12 @@ def write_json(path: str | Path | None, result: dict) -> None:
         Path(path).write_text(json.dumps(result, indent=1) + "\n")
 
 
-def finish(result: dict, text: str, json_path: str | Path | None) -> int:
-    """Print a benchmark's table, write its full result as JSON (when asked): exit status 0."""
+def finish(result: dict, text: str, json_path: str | Path | None, md_path: str | Path | None = None) -> int:
+    """Print a benchmark's table, write its full result as JSON and the text as Markdown (when asked): exit 0."""
     print(text)
     write_json(json_path, result)
+    if md_path:
+        Path(md_path).write_text(text + "\n")
     return 0
 
 

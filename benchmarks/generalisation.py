@@ -45,7 +45,7 @@ from benchmarks import peer_methods as peers  # noqa: E402
 from benchmarks.common import ALL_CORPORA as CORPORA  # noqa: E402
 from benchmarks.common import CORPORA as V1_CORPORA  # noqa: E402
 from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
-from benchmarks.common import DEFAULT_DATA, machine_info, resolve_data, shown, train_or_reuse, write_json  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, finish, machine_info, resolve_data, shown, train_or_reuse  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import (  # noqa: E402
@@ -462,11 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
                  Path(args.cache) if args.cache else default_cache(), not args.quiet,
                  [c.strip() for c in args.loco_corpora.split(",") if c.strip()])
-    write_json(args.json, result)
     if args.plot and "in_domain" in result:
         plot_reliability(result, args.plot)
-    print(format_markdown(result))
-    return 0
+    return finish(result, format_markdown(result), args.json)
 
 
 if __name__ == "__main__":

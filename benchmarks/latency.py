@@ -28,21 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import speech_like  # noqa: E402
+from benchmarks.common import percentiles, speech_like  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
-
-
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0, "median_ms": None, "p95_ms": None, "max_ms": None}
-    array = np.array(values)
-    return {"n": len(values), "median_ms": round(float(np.median(array)), 2),
-            "p95_ms": round(float(np.percentile(array, 95)), 2), "max_ms": round(float(array.max()), 2)}
 
 
 def measure(model: str | None, seconds: float, hop: float, window: float | None, threads: int,

@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.latency import percentiles, speech_like  # noqa: E402
+from benchmarks.common import finish, percentiles, speech_like  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 
 SR = 16_000
@@ -280,13 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", metavar="OUT", help="write the report text")
     args = parser.parse_args(argv)
     result = run(args)
-    text = report(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        Path(args.md).write_text(text + "\n")
-    return 0
+    return finish(result, report(result), args.json, args.md)
 
 
 if __name__ == "__main__":
