@@ -183,12 +183,12 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
     return result
 
 
-def run_peers_loco(collection: Collection, corpora: Sequence[str], progress: bool) -> dict:
+def run_peers_loco(collection: Collection, corpora: Sequence[str], methods: Sequence[str], progress: bool) -> dict:
     """The classic peers on the same LOCO (features cached under $EMOTIONNET_CACHE/opensmile)."""
     records = collection.records
     features: dict[str, dict] = {}
     result = {}
-    for method in PEER_METHODS:
+    for method in methods:
         feature_set = peers.METHODS[method]["feature_set"]
         if feature_set not in features:
             features[feature_set], _ = peers.extract_features([r.path for r in records], feature_set, progress=progress)
@@ -271,7 +271,7 @@ def run_voices(recognizer) -> dict:
 
 def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, loco_steps: int | None,
         loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool,
-        loco_corpora: Sequence[str] = CORPORA) -> dict:
+        loco_corpora: Sequence[str] = CORPORA, peer_methods: Sequence[str] = PEER_METHODS) -> dict:
     from emotionnet.inference.recognizer import EmotionRecognizer
 
     started = time.perf_counter()
@@ -291,7 +291,7 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
         result["loco"] = run_loco(collection, loco_corpora, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
         result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
     if "peers" in only:
-        result["peers_loco"] = run_peers_loco(collection, CORPORA, progress)
+        result["peers_loco"] = run_peers_loco(collection, CORPORA, peer_methods, progress)
     if "channels" in only:
         result["channels"] = run_channels(recognizer, test, channel_clips, seed, progress)
     if "voices" in only:
@@ -444,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: the recipe's; a shorter budget needs a smaller one)")
     parser.add_argument("--loco-corpora", default=",".join(CORPORA), help="held-out corpora of the LOCO table "
                         "(several runs over parts of it can share the trained models)")
+    parser.add_argument("--peer-methods", default=",".join(PEER_METHODS), help="peers on the LOCO table "
+                        f"(default {','.join(PEER_METHODS)})")
     parser.add_argument("--channel-clips", type=int, default=20, help="test clips per corpus and emotion in the "
                         "channel suite (default 20)")
     parser.add_argument("--seed", type=int, default=0)
@@ -461,7 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = resolve_model_path(args.model)
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
                  Path(args.cache) if args.cache else default_cache(), not args.quiet,
-                 [c.strip() for c in args.loco_corpora.split(",") if c.strip()])
+                 [c.strip() for c in args.loco_corpora.split(",") if c.strip()],
+                 [m.strip() for m in args.peer_methods.split(",") if m.strip()])
     if args.plot and "in_domain" in result:
         plot_reliability(result, args.plot)
     return finish(result, format_markdown(result), args.json)
