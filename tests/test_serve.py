@@ -335,6 +335,13 @@ def test_serve_off_loopback_needs_an_api_key(capsys, monkeypatch):
     assert "--api-key" in capsys.readouterr().err
 
 
+def test_serve_with_a_bad_model_file_is_one_clear_error(capsys, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    assert main(["serve", "--model", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"emotionnet: error: {bad}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
