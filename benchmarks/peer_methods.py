@@ -270,7 +270,7 @@ def _timing(entries: list[dict], extracted_now: int, wall: float, workers: int) 
 
 # --------------------------------------------------------------------------- data
 
-def _matrix(
+def feature_matrix(
     records: Sequence[Record], vectors: dict[str, np.ndarray], per_speaker: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     kept = [r for r in records if r.path in vectors]
@@ -307,6 +307,22 @@ def _fit_predict(method, x_train, y_train, tests: Iterable[np.ndarray], seed: in
     return [model.predict(x) if len(x) else np.zeros(0, dtype=int) for x in tests], fit_s
 
 
+def train_and_test(
+    method: str,
+    records: Sequence[Record],
+    vectors: dict[str, np.ndarray],
+    seed: int = 0,
+    class_weight: str | None = CLASS_WEIGHT,
+) -> dict:
+    """Train on the train split of every corpus, score the test split: overall and per corpus."""
+    per_speaker = METHODS[method].get("per_speaker", False)
+    x_tr, y_tr, _ = feature_matrix(select(list(records), "train"), vectors, per_speaker)
+    x_te, y_te, corpora = feature_matrix(select(list(records), "test"), vectors, per_speaker)
+    (pred,), fit_s = _fit_predict(method, x_tr, y_tr, [x_te], seed, class_weight)
+    return {"overall": summary(y_te, pred), "fit_s": round(fit_s, 2),
+            "per_corpus": {c: summary(y_te[corpora == c], pred[corpora == c]) for c in sorted(set(corpora.tolist()))}}
+
+
 def leave_one_corpus_out(
     method: str,
     records: Sequence[Record],
@@ -320,8 +336,8 @@ def leave_one_corpus_out(
     per_speaker = METHODS[method].get("per_speaker", False)
     table = {}
     for held_out in corpora:
-        x_tr, y_tr, _ = _matrix([r for r in train if r.corpus != held_out], vectors, per_speaker)
-        x_te, y_te, _ = _matrix([r for r in test if r.corpus == held_out], vectors, per_speaker)
+        x_tr, y_tr, _ = feature_matrix([r for r in train if r.corpus != held_out], vectors, per_speaker)
+        x_te, y_te, _ = feature_matrix([r for r in test if r.corpus == held_out], vectors, per_speaker)
         if not len(x_tr) or not len(x_te) or len(set(y_tr.tolist())) < 2:
             continue
         (pred,), fit_s = _fit_predict(method, x_tr, y_tr, [x_te], seed, class_weight)
@@ -392,9 +408,9 @@ def run_peers(
             result["extraction"][feature_set] = timing
         vectors = features[feature_set]
         per_speaker = METHODS[method].get("per_speaker", False)
-        x_tr, y_tr, _ = _matrix(splits["train"], vectors, per_speaker)
-        x_va, y_va, c_va = _matrix(splits["val"], vectors, per_speaker)
-        x_te, y_te, c_te = _matrix(splits["test"], vectors, per_speaker)
+        x_tr, y_tr, _ = feature_matrix(splits["train"], vectors, per_speaker)
+        x_va, y_va, c_va = feature_matrix(splits["val"], vectors, per_speaker)
+        x_te, y_te, c_te = feature_matrix(splits["test"], vectors, per_speaker)
         print(f"peers: {method}: training on {len(y_tr)} clips", file=sys.stderr)
         entry = {**{k: v for k, v in METHODS[method].items()}, "class_weight": class_weight, "seeds": {}}
         for i, seed in enumerate(seeds):

@@ -118,10 +118,10 @@ def test_per_speaker_standardisation_uses_each_speakers_own_statistics(peers):
     records = [Record(f"{s}{i}.wav", "custom", s, "angry") for s in ("a", "b") for i in range(5)]
     offset = {"a": 0.0, "b": 50.0}  # speaker b's recording is far louder in every feature
     vectors = {r.path: rng.normal(offset[r.speaker], 1.0, 4) for r in records}
-    x, _, _ = peers._matrix(records, vectors, per_speaker=True)
+    x, _, _ = peers.feature_matrix(records, vectors, per_speaker=True)
     for speaker in ("a", "b"):
         rows = x[[r.speaker == speaker for r in records]]
         np.testing.assert_allclose(rows.mean(axis=0), 0, atol=1e-9)
         np.testing.assert_allclose(rows.std(axis=0), 1, atol=1e-6)
-    plain, _, _ = peers._matrix(records, vectors)
+    plain, _, _ = peers.feature_matrix(records, vectors)
     assert abs(plain[5:].mean() - plain[:5].mean()) > 40
