@@ -183,32 +183,26 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
     return result
 
 
-def run_peers_loco(collection: Collection, corpora: Sequence[str], methods: Sequence[str], progress: bool) -> dict:
-    """The classic peers on the same LOCO (features cached under $EMOTIONNET_CACHE/opensmile)."""
+def run_peers(collection: Collection, methods: Sequence[str], loco: bool, in_domain: bool, progress: bool) -> dict:
+    """The classic peers on the same LOCO and/or on split v2 train -> test.
+
+    Each feature set is read once (openSMILE functionals, cached under $EMOTIONNET_CACHE/opensmile)
+    and serves both sections.
+    """
     records = collection.records
     features: dict[str, dict] = {}
-    result = {}
+    result: dict[str, dict] = {"peers_loco": {}, "peers_in_domain": {}}
     for method in methods:
         feature_set = peers.METHODS[method]["feature_set"]
         if feature_set not in features:
             features[feature_set], _ = peers.extract_features([r.path for r in records], feature_set, progress=progress)
-        print(f"generalisation: {method}: leave-one-corpus-out", file=sys.stderr)
-        result[method] = peers.leave_one_corpus_out(method, records, features[feature_set], corpora)
-    return result
-
-
-def run_peers_in_domain(collection: Collection, methods: Sequence[str], progress: bool) -> dict:
-    """The classic peers trained on every corpus's train split, scored on split v2 test."""
-    records = collection.records
-    features: dict[str, dict] = {}
-    result = {}
-    for method in methods:
-        feature_set = peers.METHODS[method]["feature_set"]
-        if feature_set not in features:
-            features[feature_set], _ = peers.extract_features([r.path for r in records], feature_set, progress=progress)
-        print(f"generalisation: {method}: split v2 train -> test", file=sys.stderr)
-        result[method] = peers.train_and_test(method, records, features[feature_set])
-    return result
+        if loco:
+            print(f"generalisation: {method}: leave-one-corpus-out", file=sys.stderr)
+            result["peers_loco"][method] = peers.leave_one_corpus_out(method, records, features[feature_set], CORPORA)
+        if in_domain:
+            print(f"generalisation: {method}: split v2 train -> test", file=sys.stderr)
+            result["peers_in_domain"][method] = peers.train_and_test(method, records, features[feature_set])
+    return {key: value for key, value in result.items() if value}
 
 
 def stratified(records: Sequence[Record], per_class: int, seed: int) -> list[Record]:
@@ -304,10 +298,8 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
     if "loco" in only:
         result["loco"] = run_loco(collection, loco_corpora, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
         result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
-    if "peers" in only:
-        result["peers_loco"] = run_peers_loco(collection, CORPORA, peer_methods, progress)
-    if "peers-in-domain" in only:
-        result["peers_in_domain"] = run_peers_in_domain(collection, peer_methods, progress)
+    if "peers" in only or "peers-in-domain" in only:
+        result.update(run_peers(collection, peer_methods, "peers" in only, "peers-in-domain" in only, progress))
     if "channels" in only:
         result["channels"] = run_channels(recognizer, test, channel_clips, seed, progress)
     if "voices" in only:

@@ -86,7 +86,6 @@ class BatchMaker:
             # A speaker's other clips would pass through the same channel, so their
             # statistics would carry its colouring: take out the crop's mean shift.
             shifted = raw - (raw.mean(dim=-1, keepdim=True) - x.mean(dim=-1, keepdim=True))
-        x = raw
         if per_speaker:
             own = (torch.rand(len(indices), generator=g) < self.own_context_p)[:, None, None]
             # A lone clip is read against its own speech, channel included: its statistics
@@ -94,10 +93,9 @@ class BatchMaker:
             own_stats = stacked([band_stats([crop]) for crop in raw])
             mean = torch.where(own, own_stats[0], self.speaker_stats[0][indices])
             std = torch.where(own, own_stats[1], self.speaker_stats[1][indices])
-            x = torch.where(own, raw, shifted)
-            x = normalise(x, "speaker", BandStats(mean, std))
+            x = normalise(torch.where(own, raw, shifted), "speaker", BandStats(mean, std))
         else:
-            x = normalise(x, self.feature_config.normalisation)
+            x = normalise(raw, self.feature_config.normalisation)
         if self.augment:
             x = spec_augment(x, self.augment, g)
         return x, self.labels[indices], self.present[indices]

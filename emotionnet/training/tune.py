@@ -104,7 +104,7 @@ def tune(
         return max(h["uar"] for h in meta["training"]["history"])
 
     def after(study, trial) -> None:
-        if study.best_trial is not None and any(t.state == TrialState.COMPLETE for t in study.trials):
+        if any(t.state == TrialState.COMPLETE for t in study.trials):  # best_trial raises before the first
             Recipe.from_dict(study.best_trial.user_attrs["recipe"]).write(out / "best_recipe.json")
         if on_trial:
             on_trial(trial)
