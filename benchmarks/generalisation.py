@@ -50,6 +50,7 @@ from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, sel
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import (  # noqa: E402
     brier_score,
+    calibration_error,
     collapse,
     expected_calibration_error,
     reliability,
@@ -177,7 +178,14 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         recognizer = EmotionRecognizer(path)
         records, mels = load_split(test, recognizer.features, progress)
         y = np.array([LABEL_INDEX[r.emotion] for r in records])
-        result[held_out] = {**figures(y, probabilities(recognizer, mels)), "model_file": path.name,
+        alone = probabilities(recognizer, mels)
+        # The realistic contexts too, so the per-speaker peer (which standardises with all of a
+        # test speaker's clips) has a comparison that also knows something of the speaker.
+        contexts = {kind: figures(y, probabilities(recognizer, mels, speaker_contexts(records, mels, kind, seed)))
+                    for kind in CONTEXTS[1:] if recognizer.features.normalisation == "speaker"}
+        result[held_out] = {**figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
+                            "model_file": path.name,
+                            "val_uar": meta["training"]["history"][meta["training"]["best_epoch"] - 1]["uar"],
                             "epochs": meta["training"]["epochs"], "best_epoch": meta["training"]["best_epoch"],
                             "reused": reused, "seconds": round(time.perf_counter() - started, 1)}
     return result
@@ -349,6 +357,12 @@ def format_markdown(result: dict) -> str:
                          f"{budget.get('steps_per_epoch') or 'a pass of the clips'} steps each)", loco, "uar"))
             rows.append(("EmotionNet: collapse", loco, "collapse"))
             rows.append(("EmotionNet: ECE", loco, "ece"))
+            for kind, title in (("random5", "with 5 random clips of the speaker"),
+                                ("neutral", "with the speaker's neutral clips")):
+                with_context = {c: v["contexts"][kind] for c, v in loco.items() if kind in v.get("contexts", {})}
+                if with_context:
+                    rows.append((f"EmotionNet, {title}", with_context, "uar"))
+            rows.append(("EmotionNet: validation UAR of the six corpora (selection)", loco, "val_uar"))
         for method, table_ in result.get("peers_loco", {}).items():
             rows.append((peers.METHODS[method]["title"], table_, "uar"))
         for title, table_, key in rows:
@@ -405,6 +419,9 @@ def verdicts(result: dict) -> list[str]:
         worst = max(v["collapse"] for v in loco.values())
         out.append(f"LOCO worst collapse {worst:.3f} (target <= 0.30): {'met' if worst <= TARGETS['collapse'] else 'MISSED'}")
         worst_ece = max(v["ece"] for v in loco.values())
+        pooled = pooled_reliability([v["reliability"] for v in loco.values() if "reliability" in v])
+        if pooled:
+            out.append(f"LOCO ECE of the held-out corpora pooled {calibration_error(pooled):.3f}")
         out.append(f"LOCO worst ECE {worst_ece:.3f} (target <= 0.10): "
                    f"{'met' if worst_ece <= TARGETS['ece_loco'] else 'MISSED'}")
         peer = result.get("peers_loco", {}).get("compare_linear_svm_speaker")
@@ -420,6 +437,18 @@ def verdicts(result: dict) -> list[str]:
     return out
 
 
+def pooled_reliability(tables: Sequence[dict]) -> dict | None:
+    """One reliability table from several over the same bins (bin means weighted by their counts)."""
+    if not tables:
+        return None
+    counts = np.sum([t["count"] for t in tables], axis=0)
+    pooled = {"edges": tables[0]["edges"], "count": counts.tolist()}
+    for key in ("confidence", "accuracy"):
+        weighted = np.sum([np.asarray(t[key]) * np.asarray(t["count"]) for t in tables], axis=0)
+        pooled[key] = (weighted / np.maximum(counts, 1)).tolist()
+    return pooled
+
+
 def plot_reliability(result: dict, path: str | Path) -> None:
     import matplotlib
 
@@ -428,7 +457,9 @@ def plot_reliability(result: dict, path: str | Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    curves = [("test, each clip alone", result.get("in_domain", {}).get("alone", {}).get("reliability"))]
+    curves = [("test, each clip alone", result.get("in_domain", {}).get("alone", {}).get("reliability")),
+              ("LOCO, held-out corpora pooled", pooled_reliability(
+                  [v["reliability"] for v in result.get("loco", {}).values() if "reliability" in v]))]
     for label, data in curves:
         if not data:
             continue
@@ -480,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  Path(args.cache) if args.cache else default_cache(), not args.quiet,
                  [c.strip() for c in args.loco_corpora.split(",") if c.strip()],
                  [m.strip() for m in args.peer_methods.split(",") if m.strip()])
-    if args.plot and "in_domain" in result:
+    if args.plot and ("in_domain" in result or "loco" in result):
         plot_reliability(result, args.plot)
     return finish(result, format_markdown(result), args.json)
 

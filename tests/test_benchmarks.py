@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -242,3 +243,20 @@ def test_generalisation_smoke(tmp_path, capsys):
     generalisation.plot_reliability({"in_domain": {"alone": {"reliability": {
         "count": [0, 3, 5], "confidence": [0.0, 0.4, 0.8], "accuracy": [0.0, 0.3, 0.9]}}}}, plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generalisation_pools_loco_reliability_as_one_table():
+    from benchmarks import generalisation
+    from emotionnet.evaluation.metrics import calibration_error, expected_calibration_error, reliability
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(6) * 0.5, size=300)
+    y = rng.integers(0, 6, size=300)
+    parts = [slice(0, 40), slice(40, 220), slice(220, 300)]  # held-out corpora of unequal size
+    pooled = generalisation.pooled_reliability([reliability(y[p], probs[p]) for p in parts])
+    whole = reliability(y, probs)
+    assert pooled["count"] == whole["count"]
+    np.testing.assert_allclose(pooled["accuracy"], whole["accuracy"])
+    np.testing.assert_allclose(pooled["confidence"], whole["confidence"])
+    assert calibration_error(pooled) == pytest.approx(expected_calibration_error(y, probs))
+    assert generalisation.pooled_reliability([]) is None

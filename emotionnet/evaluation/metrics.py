@@ -82,7 +82,11 @@ def reliability(y_true: Sequence[int], probabilities: np.ndarray, bins: int = 15
 
 def expected_calibration_error(y_true: Sequence[int], probabilities: np.ndarray, bins: int = 15) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by their share of clips."""
-    table = reliability(y_true, probabilities, bins)
+    return calibration_error(reliability(y_true, probabilities, bins))
+
+
+def calibration_error(table: dict) -> float:
+    """The ECE of a reliability table (from `reliability`, or several of them pooled)."""
     counts = np.asarray(table["count"], dtype=float)
     gaps = np.abs(np.asarray(table["accuracy"]) - np.asarray(table["confidence"]))
     return float((counts * gaps).sum() / counts.sum()) if counts.sum() else 0.0
