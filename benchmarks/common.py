@@ -254,7 +254,10 @@ def clips_key(records: Sequence[Record]) -> str:
 
 
 def model_name(name: str, seed: int, recipe, records: Sequence[Record]) -> str:
-    key = hashlib.sha1(json.dumps({"recipe": recipe.to_dict(), "clips": clips_key(records)},
+    # Keyed on what shapes the weights: the temperature scale is applied after training, and the
+    # benchmarks that read a cached file's calibration start from its validation temperature.
+    weights = {k: v for k, v in recipe.to_dict().items() if k != "unseen_corpus_temperature_scale"}
+    key = hashlib.sha1(json.dumps({"recipe": weights, "clips": clips_key(records)},
                                   sort_keys=True).encode()).hexdigest()[:12]
     return f"{name}-seed{seed}-{key}.safetensors"
 

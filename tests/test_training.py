@@ -23,6 +23,7 @@ from emotionnet.labels import LABELS
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import load_model_file, save_model_file
 from emotionnet.training.batches import BatchMaker
+from emotionnet.training.recipe import Recipe, validation_temperature
 
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 
@@ -57,7 +58,13 @@ def test_train_writes_a_complete_model_file(trained, generated):
     assert meta["model"]["arch"] == "cnn" and meta["model"]["hparams"]["channels"] == [8, 16]
     assert meta["model"]["parameters"] == count_parameters(model)
     assert meta["inference"]["window"] == 1.0
-    assert meta["temperature"] > 0
+    # The validation temperature, scaled for a corpus the model never heard, is the one used.
+    calibration = meta["calibration"]
+    scale = Recipe().unseen_corpus_temperature_scale
+    assert calibration["unseen_corpus_scale"] == meta["training"]["recipe"]["unseen_corpus_temperature_scale"] == scale
+    assert meta["temperature"] == pytest.approx(calibration["validation_temperature"] * scale) and meta["temperature"] > 0
+    assert validation_temperature(meta) == calibration["validation_temperature"]
+    assert validation_temperature({"temperature": 0.8}) == 0.8  # files written before the scale existed
     training = meta["training"]
     assert training["split"] == "v2" and training["epochs"] == 2
     assert training["corpora"] == {"custom": 36}
@@ -428,3 +435,27 @@ def test_evaluate_with_no_loadable_clip_is_one_line(tmp_path, trained, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("emotionnet: error: no clip could be scored")
     assert "Traceback" not in err and "bad.wav: unreadable" in err
+
+
+def test_temperature_scale_rewrites_only_the_calibration(trained, tmp_path):
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scripts.set_temperature_scale import set_temperature_scale
+
+    copy_ = tmp_path / "scaled.safetensors"
+    shutil.copy(trained, copy_)
+    _, before = load_model_file(trained)
+    base = validation_temperature(before)
+    record = set_temperature_scale(copy_, 2.0)
+    model, after = load_model_file(copy_)
+    assert after["temperature"] == pytest.approx(2.0 * base) == record["temperature"]
+    assert after["calibration"]["unseen_corpus_scale"] == 2.0 and validation_temperature(after) == base
+    original, _ = load_model_file(trained)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+    # Scales apply to the validation temperature, never on top of an earlier scale.
+    set_temperature_scale(copy_, 1.0)
+    assert load_model_file(copy_)[1]["temperature"] == pytest.approx(base)
+    with pytest.raises(ValueError, match="outside"):
+        set_temperature_scale(copy_, 0.0)

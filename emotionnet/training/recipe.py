@@ -40,6 +40,11 @@ class Recipe:
     # be); the rest keep the model able to use a speaker's other audio when an API call gives it.
     own_context_p: float = 0.9
     fit: FitConfig = field(default_factory=FitConfig)
+    # The temperature fitted on validation clips is multiplied by this before it is written: a
+    # user's clip comes from a corpus the model never heard, where a model is overconfident. It is
+    # chosen on LOCO validation splits (benchmarks/generalisation.py, "Temperature for a corpus the
+    # model never heard"). Calibration after training: it changes no weight.
+    unseen_corpus_temperature_scale: float = 1.0
     # Per speaker: what sets a clip apart from its speaker's usual voice (level, brightness,
     # range) is the emotion; per utterance that is normalised away (test UAR 0.668 alone, 0.720
     # with speaker context, against 0.690 for the per-utterance model: docs/benchmarks.md).
@@ -98,6 +103,17 @@ def calibrate_temperature(scored: list[ScoredWindows], labels: np.ndarray) -> fl
         if nll < best_nll:
             best_t, best_nll = float(t), nll
     return best_t
+
+
+def calibration_record(validation_temperature: float, scale: float) -> dict:
+    """How a model file's temperature was reached (kept in its metadata)."""
+    return {"validation_temperature": validation_temperature, "unseen_corpus_scale": scale,
+            "temperature": validation_temperature * scale}
+
+
+def validation_temperature(metadata: dict) -> float:
+    """The temperature fitted on validation clips, before any unseen-corpus scale."""
+    return float(metadata.get("calibration", {}).get("validation_temperature", metadata["temperature"]))
 
 
 def train_model(
@@ -163,7 +179,8 @@ def train_model(
         if splits["test"]:
             scored["test_clip"] = recognizer.score_windows(features["test"])
     # Calibrated for the lone clip, the way a user's clip arrives.
-    temperature = calibrate_temperature(scored.get("val_clip", scored["val"]), val_labels)
+    validation_temperature = calibrate_temperature(scored.get("val_clip", scored["val"]), val_labels)
+    temperature = validation_temperature * recipe.unseen_corpus_temperature_scale
     metrics = {}
     for name in scored:
         records = splits[name.removesuffix("_clip")]
@@ -175,6 +192,7 @@ def train_model(
         **spec.to_metadata(),
         "model": {"arch": recipe.arch, "hparams": hparams, "parameters": count_parameters(model)},
         "temperature": temperature,
+        "calibration": calibration_record(validation_temperature, recipe.unseen_corpus_temperature_scale),
         "training": {
             "recipe": recipe.to_dict(),
             "corpora": collection.per_corpus(),
