@@ -58,7 +58,7 @@ from emotionnet.evaluation.metrics import (  # noqa: E402
 )
 from emotionnet.labels import LABEL_INDEX  # noqa: E402
 
-SECTIONS = ("in-domain", "loco", "peers", "peers-in-domain", "channels", "voices")
+SECTIONS = ("in-domain", "loco", "peers", "peers-in-domain", "channels", "peers-channels", "voices")
 # Synthetic voices the corpora never had: the old model called seven of eight of them angry.
 VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "de", "pl", "tr", "es")
 SENTENCES = ("The meeting has been moved to Thursday afternoon.",
@@ -272,36 +272,71 @@ def stratified(records: Sequence[Record], per_class: int, seed: int) -> list[Rec
     return chosen
 
 
-def run_channels(recognizer, test: list[Record], per_class: int, seed: int, progress: bool) -> dict:
-    """Clean and channel-degraded UAR on the same clips; the drop per channel."""
+def channel_conditions(test: list[Record], per_class: int, seed: int,
+                       progress: bool) -> tuple[list[Record], dict[str, list[np.ndarray]]]:
+    """A stratified subset of the test clips, clean and through each channel: the same audio for
+    EmotionNet and the peers."""
     from tqdm import tqdm
 
     from emotionnet.audio import AudioError, load_audio
     from emotionnet.evaluation.channels import CHANNELS
-    from emotionnet.features import log_mel
 
-    subset = stratified(test, per_class, seed)
     audio, records = [], []
-    for r in subset:
+    for r in stratified(test, per_class, seed):
         try:
             audio.append(load_audio(r.path))
             records.append(r)
         except AudioError as exc:
             print(f"generalisation: skipped {exc}", file=sys.stderr)
-
-    def score(clips: list[np.ndarray]) -> dict:
-        probs = probabilities(recognizer, [log_mel(a, recognizer.features) for a in clips])
-        return table(records, probs)
-
-    clean = score(audio)
-    out = {"clips": len(records), "per_class": per_class, "clean": clean, "channels": {}}
+    conditions = {"clean": audio}
     for name, channel in CHANNELS.items():
         rng = np.random.default_rng(seed)
-        degraded = [channel(a, rng) for a in tqdm(audio, desc=name, unit="clip", disable=not progress, leave=False)]
-        figures_ = score(degraded)
-        figures_["drop"] = clean["overall"]["uar"] - figures_["overall"]["uar"]
-        out["channels"][name] = figures_
-    return out
+        conditions[name] = [channel(a, rng) for a in tqdm(audio, desc=name, unit="clip", disable=not progress,
+                                                          leave=False)]
+    return records, conditions
+
+
+def with_drops(scores: dict[str, dict], per_class: int) -> dict:
+    """{"clean", "channels": {name: figures + drop}} from figures per condition."""
+    clean = scores["clean"]
+    channels = {name: {**row, "drop": clean["overall"]["uar"] - row["overall"]["uar"]}
+                for name, row in scores.items() if name != "clean"}
+    return {"clips": clean["overall"]["n"], "per_class": per_class, "clean": clean, "channels": channels}
+
+
+def run_channels(recognizer, records: list[Record], conditions: dict[str, list[np.ndarray]], per_class: int) -> dict:
+    """Clean and channel-degraded UAR on the same clips; the drop per channel."""
+    from emotionnet.features import log_mel
+
+    return with_drops({name: table(records, probabilities(recognizer, [log_mel(a, recognizer.features) for a in clips]))
+                       for name, clips in conditions.items()}, per_class)
+
+
+def run_peer_channels(collection: Collection, records: list[Record], conditions: dict[str, list[np.ndarray]],
+                      methods: Sequence[str], per_class: int, progress: bool) -> dict:
+    """The peers, trained on split v2's train split, on the same clean and degraded clips."""
+    y = np.array([LABEL_INDEX[r.emotion] for r in records])
+    corpora = np.array([r.corpus for r in records])
+    features: dict[str, dict] = {}
+    degraded: dict[str, dict[str, np.ndarray]] = {}
+    result = {}
+    for method in methods:
+        feature_set = peers.METHODS[method]["feature_set"]
+        if feature_set not in features:
+            features[feature_set], _ = peers.extract_features([r.path for r in collection.records], feature_set,
+                                                              progress=progress)
+            degraded[feature_set] = {name: peers.functionals(clips, feature_set, progress)
+                                     for name, clips in conditions.items()}
+        print(f"generalisation: {method}: channel suite", file=sys.stderr)
+        classifier = peers.trained_classifier(method, collection.records, features[feature_set])
+        per_speaker = peers.METHODS[method].get("per_speaker", False)
+        scores = {}
+        for name, x in degraded[feature_set].items():
+            pred = classifier.predict(peers.standardised(x, records, per_speaker))
+            scores[name] = {"overall": summary(y, pred),
+                            "per_corpus": {c: summary(y[corpora == c], pred[corpora == c]) for c in sorted(set(corpora))}}
+        result[method] = with_drops(scores, per_class)
+    return result
 
 
 def run_voices(recognizer) -> dict:
@@ -355,8 +390,13 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
         result["unseen_corpus_calibration"] = unseen_corpus_scale(result["loco"])
     if "peers" in only or "peers-in-domain" in only:
         result.update(run_peers(collection, peer_methods, "peers" in only, "peers-in-domain" in only, progress))
-    if "channels" in only:
-        result["channels"] = run_channels(recognizer, test, channel_clips, seed, progress)
+    if "channels" in only or "peers-channels" in only:
+        records, conditions = channel_conditions(test, channel_clips, seed, progress)
+        if "channels" in only:
+            result["channels"] = run_channels(recognizer, records, conditions, channel_clips)
+        if "peers-channels" in only:
+            result["peers_channels"] = run_peer_channels(collection, records, conditions, peer_methods,
+                                                         channel_clips, progress)
     if "voices" in only:
         result["voices"] = run_voices(recognizer)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -440,6 +480,17 @@ def format_markdown(result: dict) -> str:
         for name, row in ch["channels"].items():
             lines.append(f"| {name} | {_f(row['overall']['uar'])} | {row['drop']:+.3f} | "
                          f"{_f(row['overall']['collapse'])} | {_f(row['overall']['ece'])} |")
+        lines.append("")
+    if "peers_channels" in result:
+        tables = {"EmotionNet": result["channels"]} if "channels" in result else {}
+        tables.update({peers.METHODS[m]["title"].split(" (")[0] + (", per speaker" if "speaker" in m else ""): t
+                       for m, t in result["peers_channels"].items()})
+        names = list(next(iter(tables.values()))["channels"])
+        lines += ["## Channel suite beside the peers (UAR clean, then the drop per channel)", "",
+                  "| | clean | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        for title, t in tables.items():
+            lines.append(f"| {title} | {_f(t['clean']['overall']['uar'])} | "
+                         + " | ".join(f"{t['channels'][n]['drop']:+.3f}" for n in names) + " |")
         lines.append("")
     voices = result.get("voices")
     if voices and "counts" in voices:

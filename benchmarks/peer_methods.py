@@ -270,17 +270,33 @@ def _timing(entries: list[dict], extracted_now: int, wall: float, workers: int) 
 
 # --------------------------------------------------------------------------- data
 
+def functionals(signals: Sequence[np.ndarray], feature_set: str, progress: bool = False) -> np.ndarray:
+    """(clips, features) functionals of in-memory 16 kHz signals (not cached: e.g. channel-degraded clips)."""
+    import opensmile
+    from tqdm import tqdm
+
+    smile = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
+    return np.stack([np.asarray(smile.process_signal(s, 16_000).values, dtype=np.float32).reshape(-1)
+                     for s in tqdm(signals, desc=feature_set, unit="clip", disable=not progress, leave=False)])
+
+
+def standardised(x: np.ndarray, records: Sequence[Record], per_speaker: bool) -> np.ndarray:
+    """Finite features, standardised per speaker (each with its own clips' statistics) if asked."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if per_speaker:
+        groups = np.array([r.group for r in records])
+        for group in set(groups.tolist()):
+            rows = groups == group
+            x[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-8)
+    return x
+
+
 def feature_matrix(
     records: Sequence[Record], vectors: dict[str, np.ndarray], per_speaker: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     kept = [r for r in records if r.path in vectors]
-    x = np.stack([vectors[r.path] for r in kept]).astype(np.float64) if kept else np.zeros((0, 0))
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    if per_speaker:
-        groups = np.array([r.group for r in kept])
-        for group in set(groups.tolist()):
-            rows = groups == group
-            x[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-8)
+    x = np.stack([vectors[r.path] for r in kept]) if kept else np.zeros((0, 0))
+    x = standardised(x, kept, per_speaker)
     y = np.array([LABEL_INDEX[r.emotion] for r in kept], dtype=int)
     corpora = np.array([r.corpus for r in kept])
     return x, y, corpora
@@ -321,6 +337,13 @@ def train_and_test(
     (pred,), fit_s = _fit_predict(method, x_tr, y_tr, [x_te], seed, class_weight)
     return {"overall": summary(y_te, pred), "fit_s": round(fit_s, 2),
             "per_corpus": {c: summary(y_te[corpora == c], pred[corpora == c]) for c in sorted(set(corpora.tolist()))}}
+
+
+def trained_classifier(method: str, records: Sequence[Record], vectors: dict[str, np.ndarray], seed: int = 0,
+                       class_weight: str | None = CLASS_WEIGHT):
+    """The method's classifier fitted on the train split of `records`."""
+    x_tr, y_tr, _ = feature_matrix(select(list(records), "train"), vectors, METHODS[method].get("per_speaker", False))
+    return make_classifier(method, seed, class_weight).fit(x_tr, y_tr)
 
 
 def leave_one_corpus_out(

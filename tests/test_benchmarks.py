@@ -260,3 +260,28 @@ def test_generalisation_pools_loco_reliability_as_one_table():
     np.testing.assert_allclose(pooled["confidence"], whole["confidence"])
     assert calibration_error(pooled) == pytest.approx(expected_calibration_error(y, probs))
     assert generalisation.pooled_reliability([]) is None
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not (_has("opensmile") and _has("sklearn")), reason="needs the bench extra (opensmile, scikit-learn)")
+def test_generalisation_peers_hear_the_same_degraded_clips(private_cache):
+    _needs_corpora()
+    from benchmarks import generalisation
+    from benchmarks.common import limited
+    from emotionnet.corpora import Collection, find_records, select
+    from emotionnet.evaluation.channels import CHANNELS
+
+    collection = find_records([DATA])
+    small = Collection(records=limited(collection.records, 2))  # 2 clips per split, corpus and emotion
+    records, conditions = generalisation.channel_conditions(select(small.records, "test")[:12], 1, 0, False)
+    assert set(conditions) == {"clean", *CHANNELS} and all(len(c) == len(records) for c in conditions.values())
+    assert not np.array_equal(conditions["clean"][0], conditions["noise_10db_snr"][0])
+    result = generalisation.run_peer_channels(small, records, conditions, ["egemaps_rbf_svm"], 1, False)
+    table = result["egemaps_rbf_svm"]
+    assert table["clips"] == len(records) and set(table["channels"]) == set(CHANNELS)
+    for row in table["channels"].values():
+        assert row["drop"] == pytest.approx(table["clean"]["overall"]["uar"] - row["overall"]["uar"])
+    text = generalisation.format_markdown({"model_file": "m", "split": "v2", "sha256": "0" * 64, "normalisation": "speaker",
+                                           "temperature": 1.0, "machine": {}, "data": {"clips": {}},
+                                           "peers_channels": result, "wall_seconds": 1.0})
+    assert "## Channel suite beside the peers" in text and "eGeMAPSv02" in text
