@@ -33,6 +33,15 @@ CORPORA = {
 }
 
 
+def _calibration(meta: dict) -> str:
+    record = meta.get("calibration")
+    if not record or record.get("unseen_corpus_scale", 1.0) == 1.0:
+        return "fitted on the validation split's clips, each alone"
+    return (f"{record['validation_temperature']:.3f} fitted on the validation split's clips, each alone, times "
+            f"{record['unseen_corpus_scale']:g} for a corpus the model never heard (the scale chosen on the "
+            "leave-one-corpus-out validation splits; `docs/benchmarks.md`, calibration)")
+
+
 def _row(name: str, m: dict) -> str:
     return f"| {name} | {m['uar']:.3f} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['n']} |"
 
@@ -74,7 +83,7 @@ def render(path: Path) -> str:
         f"- Windows of {meta['inference']['window']} s every {meta['inference']['hop']} s; a clip's answer is "
         "the mean of its speech windows' probabilities (energy gate for speech).",
         f"- Output: six classes `{', '.join(meta['labels'])}`, softmax with calibration temperature "
-        f"{meta['temperature']:.3f} (fitted on the validation split).",
+        f"{meta['temperature']:.3f}: {_calibration(meta)}.",
         "",
         "## Training",
         f"- Data: {', '.join(f'{n:,} {k}' for k, n in training['clips'].items())} clips from {', '.join(CORPORA[c][0] for c in training['corpora'] if c in CORPORA)}; "
