@@ -440,8 +440,11 @@ def format_markdown(result: dict) -> str:
         if "loco" in result:
             loco = result["loco"]
             budget = result.get("loco_budget", {})
-            rows.append((f"EmotionNet default recipe ({budget.get('epochs') or 'the recipe’s'} epochs at most, "
-                         f"{budget.get('steps_per_epoch') or 'a pass of the clips'} steps each)", loco, "uar"))
+            reduced = budget.get("epochs") or budget.get("steps_per_epoch")
+            schedule = (f"{budget.get('epochs') or 'the recipe’s'} epochs at most of "
+                        f"{budget.get('steps_per_epoch') or 'a pass of the clips in'} steps" if reduced
+                        else "its full schedule")
+            rows.append((f"EmotionNet default recipe ({schedule})", loco, "uar"))
             rows.append(("EmotionNet: collapse", loco, "collapse"))
             rows.append(("EmotionNet: ECE", loco, "ece"))
             unseen = result.get("unseen_corpus_calibration") or {}
@@ -580,7 +583,7 @@ def plot_reliability(result: dict, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     curves = [("test, each clip alone", result.get("in_domain", {}).get("alone", {}).get("reliability")),
-              ("LOCO, held-out corpora pooled", pooled_reliability(
+              ("LOCO models on their held-out corpora, pooled", pooled_reliability(
                   [v["reliability"] for v in result.get("loco", {}).values() if "reliability" in v]))]
     for label, data in curves:
         if not data:

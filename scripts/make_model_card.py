@@ -143,8 +143,9 @@ def render(path: Path) -> str:
            "clips do: against a context that is all one emotion, that emotion reads as the speaker's usual "
            "voice."]
           if features["normalisation"] == "speaker" else []),
-        "- Fear and disgust are the hardest classes; confidences are calibrated on the validation split but "
-        "not on your data.",
+        "- Fear and disgust are the hardest classes. Confidences are calibrated on the validation split, not on "
+        "your data: on a corpus a model never heard (leave-one-corpus-out in `docs/benchmarks.md`) they still "
+        "overstate how often it is right.",
         "- Not for decisions about people (hiring, health, policing): acted emotion is not felt emotion.",
         "",
         "## Licence and citations",
