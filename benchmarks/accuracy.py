@@ -51,7 +51,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script:
 
 from benchmarks import common  # noqa: E402
 from benchmarks import peer_methods as peers  # noqa: E402
-from benchmarks.common import CORPORA, V1_SPLIT, shown, train_or_reuse  # noqa: E402
+from benchmarks.common import CORPORA, V1_SPLIT, comma_list, shown, train_or_reuse  # noqa: E402
 from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
 from emotionnet.corpora import Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
@@ -376,7 +376,7 @@ def format_markdown(result: dict) -> str:
 def _seeds(text: str) -> list[int]:
     """`3` means seeds 0, 1, 2; `0,5,7` names them."""
     if "," in text:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return comma_list(text, int)
     return list(range(int(text)))
 
 
@@ -403,9 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
     args = parser.parse_args(argv)
 
-    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    only = comma_list(args.only)
     unknown = set(only) - set(ONLY_CHOICES)
-    loco_corpora = [x.strip() for x in args.loco_corpora.split(",") if x.strip()]
+    loco_corpora = comma_list(args.loco_corpora)
     if unknown or set(loco_corpora) - set(CORPORA) or not args.seeds:
         print(f"accuracy: error: --only takes {','.join(ONLY_CHOICES)}; --loco-corpora takes {','.join(CORPORA)}; "
               "--seeds at least 1", file=sys.stderr)

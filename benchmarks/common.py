@@ -43,6 +43,11 @@ CORPUS_TITLES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "tess": "TESS", "sa
 
 # --------------------------------------------------------------------------- where things are
 
+def comma_list(text: str, cast=str) -> list:
+    """`a, b,c` -> ["a", "b", "c"] (each through `cast`); empty items are dropped."""
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
 def resolve_data(data: str | os.PathLike | None) -> Path:
     """A relative data path is taken relative to the repository root."""
     path = Path(data if data is not None else DEFAULT_DATA).expanduser()

@@ -45,7 +45,7 @@ from benchmarks import peer_methods as peers  # noqa: E402
 from benchmarks.common import ALL_CORPORA as CORPORA  # noqa: E402
 from benchmarks.common import CORPORA as V1_CORPORA  # noqa: E402
 from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
-from benchmarks.common import DEFAULT_DATA, finish, machine_info, resolve_data, shown, train_or_reuse  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, comma_list, finish, machine_info, resolve_data, shown, train_or_reuse  # noqa: E402
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.evaluation.metrics import (  # noqa: E402
@@ -53,6 +53,7 @@ from emotionnet.evaluation.metrics import (  # noqa: E402
     calibration_error,
     collapse,
     expected_calibration_error,
+    log_loss,
     reliability,
     summary,
 )
@@ -82,8 +83,9 @@ def default_cache() -> Path:
 
 def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.ndarray:
     """(clips, classes) calibrated clip probabilities, as `predict` computes them."""
-    scored = recognizer.scoring.score_windows(mels, contexts=contexts)
-    return np.stack([s.clip_probabilities(recognizer.temperature) for s in scored])
+    from emotionnet.training.recipe import clip_probabilities
+
+    return clip_probabilities(recognizer.scoring.score_windows(mels, contexts=contexts), recognizer.temperature)
 
 
 def figures(y: np.ndarray, probs: np.ndarray) -> dict:
@@ -127,15 +129,15 @@ def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int
     return contexts
 
 
-def calibration_curves(recognizer, base_temperature: float, records: Sequence[Record], mels: list) -> dict:
-    """ECE and log-loss of clips scored alone at `base_temperature` times each of `SCALES`."""
-    y = np.array([LABEL_INDEX[r.emotion] for r in records])
-    scored = recognizer.scoring.score_windows(mels)
+def calibration_curves(scored: list, y: np.ndarray, base_temperature: float) -> dict:
+    """ECE and log-loss of clips (their scored windows) at `base_temperature` times each of `SCALES`."""
+    from emotionnet.training.recipe import clip_probabilities
+
     curves: dict[str, list] = {"ece": [], "nll": []}
     for scale in SCALES:
-        probs = np.stack([s.clip_probabilities(base_temperature * scale) for s in scored])
+        probs = clip_probabilities(scored, base_temperature * scale)
         curves["ece"].append(expected_calibration_error(y, probs))
-        curves["nll"].append(float(-np.mean(np.log(probs[np.arange(len(y)), y] + 1e-9))))
+        curves["nll"].append(log_loss(y, probs))
     return curves
 
 
@@ -147,7 +149,7 @@ def unseen_corpus_scale(loco: dict) -> dict:
     worse of the two ECEs measured against its target (0.05 seen, 0.10 unseen): a user's clip is
     from a corpus the model never heard, but a confidence that is too low in-domain is no better.
     """
-    folds = [v["calibration"] for v in loco.values() if "calibration" in v]
+    folds = [v["calibration"] for v in loco.values()]
     if not folds:
         return {}
     seen = np.array([f["seen_val"]["ece"] for f in folds]) / TARGETS["ece_test"]
@@ -157,10 +159,9 @@ def unseen_corpus_scale(loco: dict) -> dict:
     return {"scale": float(SCALES[best]), "scales": [float(x) for x in SCALES], "criterion": score.tolist(),
             "seen_val_ece": float(np.mean([f["seen_val"]["ece"][best] for f in folds])),
             "held_out_val_ece": float(np.mean([f["held_out_val"]["ece"][best] for f in folds])),
-            "held_out_test_ece": {c: v["calibration"]["held_out_test"]["ece"][best]
-                                  for c, v in loco.items() if "calibration" in v},
+            "held_out_test_ece": {c: v["calibration"]["held_out_test"]["ece"][best] for c, v in loco.items()},
             "held_out_val_best_scale": {c: float(SCALES[int(np.argmin(v["calibration"]["held_out_val"]["nll"]))])
-                                        for c, v in loco.items() if "calibration" in v}}
+                                        for c, v in loco.items()}}
 
 
 def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
@@ -193,7 +194,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
              ema_decay: float | None, seed: int, cache: Path, progress: bool) -> dict:
     """The default recipe trained without each corpus; that corpus's test split scored clip by clip."""
     from emotionnet.inference.recognizer import EmotionRecognizer
-    from emotionnet.training.recipe import Recipe, validation_temperature
+    from emotionnet.training.recipe import Recipe, clip_probabilities, validation_temperature
 
     result = {}
     for held_out in corpora:
@@ -215,19 +216,22 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         recognizer = EmotionRecognizer(path)
         records, mels = load_split(test, recognizer.features, progress)
         y = np.array([LABEL_INDEX[r.emotion] for r in records])
-        alone = probabilities(recognizer, mels)
+        scored = recognizer.scoring.score_windows(mels)  # scored once: the figures and the calibration curves
+        alone = clip_probabilities(scored, recognizer.temperature)
         # The realistic contexts too, so the per-speaker peer (which standardises with all of a
         # test speaker's clips) has a comparison that also knows something of the speaker.
         contexts = {kind: figures(y, probabilities(recognizer, mels, speaker_contexts(records, mels, kind, seed)))
                     for kind in CONTEXTS[1:] if recognizer.features.normalisation == "speaker"}
         # Validation clips of the six corpora it learnt and of the one it never heard: where the
         # temperature for an unseen corpus is chosen (the test clips' curve is read, not used).
-        seen_val = [r for r in train if split_of(r) == "val"]
-        held_out_val = [r for r in collection.records if r.corpus == held_out and split_of(r) == "val"]
         base = validation_temperature(meta)
-        calibration = {name: calibration_curves(recognizer, base, *load_split(part, recognizer.features, progress))
-                       for name, part in (("seen_val", seen_val), ("held_out_val", held_out_val),
-                                          ("held_out_test", test))}
+        calibration = {"held_out_test": calibration_curves(scored, y, base)}
+        for name, part in (("seen_val", [r for r in train if split_of(r) == "val"]),
+                           ("held_out_val", [r for r in collection.records
+                                             if r.corpus == held_out and split_of(r) == "val"])):
+            part_records, part_mels = load_split(part, recognizer.features, progress)
+            calibration[name] = calibration_curves(recognizer.scoring.score_windows(part_mels),
+                                                   np.array([LABEL_INDEX[r.emotion] for r in part_records]), base)
         result[held_out] = {**figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
                             "calibration": calibration,
                             "model_file": path.name,
@@ -510,7 +514,7 @@ def format_markdown(result: dict) -> str:
 def _scale_one(result: dict, part: str) -> float:
     """Mean ECE over the LOCO folds at the models' validation (in-domain) temperature."""
     one = int(np.argmin(np.abs(SCALES - 1.0)))
-    return float(np.mean([v["calibration"][part]["ece"][one] for v in result["loco"].values() if "calibration" in v]))
+    return float(np.mean([v["calibration"][part]["ece"][one] for v in result["loco"].values()]))
 
 
 def verdicts(result: dict) -> list[str]:
@@ -539,7 +543,7 @@ def verdicts(result: dict) -> list[str]:
         worst = max(v["collapse"] for v in loco.values())
         out.append(f"LOCO worst collapse {worst:.3f} (target <= 0.30): {'met' if worst <= TARGETS['collapse'] else 'MISSED'}")
         worst_ece = max(v["ece"] for v in loco.values())
-        pooled = pooled_reliability([v["reliability"] for v in loco.values() if "reliability" in v])
+        pooled = pooled_reliability([v["reliability"] for v in loco.values()])
         if pooled:
             out.append(f"LOCO ECE of the held-out corpora pooled {calibration_error(pooled):.3f}")
         unseen = result.get("unseen_corpus_calibration")
@@ -584,7 +588,7 @@ def plot_reliability(result: dict, path: str | Path) -> None:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     curves = [("test, each clip alone", result.get("in_domain", {}).get("alone", {}).get("reliability")),
               ("LOCO models on their held-out corpora, pooled", pooled_reliability(
-                  [v["reliability"] for v in result.get("loco", {}).values() if "reliability" in v]))]
+                  [v["reliability"] for v in result.get("loco", {}).values()]))]
     for label, data in curves:
         if not data:
             continue
@@ -625,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="write the reliability diagram")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = comma_list(args.only)
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
@@ -634,8 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = resolve_model_path(args.model)
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
                  Path(args.cache) if args.cache else default_cache(), not args.quiet,
-                 [c.strip() for c in args.loco_corpora.split(",") if c.strip()],
-                 [m.strip() for m in args.peer_methods.split(",") if m.strip()])
+                 comma_list(args.loco_corpora), comma_list(args.peer_methods))
     if args.plot and ("in_domain" in result or "loco" in result):
         plot_reliability(result, args.plot)
     return finish(result, format_markdown(result), args.json)

@@ -46,7 +46,7 @@ import soundfile  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.common import SAMPLE_RATE, shown  # noqa: E402
+from benchmarks.common import SAMPLE_RATE, comma_list, shown  # noqa: E402
 from emotionnet.audio import load_audio  # noqa: E402
 from emotionnet.digest import file_digest  # noqa: E402
 from emotionnet.features import log_mel  # noqa: E402
@@ -450,10 +450,6 @@ def format_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Speed of EmotionNet: real-time factors, cold start, model size; openSMILE for comparison.",
@@ -464,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--generated", action="store_true", help="use generated clips even when the corpora are present")
     parser.add_argument("--clips", type=int, default=50, help="number of ~3 s clips (default 50)")
     parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long recording (default 600)")
-    parser.add_argument("--threads", type=_ints, default=[1, 2], help="CPU thread counts, comma-separated (default 1,2)")
+    parser.add_argument("--threads", type=lambda text: comma_list(text, int), default=[1, 2], help="CPU thread counts, comma-separated (default 1,2)")
     parser.add_argument("--backends", default="torch,onnx", help="comma-separated: torch, onnx (default both)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per measurement; the median is kept")
     parser.add_argument("--cold-runs", type=int, default=3, help="timed cold starts (0: skip)")
@@ -480,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.clips < 1 or args.long_seconds < 5 or args.repeat < 1:
         print("speed: error: --clips and --repeat must be at least 1, --long-seconds at least 5", file=sys.stderr)
         return 1
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = comma_list(args.backends)
     result = run_speed(model, args.data, args.clips, args.long_seconds, args.threads, backends, args.repeat,
                        args.cold_runs, not args.no_opensmile, gpu_steps=args.gpu_steps, generated=args.generated)
     return common.finish(result, format_markdown(result), args.json)

@@ -92,6 +92,13 @@ def calibration_error(table: dict) -> float:
     return float((counts * gaps).sum() / counts.sum()) if counts.sum() else 0.0
 
 
+def log_loss(y_true: Sequence[int], probabilities: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (what a fitted temperature minimises)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=int)
+    return float(-np.mean(np.log(probabilities[np.arange(len(y_true)), y_true] + 1e-9)))
+
+
 def brier_score(y_true: Sequence[int], probabilities: np.ndarray) -> float:
     """Mean squared distance between the probability vector and the one-hot truth (summed over classes)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)

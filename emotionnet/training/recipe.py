@@ -15,7 +15,7 @@ import torch
 from emotionnet import __version__
 from emotionnet.cache import cached_log_mels
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, select
-from emotionnet.evaluation.metrics import report, summary
+from emotionnet.evaluation.metrics import log_loss, report, summary
 from emotionnet.features import FeatureConfig
 from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.labels import LABEL_INDEX
@@ -100,8 +100,7 @@ def calibrate_temperature(scored: list[ScoredWindows], labels: np.ndarray) -> fl
     """The softmax temperature minimising validation log-loss (a 1-D grid search)."""
     best_t, best_nll = 1.0, float("inf")
     for t in np.exp(np.linspace(np.log(0.3), np.log(5.0), 80)):
-        probs = clip_probabilities(scored, float(t))
-        nll = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-9))
+        nll = log_loss(labels, clip_probabilities(scored, float(t)))
         if nll < best_nll:
             best_t, best_nll = float(t), nll
     return best_t
