@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -116,3 +117,26 @@ def load_encoder_tensors(source: str | Path | None = None) -> tuple[dict[str, np
     if not tensors:
         raise EncoderWeightsError(f"{where}: a CTranslate2 Whisper file without encoder weights")
     return tensors, where
+
+
+WEIGHTS_ENV = "EMOTIONNET_WHISPER"  # an explicit Whisper base (CTranslate2 folder or base.pt) instead of the packages
+_ENCODERS: dict[tuple[str, str], object] = {}
+
+
+def encoder_for(expected_digest: str, source: str | Path | None = None):
+    """The PyTorch encoder built from `source` (default: $EMOTIONNET_WHISPER, else the packages), once per process.
+
+    EncoderWeightsError when the weights are missing or are not the ones whose digest a model file records.
+    """
+    from emotionnet.models.whisper.encoder import WhisperEncoder
+
+    source = source or os.environ.get(WEIGHTS_ENV) or None
+    key = (str(source), expected_digest)
+    if key not in _ENCODERS:
+        tensors, where = load_encoder_tensors(source)
+        digest = tensors_digest(tensors)
+        if digest != expected_digest:
+            raise EncoderWeightsError(f"the Whisper weights in {where} have digest {digest[:16]}..., not the "
+                                      f"{expected_digest[:16]}... this model was trained on ({ENCODER_NAME}, float16)")
+        _ENCODERS[key] = WhisperEncoder.from_ctranslate2(tensors)
+    return _ENCODERS[key]
