@@ -11,7 +11,7 @@ from emotionnet.models.file import ModelFileError, load_model_file, save_model_f
 from emotionnet.models.spec import ModelSpec, ModelSpecError, default_hparams
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
 from emotionnet.models.whisper.weights import installed_parts
-from tests.conftest import voiced
+from conftest import voiced
 
 pytestmark = pytest.mark.whisper
 DIGEST = "e88a8f7791e9ff5776cdfa78b83d0adc0fbf157a19eed34bcb6b3b02c85e1ef1"
