@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_toy_corpus
+
 from emotionnet.corpora import read_manifest
 from emotionnet.models.whisper.weights import installed_parts
 
@@ -49,9 +49,9 @@ def test_the_model_file_is_complete_and_loads(trained):
 
 def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
     """A second run encodes nothing; a clip whose bytes change is encoded again."""
+    from emotionnet.models.whisper.encoder import WhisperEncoder
     from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
     from emotionnet.training.encoder_cache import StateStore, encoder_folder, fill
-    from emotionnet.models.whisper.encoder import WhisperEncoder
 
     tensors, _ = load_encoder_tensors()
     digest = tensors_digest(tensors)
