@@ -71,14 +71,14 @@ def cached(records: Sequence[Record], cache: CachedStates) -> list[Record]:
     return [r for r in records if cache.windows(r, "clean")]
 
 
-def run_fold(cache, records, held_out: str | None, config: HeadConfig, log) -> dict:
+def run_fold(cache, records, held_out: str | None, config: HeadConfig, variants, log) -> dict:
     """Train without `held_out` (None: on every corpus) and score what the fold needs."""
     def part(split: str, inside: bool) -> list[Record]:
         return cached([r for r in records if split_of(r) == split and (r.corpus == held_out) != inside], cache)
 
     train, val = part("train", True), part("val", True)
     start = time.time()
-    head, fit = train_head(cache, train, val, config, progress=lambda m: log(f"  [{held_out or 'all'}] {m}"))
+    head, fit = train_head(cache, train, val, config, variants, progress=lambda m: log(f"  [{held_out or 'all'}] {m}"))
     val_logits = clip_logits(head, cache, val, config.layers)
     temperature = fit_temperature(val_logits, labels_of(val))
     fold = {"held_out": held_out, "train_clips": len(train), "val_clips": len(val), "seconds": time.time() - start,
@@ -88,7 +88,6 @@ def run_fold(cache, records, held_out: str | None, config: HeadConfig, log) -> d
     if held_out is None:
         test = cached([r for r in records if split_of(r) == "test"], cache)
         fold["_test"] = (test, clip_logits(head, cache, test, config.layers))
-        fold["_head"] = head
     else:
         held_val, held_test = part("val", False), part("test", False)
         held_val_logits = clip_logits(head, cache, held_val, config.layers)
@@ -111,24 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help="HeadConfig fields as JSON")
     parser.add_argument("--no-in-domain", action="store_true")
     parser.add_argument("--json", help="write the full result here")
-    parser.add_argument("--save-model", help="in-domain head weights (torch state dict) for the model file")
+    parser.add_argument("--variants", default="clean,aug1", help="cached variants to train on")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
     digest = tensors_digest(tensors)
     del tensors
-    cache = CachedStates(encoder_folder(digest), ("clean", "aug1"), WINDOW_SHAPE, digest)
+    variants = tuple(args.variants.split(","))
+    cache = CachedStates(encoder_folder(digest), variants, WINDOW_SHAPE, digest)
     records = find_records([args.data]).records
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    result = {"benchmark": "whisper-head", "split": "v3", "config": config.to_dict(), "encoder_digest": digest}
+    result = {"benchmark": "whisper-head", "split": "v3", "config": config.to_dict(), "variants": list(variants),
+              "encoder_digest": digest}
     folds = []
     for corpus in [c for c in args.corpora.split(",") if c]:
         log(f"LOCO fold without {corpus}")
-        folds.append(run_fold(cache, records, corpus, config, log))
+        folds.append(run_fold(cache, records, corpus, config, variants, log))
     if folds:
         scale = choose_scale(folds) if len(folds) > 1 else 1.0
         result["unseen_corpus_scale"] = scale
@@ -142,15 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["loco_mean_val_uar"] = float(np.mean([f["held_out_val"]["uar"] for f in folds]))
     if not args.no_in_domain:
         log("in-domain: every corpus")
-        fold = run_fold(cache, records, None, config, log)
+        fold = run_fold(cache, records, None, config, variants, log)
         test, logits = fold.pop("_test")
-        head = fold.pop("_head")
         scale = result.get("unseen_corpus_scale", 1.0)
         fold["test"] = figures(test, logits, fold["temperature"] * scale)
         result["in_domain"] = fold
-        if args.save_model:
-            torch.save({"state_dict": head.state_dict(), "temperature": fold["temperature"], "scale": scale,
-                        "config": config.to_dict(), "metrics": fold["test"]}, args.save_model)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -50,20 +51,21 @@ class HeadConfig:
 
 
 class CachedStates:
-    """Every variant's cached windows, read into memory once (float16), looked up by record."""
+    """Every variant's cached windows (float16, memory-mapped: processes share the page cache), by record."""
 
     def __init__(self, folder, variants: Sequence[str], window_shape: tuple[int, ...], encoder_digest: str):
         self.encoder_digest = encoder_digest
-        self.states: dict[str, torch.Tensor] = {}
+        self.shards: dict[str, list[torch.Tensor]] = {}
+        self.offsets: dict[str, np.ndarray] = {}
         self.index: dict[str, dict[str, tuple[int, int]]] = {}
         self._keys: dict[str, str] = {}
         for variant in variants:
             arrays, index = StateStore(folder / variant).load(window_shape)
             offsets = np.cumsum([0, *[len(a) for a in arrays]])
-            states = torch.empty((int(offsets[-1]), *window_shape), dtype=torch.float16)
-            for array, offset in zip(arrays, offsets):  # shard by shard: never two copies of the whole
-                states[offset:offset + len(array)] = torch.from_numpy(np.asarray(array))
-            self.states[variant] = states
+            with warnings.catch_warnings():  # read-only maps: nothing here writes to them
+                warnings.simplefilter("ignore", UserWarning)
+                self.shards[variant] = [torch.from_numpy(a) for a in arrays]
+            self.offsets[variant] = offsets
             self.index[variant] = {key: (int(offsets[shard]) + start, count)
                                    for key, (shard, start, count) in index.items()}
 
@@ -80,8 +82,15 @@ class CachedStates:
 
     def gather(self, variant: str, rows: Sequence[int], states: int | None = None) -> torch.Tensor:
         """(len(rows), states, frames, width) float32: the first `states` of each row's layers (default all)."""
-        picked = self.states[variant].index_select(0, torch.as_tensor(rows, dtype=torch.long))
-        return picked[:, :states].float()
+        rows = np.asarray(rows, dtype=np.int64)
+        shard_of = np.searchsorted(self.offsets[variant], rows, side="right") - 1
+        shards = self.shards[variant]
+        out = torch.empty((len(rows), *(shards[0][:1, :states].shape[1:])), dtype=torch.float32)
+        for shard in np.unique(shard_of):
+            mine = np.flatnonzero(shard_of == shard)
+            local = torch.as_tensor(rows[mine] - self.offsets[variant][shard])
+            out[torch.as_tensor(mine)] = shards[shard].index_select(0, local)[:, :states].float()
+        return out
 
 
 def _frame_dropout(states: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
