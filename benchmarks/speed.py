@@ -66,7 +66,7 @@ def model_info(path: Path) -> dict:
     return {
         "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_digest(path, "sha256"),
         "arch": meta["model"]["arch"], "hparams": meta["model"].get("hparams", {}),
-        "parameters": count_parameters(recognizer.scoring.network),
+        "parameters": count_parameters(recognizer.network),
         "window_s": recognizer.window, "hop_s": recognizer.hop,
     }
 
@@ -140,7 +140,7 @@ def _stages(recognizer: EmotionRecognizer, path: Path) -> tuple[float, float, fl
     t1 = time.perf_counter()
     mel = log_mel(samples, recognizer.features)
     t2 = time.perf_counter()
-    recognizer.scoring.timelines([mel], [samples.size / SAMPLE_RATE])
+    recognizer.predict_log_mels([mel], [samples.size / SAMPLE_RATE])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, samples.size / SAMPLE_RATE
 

@@ -9,6 +9,7 @@ from emotionnet.cli.common import (
     EXIT_SOME_FAILED,
     CLIError,
     add_command,
+    add_model_option,
     load_collection,
     load_recognizer,
     warn_skipped,
@@ -29,8 +30,8 @@ def add_parser(sub) -> None:
     p = add_command(sub, "evaluate", "Score a model on labelled clips: UAR, accuracy, macro-F1, confusion.", EXAMPLES)
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    add_model_option(p)
+    p.add_argument("--backend", choices=("torch", "onnx"), help="run the network with torch (default) or onnxruntime")
     p.add_argument("--split", choices=("test", "val", "train", "all"),
                    help="default: test for corpora, all for a manifest without a split column")
     p.add_argument("--context", choices=("clip", "speaker"), default="clip",

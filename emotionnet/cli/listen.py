@@ -8,7 +8,7 @@ import sys
 from collections import deque
 from typing import TextIO
 
-from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, load_recognizer
+from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, add_model_option, load_recognizer
 from emotionnet.labels import LABELS
 
 EXAMPLES = """  emotionnet listen                                  the default microphone; Ctrl-C stops
@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="do not adapt to the voice heard so far: every window is its own context")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1: steady latency, one core)")
     p.set_defaults(run=run)

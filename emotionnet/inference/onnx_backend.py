@@ -61,11 +61,12 @@ def cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
-def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None) -> bytes:
-    """The serialised ONNX model of `model`, its metadata stored in metadata_props."""
+def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,
+                 spec: ModelSpec | None = None) -> bytes:
+    """The serialised ONNX model of `model`, its metadata stored in metadata_props (`spec`: parsed already)."""
     import onnx
 
-    n_mels, frames = ModelSpec.from_metadata(metadata).input_shape
+    n_mels, frames = (spec or ModelSpec.from_metadata(metadata)).input_shape
     example = torch.zeros(1, n_mels, frames)
     model = model.eval()
     proto = _export(model, example)
@@ -227,14 +228,14 @@ def onnx_scorer(
         warnings.warn(f"{path} answers differently from {Path(model_file).name} (|logit difference| {gap:.1e}); "
                       f"ignoring it (re-run 'emotionnet export --onnx {path} --model {model_file}')",
                       StaleOnnxWarning, stacklevel=2)
-    return OnnxScorer(export_bytes(model, metadata), n_mels, frames)
+    return OnnxScorer(export_bytes(model, metadata, spec=spec), n_mels, frames)
 
 
-def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
-    """The scorer and the model description of an exported .onnx file (its metadata_props hold the JSON).
+def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, ModelSpec, dict]:
+    """The scorer, spec and model description of an exported .onnx file (its metadata_props hold the JSON).
 
-    This is what `--model x.onnx` runs: the file the user exported, not the
-    shipped model's sibling (`recognizer.load_onnx_recognizer` wraps it).
+    This is what `load_model("x.onnx")` runs: the file the user exported, not the
+    shipped model's sibling.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -252,4 +253,4 @@ def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
                                "(write one with 'emotionnet export --onnx')") from None
     except Exception as exc:  # not ONNX at all, or damaged
         raise OnnxBackendError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return OnnxScorer(onnx_path, *spec.input_shape), metadata
+    return OnnxScorer(onnx_path, *spec.input_shape), spec, metadata
