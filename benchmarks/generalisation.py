@@ -53,11 +53,11 @@ from emotionnet.evaluation.metrics import (  # noqa: E402
     calibration_error,
     collapse,
     expected_calibration_error,
-    log_loss,
     reliability,
     summary,
 )
 from emotionnet.labels import LABEL_INDEX  # noqa: E402
+from emotionnet.training.calibration import SCALES  # noqa: E402
 
 SECTIONS = ("in-domain", "loco", "peers", "peers-in-domain", "channels", "peers-channels", "voices")
 # Synthetic voices the corpora never had: the old model called seven of eight of them angry.
@@ -67,7 +67,6 @@ SENTENCES = ("The meeting has been moved to Thursday afternoon.",
              "We will take the early train tomorrow morning.",
              "Please read the instructions before you start.")
 CONTEXTS = ("alone", "random5", "neutral")
-SCALES = 2.0 ** np.linspace(-1, 2, 31)  # temperature multipliers tried for an unseen corpus (1.0 among them)
 PEER_METHODS = ("compare_linear_svm_speaker", "compare_linear_svm", "egemaps_rbf_svm")  # the target's peer first
 TARGETS = {"test_uar_v1": 0.72, "test_uar_new": 0.70, "loco_mean": 0.55, "collapse": 0.30,
            "channel_drop": 0.05, "ece_test": 0.05, "ece_loco": 0.10}
@@ -83,9 +82,9 @@ def default_cache() -> Path:
 
 def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.ndarray:
     """(clips, classes) calibrated clip probabilities, as `predict` computes them."""
-    from emotionnet.training.recipe import clip_probabilities
+    from emotionnet.training.calibration import clip_probabilities
 
-    return clip_probabilities(recognizer.scoring.score_windows(mels, contexts=contexts), recognizer.temperature)
+    return clip_probabilities(recognizer.score_log_mels(mels, contexts=contexts), recognizer.temperature)
 
 
 def figures(y: np.ndarray, probs: np.ndarray) -> dict:
@@ -129,41 +128,6 @@ def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int
     return contexts
 
 
-def calibration_curves(scored: list, y: np.ndarray, base_temperature: float) -> dict:
-    """ECE and log-loss of clips (their scored windows) at `base_temperature` times each of `SCALES`."""
-    from emotionnet.training.recipe import clip_probabilities
-
-    curves: dict[str, list] = {"ece": [], "nll": []}
-    for scale in SCALES:
-        probs = clip_probabilities(scored, base_temperature * scale)
-        curves["ece"].append(expected_calibration_error(y, probs))
-        curves["nll"].append(log_loss(y, probs))
-    return curves
-
-
-def unseen_corpus_scale(loco: dict) -> dict:
-    """The temperature scale for a corpus the model never heard, chosen on validation splits only.
-
-    Each LOCO model is scored on its six corpora's validation clips (seen) and on its held-out
-    corpus's validation clips (unseen). The scale chosen minimises, averaged over the folds, the
-    worse of the two ECEs measured against its target (0.05 seen, 0.10 unseen): a user's clip is
-    from a corpus the model never heard, but a confidence that is too low in-domain is no better.
-    """
-    folds = [v["calibration"] for v in loco.values()]
-    if not folds:
-        return {}
-    seen = np.array([f["seen_val"]["ece"] for f in folds]) / TARGETS["ece_test"]
-    unseen = np.array([f["held_out_val"]["ece"] for f in folds]) / TARGETS["ece_loco"]
-    score = np.maximum(seen, unseen).mean(axis=0)
-    best = int(np.argmin(score))
-    return {"scale": float(SCALES[best]), "scales": [float(x) for x in SCALES], "criterion": score.tolist(),
-            "seen_val_ece": float(np.mean([f["seen_val"]["ece"][best] for f in folds])),
-            "held_out_val_ece": float(np.mean([f["held_out_val"]["ece"][best] for f in folds])),
-            "held_out_test_ece": {c: v["calibration"]["held_out_test"]["ece"][best] for c, v in loco.items()},
-            "held_out_val_best_scale": {c: float(SCALES[int(np.argmin(v["calibration"]["held_out_val"]["nll"]))])
-                                        for c, v in loco.items()}}
-
-
 def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
     from emotionnet.cache import cached_log_mels
 
@@ -194,7 +158,8 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
              ema_decay: float | None, seed: int, cache: Path, progress: bool) -> dict:
     """The default recipe trained without each corpus; that corpus's test split scored clip by clip."""
     from emotionnet.inference.recognizer import EmotionRecognizer
-    from emotionnet.training.recipe import Recipe, clip_probabilities, validation_temperature
+    from emotionnet.training.calibration import calibration_curves, clip_probabilities, validation_temperature
+    from emotionnet.training.recipe import Recipe
 
     result = {}
     for held_out in corpora:
@@ -216,7 +181,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         recognizer = EmotionRecognizer(path)
         records, mels = load_split(test, recognizer.features, progress)
         y = np.array([LABEL_INDEX[r.emotion] for r in records])
-        scored = recognizer.scoring.score_windows(mels)  # scored once: the figures and the calibration curves
+        scored = recognizer.score_log_mels(mels)  # scored once: the figures and the calibration curves
         alone = clip_probabilities(scored, recognizer.temperature)
         # The realistic contexts too, so the per-speaker peer (which standardises with all of a
         # test speaker's clips) has a comparison that also knows something of the speaker.
@@ -230,7 +195,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
                            ("held_out_val", [r for r in collection.records
                                              if r.corpus == held_out and split_of(r) == "val"])):
             part_records, part_mels = load_split(part, recognizer.features, progress)
-            calibration[name] = calibration_curves(recognizer.scoring.score_windows(part_mels),
+            calibration[name] = calibration_curves(recognizer.score_log_mels(part_mels),
                                                    np.array([LABEL_INDEX[r.emotion] for r in part_records]), base)
         result[held_out] = {**figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
                             "calibration": calibration,
@@ -391,7 +356,11 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
     if "loco" in only:
         result["loco"] = run_loco(collection, loco_corpora, loco_epochs, loco_steps, loco_ema, seed, cache, progress)
         result["loco_budget"] = {"epochs": loco_epochs, "steps_per_epoch": loco_steps, "ema_decay": loco_ema}
-        result["unseen_corpus_calibration"] = unseen_corpus_scale(result["loco"])
+        from emotionnet.training.calibration import unseen_corpus_scale
+
+        result["unseen_corpus_calibration"] = unseen_corpus_scale(
+            {corpus: fold["calibration"] for corpus, fold in result["loco"].items()},
+            TARGETS["ece_test"], TARGETS["ece_loco"])
     if "peers" in only or "peers-in-domain" in only:
         result.update(run_peers(collection, peer_methods, "peers" in only, "peers-in-domain" in only, progress))
     if "channels" in only or "peers-channels" in only:
