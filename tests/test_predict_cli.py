@@ -284,7 +284,7 @@ def test_nan_is_never_printed(capsys, clips, tiny_model_file, monkeypatch):
 
     def nan_model(args):
         recognizer = loaded(args)
-        recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+        recognizer._scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
         return recognizer
 
     monkeypatch.setattr(predict, "_load", nan_model)
