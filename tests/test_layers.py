@@ -161,3 +161,32 @@ def test_the_command_line_entry_does_not_load_torch():
     assert result.returncode == 0, result.stderr
     out = subprocess.run([sys.executable, "-m", "emotionnet", "--version"], capture_output=True, text=True)
     assert out.stdout.strip() == f"emotionnet {emotionnet.__version__}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_package_function_is_over_80_lines():
+    """Long functions hide what they do: each part of the package does one thing at a time."""
+    import ast
+
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml holds the version; the package reads it from its metadata, and the
+    training code (which records it in every model file) reads it there too, not from the root."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert emotionnet.__version__ == pyproject["project"]["version"]
+    assert f'"{emotionnet.__version__}"' not in (PACKAGE / "__init__.py").read_text()
+    for path in (PACKAGE / "training").rglob("*.py"):
+        assert "from emotionnet import" not in path.read_text(), path
