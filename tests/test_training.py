@@ -140,6 +140,19 @@ def test_evaluate_writes_report_and_confusion(trained, generated, tmp_path, caps
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_evaluate_without_matplotlib_writes_the_report_and_says_why_there_is_no_plot(
+        trained, generated, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `app` extra were not installed
+    out = tmp_path / "report"
+    code = main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(trained),
+                 "--split", "test", "--out", str(out)])
+    assert code == 0 and (out / "report.json").is_file() and not (out / "confusion.png").exists()
+    assert 'confusion.png not written: the confusion plot needs matplotlib (pip install "emotionnet[app]")' \
+        in capsys.readouterr().err
+
+
 def test_feature_cache_computes_each_clip_once(generated, monkeypatch):
     config = FeatureConfig()
     paths = sorted(str(p) for p in (generated / "clips").glob("*.wav"))[:4]

@@ -28,8 +28,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from emotionnet.app.analysis import MAX_UPLOAD_MB, MODEL_ENV, model_path
     from emotionnet.cli.common import load_recognizer
+    from emotionnet.extras import require
     from emotionnet.inference.recognizer import MODELS
 
+    for package in ("streamlit", "matplotlib"):  # here, not as a traceback from the server
+        require(package, "the app", "app")
     if not 0 < args.port < 65536:
         raise CLIError(f"--port {args.port} is not a port number", "use 1024-65535")
     if args.threads < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from emotionnet.cli.common import (
@@ -14,6 +15,7 @@ from emotionnet.cli.common import (
     load_recognizer,
     warn_skipped,
 )
+from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
   emotionnet evaluate ../shared/data/RAVDESS --split val
@@ -66,7 +68,10 @@ def run(args) -> int:
         try:
             out.mkdir(parents=True, exist_ok=True)
             (out / "report.json").write_text(json.dumps(result, indent=2))
-            plot_confusion(result, out / "confusion.png")
+            try:
+                plot_confusion(result, out / "confusion.png")
+            except MissingExtraError as exc:  # the report is written; the picture is optional
+                print(f"emotionnet: warning: {out / 'confusion.png'} not written: {exc}", file=sys.stderr)
         except OSError as exc:
             raise CLIError(f"{out}: cannot write the report ({exc.strerror or exc})", "choose another --out") from None
     print(json.dumps(result, indent=2) if args.json else format_report(result))

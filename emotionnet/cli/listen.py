@@ -53,7 +53,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from emotionnet.audio import AudioError
     from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine, Tally
-    from emotionnet.streaming.sources import INPUT_HINT
 
     if args.list_devices:
         return list_devices()
@@ -76,7 +75,7 @@ def run(args) -> int:
             device = int(args.device) if args.device and args.device.isdigit() else args.device
             source = MicrophoneSource(device)
     except MicrophoneError as exc:
-        raise CLIError(str(exc), INPUT_HINT) from None
+        raise CLIError(str(exc), exc.hint) from None
     except AudioError as exc:
         raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
 
@@ -112,7 +111,7 @@ def list_devices() -> int:
     try:
         devices = list_input_devices()
     except MicrophoneError as exc:
-        raise CLIError(str(exc), INPUT_HINT) from None
+        raise CLIError(str(exc), exc.hint) from None
     if not devices:
         raise CLIError("no audio input devices found", INPUT_HINT)
     print(f"{'id':>3}  {'name':<40} {'channels':>8} {'rate':>7}")

@@ -93,8 +93,10 @@ def format_report(result: dict) -> str:
 
 
 def plot_confusion(result: dict, path: str | Path) -> None:
-    """Row-normalised confusion matrix as a PNG."""
-    import matplotlib
+    """Row-normalised confusion matrix as a PNG (MissingExtraError without matplotlib)."""
+    from emotionnet.extras import require
+
+    matplotlib = require("matplotlib", "the confusion plot", "app")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

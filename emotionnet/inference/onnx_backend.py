@@ -38,6 +38,7 @@ import torch
 
 from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
+from emotionnet.extras import MissingExtraError, require
 from emotionnet.models.file import METADATA_KEY
 from emotionnet.models.spec import ModelSpec, ModelSpecError
 
@@ -64,7 +65,7 @@ def cache_dir() -> Path:
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,
                  spec: ModelSpec | None = None) -> bytes:
     """The serialised ONNX model of `model`, its metadata stored in metadata_props (`spec`: parsed already)."""
-    import onnx
+    onnx = require("onnx", "ONNX export", "onnx")
 
     n_mels, frames = (spec or ModelSpec.from_metadata(metadata)).input_shape
     example = torch.zeros(1, n_mels, frames)
@@ -83,7 +84,7 @@ def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor):
-    import onnx
+    onnx = require("onnx", "ONNX export", "onnx")
 
     buffer = io.BytesIO()
     try:
@@ -145,7 +146,7 @@ def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: Model
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata_props of an ONNX file, without loading its weights into a session."""
-    import onnx
+    onnx = require("onnx", "reading an .onnx file", "onnx")
 
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
@@ -180,7 +181,7 @@ def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) 
 
 def session(source: str | Path | bytes):
     """An onnxruntime CPU session using torch's thread count."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the ONNX backend", "onnx")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -246,6 +247,8 @@ def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, ModelSpec, dict]:
         if not isinstance(metadata, dict):
             raise ValueError("its metadata is not a JSON object")
         spec = ModelSpec.from_metadata(metadata)
+    except MissingExtraError:
+        raise
     except ModelSpecError as exc:
         raise OnnxBackendError(f"{onnx_path}: its model description is not valid ({exc})") from None
     except KeyError:
