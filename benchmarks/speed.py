@@ -17,9 +17,9 @@ What it measures (DESIGN.md, "Targets"):
 - where a CUDA GPU is present: training throughput (clips/s) and peak GPU memory
   of the default architectures, with and without mixed precision (synthetic batches).
 
-    python benchmarks/speed.py                                   # shipped model, full run
-    python benchmarks/speed.py --model runs/r2.safetensors --json docs/results/speed.json
-    python benchmarks/speed.py --model m.safetensors --clips 3 --long-seconds 20 --repeat 1   # smoke run
+    python -m benchmarks.speed                                   # shipped model, full run
+    python -m benchmarks.speed --model runs/r2.safetensors --json docs/results/speed.json
+    python -m benchmarks.speed --model m.safetensors --clips 3 --long-seconds 20 --repeat 1   # smoke run
 
 Clips are real ones from ../shared/data (2.5-3.5 s long, spread over the corpora)
 when it is present, else generated speech-like audio. Numbers taken while other
@@ -38,20 +38,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import soundfile
+import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import soundfile  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from benchmarks.common import SAMPLE_RATE, comma_list, shown  # noqa: E402
-from emotionnet.audio import load_audio  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
-from emotionnet.features import log_mel  # noqa: E402
-from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path  # noqa: E402
-from emotionnet.models import count_parameters  # noqa: E402
+from benchmarks import common
+from benchmarks.common import SAMPLE_RATE, comma_list, shown
+from emotionnet.audio import load_audio
+from emotionnet.digest import file_digest
+from emotionnet.features import log_mel
+from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path
+from emotionnet.models import count_parameters
 
 TARGETS = {"rtf_one_thread": 0.005, "cold_wall_s": 2.0, "cold_rss_mb": 500.0, "model_mb": 5.0}
 OPENSMILE_SETS = ("eGeMAPSv02", "ComParE_2016")
@@ -453,7 +449,7 @@ def format_markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Speed of EmotionNet: real-time factors, cold start, model size; openSMILE for comparison.",
-        epilog="example: python benchmarks/speed.py --json docs/results/speed.json > docs/results/speed.md",
+        epilog="example: python -m benchmarks.speed --json docs/results/speed.json > docs/results/speed.md",
     )
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped emotionnet/assets/model.safetensors)")
     parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root for real clips (relative: from the repository root)")

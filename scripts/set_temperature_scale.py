@@ -3,7 +3,7 @@
 `emotionnet train` applies the recipe's `unseen_corpus_temperature_scale` itself; this
 applies a scale to a file trained before, or with another (the weights are untouched):
 
-    python -m scripts.set_temperature_scale emotionnet/assets/model.safetensors 1.4
+    python scripts/set_temperature_scale.py emotionnet/assets/model.safetensors 1.4
 
 The scale is chosen on LOCO validation splits by `emotionnet.training.calibration.unseen_corpus_scale`
 (run by `python -m benchmarks.generalisation`, "Temperature for a corpus the model never heard");
