@@ -238,3 +238,37 @@ def test_a_file_that_is_not_onnx_is_one_clear_line(capsys, clips, tmp_path):
     assert err.startswith(f"emotionnet: error: {fake}: ") and len(err.strip().splitlines()) == 1
     assert main(["predict", str(clips[0]), "--model", str(fake), "--backend", "torch"]) == 1
     assert "is an ONNX file" in capsys.readouterr().err
+
+
+def test_an_onnx_file_loads_in_every_surface(tiny_model_file, tmp_path, capsys):
+    """`load_model("x.onnx")` from Python, and --model x.onnx in evaluate, serve, batch and the app."""
+    from emotionnet import load_model
+    from emotionnet.app.analysis import analyse
+    from emotionnet.batch.predictor import BatchPredictor
+    from emotionnet.serving.model import ServedModel
+
+    recognizer = load_model(tiny_model_file)
+    onnx_file = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")
+    wav = write_wav(tmp_path / "a.wav", voiced(2.0))
+    expected = recognizer.predict(wav).probabilities
+
+    def close(probabilities) -> None:
+        np.testing.assert_allclose(list(probabilities.values()), list(expected.values()), atol=TOLERANCE)
+
+    close(load_model(onnx_file).predict(wav).probabilities)
+    served = ServedModel.load(str(onnx_file))
+    close(served.score([load_audio(wav)], None, None)[0].prediction.probabilities)
+    row = BatchPredictor(str(onnx_file)).predict_paths([str(wav)])[0]
+    close({label: row[f"p_{label}"] for label in expected})
+    close(analyse(load_model(str(onnx_file)), wav.read_bytes(), "a.wav").prediction.probabilities)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,emotion\na.wav,happy\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(onnx_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "tiny.onnx"
+
+
+def test_an_unknown_model_name_is_one_line_naming_the_known_ones(capsys, clips):
+    assert main(["predict", str(clips[0]), "--model", "whisper-tiny"]) == 1
+    assert capsys.readouterr().err == ("emotionnet: error: unknown model 'whisper-tiny' (the model names: default; "
+                                       "or give a .safetensors or .onnx file)\n")
+    assert main(["predict", str(clips[0]), "--model", "default", "--json"]) == 0
