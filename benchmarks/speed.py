@@ -240,7 +240,7 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
     from emotionnet.models import build_model
 
     config = FeatureConfig()
-    frames = config.frames(config.samples_for_seconds(seconds))
+    frames = config.frames_of_samples(config.samples_for_seconds(seconds))
     dev = torch.device(device)
     model = build_model(arch, **{**hparams, "n_mels": config.n_mels}).to(dev, memory_format=torch.channels_last)
     model.train()

@@ -23,6 +23,7 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
     "AudioError": "emotionnet.audio",
+    "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "ModelSpec": "emotionnet.models.spec",
@@ -41,9 +42,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "ModelFileError", "ModelSpec",
-    "ModelSpecError", "OnnxBackendError", "Prediction", "Segment", "StaleOnnxWarning", "Timeline", "TrainingError",
-    "UnknownModelError", "load_audio", "load_model",
+    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "MissingExtraError",
+    "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
 
 
@@ -61,6 +62,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from emotionnet.audio import AudioError, load_audio
+    from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline

@@ -209,7 +209,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     mels, errors = cached_log_mels([r.path for r in train + val], config, progress=False)
     assert not errors
 
-    frames = config.frames(config.samples_for_seconds(2.0))
+    frames = config.frames_of_samples(config.samples_for_seconds(2.0))
     batches = BatchMaker(mels[:48], train, config, frames, augment=None)
     hparams = {"channels": [8, 16, 32], "convs_per_block": 1, "dropout": 0.0, "n_mels": 64}
     model = build_model("cnn", **hparams)
@@ -288,7 +288,7 @@ def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
     config = FeatureConfig(normalisation="speaker")
     records = [Record(f"{s}_{e}.wav", "custom", s, e) for s in ("a", "b") for e in LABELS]
     mels = [log_mel(voiced(1.2, f0=100 + 10 * i, seed=i), config).numpy() for i in range(len(records))]
-    frames = config.frames(config.samples_for_seconds(1.0))
+    frames = config.frames_of_samples(config.samples_for_seconds(1.0))
     gain_only = AugmentConfig(gain_db=(-10.0, 10.0), noise_p=0, eq_p=0, bandlimit_p=0, reverb_p=0, warp_p=0, tempo_p=0,
                               freq_masks=0, time_masks=0)
     indices = torch.arange(len(records))

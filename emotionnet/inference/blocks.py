@@ -59,7 +59,7 @@ def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: f
     for block in iter_audio_blocks(source, max_seconds=max_seconds, limits=limits, block_seconds=block_seconds):
         samples += block.size
         buffer = np.concatenate([carry, block]) if carry.size else block
-        frames = config.frames(buffer.size)
+        frames = config.frames_of_samples(buffer.size)
         if frames == 0:
             carry = buffer
             continue
@@ -75,7 +75,7 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
     give back memory below a live allocation), and RSS grew by 3 MB per minute of audio.
     """
     _, seconds = audio_info(source, limits=decode["limits"])
-    level = torch.empty(config.frames(int(seconds * config.sample_rate)) + 1)
+    level = torch.empty(config.frames_of_samples(int(seconds * config.sample_rate)) + 1)
     filled, samples = 0, 0
     for mel, decoded in mel_blocks(source, config, **decode):
         samples = decoded
@@ -112,7 +112,7 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
     config = scoring.features
     decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
     window, hop = window or scoring.spec.window, hop or scoring.spec.hop
-    frames, hop_frames = scoring.frames(window), scoring.spec.hop_frames(hop)
+    frames, hop_frames = scoring.spec.frames(window), scoring.spec.hop_frames(hop)
 
     level, samples = _frame_levels(source, config, decode)
     speech = vad.speech_frames(level)

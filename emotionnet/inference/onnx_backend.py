@@ -116,11 +116,12 @@ def _export(model: torch.nn.Module, example: torch.Tensor):
 
 
 def export_onnx(
-    model: torch.nn.Module, metadata: dict, out_path: str | Path, source_sha1: str | None = None
+    model: torch.nn.Module, metadata: dict, out_path: str | Path, source_sha1: str | None = None,
+    spec: ModelSpec | None = None,
 ) -> Path:
     """Write the network alone as ONNX (atomically); `source_sha1` names the model file it came from."""
     out_path = Path(out_path)
-    data = export_bytes(model, metadata, source_sha1)
+    data = export_bytes(model, metadata, source_sha1, spec)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f"{out_path.name}.{os.getpid()}.tmp")
     try:
@@ -159,7 +160,8 @@ def _matches(onnx_path: Path, sha1: str) -> bool:
         return False
 
 
-def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) -> Path | None:
+def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict,
+                spec: ModelSpec | None = None) -> Path | None:
     """The .onnx for a model file: its sibling, else the cache (exporting once). None if not writable."""
     model_file = Path(model_file)
     sha1 = file_digest(model_file)
@@ -174,7 +176,7 @@ def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) 
     if cached.is_file() and _matches(cached, sha1):
         return cached
     try:
-        return export_onnx(model, metadata, cached, source_sha1=sha1)
+        return export_onnx(model, metadata, cached, source_sha1=sha1, spec=spec)
     except OSError:
         return None  # a read-only home: the caller exports in memory instead
 
@@ -218,7 +220,7 @@ def onnx_scorer(
 ) -> OnnxScorer:
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
     n_mels, frames = spec.input_shape
-    path = locate_onnx(model_file, model, metadata) if model_file is not None else None
+    path = locate_onnx(model_file, model, metadata, spec) if model_file is not None else None
     if path is not None:
         # The SHA-1 tag names the model file an .onnx claims to come from; the answers verify it
         # (a file with tampered weights and a copied tag would otherwise run, silently wrong).

@@ -35,9 +35,6 @@ class WindowScorer:
     def features(self) -> FeatureConfig:
         return self.spec.features
 
-    def frames(self, seconds: float) -> int:
-        return self.spec.frames(seconds)
-
     def speaker_stats(
         self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None
     ) -> list[BandStats | None]:
@@ -65,7 +62,7 @@ class WindowScorer:
         (seconds; None: the spec's) were checked by the recognizer.
         """
         window, hop = window or self.spec.window, hop or self.spec.hop
-        frames, hop_frames = self.frames(window), self.spec.hop_frames(hop)
+        frames, hop_frames = self.spec.frames(window), self.spec.hop_frames(hop)
         inputs, scored = [], []
         for mel, context in zip(mels, contexts or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()

@@ -162,7 +162,7 @@ class ModelSpec:
 
     def frames(self, seconds: float) -> int:
         """Feature frames in `seconds` of audio (the frames a window of that length holds)."""
-        return self.features.frames(self.features.samples_for_seconds(seconds))
+        return self.features.frames_of_samples(self.features.samples_for_seconds(seconds))
 
     def hop_frames(self, hop_seconds: float) -> int:
         """Feature frames between the starts of windows `hop_seconds` apart (at least one)."""

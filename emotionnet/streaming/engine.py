@@ -290,7 +290,7 @@ class StreamEngine:
         start = end - audio.size / self.features.sample_rate
         mel = log_mel(audio, self.features)
         levels = vad.frame_levels(mel)
-        new_frames = self.features.frames(self.buffer.total) - self.features.frames(self.buffer.total - new_samples)
+        new_frames = self.features.frames_of_samples(self.buffer.total) - self.features.frames_of_samples(self.buffer.total - new_samples)
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
         mask = self.gate.speech_mask(levels)
