@@ -8,6 +8,7 @@ both stay identical to scoring the window's audio from scratch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -16,7 +17,8 @@ import torch
 
 from emotionnet import vad
 
-NORMALISATIONS = ("none", "utterance", "global", "speaker")
+NORMALISATIONS = ("none", "utterance", "global", "speaker", "whisper")
+WHISPER_DYNAMIC_RANGE = 8.0  # decades under a window's loudest bin that Whisper keeps
 VARIANCE_FLOOR = 0.01  # keeps near-constant bands (band-limited audio) from blowing up noise
 
 
@@ -161,6 +163,10 @@ def normalise(features: torch.Tensor, mode: str, stats: BandStats | None = None)
     """
     if mode == "none":
         return features
+    if mode == "whisper":  # Whisper's own scaling: log10, clamped under the loudest bin, then (x + 4) / 4
+        decades = features / math.log(10)
+        decades = torch.maximum(decades, decades.amax(dim=(-2, -1), keepdim=True) - WHISPER_DYNAMIC_RANGE)
+        return (decades + 4.0) / 4.0
     if mode not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALISATIONS}")
     if mode == "speaker":

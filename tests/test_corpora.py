@@ -239,6 +239,23 @@ def test_turev_layout_calm_is_neutral(tmp_path):
         "7895_mt_beste": ("turev", "7895", "happy", "beste"), "1157_hl_ogul1": ("turev", "1157", "sad", "ogul1")}
 
 
+def test_banglaser_is_never_read_as_ravdess(tmp_path):
+    """BanglaSER's names have RAVDESS's seven fields: only the `BanglaSER_` prefix makes them BanglaSER."""
+    make(tmp_path, "BanglaSER/BanglaSER_03-01-03-02-01-01-15.opus")  # angry, strong, actor 15
+    make(tmp_path, "BanglaSER/BanglaSER_01-02-05-01-03-02-07.wav", seed=1)  # neutral (mode 01, as three files say)
+    make(tmp_path, "BanglaSER/BanglaSER_03-01-01-01-02-03-34.wav", seed=2)  # happy
+    make(tmp_path, "BanglaSER/BanglaSER_03-01-04-01-02-03-34.wav", seed=3)  # surprise: counted, left out
+    make(tmp_path, "RAVDESS/Actor_15/03-01-03-02-01-01-15.wav", seed=4)  # RAVDESS: 03 is happy there
+    found = find_records([tmp_path])
+    records = by_stem(found)
+    assert {stem: (r.corpus, r.speaker, r.emotion, r.sentence, r.intensity) for stem, r in records.items()} == {
+        "BanglaSER_03-01-03-02-01-01-15": ("banglaser", "15", "angry", "01", "strong"),
+        "BanglaSER_01-02-05-01-03-02-07": ("banglaser", "07", "neutral", "03", "normal"),
+        "BanglaSER_03-01-01-01-02-03-34": ("banglaser", "34", "happy", "02", "normal"),
+        "03-01-03-02-01-01-15": ("ravdess", "15", "happy", "01", "strong")}
+    assert found.skipped == {"surprise": 1}
+
+
 # Everything together
 
 def test_mixed_tree_with_junk(tmp_path):

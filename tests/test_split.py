@@ -18,7 +18,7 @@ def sides(records: list[Record]) -> dict[str, set[str]]:
 
 
 def test_split_name():
-    assert SPLIT_NAME == "v2"
+    assert SPLIT_NAME == "v3"
 
 
 def test_crema_d_lists():
@@ -162,18 +162,25 @@ def test_v2_lists_of_the_added_corpora():
     assert sides(turev) == {"test": {"1358"}, "val": {"1984"}, "train": {"1157", "1234", "6783", "7895"}}
 
 
+def test_v3_adds_banglaser():
+    bangla = sides([Record("b", "banglaser", f"{s:02d}", "sad") for s in range(1, 35)])
+    assert bangla["test"] == {"05", "10", "15", "20", "25", "30"}
+    assert bangla["val"] == {"03", "08", "23", "28"}
+    assert len(bangla["train"]) == 24
+
+
 @pytest.mark.corpus
 def test_real_corpora_split_counts(shared_data):
     found = find_records([shared_data])
-    assert len(found.records) == 18_507
+    assert len(found.records) == 19_667
     assert len(found.excluded) == 6
     assert found.duplicates == 0
-    assert found.per_corpus() == {"ased": 2_474, "crema-d": 6_698, "nemo": 3_812, "ravdess": 968, "savee": 420,
-                                  "tess": 2_400, "turev": 1_735}
-    assert found.skipped == {"calm": 176, "surprise": 1_305}
+    assert found.per_corpus() == {"ased": 2_474, "banglaser": 1_160, "crema-d": 6_698, "nemo": 3_812, "ravdess": 968,
+                                  "savee": 420, "tess": 2_400, "turev": 1_735}
+    assert found.skipped == {"calm": 176, "surprise": 1_611}
     test = select(found.records, "test")
     assert Counter(r.corpus for r in test) == {"crema-d": 1_476, "ravdess": 264, "tess": 480, "savee": 105,
-                                               "nemo": 900, "ased": 612, "turev": 328}
+                                               "nemo": 900, "ased": 612, "turev": 328, "banglaser": 207}
     # Every fixed-list speaker that is present lands on its side; kept-back ones are absent.
     crema = {r.speaker for r in found.records if r.corpus == "crema-d"}
     assert len(crema) == 82 and not crema & {str(s) for s in range(1011, 1092, 10)}

@@ -67,7 +67,7 @@ def test_train_writes_a_complete_model_file(trained, generated):
     assert validation_temperature(meta) == calibration["validation_temperature"]
     assert validation_temperature({"temperature": 0.8}) == 0.8  # files written before the scale existed
     training = meta["training"]
-    assert training["split"] == "v2" and training["epochs"] == 2
+    assert training["split"] == "v3" and training["epochs"] == 2
     assert training["corpora"] == {"custom": 36}
     assert training["clips"] == {"train": 24, "val": 6, "test": 6}
     assert [h["epoch"] for h in training["history"]] == [1, 2]

@@ -53,6 +53,11 @@ TUREV = re.compile(r"^(\d{4})_(kz|sk|mt|hl)_(.+)$")
 # TurEV-DB has no neutral class: its only non-emotional class, calm (sk), is read as neutral.
 TUREV_EMOTIONS = {"kz": "angry", "sk": "neutral", "mt": "happy", "hl": "sad"}
 
+# BanglaSER's own names have RAVDESS's seven two-digit fields with other emotion codes; the
+# shared copy puts `BanglaSER_` before them, and only names with that prefix are read as BanglaSER.
+BANGLASER = re.compile(r"^BanglaSER_(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$", re.IGNORECASE)
+BANGLASER_EMOTIONS = {"01": "happy", "02": "sad", "03": "angry", "04": "surprise", "05": "neutral"}
+
 
 def parse_crema_d(path: Path) -> Record | None:
     m = CREMA_D.match(path.stem)
@@ -125,6 +130,17 @@ def parse_turev(path: Path) -> Record | None:
     return Record(str(path), "turev", speaker, TUREV_EMOTIONS[code], word.lower())
 
 
+def parse_banglaser(path: Path) -> Record | None:
+    m = BANGLASER.match(path.stem)
+    if not m:
+        return None
+    _mode, _statement_type, code, intensity, sentence, _repetition, actor = m.groups()
+    emotion = BANGLASER_EMOTIONS.get(code)
+    if emotion is None:
+        return None
+    return Record(str(path), "banglaser", actor, emotion, sentence, {"01": "normal", "02": "strong"}.get(intensity))
+
+
 PARSERS = {
     "crema-d": parse_crema_d,
     "ravdess": parse_ravdess,
@@ -133,4 +149,5 @@ PARSERS = {
     "nemo": parse_nemo,
     "ased": parse_ased,
     "turev": parse_turev,
+    "banglaser": parse_banglaser,
 }

@@ -1,6 +1,7 @@
-"""Split protocol v2: speaker-independent, fixed lists (see DESIGN.md).
+"""Split protocol v3: speaker-independent, fixed lists (see DESIGN.md).
 
-v2 is v1, unchanged for CREMA-D, RAVDESS, TESS and SAVEE, plus nEMO, ASED and TurEV-DB.
+v3 is v2 plus BanglaSER; v2 is v1, unchanged for CREMA-D, RAVDESS, TESS and SAVEE, plus nEMO,
+ASED and TurEV-DB. An older model file names the protocol it was trained on.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections import defaultdict
 
 from emotionnet.corpora.records import Record
 
-SPLIT_NAME = "v2"
+SPLIT_NAME = "v3"
 
 # The 200 TESS carrier words, sorted: TESS has two speakers only, so it is split by word.
 TESS_WORDS = tuple("""
@@ -33,6 +34,8 @@ RAVDESS_TEST = {3, 8, 13, 18, 21, 24}
 RAVDESS_VAL = {6, 11}
 NEMO_SPLIT = {"EB0": "test", "TP0": "test", "KS0": "val"}
 TUREV_SPLIT = {"1358": "test", "1984": "val"}
+BANGLASER_TEST = {5, 10, 15, 20, 25, 30}
+BANGLASER_VAL = {3, 8, 23, 28}
 
 
 def _stable_bucket(key: str) -> int:
@@ -48,7 +51,7 @@ def _speaker_number(record: Record) -> int:
 
 
 def split_of(record: Record) -> str:
-    """`train`, `val` or `test` for one record, by the v1 protocol."""
+    """`train`, `val` or `test` for one record, by the current protocol (SPLIT_NAME)."""
     if record.split:
         return record.split
     if record.corpus == "crema-d":
@@ -72,6 +75,9 @@ def split_of(record: Record) -> str:
         return "test" if speaker % 5 == 0 else "val" if speaker % 10 == 3 else "train"
     if record.corpus == "turev":
         return TUREV_SPLIT.get(record.speaker, "train")
+    if record.corpus == "banglaser":
+        actor = _speaker_number(record)
+        return "test" if actor in BANGLASER_TEST else "val" if actor in BANGLASER_VAL else "train"
     bucket = _stable_bucket(record.group)
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 

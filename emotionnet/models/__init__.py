@@ -7,8 +7,9 @@ from torch import nn
 from emotionnet.models.cnn import CNN
 from emotionnet.models.crnn import CRNN
 from emotionnet.models.spec import default_hparams
+from emotionnet.models.whisper.head import WhisperEmotionNet
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN, "crnn": CRNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN, "crnn": CRNN, "whisper": WhisperEmotionNet}
 
 
 def build_model(arch: str, **hparams) -> nn.Module:
@@ -16,7 +17,8 @@ def build_model(arch: str, **hparams) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
     hparams = {**default_hparams(arch), **hparams}
-    hparams["channels"] = tuple(hparams["channels"])
+    if "channels" in hparams:
+        hparams["channels"] = tuple(hparams["channels"])
     return ARCHITECTURES[arch](**hparams)
 
 

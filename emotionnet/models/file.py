@@ -109,6 +109,16 @@ def _open_checked(path: Path) -> tuple[dict[str, torch.Tensor], dict, ModelSpec]
     return tensors, meta, spec
 
 
+def _attach_encoder(path: str | Path, model: nn.Module, digest: str) -> None:
+    """A head on a pretrained encoder gets the user's encoder weights, checked against the recorded digest."""
+    from emotionnet.models.whisper.weights import EncoderWeightsError, encoder_for
+
+    try:
+        model.attach_encoder(encoder_for(digest))
+    except EncoderWeightsError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+
+
 def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Weights and metadata of a model file, checked for format, description, shapes and values."""
     tensors, meta, _ = _open_checked(Path(path))
@@ -123,5 +133,7 @@ def load_model_file(path: str | Path) -> LoadedModel:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:  # a dtype the parameters cannot take
         raise ModelFileError(f"{path}: weights do not match the architecture it describes ({exc})") from None
+    if spec.arch == "whisper":
+        _attach_encoder(path, model, spec.hparams["encoder_digest"])
     # Channels-last roughly halves CNN inference time on CPU (oneDNN's preferred layout).
     return LoadedModel(model.to(memory_format=torch.channels_last).eval(), spec, meta)

@@ -28,9 +28,14 @@ MAX_WINDOW = 60.0
 DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
     "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
     "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
+    # A head on a frozen Whisper-base encoder (models/whisper/): the encoder's weights are not the
+    # model file's, only the digest that names them.
+    "whisper": {"encoder": "openai/whisper-base", "encoder_digest": "", "layers": 6, "width": 512, "frame_pool": 4,
+                "hidden": 256, "attention": 128, "dropout": 0.3},
 }
+ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
 # Defaults of switches a model file may leave out (files written before the switch existed).
-OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}}
+OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {}}
 
 # Bounds on what a model file may ask for: far beyond any sensible model, far below
 # what would exhaust memory before the weights are even compared.
@@ -111,6 +116,8 @@ def check_hparams(arch: Any, hparams: Any, n_mels: int) -> dict:
     missing = [name for name in DEFAULT_ARCH_HPARAMS[arch] if name not in hparams]
     if missing:
         raise ModelSpecError(f"model.hparams lack {', '.join(missing)}")
+    if arch == "whisper":
+        return _check_encoder_head(hparams, n_mels)
     channels = hparams["channels"]
     if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_BLOCKS:
         raise ModelSpecError(f"model.hparams.channels must be a list of 1 to {MAX_BLOCKS} widths, got {channels!r}")
@@ -125,6 +132,25 @@ def check_hparams(arch: Any, hparams: Any, n_mels: int) -> dict:
         raise ModelSpecError(f"model.hparams.batch_norm must be true or false, got {hparams['batch_norm']!r}")
     if arch == "crnn" and n_mels // 2 ** len(channels) < 1:
         raise ModelSpecError(f"{len(channels)} crnn blocks halve {n_mels} mel bands to nothing")
+    return hparams
+
+
+def _check_encoder_head(hparams: dict, n_mels: int) -> dict:
+    encoder = ENCODERS.get(hparams["encoder"])
+    if encoder is None:
+        raise ModelSpecError(f"unknown encoder {hparams['encoder']!r}; this version knows {', '.join(ENCODERS)}")
+    digest = hparams["encoder_digest"]
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise ModelSpecError(f"model.hparams.encoder_digest must be a sha256 hex digest, got {digest!r}")
+    if n_mels != encoder["n_mels"]:
+        raise ModelSpecError(f"{hparams['encoder']} hears {encoder['n_mels']} mel bands; the features have {n_mels}")
+    _number(hparams["layers"], "model.hparams.layers", 1, encoder["layers"], integer=True)
+    if hparams["width"] != encoder["width"]:
+        raise ModelSpecError(f"model.hparams.width is {hparams['width']!r}; {hparams['encoder']} is {encoder['width']}")
+    _number(hparams["frame_pool"], "model.hparams.frame_pool", 1, 64, integer=True)
+    _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
+    _number(hparams["attention"], "model.hparams.attention", 2, MAX_WIDTH, integer=True)
+    _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
     return hparams
 
 

@@ -1,0 +1,84 @@
+"""The `whisper` architecture: a frozen Whisper-base encoder and a small EmotionNet head.
+
+    log-mel window -> encoder (first `layers` blocks) -> every block's states
+      -> averaged over `frame_pool` frames -> each state layer-normalised
+      -> learnt softmax-weighted sum over layers -> projection
+      -> attentive statistics pooling (weighted mean and std over time) -> logits
+
+Only the head's weights are the model file's; the encoder's are the user's
+installed Whisper weights, checked against the digest the file records
+(`attach_encoder`). Until one is attached the network holds no encoder, so a
+model file can be checked on the meta device without touching 80 MB.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emotionnet.models.whisper.encoder import WhisperEncoder
+
+
+def pool_frames(states: torch.Tensor, frame_pool: int) -> torch.Tensor:
+    """(..., frames, width) -> (..., ceil(frames / frame_pool), width), averaging neighbours."""
+    shape = states.shape
+    flat = states.reshape(-1, shape[-2], shape[-1]).transpose(1, 2)
+    pooled = F.avg_pool1d(flat, frame_pool, frame_pool, ceil_mode=True)
+    return pooled.transpose(1, 2).reshape(*shape[:-2], pooled.shape[-1], shape[-1])
+
+
+class EmotionHead(nn.Module):
+    """(batch, states, frames, width) encoder states -> (batch, n_classes) logits."""
+
+    def __init__(self, n_states: int, width: int, hidden: int, attention: int, dropout: float, n_classes: int):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(n_states))
+        self.project = nn.Linear(width, hidden)
+        self.attention = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.classify = nn.Linear(2 * hidden, n_classes)
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        # Later layers run at larger scales: normalise each before mixing, so the weights mean shares.
+        states = F.layer_norm(states.float(), states.shape[-1:])
+        mixed = torch.einsum("bltd,l->btd", states, self.layer_weights())
+        hidden = self.dropout(F.gelu(self.project(mixed)))
+        weights = torch.softmax(self.attention(hidden), dim=1)
+        mean = (weights * hidden).sum(dim=1)
+        std = ((weights * hidden.square()).sum(dim=1) - mean.square()).clamp(min=1e-6).sqrt()
+        return self.classify(self.dropout(torch.cat([mean, std], dim=-1)))
+
+
+class WhisperEmotionNet(nn.Module):
+    """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
+
+    def __init__(self, layers: int = 6, hidden: int = 256, attention: int = 128, dropout: float = 0.2,
+                 frame_pool: int = 4, width: int = 512, n_classes: int = 6, n_mels: int = 80,
+                 encoder_digest: str = "", encoder: str = "openai/whisper-base"):
+        super().__init__()
+        self.layers, self.frame_pool, self.encoder_digest = layers, frame_pool, encoder_digest
+        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes)
+        self._encoder: list[WhisperEncoder] = []  # a list keeps the frozen encoder out of state_dict
+
+    def attach_encoder(self, encoder: WhisperEncoder) -> WhisperEmotionNet:
+        self._encoder[:] = [encoder.eval().requires_grad_(False)]
+        return self
+
+    @property
+    def encoder(self) -> WhisperEncoder:
+        if not self._encoder:
+            raise RuntimeError("no Whisper encoder attached (load the model with load_model)")
+        return self._encoder[0]
+
+    def encoder_states(self, mel: torch.Tensor) -> torch.Tensor:
+        """What the encoder cache stores: (windows, layers + 1, pooled frames, width)."""
+        return pool_frames(torch.stack(self.encoder(mel, layers=self.layers), dim=1), self.frame_pool)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            states = self.encoder_states(mel)
+        return self.head(states)

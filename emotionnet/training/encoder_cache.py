@@ -1,0 +1,182 @@
+"""A disk cache of a frozen encoder's hidden states, so a head trains in minutes, not hours.
+
+Each clip is cut into the model's windows exactly as inference cuts them (same
+log-mel, same `whisper` normalisation, short clips tiled), every window goes
+through the frozen encoder once, and all its layers' states are kept, averaged
+over `FRAME_POOL` encoder frames (the head pools the same way, so training on
+the cache and running the whole model give the same answer) and stored as
+float16. Augmented copies of training clips ("aug1", "aug2", ...) are cached
+beside the clean ones ("clean"). Keys hash the clip's bytes and the encoder's
+tensors, so a moved corpus or other weights never hit a stale entry.
+
+    python -m emotionnet.training.encoder_cache ../shared/data --variants clean,aug1 --shards 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emotionnet.audio import AudioError, load_audio
+from emotionnet.cache import cache_root
+from emotionnet.corpora import Record, find_records, split_of
+from emotionnet.digest import file_digest
+from emotionnet.features import FeatureConfig, log_mel
+from emotionnet.inference.windows import cut_windows
+from emotionnet.models.whisper.encoder import WhisperEncoder, encoder_frames
+from emotionnet.models.whisper.frontend import WHISPER_FEATURES
+from emotionnet.models.whisper.head import pool_frames
+from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
+from emotionnet.training.wave_augment import WaveAugmentConfig, augment_wave
+
+FRAME_POOL = 4  # encoder frames (20 ms each) averaged into one cached frame (80 ms)
+WINDOW_SECONDS = 3.0
+HOP_SECONDS = 1.5
+BATCH_WINDOWS = 8
+
+
+def window_frames(features: FeatureConfig = WHISPER_FEATURES, seconds: float = WINDOW_SECONDS) -> int:
+    return features.frames(features.samples_for_seconds(seconds))
+
+
+def window_shape(encoder: WhisperEncoder) -> tuple[int, int, int]:
+    """(states, pooled frames, width) of one cached window."""
+    frames = -(-encoder_frames(window_frames()) // FRAME_POOL)
+    return encoder.n_states, frames, encoder.positions.shape[1]
+
+
+def encoder_inputs(samples: np.ndarray, window_s: float = WINDOW_SECONDS, hop_s: float = HOP_SECONDS) -> torch.Tensor:
+    """(windows, 80, frames) Whisper inputs of one clip, cut as inference cuts them."""
+    mel = log_mel(samples, WHISPER_FEATURES)
+    hop = max(1, round(hop_s * WHISPER_FEATURES.sample_rate / WHISPER_FEATURES.hop_length))
+    windows, _ = cut_windows(mel, window_frames(seconds=window_s), hop, WHISPER_FEATURES)
+    return windows
+
+
+@torch.inference_mode()
+def encode_windows(encoder: WhisperEncoder, windows: torch.Tensor) -> torch.Tensor:
+    """(windows, 80, frames) -> (windows, layers + 1, pooled frames, width) float16 states."""
+    out = []
+    for i in range(0, len(windows), BATCH_WINDOWS):
+        states = torch.stack(encoder(windows[i:i + BATCH_WINDOWS]), dim=1)
+        out.append(pool_frames(states, FRAME_POOL).half())
+    return torch.cat(out)
+
+
+@dataclass
+class StateStore:
+    """The cached states of one variant: a float16 memmap per shard and an index of clip keys."""
+
+    folder: Path
+
+    def shard_paths(self, shard: int) -> tuple[Path, Path]:
+        return self.folder / f"states-{shard}.f16", self.folder / f"index-{shard}.jsonl"
+
+    def load(self, window_shape: tuple[int, ...]) -> tuple[list[np.memmap], dict[str, tuple[int, int, int]]]:
+        """Memmaps per shard and key -> (shard, first window, windows)."""
+        arrays, index = [], {}
+        for states_path in sorted(self.folder.glob("states-*.f16")):
+            shard = int(states_path.stem.split("-")[1])
+            index_path = self.shard_paths(shard)[1]
+            count = 0
+            for line in index_path.read_text().splitlines():
+                entry = json.loads(line)
+                index[entry["key"]] = (len(arrays), entry["start"], entry["windows"])
+                count = max(count, entry["start"] + entry["windows"])
+            arrays.append(np.memmap(states_path, dtype=np.float16, mode="r", shape=(count, *window_shape))
+                          if count else np.zeros((0, *window_shape), np.float16))
+        return arrays, index
+
+
+def clip_key(path: str | Path, encoder_digest: str, variant: str) -> str:
+    return f"{file_digest(path)}-{encoder_digest[:12]}-{variant}"
+
+
+def _variant_audio(record: Record, variant: str, key_seed: str, cfg: WaveAugmentConfig) -> np.ndarray:
+    samples = load_audio(record.path)
+    if variant == "clean":
+        return samples
+    rng = np.random.default_rng(int(key_seed[:16], 16))
+    return augment_wave(samples, cfg, rng)
+
+
+def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int, encoder: WhisperEncoder,
+         encoder_digest: str, cfg: WaveAugmentConfig | None = None) -> int:
+    """Encode the records not yet in this shard; returns how many were added. Resumable."""
+    cfg = cfg or WaveAugmentConfig()
+    store.folder.mkdir(parents=True, exist_ok=True)
+    states_path, index_path = store.shard_paths(shard)
+    done, next_window = set(), 0
+    if index_path.exists():
+        for line in index_path.read_text().splitlines():
+            entry = json.loads(line)
+            done.add(entry["key"])
+            next_window = max(next_window, entry["start"] + entry["windows"])
+    window_bytes = int(np.prod(window_shape(encoder))) * 2
+    if states_path.exists():  # drop the bytes of a window written after its clip's last index line
+        with open(states_path, "r+b") as f:
+            f.truncate(next_window * window_bytes)
+    added = 0
+    with open(states_path, "ab") as states_file, open(index_path, "a") as index_file:
+        for record in tqdm(records, desc=f"{variant} shard {shard}", mininterval=30, disable=None):
+            key = clip_key(record.path, encoder_digest, variant)
+            if key in done:
+                continue
+            try:
+                samples = _variant_audio(record, variant, key, cfg)
+                states = encode_windows(encoder, encoder_inputs(samples)).numpy()
+            except (AudioError, ValueError) as exc:
+                print(f"skipped {record.path}: {exc}", flush=True)
+                continue
+            states_file.write(states.tobytes())
+            states_file.flush()
+            index_file.write(json.dumps({"key": key, "start": next_window, "windows": len(states)}) + "\n")
+            index_file.flush()
+            next_window += len(states)
+            done.add(key)
+            added += 1
+    return added
+
+
+def encoder_folder(encoder_digest: str) -> Path:
+    return cache_root() / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{FRAME_POOL}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--variants", default="clean,aug1", help="clean and/or augN, comma-separated")
+    parser.add_argument("--shards", type=int, default=1, help="processes (one thread each)")
+    parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.shard is None and args.shards > 1:
+        import subprocess
+        import sys
+
+        jobs = [subprocess.Popen([sys.executable, "-m", "emotionnet.training.encoder_cache", *args.folders,
+                                  "--variants", args.variants, "--shards", str(args.shards), "--shard", str(i)])
+                for i in range(args.shards)]
+        raise SystemExit(max(job.wait() for job in jobs))
+    torch.set_num_threads(1)
+    tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
+    digest = tensors_digest(tensors)
+    encoder = WhisperEncoder.from_ctranslate2(tensors)
+    records = find_records(args.folders).records
+    shard = args.shard or 0
+    for variant in args.variants.split(","):
+        chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
+        mine = chosen[shard::args.shards]
+        added = fill(mine, variant, StateStore(encoder_folder(digest) / variant), shard, encoder, digest)
+        print(f"{variant} shard {shard}: {added} clips added", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Train the `whisper` model's head on cached encoder states (encoder_cache.py).
+
+A plain loop: batches drawn with the CRNN's sampling weights (a square root
+between frequency and balance over corpus x emotion cells), the corpus's class
+mask in the loss, AdamW with a cosine schedule, and the epoch with the best
+validation UAR (mean over the validation corpora) kept. Clean and augmented
+copies of a training clip are different windows of one clip; validation reads
+clean windows only, and a clip's answer is the mean of its windows'
+probabilities, as at inference.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from emotionnet.corpora import Record
+from emotionnet.evaluation.metrics import uar
+from emotionnet.labels import LABEL_INDEX, LABELS
+from emotionnet.models.whisper.head import EmotionHead
+from emotionnet.training.batches import classes_present, sampling_weights
+from emotionnet.training.encoder_cache import StateStore, clip_key
+from emotionnet.training.trainer import masked_cross_entropy
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    layers: int = 6  # encoder blocks used (their states plus the blocks' input)
+    hidden: int = 256
+    attention: int = 128
+    dropout: float = 0.3
+    epochs: int = 12
+    steps_per_epoch: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    frame_dropout: float = 0.1  # share of a window's frames hidden, so no single moment decides
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CachedStates:
+    """Every variant's memmapped windows, looked up by record."""
+
+    def __init__(self, folder, variants: Sequence[str], window_shape: tuple[int, ...], encoder_digest: str):
+        self.encoder_digest = encoder_digest
+        self.arrays: dict[str, list[np.memmap]] = {}
+        self.index: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self._keys: dict[str, str] = {}
+        for variant in variants:
+            self.arrays[variant], self.index[variant] = StateStore(folder / variant).load(window_shape)
+
+    def _key(self, record: Record, variant: str) -> str:
+        base = self._keys.get(record.path)
+        if base is None:
+            base = self._keys[record.path] = clip_key(record.path, self.encoder_digest, "")
+        return base + variant
+
+    def windows(self, record: Record, variant: str) -> list[tuple[int, int]]:
+        """(array number, window number) of each of the record's windows in `variant`; [] if not cached."""
+        found = self.index[variant].get(self._key(record, variant))
+        if found is None:
+            return []
+        shard, start, count = found
+        return [(shard, start + i) for i in range(count)]
+
+    def gather(self, variant: str, places: Sequence[tuple[int, int]]) -> torch.Tensor:
+        arrays = self.arrays[variant]
+        return torch.from_numpy(np.stack([arrays[shard][i] for shard, i in places]).astype(np.float32))
+
+
+def _frame_dropout(states: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    if p <= 0:
+        return states
+    keep = (torch.rand(states.shape[0], 1, states.shape[2], 1, generator=g) >= p).float()
+    return states * keep
+
+
+def clip_logits(head: EmotionHead, cache: CachedStates, records: Sequence[Record], layers: int,
+                variant: str = "clean", batch: int = 128) -> list[torch.Tensor]:
+    """Each record's window logits (windows, classes) from the cache; records not cached are left out."""
+    head.eval()
+    places, owners = [], []
+    for i, record in enumerate(records):
+        for place in cache.windows(record, variant):
+            places.append(place)
+            owners.append(i)
+    out: list[list[torch.Tensor]] = [[] for _ in records]
+    with torch.inference_mode():
+        for s in range(0, len(places), batch):
+            logits = head(cache.gather(variant, places[s:s + batch])[:, : layers + 1])
+            for owner, row in zip(owners[s:s + batch], logits):
+                out[owner].append(row)
+    return [torch.stack(rows) if rows else torch.empty(0, len(LABELS)) for rows in out]
+
+
+def clip_probabilities(logits: Sequence[torch.Tensor], temperature: float) -> np.ndarray:
+    """(clips, classes): the mean of each clip's windows' calibrated probabilities."""
+    return np.stack([torch.softmax(x.float() / temperature, dim=-1).mean(dim=0).numpy() for x in logits])
+
+
+def per_corpus_uar(records: Sequence[Record], probabilities: np.ndarray) -> dict[str, float]:
+    groups = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[record.corpus].append(i)
+    y = np.array([LABEL_INDEX[r.emotion] for r in records])
+    pred = probabilities.argmax(axis=1)
+    return {corpus: uar(y[idx], pred[idx]) for corpus, idx in sorted(groups.items())}
+
+
+def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Record], config: HeadConfig,
+               train_variants: Sequence[str] = ("clean", "aug1"), n_states: int | None = None,
+               width: int = 512, progress: Callable[[str], None] | None = None) -> tuple[EmotionHead, dict]:
+    """The head with the best mean per-corpus validation UAR, and its training history."""
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    items = [(variant, place, r) for r in train for variant in train_variants for place in cache.windows(r, variant)]
+    if not items:
+        raise ValueError("no cached encoder states for the training records (run the encoder cache first)")
+    item_records = [r for _, _, r in items]
+    weights = sampling_weights(item_records)
+    labels = torch.tensor([LABEL_INDEX[r.emotion] for r in item_records])
+    present = classes_present(item_records)
+    n_states = n_states or config.layers + 1
+    head = EmotionHead(config.layers + 1, width, config.hidden, config.attention, config.dropout, len(LABELS))
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * config.steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    val_y = [r for r in val if cache.windows(r, "clean")]
+    best, history = (-1.0, None, 0), []
+    for epoch in range(config.epochs):
+        head.train()
+        running = 0.0
+        for _ in range(config.steps_per_epoch):
+            chosen = torch.multinomial(weights, config.batch_size, replacement=True, generator=g).tolist()
+            by_variant = defaultdict(list)
+            for i in chosen:
+                by_variant[items[i][0]].append(i)
+            order = [i for v in by_variant.values() for i in v]
+            x = torch.cat([cache.gather(v, [items[i][1] for i in idx]) for v, idx in by_variant.items()])
+            x = _frame_dropout(x[:, :n_states], config.frame_dropout, g)
+            loss = masked_cross_entropy(head(x), labels[order], present[order], config.label_smoothing)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            running += float(loss)
+        probabilities = clip_probabilities(clip_logits(head, cache, val_y, config.layers), 1.0)
+        per_corpus = per_corpus_uar(val_y, probabilities)
+        score = float(np.mean(list(per_corpus.values())))
+        history.append({"epoch": epoch + 1, "loss": running / config.steps_per_epoch, "val_uar": score,
+                        "val_per_corpus": per_corpus})
+        if progress:
+            progress(f"epoch {epoch + 1}: loss {running / config.steps_per_epoch:.3f} val UAR {score:.3f}")
+        if score > best[0]:
+            best = (score, copy.deepcopy(head.state_dict()), epoch + 1)
+    head.load_state_dict(best[1])
+    return head.eval(), {"history": history, "best_epoch": best[2], "val_uar": best[0]}

