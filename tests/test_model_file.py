@@ -199,7 +199,7 @@ def test_missing_model_description(tmp_path, tiny_model_file):
 # The architectures.
 
 def test_architecture_names():
-    assert set(ARCHITECTURES) == {"cnn", "crnn"}
+    assert set(ARCHITECTURES) == {"cnn", "crnn", "whisper"}
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("mlp")
 

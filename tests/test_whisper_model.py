@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import voiced
 
 from emotionnet.models import build_model
 from emotionnet.models.file import ModelFileError, load_model_file, save_model_file
 from emotionnet.models.spec import ModelSpec, ModelSpecError, default_hparams
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
 from emotionnet.models.whisper.weights import installed_parts
-from conftest import voiced
 
 pytestmark = pytest.mark.whisper
 DIGEST = "e88a8f7791e9ff5776cdfa78b83d0adc0fbf157a19eed34bcb6b3b02c85e1ef1"
@@ -35,7 +35,7 @@ def head_file(path, digest: str = DIGEST, seed: int = 0, **changes):
 def test_the_file_holds_the_head_only(tmp_path):
     path = head_file(tmp_path / "w.safetensors")
     assert path.stat().st_size < 2_000_000  # the 80 MB encoder is the user's, not the file's
-    model, meta = load_model_file(path)
+    model, _, meta = load_model_file(path)
     assert meta["model"]["hparams"]["encoder_digest"] == DIGEST
     assert all(name.startswith("head.") for name in model.state_dict())
 
