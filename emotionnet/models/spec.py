@@ -30,7 +30,7 @@ DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
     "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
     # A head on a frozen Whisper-base encoder (models/whisper/): the encoder's weights are not the
     # model file's, only the digest that names them.
-    "whisper": {"encoder": "openai/whisper-base", "encoder_digest": "", "layers": 6, "width": 512, "frame_pool": 4,
+    "whisper": {"encoder": "openai/whisper-base", "encoder_digest": "", "layers": 6, "width": 512, "frame_pool": 8,
                 "hidden": 256, "attention": 128, "dropout": 0.3},
 }
 ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
@@ -147,7 +147,9 @@ def _check_encoder_head(hparams: dict, n_mels: int) -> dict:
     _number(hparams["layers"], "model.hparams.layers", 1, encoder["layers"], integer=True)
     if hparams["width"] != encoder["width"]:
         raise ModelSpecError(f"model.hparams.width is {hparams['width']!r}; {hparams['encoder']} is {encoder['width']}")
-    _number(hparams["frame_pool"], "model.hparams.frame_pool", 1, 64, integer=True)
+    if _number(hparams["frame_pool"], "model.hparams.frame_pool", 4, 64, integer=True) % 4:
+        raise ModelSpecError(f"model.hparams.frame_pool must be a multiple of 4 (the encoder cache's pooling), "
+                             f"got {hparams['frame_pool']}")
     _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
     _number(hparams["attention"], "model.hparams.attention", 2, MAX_WIDTH, integer=True)
     _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)

@@ -3,7 +3,7 @@
 Each clip is cut into the model's windows exactly as inference cuts them (same
 log-mel, same `whisper` normalisation, short clips tiled), every window goes
 through the frozen encoder once, and all its layers' states are kept, averaged
-over `FRAME_POOL` encoder frames (the head pools the same way, so training on
+over `CACHE_POOL` encoder frames (the head pools the same way, so training on
 the cache and running the whole model give the same answer) and stored as
 float16. Augmented copies of training clips ("aug1", "aug2", ...) are cached
 beside the clean ones ("clean"). Keys hash the clip's bytes and the encoder's
@@ -33,11 +33,10 @@ from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.inference.windows import cut_windows
 from emotionnet.models.whisper.encoder import WhisperEncoder, encoder_frames
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
-from emotionnet.models.whisper.head import pool_frames
+from emotionnet.models.whisper.head import CACHE_POOL, pool_frames
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
 from emotionnet.training.wave_augment import WaveAugmentConfig, augment_wave
 
-FRAME_POOL = 4  # encoder frames (20 ms each) averaged into one cached frame (80 ms)
 WINDOW_SECONDS = 3.0
 HOP_SECONDS = 1.5
 BATCH_WINDOWS = 8
@@ -49,7 +48,7 @@ def window_frames(features: FeatureConfig = WHISPER_FEATURES, seconds: float = W
 
 def window_shape(encoder: WhisperEncoder) -> tuple[int, int, int]:
     """(states, pooled frames, width) of one cached window."""
-    frames = -(-encoder_frames(window_frames()) // FRAME_POOL)
+    frames = -(-encoder_frames(window_frames()) // CACHE_POOL)
     return encoder.n_states, frames, encoder.positions.shape[1]
 
 
@@ -67,7 +66,7 @@ def encode_windows(encoder: WhisperEncoder, windows: torch.Tensor) -> torch.Tens
     out = []
     for i in range(0, len(windows), BATCH_WINDOWS):
         states = torch.stack(encoder(windows[i:i + BATCH_WINDOWS]), dim=1)
-        out.append(pool_frames(states, FRAME_POOL).half())
+        out.append(pool_frames(states, CACHE_POOL).half())
     return torch.cat(out)
 
 
@@ -147,7 +146,7 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
 
 
 def encoder_folder(encoder_digest: str) -> Path:
-    return cache_root() / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{FRAME_POOL}"
+    return cache_root() / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{CACHE_POOL}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ import torch
 from emotionnet.corpora import Record
 from emotionnet.evaluation.metrics import uar
 from emotionnet.labels import LABEL_INDEX, LABELS
-from emotionnet.models.whisper.head import EmotionHead
+from emotionnet.models.whisper.head import CACHE_POOL, EmotionHead
 from emotionnet.training.batches import classes_present, sampling_weights
 from emotionnet.training.encoder_cache import StateStore, clip_key
 from emotionnet.training.trainer import masked_cross_entropy
@@ -34,6 +34,7 @@ class HeadConfig:
     layers: int = 6  # encoder blocks used (their states plus the blocks' input)
     hidden: int = 256
     attention: int = 128
+    frame_pool: int = 8  # encoder frames (20 ms) per frame the head attends over
     dropout: float = 0.3
     epochs: int = 12
     steps_per_epoch: int = 300
@@ -49,15 +50,22 @@ class HeadConfig:
 
 
 class CachedStates:
-    """Every variant's memmapped windows, looked up by record."""
+    """Every variant's cached windows, read into memory once (float16), looked up by record."""
 
     def __init__(self, folder, variants: Sequence[str], window_shape: tuple[int, ...], encoder_digest: str):
         self.encoder_digest = encoder_digest
-        self.arrays: dict[str, list[np.memmap]] = {}
-        self.index: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self.states: dict[str, torch.Tensor] = {}
+        self.index: dict[str, dict[str, tuple[int, int]]] = {}
         self._keys: dict[str, str] = {}
         for variant in variants:
-            self.arrays[variant], self.index[variant] = StateStore(folder / variant).load(window_shape)
+            arrays, index = StateStore(folder / variant).load(window_shape)
+            offsets = np.cumsum([0, *[len(a) for a in arrays]])
+            states = torch.empty((int(offsets[-1]), *window_shape), dtype=torch.float16)
+            for array, offset in zip(arrays, offsets):  # shard by shard: never two copies of the whole
+                states[offset:offset + len(array)] = torch.from_numpy(np.asarray(array))
+            self.states[variant] = states
+            self.index[variant] = {key: (int(offsets[shard]) + start, count)
+                                   for key, (shard, start, count) in index.items()}
 
     def _key(self, record: Record, variant: str) -> str:
         base = self._keys.get(record.path)
@@ -65,17 +73,15 @@ class CachedStates:
             base = self._keys[record.path] = clip_key(record.path, self.encoder_digest, "")
         return base + variant
 
-    def windows(self, record: Record, variant: str) -> list[tuple[int, int]]:
-        """(array number, window number) of each of the record's windows in `variant`; [] if not cached."""
-        found = self.index[variant].get(self._key(record, variant))
-        if found is None:
-            return []
-        shard, start, count = found
-        return [(shard, start + i) for i in range(count)]
+    def windows(self, record: Record, variant: str) -> list[int]:
+        """The rows of the record's windows in `variant`; [] if it is not cached."""
+        start, count = self.index[variant].get(self._key(record, variant), (0, 0))
+        return list(range(start, start + count))
 
-    def gather(self, variant: str, places: Sequence[tuple[int, int]]) -> torch.Tensor:
-        arrays = self.arrays[variant]
-        return torch.from_numpy(np.stack([arrays[shard][i] for shard, i in places]).astype(np.float32))
+    def gather(self, variant: str, rows: Sequence[int], states: int | None = None) -> torch.Tensor:
+        """(len(rows), states, frames, width) float32: the first `states` of each row's layers (default all)."""
+        picked = self.states[variant].index_select(0, torch.as_tensor(rows, dtype=torch.long))
+        return picked[:, :states].float()
 
 
 def _frame_dropout(states: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
@@ -97,7 +103,7 @@ def clip_logits(head: EmotionHead, cache: CachedStates, records: Sequence[Record
     out: list[list[torch.Tensor]] = [[] for _ in records]
     with torch.inference_mode():
         for s in range(0, len(places), batch):
-            logits = head(cache.gather(variant, places[s:s + batch])[:, : layers + 1])
+            logits = head(cache.gather(variant, places[s:s + batch], layers + 1))
             for owner, row in zip(owners[s:s + batch], logits):
                 out[owner].append(row)
     return [torch.stack(rows) if rows else torch.empty(0, len(LABELS)) for rows in out]
@@ -131,7 +137,8 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
     labels = torch.tensor([LABEL_INDEX[r.emotion] for r in item_records])
     present = classes_present(item_records)
     n_states = n_states or config.layers + 1
-    head = EmotionHead(config.layers + 1, width, config.hidden, config.attention, config.dropout, len(LABELS))
+    head = EmotionHead(config.layers + 1, width, config.hidden, config.attention, config.dropout, len(LABELS),
+                       config.frame_pool // CACHE_POOL)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
@@ -146,14 +153,14 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
             for i in chosen:
                 by_variant[items[i][0]].append(i)
             order = [i for v in by_variant.values() for i in v]
-            x = torch.cat([cache.gather(v, [items[i][1] for i in idx]) for v, idx in by_variant.items()])
-            x = _frame_dropout(x[:, :n_states], config.frame_dropout, g)
+            x = torch.cat([cache.gather(v, [items[i][1] for i in idx], n_states) for v, idx in by_variant.items()])
+            x = _frame_dropout(x, config.frame_dropout, g)
             loss = masked_cross_entropy(head(x), labels[order], present[order], config.label_smoothing)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
-            running += float(loss)
+            running += float(loss.detach())
         probabilities = clip_probabilities(clip_logits(head, cache, val_y, config.layers), 1.0)
         per_corpus = per_corpus_uar(val_y, probabilities)
         score = float(np.mean(list(per_corpus.values())))

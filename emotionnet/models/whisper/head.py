@@ -1,7 +1,8 @@
 """The `whisper` architecture: a frozen Whisper-base encoder and a small EmotionNet head.
 
     log-mel window -> encoder (first `layers` blocks) -> every block's states
-      -> averaged over `frame_pool` frames -> each state layer-normalised
+      -> averaged over CACHE_POOL frames (what the encoder cache stores)
+      -> averaged further to `frame_pool` encoder frames -> each state layer-normalised
       -> learnt softmax-weighted sum over layers -> projection
       -> attentive statistics pooling (weighted mean and std over time) -> logits
 
@@ -19,6 +20,8 @@ from torch import nn
 
 from emotionnet.models.whisper.encoder import WhisperEncoder
 
+CACHE_POOL = 4  # encoder frames (20 ms each) averaged before the encoder cache stores them
+
 
 def pool_frames(states: torch.Tensor, frame_pool: int) -> torch.Tensor:
     """(..., frames, width) -> (..., ceil(frames / frame_pool), width), averaging neighbours."""
@@ -31,8 +34,10 @@ def pool_frames(states: torch.Tensor, frame_pool: int) -> torch.Tensor:
 class EmotionHead(nn.Module):
     """(batch, states, frames, width) encoder states -> (batch, n_classes) logits."""
 
-    def __init__(self, n_states: int, width: int, hidden: int, attention: int, dropout: float, n_classes: int):
+    def __init__(self, n_states: int, width: int, hidden: int, attention: int, dropout: float, n_classes: int,
+                 pool: int = 1):
         super().__init__()
+        self.pool = pool  # cached frames averaged into one before anything else
         self.layer_logits = nn.Parameter(torch.zeros(n_states))
         self.project = nn.Linear(width, hidden)
         self.attention = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
@@ -43,8 +48,9 @@ class EmotionHead(nn.Module):
         return torch.softmax(self.layer_logits, dim=0)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
+        states = pool_frames(states.float(), self.pool) if self.pool > 1 else states.float()
         # Later layers run at larger scales: normalise each before mixing, so the weights mean shares.
-        states = F.layer_norm(states.float(), states.shape[-1:])
+        states = F.layer_norm(states, states.shape[-1:])
         mixed = torch.einsum("bltd,l->btd", states, self.layer_weights())
         hidden = self.dropout(F.gelu(self.project(mixed)))
         weights = torch.softmax(self.attention(hidden), dim=1)
@@ -57,11 +63,13 @@ class WhisperEmotionNet(nn.Module):
     """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
 
     def __init__(self, layers: int = 6, hidden: int = 256, attention: int = 128, dropout: float = 0.2,
-                 frame_pool: int = 4, width: int = 512, n_classes: int = 6, n_mels: int = 80,
+                 frame_pool: int = 8, width: int = 512, n_classes: int = 6, n_mels: int = 80,
                  encoder_digest: str = "", encoder: str = "openai/whisper-base"):
         super().__init__()
-        self.layers, self.frame_pool, self.encoder_digest = layers, frame_pool, encoder_digest
-        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes)
+        if frame_pool % CACHE_POOL:
+            raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")
+        self.layers, self.encoder_digest = layers, encoder_digest
+        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes, frame_pool // CACHE_POOL)
         self._encoder: list[WhisperEncoder] = []  # a list keeps the frozen encoder out of state_dict
 
     def attach_encoder(self, encoder: WhisperEncoder) -> WhisperEmotionNet:
@@ -76,7 +84,7 @@ class WhisperEmotionNet(nn.Module):
 
     def encoder_states(self, mel: torch.Tensor) -> torch.Tensor:
         """What the encoder cache stores: (windows, layers + 1, pooled frames, width)."""
-        return pool_frames(torch.stack(self.encoder(mel, layers=self.layers), dim=1), self.frame_pool)
+        return pool_frames(torch.stack(self.encoder(mel, layers=self.layers), dim=1), CACHE_POOL)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -1,0 +1,182 @@
+"""The `whisper-base` head on cached encoder states: in-domain split v3, LOCO over eight corpora, calibration.
+
+The encoder is frozen, so every figure here reads the encoder cache
+(emotionnet/training/encoder_cache.py) instead of re-encoding audio: a LOCO
+fold is minutes. Per fold the head trains on the other seven corpora's train
+splits (clean and augmented copies), keeps the epoch with the best mean
+validation UAR of those seven, and its temperature is fitted on their
+validation clips. The unseen-corpus temperature scale is then chosen on the
+held-out corpora's validation clips only (the rule of the shipped CRNN: the
+scale minimising the fold-average of max(seen ECE / 0.05, held-out ECE / 0.10)),
+and test figures are read once, after every choice.
+
+    python -m benchmarks.whisper_head --json docs/results/whisper-head.json > docs/results/whisper-head.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotionnet.corpora import Record, find_records, split_of
+from emotionnet.evaluation.metrics import collapse, expected_calibration_error, log_loss, summary
+from emotionnet.labels import LABEL_INDEX
+from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
+from emotionnet.training.encoder_cache import encoder_folder
+from emotionnet.training.head_training import (
+    CachedStates,
+    HeadConfig,
+    clip_logits,
+    clip_probabilities,
+    per_corpus_uar,
+    train_head,
+)
+
+CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser")
+SCALES = np.round(np.exp(np.linspace(np.log(0.8), np.log(3.0), 31)), 3)
+WINDOW_SHAPE = (7, 38, 512)
+
+
+def labels_of(records: Sequence[Record]) -> np.ndarray:
+    return np.array([LABEL_INDEX[r.emotion] for r in records])
+
+
+def fit_temperature(logits: list[torch.Tensor], y: np.ndarray) -> float:
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
+    return float(min(grid, key=lambda t: log_loss(y, clip_probabilities(logits, float(t)))))
+
+
+def figures(records: Sequence[Record], logits: list[torch.Tensor], temperature: float) -> dict:
+    y, probs = labels_of(records), clip_probabilities(logits, temperature)
+    out = summary(y, probs.argmax(axis=1))
+    out |= {"ece": expected_calibration_error(y, probs), "collapse": collapse(probs.argmax(axis=1)),
+            "per_corpus_uar": per_corpus_uar(records, probs)}
+    return out
+
+
+def ece_curve(records, logits, temperature) -> list[float]:
+    y = labels_of(records)
+    return [expected_calibration_error(y, clip_probabilities(logits, temperature * s)) for s in SCALES]
+
+
+def cached(records: Sequence[Record], cache: CachedStates) -> list[Record]:
+    return [r for r in records if cache.windows(r, "clean")]
+
+
+def run_fold(cache, records, held_out: str | None, config: HeadConfig, log) -> dict:
+    """Train without `held_out` (None: on every corpus) and score what the fold needs."""
+    def part(split: str, inside: bool) -> list[Record]:
+        return cached([r for r in records if split_of(r) == split and (r.corpus == held_out) != inside], cache)
+
+    train, val = part("train", True), part("val", True)
+    start = time.time()
+    head, fit = train_head(cache, train, val, config, progress=lambda m: log(f"  [{held_out or 'all'}] {m}"))
+    val_logits = clip_logits(head, cache, val, config.layers)
+    temperature = fit_temperature(val_logits, labels_of(val))
+    fold = {"held_out": held_out, "train_clips": len(train), "val_clips": len(val), "seconds": time.time() - start,
+            "best_epoch": fit["best_epoch"], "seen_val_uar": fit["val_uar"], "temperature": temperature,
+            "layer_weights": head.layer_weights().tolist(), "history": fit["history"],
+            "seen_val_ece_curve": ece_curve(val, val_logits, temperature)}
+    if held_out is None:
+        test = cached([r for r in records if split_of(r) == "test"], cache)
+        fold["_test"] = (test, clip_logits(head, cache, test, config.layers))
+        fold["_head"] = head
+    else:
+        held_val, held_test = part("val", False), part("test", False)
+        held_val_logits = clip_logits(head, cache, held_val, config.layers)
+        fold["held_out_val"] = figures(held_val, held_val_logits, temperature)
+        fold["held_out_val_ece_curve"] = ece_curve(held_val, held_val_logits, temperature)
+        fold["_test"] = (held_test, clip_logits(head, cache, held_test, config.layers))
+    return fold
+
+
+def choose_scale(folds: list[dict]) -> float:
+    cost = np.mean([np.maximum(np.array(f["seen_val_ece_curve"]) / 0.05, np.array(f["held_out_val_ece_curve"]) / 0.10)
+                    for f in folds], axis=0)
+    return float(SCALES[int(np.argmin(cost))])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--corpora", default=",".join(CORPORA), help="LOCO folds to run")
+    parser.add_argument("--config", default="{}", help="HeadConfig fields as JSON")
+    parser.add_argument("--no-in-domain", action="store_true")
+    parser.add_argument("--json", help="write the full result here")
+    parser.add_argument("--save-model", help="in-domain head weights (torch state dict) for the model file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
+    config = HeadConfig(**json.loads(args.config))
+    tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
+    digest = tensors_digest(tensors)
+    del tensors
+    cache = CachedStates(encoder_folder(digest), ("clean", "aug1"), WINDOW_SHAPE, digest)
+    records = find_records([args.data]).records
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = {"benchmark": "whisper-head", "split": "v3", "config": config.to_dict(), "encoder_digest": digest}
+    folds = []
+    for corpus in [c for c in args.corpora.split(",") if c]:
+        log(f"LOCO fold without {corpus}")
+        folds.append(run_fold(cache, records, corpus, config, log))
+    if folds:
+        scale = choose_scale(folds) if len(folds) > 1 else 1.0
+        result["unseen_corpus_scale"] = scale
+        result["loco"] = {}
+        for fold in folds:  # test read once, after the scale is chosen
+            test, logits = fold.pop("_test")
+            fold["test"] = figures(test, logits, fold["temperature"] * scale)
+            fold["test_at_validation_temperature"] = figures(test, logits, fold["temperature"])
+            result["loco"][fold["held_out"]] = fold
+        result["loco_mean_uar"] = float(np.mean([f["test"]["uar"] for f in folds]))
+        result["loco_mean_val_uar"] = float(np.mean([f["held_out_val"]["uar"] for f in folds]))
+    if not args.no_in_domain:
+        log("in-domain: every corpus")
+        fold = run_fold(cache, records, None, config, log)
+        test, logits = fold.pop("_test")
+        head = fold.pop("_head")
+        scale = result.get("unseen_corpus_scale", 1.0)
+        fold["test"] = figures(test, logits, fold["temperature"] * scale)
+        result["in_domain"] = fold
+        if args.save_model:
+            torch.save({"state_dict": head.state_dict(), "temperature": fold["temperature"], "scale": scale,
+                        "config": config.to_dict(), "metrics": fold["test"]}, args.save_model)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(format_markdown(result))
+    return 0
+
+
+def format_markdown(result: dict) -> str:
+    lines = [f"# whisper-base head, split {result['split']} (each clip alone)", "",
+             f"config: `{json.dumps(result['config'])}`", ""]
+    if "loco" in result:
+        lines += [f"LOCO mean test UAR **{result['loco_mean_uar']:.3f}** (held-out val {result['loco_mean_val_uar']:.3f});"
+                  f" unseen-corpus scale x{result['unseen_corpus_scale']:.3f}", "",
+                  "| held out | test UAR | collapse | ECE | ECE at val T | held-out val UAR | seen val UAR | epoch |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for corpus, f in result["loco"].items():
+            lines.append(f"| {corpus} | {f['test']['uar']:.3f} | {f['test']['collapse']:.3f} | {f['test']['ece']:.3f} | "
+                         f"{f['test_at_validation_temperature']['ece']:.3f} | {f['held_out_val']['uar']:.3f} | "
+                         f"{f['seen_val_uar']:.3f} | {f['best_epoch']} |")
+    if "in_domain" in result:
+        t = result["in_domain"]["test"]
+        lines += ["", f"In-domain test UAR {t['uar']:.3f}, ECE {t['ece']:.3f}, collapse {t['collapse']:.3f}", "",
+                  "| " + " | ".join(t["per_corpus_uar"]) + " |", "|" + " --- |" * len(t["per_corpus_uar"]),
+                  "| " + " | ".join(f"{v:.3f}" for v in t["per_corpus_uar"].values()) + " |"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

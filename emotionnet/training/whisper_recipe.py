@@ -1,0 +1,140 @@
+"""Train a `whisper-base` model file: cache the frozen encoder's states, train the head, calibrate.
+
+    emotionnet train ../shared/data --arch whisper --out whisper.safetensors
+
+The encoder never trains, so the slow part (every clip and its augmented
+copies through Whisper, about 1 s of CPU per 15 s of audio) is cached and
+resumable; the head then trains in minutes. The temperature is fitted on the
+validation clips and multiplied by the unseen-corpus scale that the LOCO
+benchmark chose on validation splits (`benchmarks/whisper_head.py`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotionnet.corpora import SPLIT_NAME, Collection, Record, split_of
+from emotionnet.evaluation.metrics import log_loss, report
+from emotionnet.labels import LABEL_INDEX
+from emotionnet.models import build_model, count_parameters
+from emotionnet.models.file import save_model_file
+from emotionnet.models.spec import ModelSpec, default_hparams
+from emotionnet.models.whisper.encoder import WhisperEncoder
+from emotionnet.models.whisper.frontend import WHISPER_FEATURES
+from emotionnet.models.whisper.weights import ENCODER_NAME, WEIGHTS_ENV, load_encoder_tensors, tensors_digest
+from emotionnet.training.encoder_cache import (
+    HOP_SECONDS,
+    WINDOW_SECONDS,
+    StateStore,
+    encoder_folder,
+    fill,
+    window_shape,
+)
+from emotionnet.training.head_training import (
+    CachedStates,
+    HeadConfig,
+    clip_logits,
+    clip_probabilities,
+    train_head,
+)
+
+# Chosen by the LOCO benchmark on validation clips only (docs/results/whisper-head.md).
+UNSEEN_CORPUS_TEMPERATURE_SCALE = 1.0
+# Windows do not overlap: a long file is then encoded once, which keeps its real-time factor at a clip's.
+INFERENCE_HOP_SECONDS = WINDOW_SECONDS
+
+
+@dataclass(frozen=True)
+class WhisperRecipe:
+    head: HeadConfig = field(default_factory=HeadConfig)
+    augmented_copies: int = 1  # of each training clip, beside the clean one
+    unseen_corpus_temperature_scale: float = UNSEEN_CORPUS_TEMPERATURE_SCALE
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return ("clean", *(f"aug{i + 1}" for i in range(self.augmented_copies)))
+
+    def hparams(self, encoder_digest: str) -> dict:
+        h = self.head
+        return {**default_hparams("whisper", WHISPER_FEATURES.n_mels), "encoder_digest": encoder_digest,
+                "layers": h.layers, "hidden": h.hidden, "attention": h.attention, "dropout": h.dropout,
+                "frame_pool": h.frame_pool}
+
+
+def fit_temperature(logits: list[torch.Tensor], labels: np.ndarray) -> float:
+    """The temperature minimising validation log-loss (the grid of the CRNN's calibration)."""
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
+    return float(min(grid, key=lambda t: log_loss(labels, clip_probabilities(logits, float(t)))))
+
+
+def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperEncoder, digest: str) -> None:
+    """Fill the encoder cache: every clip clean, training clips also augmented (resumable)."""
+    for variant in recipe.variants:
+        chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
+        fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
+
+
+def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
+                        sources: list[str] | None = None, progress: bool = True) -> dict:
+    """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
+    recipe = recipe or WhisperRecipe()
+    start = time.time()
+    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
+    digest = tensors_digest(tensors)
+    encoder = WhisperEncoder.from_ctranslate2(tensors)
+    del tensors
+    records = collection.records
+    cache_states(records, recipe, encoder, digest)
+    cache = CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest)
+    parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
+             for name in ("train", "val", "test")}
+    head, fit = train_head(cache, parts["train"], parts["val"], recipe.head, recipe.variants,
+                           progress=(lambda m: print(m, flush=True)) if progress else None)
+    logits = {name: clip_logits(head, cache, parts[name], recipe.head.layers) for name in ("val", "test")}
+    validation_temperature = fit_temperature(logits["val"], _labels(parts["val"]))
+    temperature = validation_temperature * recipe.unseen_corpus_temperature_scale
+    hparams = recipe.hparams(digest)
+    model = build_model("whisper", **hparams)
+    model.head.load_state_dict(head.state_dict())
+    spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, WINDOW_SECONDS, INFERENCE_HOP_SECONDS, temperature)
+    metrics = {}
+    for name in ("val", "test"):
+        if parts[name]:
+            pred = clip_probabilities(logits[name], temperature).argmax(axis=1)
+            rep = report(_labels(parts[name]), pred, [r.corpus for r in parts[name]], Path(out).name, name)
+            metrics[name] = {k: rep[k] for k in ("overall", "per_corpus", "per_class", "confusion")}
+    described = spec.to_metadata()
+    meta = {
+        **described,
+        "model": {**described["model"], "parameters": count_parameters(model),
+                  "encoder": {"name": ENCODER_NAME, "digest": digest, "source": "installed weights" if
+                              where.startswith("the installed") else Path(where).name}},
+        "calibration": {"validation_temperature": validation_temperature,
+                        "unseen_corpus_scale": recipe.unseen_corpus_temperature_scale, "temperature": temperature},
+        "training": {
+            "recipe": {"head": recipe.head.to_dict(), "augmented_copies": recipe.augmented_copies,
+                       "window_seconds": WINDOW_SECONDS, "cache_hop_seconds": HOP_SECONDS},
+            "corpora": collection.per_corpus(), "clips": {k: len(v) for k, v in parts.items()},
+            "sources": sources or [], "split": SPLIT_NAME,
+            "excluded": [Path(p).name for p in collection.excluded], "skipped_labels": dict(collection.skipped),
+            "epochs": len(fit["history"]), "best_epoch": fit["best_epoch"], "history": fit["history"],
+            "wall_seconds": round(time.time() - start, 1), "package_version": version("emotionnet"),
+            "torch": torch.__version__, "python": platform.python_version(), "date": datetime.date.today().isoformat(),
+        },
+        "metrics": metrics,
+    }
+    save_model_file(out, model, meta)
+    return meta
+
+
+def _labels(records: list[Record]) -> np.ndarray:
+    return np.array([LABEL_INDEX[r.emotion] for r in records])

