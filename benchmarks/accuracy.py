@@ -24,12 +24,12 @@ overall and per corpus. Trained model files are kept under
 and a hash of the recipe and the clips, so a re-run skips finished trainings and
 resumes an interrupted one from its checkpoint (--retrain ignores them).
 
-    python benchmarks/accuracy.py                     # full run: ~3.7 h on 2 cores from nothing (13 trainings),
+    python -m benchmarks.accuracy                     # full run: ~3.7 h on 2 cores from nothing (13 trainings),
                                                       # minutes once the trained models are cached
-    python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json > docs/results/accuracy.md
-    python benchmarks/accuracy.py --only cnn,crnn --seeds 3
-    python benchmarks/accuracy.py --only loco --seeds 1              # EmotionNet's LOCO table only
-    python benchmarks/accuracy.py --limit 1 --epochs 1 --steps-per-epoch 1 --seeds 1   # smoke run
+    python -m benchmarks.accuracy --shipped --json docs/results/accuracy.json > docs/results/accuracy.md
+    python -m benchmarks.accuracy --only cnn,crnn --seeds 3
+    python -m benchmarks.accuracy --only loco --seeds 1              # EmotionNet's LOCO table only
+    python -m benchmarks.accuracy --limit 1 --epochs 1 --steps-per-epoch 1 --seeds 1   # smoke run
 
 It ends by saying plainly whether EmotionNet beats each peer by >= 5 UAR points
 on every corpus and overall, and whether it beats the seed CNN.
@@ -46,15 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import common  # noqa: E402
-from benchmarks import peer_methods as peers  # noqa: E402
-from benchmarks.common import CORPORA, V1_SPLIT, comma_list, shown, train_or_reuse  # noqa: E402
-from benchmarks.common import CORPUS_TITLES as TITLES  # noqa: E402
-from emotionnet.corpora import Collection, Record, find_records, select, split_of  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
+from benchmarks import common
+from benchmarks import peer_methods as peers
+from benchmarks.common import CORPORA, V1_SPLIT, comma_list, shown, train_or_reuse
+from benchmarks.common import CORPUS_TITLES as TITLES
+from emotionnet.corpora import Collection, Record, find_records, select, split_of
+from emotionnet.digest import file_digest
 
 NEURAL = ("seed_cnn", "cnn", "crnn")
 ONLY_CHOICES = ("peers", *NEURAL, "loco")
@@ -383,7 +380,7 @@ def _seeds(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Test UAR on split v1: openSMILE peers, the seed CNN and EmotionNet (cnn, crnn), with LOCO.",
-        epilog="example: python benchmarks/accuracy.py --shipped --json docs/results/accuracy.json",
+        epilog="example: python -m benchmarks.accuracy --shipped --json docs/results/accuracy.json",
     )
     parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(ONLY_CHOICES),

@@ -18,9 +18,9 @@ Targets (DESIGN.md): >= 1.8x from 1 to 2 workers; Ray within 20 % of local per
 core. On a shared 2-core machine the second worker competes with whatever else
 runs: the load average before and after is reported.
 
-    python benchmarks/batch.py                        # 400 generated clips, both engines
-    python benchmarks/batch.py --files 100 --engines local
-    python benchmarks/batch.py --json docs/results/batch.json --md docs/results/batch.md
+    python -m benchmarks.batch                        # 400 generated clips, both engines
+    python -m benchmarks.batch --files 100 --engines local
+    python -m benchmarks.batch --json docs/results/batch.json --md docs/results/batch.md
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from benchmarks.common import finish, speech_like
+from emotionnet.batch.predictor import BatchPredictor, arrow_schema
+from emotionnet.digest import file_digest
 
-from benchmarks.common import finish, speech_like  # noqa: E402
-from emotionnet.batch.predictor import BatchPredictor, arrow_schema  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SR = 16_000
 

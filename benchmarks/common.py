@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script: make `emotionnet` importable from the checkout
-    sys.path.insert(0, str(REPO_ROOT))
+from emotionnet.corpora import Collection, Record, split_of
 
-from emotionnet.corpora import Collection, Record, split_of  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = "../shared/data"  # relative to the repository root
 SAMPLE_RATE = 16_000

@@ -14,8 +14,8 @@ delivers it. Two figures (DESIGN.md, "Targets"):
 It states the model file (name, SHA-256), torch threads and the machine's load
 average, since a busy machine inflates both figures. Not run by CI.
 
-    python benchmarks/latency.py                           # shipped model, 45 s
-    python benchmarks/latency.py --model my.safetensors --seconds 30 --json
+    python -m benchmarks.latency                           # shipped model, 45 s
+    python -m benchmarks.latency --model my.safetensors --seconds 30 --json
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import percentiles, speech_like  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
+from benchmarks.common import percentiles, speech_like
+from emotionnet.digest import file_digest
 
 
 def measure(model: str | None, seconds: float, hop: float, window: float | None, threads: int,

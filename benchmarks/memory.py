@@ -7,8 +7,8 @@ generated (speech-like bursts and pauses, 16 kHz mono 16-bit WAV, written in
 blocks), then predicted by a fresh `emotionnet predict --json` process whose
 peak RSS is read from wait4's rusage (as `benchmarks/speed.py` does). Not run by CI.
 
-    python benchmarks/memory.py                               # 10 min and 3 h, the shipped model
-    python benchmarks/memory.py --minutes 10 60 --json docs/results/memory.json
+    python -m benchmarks.memory                               # 10 min and 3 h, the shipped model
+    python -m benchmarks.memory --minutes 10 60 --json docs/results/memory.json
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from pathlib import Path
 
 import soundfile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from benchmarks.common import run_measured, speech_like, write_json  # noqa: E402
+from benchmarks.common import run_measured, speech_like, write_json
 
 RATIO_TARGET = 1.5
 

@@ -38,16 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import CORPORA, DEFAULT_DATA, V1_SPLIT, count_per_corpus, limited, resolve_data  # noqa: E402
-from emotionnet.cache import cache_root  # noqa: E402
-from emotionnet.corpora import find_records, select  # noqa: E402
-from emotionnet.corpora.records import Record  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
-from emotionnet.evaluation.metrics import report, summary  # noqa: E402
-from emotionnet.labels import LABEL_INDEX  # noqa: E402
+from benchmarks.common import CORPORA, DEFAULT_DATA, V1_SPLIT, count_per_corpus, limited, resolve_data
+from emotionnet.cache import cache_root
+from emotionnet.corpora import find_records, select
+from emotionnet.corpora.records import Record
+from emotionnet.digest import file_digest
+from emotionnet.evaluation.metrics import report, summary
+from emotionnet.labels import LABEL_INDEX
 
 MAX_WORKERS = 2  # the benchmark machine has two cores, shared with other work
 

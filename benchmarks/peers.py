@@ -3,9 +3,9 @@
 The methods, their features and their cache are benchmarks/peer_methods.py;
 this script runs them and prints the table.
 
-    python benchmarks/peers.py                         # full run, ../shared/data
-    python benchmarks/peers.py --limit 2               # smoke run, a few clips
-    python benchmarks/peers.py --json docs/results/peers.json
+    python -m benchmarks.peers                         # full run, ../shared/data
+    python -m benchmarks.peers --limit 2               # smoke run, a few clips
+    python -m benchmarks.peers --json docs/results/peers.json
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import CORPORA, CORPUS_TITLES, DEFAULT_DATA, finish, resolve_data  # noqa: E402
-from benchmarks.peer_methods import CLASS_WEIGHT, MAX_WORKERS, METHODS, run_peers  # noqa: E402
+from benchmarks.common import CORPORA, CORPUS_TITLES, DEFAULT_DATA, finish, resolve_data
+from benchmarks.peer_methods import CLASS_WEIGHT, MAX_WORKERS, METHODS, run_peers
 
 
 def _uar_row(summaries: dict, overall: dict | None) -> list[str]:
@@ -76,7 +72,7 @@ def format_table(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="openSMILE + SVM peers on split v1 (test UAR per corpus, leave-one-corpus-out).",
-        epilog="example: python benchmarks/peers.py --json docs/results/peers.json > docs/results/peers.txt",
+        epilog="example: python -m benchmarks.peers --json docs/results/peers.json > docs/results/peers.txt",
     )
     parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root (relative paths: from the repository root)")
     parser.add_argument("--limit", type=int, default=None, help="at most N clips per split, corpus and emotion")

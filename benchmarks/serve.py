@@ -19,9 +19,9 @@ Target (DESIGN.md): >= 100 requests/s, p95 < 150 ms, no errors at 8 clients on
 cores as the server and takes its share: its CPU time is reported. The
 machine's load average before and after says what else was running.
 
-    python benchmarks/serve.py                                  # full run: ~13 min
-    python benchmarks/serve.py --duration 60 --requests 500     # shorter
-    python benchmarks/serve.py --json docs/results/serve.json --md docs/results/serve.md
+    python -m benchmarks.serve                                  # full run: ~13 min
+    python -m benchmarks.serve --duration 60 --requests 500     # shorter
+    python -m benchmarks.serve --json docs/results/serve.json --md docs/results/serve.md
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from benchmarks.common import finish, percentiles, speech_like
+from emotionnet.digest import file_digest
 
-from benchmarks.common import finish, percentiles, speech_like  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SR = 16_000
 

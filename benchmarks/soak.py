@@ -7,8 +7,8 @@ every minute of stream time; the engine keeps the last window in a ring buffer
 and the tally bounded statistics, so RSS should stay flat after warm-up (the
 target of issue 13). Not run by CI.
 
-    python benchmarks/soak.py                                  # 60 min, the shipped model
-    python benchmarks/soak.py --minutes 10 --json docs/results/soak.json
+    python -m benchmarks.soak                                  # 60 min, the shipped model
+    python -m benchmarks.soak --minutes 10 --json docs/results/soak.json
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from benchmarks.common import speech_like, write_json  # noqa: E402
+from benchmarks.common import speech_like, write_json
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 0.1

@@ -17,9 +17,9 @@ What it measures (DESIGN.md, "Targets"):
 - where a CUDA GPU is present: training throughput (clips/s) and peak GPU memory
   of the default architectures, with and without mixed precision (synthetic batches).
 
-    python benchmarks/speed.py                                   # shipped model, full run
-    python benchmarks/speed.py --model runs/r2.safetensors --json docs/results/speed.json
-    python benchmarks/speed.py --model m.safetensors --clips 3 --long-seconds 20 --repeat 1   # smoke run
+    python -m benchmarks.speed                                   # shipped model, full run
+    python -m benchmarks.speed --model runs/r2.safetensors --json docs/results/speed.json
+    python -m benchmarks.speed --model m.safetensors --clips 3 --long-seconds 20 --repeat 1   # smoke run
 
 Clips are real ones from ../shared/data (2.5-3.5 s long, spread over the corpora)
 when it is present, else generated speech-like audio. Numbers taken while other
@@ -38,20 +38,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import soundfile
+import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import soundfile  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from benchmarks.common import SAMPLE_RATE, comma_list, shown  # noqa: E402
-from emotionnet.audio import load_audio  # noqa: E402
-from emotionnet.digest import file_digest  # noqa: E402
-from emotionnet.features import log_mel  # noqa: E402
-from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path  # noqa: E402
-from emotionnet.models import count_parameters  # noqa: E402
+from benchmarks import common
+from benchmarks.common import SAMPLE_RATE, comma_list, shown
+from emotionnet.audio import load_audio
+from emotionnet.digest import file_digest
+from emotionnet.features import log_mel
+from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path
+from emotionnet.models import count_parameters
 
 TARGETS = {"rtf_one_thread": 0.005, "cold_wall_s": 2.0, "cold_rss_mb": 500.0, "model_mb": 5.0}
 OPENSMILE_SETS = ("eGeMAPSv02", "ComParE_2016")
@@ -66,7 +62,7 @@ def model_info(path: Path) -> dict:
     return {
         "file": shown(path), "bytes": size, "mb": round(size / 1e6, 3), "sha256": file_digest(path, "sha256"),
         "arch": meta["model"]["arch"], "hparams": meta["model"].get("hparams", {}),
-        "parameters": count_parameters(recognizer.scoring.network),
+        "parameters": count_parameters(recognizer.network),
         "window_s": recognizer.window, "hop_s": recognizer.hop,
     }
 
@@ -140,7 +136,7 @@ def _stages(recognizer: EmotionRecognizer, path: Path) -> tuple[float, float, fl
     t1 = time.perf_counter()
     mel = log_mel(samples, recognizer.features)
     t2 = time.perf_counter()
-    recognizer.scoring.timelines([mel], [samples.size / SAMPLE_RATE])
+    recognizer.predict_log_mels([mel], [samples.size / SAMPLE_RATE])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, samples.size / SAMPLE_RATE
 
@@ -244,7 +240,7 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
     from emotionnet.models import build_model
 
     config = FeatureConfig()
-    frames = config.frames(config.samples_for_seconds(seconds))
+    frames = config.frames_of_samples(config.samples_for_seconds(seconds))
     dev = torch.device(device)
     model = build_model(arch, **{**hparams, "n_mels": config.n_mels}).to(dev, memory_format=torch.channels_last)
     model.train()
@@ -453,7 +449,7 @@ def format_markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Speed of EmotionNet: real-time factors, cold start, model size; openSMILE for comparison.",
-        epilog="example: python benchmarks/speed.py --json docs/results/speed.json > docs/results/speed.md",
+        epilog="example: python -m benchmarks.speed --json docs/results/speed.json > docs/results/speed.md",
     )
     parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped emotionnet/assets/model.safetensors)")
     parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root for real clips (relative: from the repository root)")

@@ -16,9 +16,9 @@ Peak memory is given twice: ru_maxrss (wait4 rusage: the largest single
 process, the trainer or a feature worker) and the peak summed PSS of the whole
 process tree, sampled every 0.5 s.
 
-    python benchmarks/training.py                                   # full run (one training)
-    python benchmarks/training.py --json docs/results/training.json
-    python benchmarks/training.py --limit 2 --epochs 1 --steps-per-epoch 2   # smoke run, seconds
+    python -m benchmarks.training                                   # full run (one training)
+    python -m benchmarks.training --json docs/results/training.json
+    python -m benchmarks.training --limit 2 --epochs 1 --steps-per-epoch 2   # smoke run, seconds
 
 `--limit N` uses a stratified subset (at most N clips per split, corpus and
 emotion, as in benchmarks/peers.py): a temporary folder of symbolic links in the
@@ -37,10 +37,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: the checkout's packages
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import DEFAULT_DATA, REPO_ROOT, finish, limited, machine_info, resolve_data, run_measured  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, REPO_ROOT, finish, limited, machine_info, resolve_data, run_measured
 
 TARGET_WARM_MINUTES = 30.0
 FEATURE_PHASES = ("cold", "warm")
@@ -231,7 +228,7 @@ def format_markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Wall time and peak memory of the default training recipe, feature cache cold and warm.",
-        epilog="example: python benchmarks/training.py --json docs/results/training.json > docs/results/training.md",
+        epilog="example: python -m benchmarks.training --json docs/results/training.json > docs/results/training.md",
     )
     parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--limit", type=int, help="at most N clips per split, corpus and emotion (smoke runs)")

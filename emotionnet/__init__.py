@@ -11,20 +11,26 @@ line's `--help` and `--version`) costs no torch import.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("emotionnet")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # a checkout on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
     "AudioError": "emotionnet.audio",
+    "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "ModelSpec": "emotionnet.models.spec",
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
     "load_model": "emotionnet.inference.recognizer",
+    "UnknownModelError": "emotionnet.inference.recognizer",
     "FileResult": "emotionnet.inference.results",
     "Prediction": "emotionnet.inference.results",
     "Segment": "emotionnet.inference.results",
@@ -36,9 +42,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "ModelFileError", "ModelSpec",
-    "ModelSpecError", "OnnxBackendError", "Prediction", "Segment", "StaleOnnxWarning", "Timeline", "TrainingError",
-    "load_audio", "load_model",
+    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "MissingExtraError",
+    "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
 
 
@@ -56,8 +62,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from emotionnet.audio import AudioError, load_audio
+    from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
-    from emotionnet.inference.recognizer import EmotionRecognizer, load_model
+    from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
     from emotionnet.models.file import ModelFileError

@@ -41,8 +41,8 @@ class FeatureConfig:
     def from_dict(cls, data: dict) -> FeatureConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
-    def frames(self, samples: int) -> int:
-        """Number of feature frames for `samples` audio samples (0 if too short)."""
+    def frames_of_samples(self, samples: int) -> int:
+        """Number of feature frames for `samples` audio samples (0 if too short); seconds: `ModelSpec.frames`."""
         # torch.stft zero-pads the window to n_fft, so each frame spans n_fft samples.
         span = max(self.n_fft, self.win_length)
         if samples < span:

@@ -5,33 +5,18 @@ applies a scale to a file trained before, or with another (the weights are untou
 
     python scripts/set_temperature_scale.py emotionnet/assets/model.safetensors 1.4
 
-The scale comes from `benchmarks/generalisation.py` ("Temperature for a corpus the model
-never heard"), chosen on LOCO validation splits. Re-export the ONNX file afterwards: it
-carries the model file's metadata and hash.
+The scale is chosen on LOCO validation splits by `emotionnet.training.calibration.unseen_corpus_scale`
+(run by `python -m benchmarks.generalisation`, "Temperature for a corpus the model never heard");
+this is a thin caller of `emotionnet.training.calibration.set_temperature_scale`. Re-export the
+ONNX file afterwards: it carries the model file's metadata and hash.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from emotionnet.models.file import load_model_file, save_model_file  # noqa: E402
-from emotionnet.training.recipe import calibration_record, validation_temperature  # noqa: E402
-
-
-def set_temperature_scale(path: str | Path, scale: float) -> dict:
-    """Rewrite `path` in place with temperature = validation temperature x `scale`; its calibration record."""
-    if not 0.05 <= scale <= 20:
-        raise ValueError(f"scale {scale:g} is outside 0.05-20")
-    model, meta = load_model_file(path)
-    record = {**calibration_record(validation_temperature(meta), scale), "set_by": "scripts/set_temperature_scale.py"}
-    save_model_file(path, model, {**meta, "temperature": record["temperature"], "calibration": record})
-    return record
+from emotionnet.training.calibration import set_temperature_scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="model file to rewrite")
     parser.add_argument("scale", type=float, help="multiplier of the validation temperature")
     args = parser.parse_args(argv)
-    record = set_temperature_scale(args.model, args.scale)
+    record = set_temperature_scale(args.model, args.scale, set_by="scripts/set_temperature_scale.py")
     print(f"{args.model}: temperature {record['validation_temperature']:.4f} x {args.scale:g} = "
           f"{record['temperature']:.4f}")
     return 0

@@ -28,7 +28,8 @@ def test_load_model_honours_the_environment(monkeypatch, tiny_model_file, tiny_s
 
 def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
     methods = {name for name, _ in inspect.getmembers(EmotionRecognizer, callable) if not name.startswith("_")}
-    assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model"}
+    assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model",
+                       "predict_arrays", "predict_log_mels", "score_log_mels"}
     recognizer = load_model(tiny_model_file)
     assert (recognizer.window, recognizer.hop, recognizer.temperature) == (3.0, 1.5, 1.0)
     assert recognizer.features is recognizer.spec.features and recognizer.labels == emotionnet.LABELS
@@ -42,7 +43,7 @@ def test_a_speaker_context_from_the_api_is_the_one_evaluation_uses(tiny_speaker_
     context = recognizer.speaker_context([loud, soft], SR)
     with_context = recognizer.predict(soft, SR, context=context).probabilities
     mels = [log_mel(a, recognizer.features) for a in (loud, soft)]
-    grouped = recognizer.scoring.timelines(mels, speakers=["x", "x"])[1].prediction.probabilities
+    grouped = recognizer.predict_log_mels(mels, speakers=["x", "x"])[1].prediction.probabilities
     assert with_context == pytest.approx(grouped, abs=1e-6)
     alone = recognizer.predict(soft, SR).probabilities
     assert max(abs(alone[k] - with_context[k]) for k in alone) > 1e-4  # the context changes the answer
@@ -99,3 +100,59 @@ def test_file_results_serialise_as_the_cli_prints_them(tiny_model_file, tmp_path
     assert results[0].to_dict()["path"] == str(good) and "probabilities" in results[0].to_dict()
     assert results[1].to_dict() == {"path": str(bad), "error": results[1].error}
     assert np.isclose(sum(results[0].to_dict()["probabilities"].values()), 1.0)
+
+
+def test_load_model_takes_a_name_a_model_file_or_an_onnx_file(tiny_model_file, tmp_path, monkeypatch):
+    from emotionnet.inference.onnx_backend import export_onnx
+    from emotionnet.inference.recognizer import MODELS, UnknownModelError
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert "default" in MODELS and load_model("default").model_file == default_model_path()
+    monkeypatch.setenv(MODEL_ENV, "default")  # the variable may name a model too
+    assert load_model().model_file == default_model_path()
+    with pytest.raises(UnknownModelError, match="unknown model 'no-such-model'.*default"):
+        load_model("no-such-model")
+    recognizer = load_model(tiny_model_file)
+    onnx_file = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")
+    from_onnx = load_model(str(onnx_file))
+    assert from_onnx.backend == "onnx" and from_onnx.model_file == onnx_file
+    audio = voiced(2.0)
+    assert from_onnx.predict(audio, 16_000).probabilities == pytest.approx(
+        recognizer.predict(audio, 16_000).probabilities, abs=1e-4)
+    with pytest.raises(ValueError, match="ONNX file"):
+        load_model(onnx_file, backend="torch")
+
+
+def test_the_batched_methods_agree_with_predict(tiny_model_file):
+    from emotionnet.features import log_mel
+
+    recognizer = load_model(tiny_model_file)
+    clips = [voiced(2.0, seed=1), voiced(5.0, seed=2)]
+    one_by_one = [recognizer.predict_timeline(clip, 16_000) for clip in clips]
+    from_arrays = recognizer.predict_arrays(clips)
+    from_mels = recognizer.predict_log_mels([log_mel(clip, recognizer.features) for clip in clips],
+                                            [clip.size / 16_000 for clip in clips])
+    for expected, a, b in zip(one_by_one, from_arrays, from_mels):
+        assert a.prediction.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-5)
+        assert b.prediction.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-5)
+        assert len(a.segments) == len(expected.segments) == len(b.segments)
+    scored = recognizer.score_log_mels([log_mel(clips[0], recognizer.features)])[0]
+    assert scored.clip_probabilities(recognizer.temperature) == pytest.approx(
+        list(one_by_one[0].prediction.probabilities.values()), abs=1e-5)
+    with pytest.raises(ValueError, match="hop"):
+        recognizer.predict_arrays(clips, hop=0)
+
+
+def test_no_module_outside_inference_touches_the_recognizers_internals():
+    """The recognizer is the only way in: its scoring is private to `emotionnet/inference/`."""
+    root = Path(emotionnet.__file__).parent
+    offenders = []
+    for path in [*root.rglob("*.py"), *(root.parent / "benchmarks").glob("*.py"), *(root.parent / "scripts").glob("*.py")]:
+        if "inference" in path.relative_to(root.parent).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("scoring", "_scoring"):
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and node.module == "emotionnet.inference.scoring":
+                offenders.append(f"{path.name}:{node.lineno} imports the scoring module")
+    assert not offenders

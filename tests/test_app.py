@@ -253,6 +253,6 @@ def test_a_nan_answer_is_an_error_not_nan_percent(tiny_model_file, talk):
     import torch
 
     recognizer = load_model(tiny_model_file)
-    recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+    recognizer._scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
     with pytest.raises(ValueError, match="talk.wav: the model answered NaN"):
         analyse(recognizer, wav_bytes(talk), "talk.wav")

@@ -261,7 +261,7 @@ def test_array_likes_are_accepted_and_odd_objects_refused():
 def test_sample_rates_that_are_not_positive_finite_numbers(rate):
     # a NaN rate once made soxr spin forever
     message = _error(lambda: prepare_array(voiced(0.5), rate))
-    assert message.startswith("<array>:") and "sample rate" in message or "sample_rate" in message
+    assert message.startswith("<array>:") and ("sample rate" in message or "sample_rate" in message)
 
 
 def test_absurd_rates_are_refused_by_default_and_can_be_allowed(tmp_path):

@@ -219,7 +219,7 @@ def test_accuracy_smoke(tiny_model_file, tmp_path, private_cache, capsys):
 @pytest.mark.corpus
 def test_generalisation_smoke(tmp_path, capsys):
     _needs_corpora()
-    from benchmarks import generalisation
+    from benchmarks import generalisation, generalisation_report
 
     out, plot = tmp_path / "generalisation.json", tmp_path / "reliability.png"
     code = generalisation.main(["--only", "channels,voices", "--channel-clips", "1", "--quiet", "--json", str(out)])
@@ -240,33 +240,33 @@ def test_generalisation_smoke(tmp_path, capsys):
     if "skipped" not in voices:
         assert sum(voices["counts"].values()) == len(generalisation.VOICES) * len(generalisation.SENTENCES)
     # The reliability diagram is drawn from the in-domain section's data.
-    generalisation.plot_reliability({"in_domain": {"alone": {"reliability": {
+    generalisation_report.plot_reliability({"in_domain": {"alone": {"reliability": {
         "count": [0, 3, 5], "confidence": [0.0, 0.4, 0.8], "accuracy": [0.0, 0.3, 0.9]}}}}, plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_generalisation_pools_loco_reliability_as_one_table():
-    from benchmarks import generalisation
+    from benchmarks import generalisation_report
     from emotionnet.evaluation.metrics import calibration_error, expected_calibration_error, reliability
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(6) * 0.5, size=300)
     y = rng.integers(0, 6, size=300)
     parts = [slice(0, 40), slice(40, 220), slice(220, 300)]  # held-out corpora of unequal size
-    pooled = generalisation.pooled_reliability([reliability(y[p], probs[p]) for p in parts])
+    pooled = generalisation_report.pooled_reliability([reliability(y[p], probs[p]) for p in parts])
     whole = reliability(y, probs)
     assert pooled["count"] == whole["count"]
     np.testing.assert_allclose(pooled["accuracy"], whole["accuracy"])
     np.testing.assert_allclose(pooled["confidence"], whole["confidence"])
     assert calibration_error(pooled) == pytest.approx(expected_calibration_error(y, probs))
-    assert generalisation.pooled_reliability([]) is None
+    assert generalisation_report.pooled_reliability([]) is None
 
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not (_has("opensmile") and _has("sklearn")), reason="needs the bench extra (opensmile, scikit-learn)")
 def test_generalisation_peers_hear_the_same_degraded_clips(private_cache):
     _needs_corpora()
-    from benchmarks import generalisation
+    from benchmarks import generalisation, generalisation_report
     from benchmarks.common import limited
     from emotionnet.corpora import Collection, find_records, select
     from emotionnet.evaluation.channels import CHANNELS
@@ -281,7 +281,28 @@ def test_generalisation_peers_hear_the_same_degraded_clips(private_cache):
     assert table["clips"] == len(records) and set(table["channels"]) == set(CHANNELS)
     for row in table["channels"].values():
         assert row["drop"] == pytest.approx(table["clean"]["overall"]["uar"] - row["overall"]["uar"])
-    text = generalisation.format_markdown({"model_file": "m", "split": "v2", "sha256": "0" * 64, "normalisation": "speaker",
+    text = generalisation_report.format_markdown({"model_file": "m", "split": "v2", "sha256": "0" * 64, "normalisation": "speaker",
                                            "temperature": 1.0, "machine": {}, "data": {"clips": {}},
                                            "peers_channels": result, "wall_seconds": 1.0})
     assert "## Channel suite beside the peers" in text and "eGeMAPSv02" in text
+
+
+def test_the_benchmarks_run_as_a_package_without_path_hacks():
+    """`python -m benchmarks.X` from the repository root: no sys.path edits, and no script
+    (a module with a `main`) imports another; the shared modules have no `main`."""
+    import ast
+
+    folder = REPO_ROOT / "benchmarks"
+    assert (folder / "__init__.py").is_file()
+    trees = {path.stem: ast.parse(path.read_text()) for path in folder.glob("*.py")}
+    scripts = {name for name, tree in trees.items()
+               if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)}
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
+                raise AssertionError(f"benchmarks/{name}.py touches sys.path")
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmarks"):
+                imported = {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+                assert not imported & scripts, f"benchmarks/{name}.py imports the script(s) {imported & scripts}"
+    for path in (REPO_ROOT / "scripts").glob("*.py"):
+        assert "sys.path" not in path.read_text(), path

@@ -48,7 +48,7 @@ def test_filterbank_covers_the_band():
 def test_frames_formula(samples):
     # torch.stft pads the 400-sample window to n_fft, so a frame spans 512 samples.
     expected = 1 + (samples - 512) // 160
-    assert CONFIG.frames(samples) == expected
+    assert CONFIG.frames_of_samples(samples) == expected
     features = log_mel(np.zeros(samples, dtype=np.float32) + 0.01, CONFIG)
     assert features.shape == (64, expected)
     assert features.dtype == torch.float32
@@ -56,19 +56,19 @@ def test_frames_formula(samples):
 
 @pytest.mark.parametrize("samples", [0, 399, 400, 511])
 def test_frames_of_short_audio(samples):
-    assert CONFIG.frames(samples) == 0
+    assert CONFIG.frames_of_samples(samples) == 0
     with pytest.raises(ValueError, match="shorter than one window"):
         log_mel(np.zeros(samples, dtype=np.float32), CONFIG)
 
 
 def test_three_second_window():
-    assert CONFIG.frames(CONFIG.samples_for_seconds(3.0)) == 297
+    assert CONFIG.frames_of_samples(CONFIG.samples_for_seconds(3.0)) == 297
 
 
 def test_batched_log_mel_equals_single():
     a, b = voiced(0.5, seed=1), voiced(0.5, f0=220, seed=2)
     batch = log_mel(np.stack([a, b]), CONFIG)
-    assert batch.shape == (2, 64, CONFIG.frames(a.size))
+    assert batch.shape == (2, 64, CONFIG.frames_of_samples(a.size))
     torch.testing.assert_close(batch[0], log_mel(a, CONFIG))
     torch.testing.assert_close(batch[1], log_mel(b, CONFIG))
 
@@ -85,7 +85,7 @@ def test_window_on_hop_boundary_is_a_slice(start_hop, length):
     whole = log_mel(audio, CONFIG)
     start = start_hop * CONFIG.hop_length
     window = log_mel(audio[start:start + length], CONFIG)
-    n = CONFIG.frames(length)
+    n = CONFIG.frames_of_samples(length)
     assert window.shape[-1] == n
     torch.testing.assert_close(window, whole[:, start_hop:start_hop + n], rtol=1e-4, atol=1e-4)
 

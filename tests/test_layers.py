@@ -21,7 +21,7 @@ PACKAGE = Path(emotionnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("emotionnet", "emotionnet.labels", "emotionnet.digest"),  # the root imports nothing when loaded
+    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras"),  # the root imports nothing when loaded
     ("emotionnet.audio",),
     ("emotionnet.vad",),
     ("emotionnet.features",),
@@ -161,3 +161,55 @@ def test_the_command_line_entry_does_not_load_torch():
     assert result.returncode == 0, result.stderr
     out = subprocess.run([sys.executable, "-m", "emotionnet", "--version"], capture_output=True, text=True)
     assert out.stdout.strip() == f"emotionnet {emotionnet.__version__}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_package_function_is_over_80_lines():
+    """Long functions hide what they do: each part of the package does one thing at a time."""
+    import ast
+
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml holds the version; the package reads it from its metadata, and the
+    training code (which records it in every model file) reads it there too, not from the root."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert emotionnet.__version__ == pyproject["project"]["version"]
+    assert f'"{emotionnet.__version__}"' not in (PACKAGE / "__init__.py").read_text()
+    for path in (PACKAGE / "training").rglob("*.py"):
+        assert "from emotionnet import" not in path.read_text(), path
+
+
+def test_the_core_install_is_light():
+    """`pip install emotionnet` (predict, the API, evaluate, train) pulls no UI, plotting,
+    audio-device or ONNX package: those come as extras, and `dev` pulls them all."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    core = {re.split(r"[<>=!~\[ ;]", requirement)[0].lower() for requirement in project["dependencies"]}
+    assert not core & {"streamlit", "matplotlib", "sounddevice", "onnx", "onnxruntime"}
+    extras = project["optional-dependencies"]
+    assert {"app", "live", "onnx"} <= set(extras)
+    assert any("app,live,onnx" in requirement for requirement in extras["dev"])
+
+
+def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch, capsys):
+    from emotionnet.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "streamlit", None)  # as if not installed
+    assert main(["app", "--port", "8599"]) == 1
+    err = capsys.readouterr().err
+    assert err == 'emotionnet: error: the app needs streamlit (pip install "emotionnet[app]")\n'

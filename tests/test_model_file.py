@@ -55,7 +55,7 @@ def test_round_trip_gives_identical_outputs(tmp_path, arch):
     save_model_file(path, model, _meta(arch, SMALL[arch], model))
     assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left over
 
-    loaded, meta = load_model_file(path)
+    loaded, _, meta = load_model_file(path)
     assert not loaded.training
     assert type(loaded) is type(model)
     for name, tensor in model.state_dict().items():
@@ -72,7 +72,7 @@ def test_round_trip_gives_identical_outputs(tmp_path, arch):
 
 
 def test_fixture_model_file_loads(tiny_model_file):
-    model, meta = load_model_file(tiny_model_file)
+    model, _, meta = load_model_file(tiny_model_file)
     assert meta["model"]["arch"] == "cnn"
     assert model(torch.zeros(1, 64, 50)).shape == (1, 6)
 
@@ -87,7 +87,7 @@ def test_loader_never_unpickles(tmp_path, monkeypatch, tiny_model_file):
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(pickle, "Unpickler", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
-    model, meta = load_model_file(tiny_model_file)
+    model, _, meta = load_model_file(tiny_model_file)
     assert meta["format"] == FORMAT
 
 
@@ -199,7 +199,7 @@ def test_missing_model_description(tmp_path, tiny_model_file):
 # The architectures.
 
 def test_architecture_names():
-    assert set(ARCHITECTURES) == {"cnn", "crnn"}
+    assert set(ARCHITECTURES) == {"cnn", "crnn", "whisper"}
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("mlp")
 

@@ -179,7 +179,7 @@ def test_the_spec_round_trips_and_fills_what_old_files_leave_out(tiny):
     assert spec.hparams["batch_norm"] is True and spec.hparams["n_classes"] == 6  # absent in the file
     again = ModelSpec.from_metadata({**meta, **spec.to_metadata()})
     assert again == spec
-    assert spec.input_shape == (64, FeatureConfig().frames(3 * 16_000))
+    assert spec.input_shape == (64, FeatureConfig().frames_of_samples(3 * 16_000))
     old = {k: v for k, v in meta.items() if k not in ("inference", "temperature", "sample_rate")}
     assert ModelSpec.from_metadata(old) == spec  # files before these fields get the defaults
 

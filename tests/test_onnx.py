@@ -55,7 +55,7 @@ def clips(tmp_path_factory) -> list[Path]:
 
 
 def model_inputs(recognizer: EmotionRecognizer, paths: list[Path]) -> torch.Tensor:
-    frames = recognizer.scoring.frames(recognizer.window)
+    frames = recognizer.spec.frames(recognizer.window)
     hop = round(recognizer.hop * recognizer.features.sample_rate / recognizer.features.hop_length)
     windows = [cut_windows(log_mel(load_audio(p), recognizer.features), frames, hop, recognizer.features)[0]
                for p in paths]
@@ -65,7 +65,7 @@ def model_inputs(recognizer: EmotionRecognizer, paths: list[Path]) -> torch.Tens
 def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     import onnx
 
-    model, metadata = load_model_file(tiny_model_file)
+    model, _, metadata = load_model_file(tiny_model_file)
     out = export_onnx(model, metadata, tmp_path / "tiny.onnx", source_sha1=file_digest(tiny_model_file))
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
@@ -73,7 +73,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     (graph_output,) = proto.graph.output
     assert graph_input.name == "features" and graph_output.name == "logits"
     dims = graph_input.type.tensor_type.shape.dim
-    frames = EmotionRecognizer(tiny_model_file).scoring.frames(3.0)
+    frames = EmotionRecognizer(tiny_model_file).spec.frames(3.0)
     assert dims[0].dim_param and not dims[0].dim_value  # dynamic batch
     assert [d.dim_value for d in dims[1:]] == [64, frames]
     props = read_onnx_metadata(out)
@@ -83,12 +83,12 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
 
 def test_onnxruntime_matches_torch_logits(tmp_path, tiny_model_file, clips):
     recognizer = EmotionRecognizer(tiny_model_file)
-    out = export_onnx(recognizer.scoring.network, recognizer.metadata, tmp_path / "tiny.onnx")
+    out = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")
     inputs = model_inputs(recognizer, clips)
     assert len(inputs) >= len(clips)
-    scorer = OnnxScorer(out, 64, recognizer.scoring.frames(recognizer.window))
+    scorer = OnnxScorer(out, 64, recognizer.spec.frames(recognizer.window))
     with torch.inference_mode():
-        expected = recognizer.scoring.network(inputs)
+        expected = recognizer.network(inputs)
     for batch in (inputs[:1], inputs):  # batch of one and of many: the batch axis is dynamic
         got = scorer(batch)
         assert got.shape == (len(batch), 6)
@@ -105,8 +105,8 @@ def test_the_crnn_exports_too(tmp_path):
     metadata = spec.to_metadata()
     recognizer = EmotionRecognizer.from_model(model, metadata)
     out = export_onnx(model, metadata, tmp_path / "crnn.onnx")
-    scorer = OnnxScorer(out, 64, recognizer.scoring.frames(2.0))
-    inputs = torch.randn(5, 64, recognizer.scoring.frames(2.0))
+    scorer = OnnxScorer(out, 64, recognizer.spec.frames(2.0))
+    inputs = torch.randn(5, 64, recognizer.spec.frames(2.0))
     with torch.inference_mode():
         assert float((scorer(inputs) - model(inputs)).abs().max()) < TOLERANCE
 
@@ -114,13 +114,13 @@ def test_the_crnn_exports_too(tmp_path):
 def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
     recognizer = EmotionRecognizer(model_copy, backend="onnx")
     cached = cache / f"{file_digest(model_copy)}.onnx"
-    assert recognizer.scoring.network.source == cached and cached.is_file()
+    assert recognizer.network.source == cached and cached.is_file()
 
     def refuse(*args, **kwargs):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(onnx_backend, "export_onnx", refuse)
-    assert EmotionRecognizer(model_copy, backend="onnx").scoring.network.source == cached
+    assert EmotionRecognizer(model_copy, backend="onnx")._scoring.network.source == cached
 
 
 def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy, tmp_path, cache):
@@ -130,18 +130,18 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     assert f"wrote {sibling}" in out
     difference = float(out.split("max |logit difference| ")[1].split()[0])
     assert difference < TOLERANCE
-    assert EmotionRecognizer(model_copy, backend="onnx").scoring.network.source == sibling
+    assert EmotionRecognizer(model_copy, backend="onnx")._scoring.network.source == sibling
     assert not cache.exists()
 
     # Another model's export under this model's name: not used, with a warning.
-    model, metadata = load_model_file(model_copy)
+    model, _, metadata = load_model_file(model_copy)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1)
     export_onnx(model, metadata, sibling, source_sha1="0" * 40)
     with pytest.warns(UserWarning, match="was not exported from"):
         recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert recognizer.scoring.network.source == cache / f"{file_digest(model_copy)}.onnx"
+    assert recognizer.network.source == cache / f"{file_digest(model_copy)}.onnx"
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     assert main(["predict", str(clip), "--model", str(model_copy), "--backend", "onnx", "--json"]) == 0
     (line,) = capsys.readouterr().err.splitlines()
@@ -151,14 +151,14 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
 def test_a_tampered_onnx_with_a_copied_tag_is_not_trusted(model_copy, tmp_path):
     """The tag only names the model file; the answers have to agree too."""
     sibling = model_copy.with_suffix(".onnx")
-    model, metadata = load_model_file(model_copy)
+    model, _, metadata = load_model_file(model_copy)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(-1.5)
     export_onnx(model, metadata, sibling, source_sha1=file_digest(model_copy))  # the right tag, other weights
     with pytest.warns(UserWarning, match="answers differently"):
         recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert isinstance(recognizer.scoring.network.source, bytes)  # exported afresh, in memory
+    assert isinstance(recognizer.network.source, bytes)  # exported afresh, in memory
     clip = voiced(2.0)
     torch_answer = EmotionRecognizer(model_copy).predict(clip, 16_000).probabilities
     onnx_answer = recognizer.predict(clip, 16_000).probabilities
@@ -170,7 +170,7 @@ def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypa
     blocker.write_text("the cache cannot be made under a file")
     monkeypatch.setenv("EMOTIONNET_CACHE", str(blocker))
     recognizer = EmotionRecognizer(model_copy, backend="onnx")
-    assert isinstance(recognizer.scoring.network.source, bytes)
+    assert isinstance(recognizer.network.source, bytes)
     assert recognizer.predict(voiced(2.0), 16_000).emotion
 
 
@@ -238,3 +238,37 @@ def test_a_file_that_is_not_onnx_is_one_clear_line(capsys, clips, tmp_path):
     assert err.startswith(f"emotionnet: error: {fake}: ") and len(err.strip().splitlines()) == 1
     assert main(["predict", str(clips[0]), "--model", str(fake), "--backend", "torch"]) == 1
     assert "is an ONNX file" in capsys.readouterr().err
+
+
+def test_an_onnx_file_loads_in_every_surface(tiny_model_file, tmp_path, capsys):
+    """`load_model("x.onnx")` from Python, and --model x.onnx in evaluate, serve, batch and the app."""
+    from emotionnet import load_model
+    from emotionnet.app.analysis import analyse
+    from emotionnet.batch.predictor import BatchPredictor
+    from emotionnet.serving.model import ServedModel
+
+    recognizer = load_model(tiny_model_file)
+    onnx_file = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")
+    wav = write_wav(tmp_path / "a.wav", voiced(2.0))
+    expected = recognizer.predict(wav).probabilities
+
+    def close(probabilities) -> None:
+        np.testing.assert_allclose(list(probabilities.values()), list(expected.values()), atol=TOLERANCE)
+
+    close(load_model(onnx_file).predict(wav).probabilities)
+    served = ServedModel.load(str(onnx_file))
+    close(served.score([load_audio(wav)], None, None)[0].prediction.probabilities)
+    row = BatchPredictor(str(onnx_file)).predict_paths([str(wav)])[0]
+    close({label: row[f"p_{label}"] for label in expected})
+    close(analyse(load_model(str(onnx_file)), wav.read_bytes(), "a.wav").prediction.probabilities)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,emotion\na.wav,happy\n")
+    assert main(["evaluate", "--manifest", str(manifest), "--model", str(onnx_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "tiny.onnx"
+
+
+def test_an_unknown_model_name_is_one_line_naming_the_known_ones(capsys, clips):
+    assert main(["predict", str(clips[0]), "--model", "whisper-tiny"]) == 1
+    assert capsys.readouterr().err == ("emotionnet: error: unknown model 'whisper-tiny' (the model names: default; "
+                                       "or give a .safetensors or .onnx file)\n")
+    assert main(["predict", str(clips[0]), "--model", "default", "--json"]) == 0

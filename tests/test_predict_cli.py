@@ -278,16 +278,16 @@ def test_threads_default_to_one_and_can_be_set(capsys, clips, tiny_model_file):
 def test_nan_is_never_printed(capsys, clips, tiny_model_file, monkeypatch):
     import torch
 
-    from emotionnet.cli import predict
+    from emotionnet.cli import common
 
-    loaded = predict._load
+    loaded = common.load_recognizer
 
-    def nan_model(args):
-        recognizer = loaded(args)
-        recognizer.scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
+    def nan_model(*args, **kwargs):
+        recognizer = loaded(*args, **kwargs)
+        recognizer._scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
         return recognizer
 
-    monkeypatch.setattr(predict, "_load", nan_model)
+    monkeypatch.setattr(common, "load_recognizer", nan_model)
     for mode in ([], ["--json"]):
         code, out, err = run(capsys, clips / "a.wav", clips / "b.wav", "--model", tiny_model_file, *mode)
         assert code == 2 and out == ""  # once: "confidence": NaN, invalid JSON, exit 0
@@ -323,3 +323,16 @@ def test_a_long_file_gets_a_summary(capsys, tiny_model_file, tmp_path):
     assert "strongest moments:" in out
     code, out, _ = run(capsys, path, "--model", tiny_model_file, "--json")
     assert "summary" not in json.loads(out)  # the JSON lines keep their documented fields
+
+
+def test_the_readme_first_command_needs_no_extra():
+    """`pip install -e . && emotionnet predict emotionnet/assets/speech.wav` on the core install:
+    no UI, plotting, audio-device or ONNX package is imported on the way."""
+    code = ("import sys\n"
+            "for name in ('streamlit', 'matplotlib', 'sounddevice', 'onnx', 'onnxruntime'):\n"
+            "    sys.modules[name] = None  # an import of any of them fails, as on the core install\n"
+            "from emotionnet.cli.main import main\n"
+            "sys.exit(main(['predict', 'emotionnet/assets/speech.wav']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("emotionnet/assets/speech.wav")

@@ -22,7 +22,7 @@ def recognizer(tiny_model_file) -> EmotionRecognizer:
     # The untrained model's probabilities all sit near 1/6; a low temperature spreads
     # them so that a different input moves them by far more than RESAMPLED.
     recognizer = EmotionRecognizer(tiny_model_file)
-    recognizer.scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)
+    recognizer._scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)
     return recognizer
 
 
@@ -223,11 +223,11 @@ def test_clips_of_one_speaker_share_their_normalisation(tiny_speaker_model_file,
     from emotionnet.features import log_mel
 
     speaker_model = EmotionRecognizer(tiny_speaker_model_file)
-    speaker_model.scoring.spec = dataclasses.replace(speaker_model.spec, temperature=0.05)
+    speaker_model._scoring.spec = dataclasses.replace(speaker_model.spec, temperature=0.05)
     mels = [log_mel(clip, speaker_model.features), log_mel(0.5 * clip, speaker_model.features)]
 
     def answers(model, speakers):
-        return [t.prediction.probabilities for t in model.scoring.timelines(mels, speakers=speakers)]
+        return [t.prediction.probabilities for t in model.predict_log_mels(mels, speakers=speakers)]
 
     def gap(pair) -> float:
         return max(abs(pair[0][k] - pair[1][k]) for k in pair[0])

@@ -54,8 +54,9 @@ def test_predicts_held_out_speakers_well_above_chance(shared_data):
     results = {r.path: r.timeline for r in recognizer.predict_files([r.path for r in records])}
     truth = [LABELS.index(r.emotion) for r in records]
     guessed = [LABELS.index(results[r.path].prediction.emotion) for r in records]
-    # Chance is 1/6; the model scores well above 0.5 UAR on these corpora's test speakers, each clip alone.
-    assert summary(truth, guessed)["uar"] > 0.4
+    # Chance is 1/6; the model scores well above 0.5 UAR on these corpora's test speakers, each clip
+    # alone (0.75 on this fixed sample of 48 clips, 0.64 on the whole test split).
+    assert summary(truth, guessed)["uar"] > 0.5
 
 
 def test_shipped_onnx_matches_torch_on_real_clips(shared_data):

@@ -23,7 +23,8 @@ from emotionnet.labels import LABELS
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import load_model_file, save_model_file
 from emotionnet.training.batches import BatchMaker
-from emotionnet.training.recipe import Recipe, validation_temperature
+from emotionnet.training.calibration import validation_temperature
+from emotionnet.training.recipe import Recipe
 
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 
@@ -51,7 +52,7 @@ def trained(generated):
 def test_train_writes_a_complete_model_file(trained, generated):
     assert trained.is_file()
     assert (generated / "toy.safetensors.ckpt").is_file()
-    model, meta = load_model_file(trained)
+    model, _, meta = load_model_file(trained)
     assert {"format", "labels", "features", "model", "temperature", "training", "metrics"} <= set(meta)
     assert meta["format"] == 1 and meta["labels"] == list(LABELS)
     assert FeatureConfig.from_dict(meta["features"]) == FeatureConfig(normalisation="speaker")  # the recipe default
@@ -81,7 +82,7 @@ def test_train_writes_a_complete_model_file(trained, generated):
 
 def test_train_resumes_from_its_checkpoint(trained, generated, capsys):
     capsys.readouterr()
-    before = load_model_file(trained)[1]["training"]["history"]
+    before = load_model_file(trained).metadata["training"]["history"]
     # Without --quiet: the trainer only announces a resume when it shows progress.
     code = main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(trained), "--epochs", "2",
                  "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0"])
@@ -89,7 +90,7 @@ def test_train_resumes_from_its_checkpoint(trained, generated, capsys):
     out = capsys.readouterr().out
     assert "resuming" in out and "after epoch 2" in out
     assert "epoch   1" not in out  # nothing was trained again
-    assert load_model_file(trained)[1]["training"]["history"] == before
+    assert load_model_file(trained).metadata["training"]["history"] == before
 
 
 def test_the_same_seed_trains_the_same_weights(generated, tmp_path):
@@ -137,6 +138,19 @@ def test_evaluate_writes_report_and_confusion(trained, generated, tmp_path, caps
     result = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(result) and result["overall"]["n"] == 6
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_without_matplotlib_writes_the_report_and_says_why_there_is_no_plot(
+        trained, generated, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `app` extra were not installed
+    out = tmp_path / "report"
+    code = main(["evaluate", "--manifest", str(generated / "toy.csv"), "--model", str(trained),
+                 "--split", "test", "--out", str(out)])
+    assert code == 0 and (out / "report.json").is_file() and not (out / "confusion.png").exists()
+    assert 'confusion.png not written: the confusion plot needs matplotlib (pip install "emotionnet[app]")' \
+        in capsys.readouterr().err
 
 
 def test_feature_cache_computes_each_clip_once(generated, monkeypatch):
@@ -195,7 +209,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     mels, errors = cached_log_mels([r.path for r in train + val], config, progress=False)
     assert not errors
 
-    frames = config.frames(config.samples_for_seconds(2.0))
+    frames = config.frames_of_samples(config.samples_for_seconds(2.0))
     batches = BatchMaker(mels[:48], train, config, frames, augment=None)
     hparams = {"channels": [8, 16, 32], "convs_per_block": 1, "dropout": 0.0, "n_mels": 64}
     model = build_model("cnn", **hparams)
@@ -231,7 +245,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
             "inference": {"window": 2.0, "hop": 1.0}, "temperature": 1.0,
             "training": {"recipe": "test", "split": "v1"}, "metrics": {}}
     save_model_file(path, model, meta)
-    loaded, _ = load_model_file(path)
+    loaded, _, _ = load_model_file(path)
     clip = Path(val[0].path)
     x = torch.stack([batches.batch(torch.tensor([i]), torch.Generator().manual_seed(1))[0][0] for i in range(3)])
     with torch.no_grad():
@@ -249,7 +263,7 @@ def test_a_speaker_normalised_model_reports_both_contexts(generated, tmp_path, c
                  "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16", "--window", "1.0",
                  "--normalisation", "speaker", "--quiet"])
     assert code == 0
-    meta = load_model_file(out)[1]
+    meta = load_model_file(out).metadata
     assert meta["features"]["normalisation"] == "speaker"
     assert set(meta["metrics"]) == {"val", "val_clip", "test", "test_clip"}
     for context, key in (("speaker", "test"), ("clip", "test_clip")):
@@ -274,7 +288,7 @@ def test_speaker_batches_take_out_a_channel_the_whole_speaker_would_share():
     config = FeatureConfig(normalisation="speaker")
     records = [Record(f"{s}_{e}.wav", "custom", s, e) for s in ("a", "b") for e in LABELS]
     mels = [log_mel(voiced(1.2, f0=100 + 10 * i, seed=i), config).numpy() for i in range(len(records))]
-    frames = config.frames(config.samples_for_seconds(1.0))
+    frames = config.frames_of_samples(config.samples_for_seconds(1.0))
     gain_only = AugmentConfig(gain_db=(-10.0, 10.0), noise_p=0, eq_p=0, bandlimit_p=0, reverb_p=0, warp_p=0, tempo_p=0,
                               freq_masks=0, time_masks=0)
     indices = torch.arange(len(records))
@@ -324,7 +338,7 @@ def test_ctrl_c_in_the_first_epoch_saves_a_checkpoint_that_resumes(generated, tm
     monkeypatch.setattr(BatchMaker, "batch", batch)
     assert main(["train", "--manifest", str(generated / "toy.csv"), "--out", str(out), *TINY[:-1]]) == 0
     assert "after epoch 0, step 2 of epoch 1" in capsys.readouterr().out
-    assert [h["epoch"] for h in load_model_file(out)[1]["training"]["history"]] == [1, 2]
+    assert [h["epoch"] for h in load_model_file(out).metadata["training"]["history"]] == [1, 2]
 
 
 def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generated, tmp_path):
@@ -341,23 +355,34 @@ def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generate
                "--out", str(out), *TINY]
     # a checkpoint after every step, so kills land before, during and after its writes
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMOTIONNET_CHECKPOINT_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    checkpoint = out.with_name(out.name + ".ckpt")
     rng = np.random.default_rng(13)
-    kills = 0
-    for delay in rng.uniform(2.0, 6.0, 4):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    kills, logs = 0, []
+    for delay in rng.uniform(0.0, 0.4, 3):
+        log = tmp_path / f"run{len(logs)}.log"
+        logs.append(log)
+        with open(log, "w") as stdout:
+            process = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 300
+            # once training has saved something, a little later: kills land before, during and after writes
+            while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(delay)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
         if out.exists():
             break
+    assert kills >= 1, "no run was killed: the kill-and-resume path went untested"
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    model, meta = load_model_file(out)
+    after_a_kill = "".join(log.read_text() for log in logs[1:]) + done.stdout
+    assert "resuming from" in after_a_kill  # a killed run's checkpoint was read back, not thrown away
+    model, _, meta = load_model_file(out)
     assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
-    assert EmotionRecognizer(out).predict(voiced(1.0), 16_000).emotion in LABELS
-    assert kills >= 1 or out.exists()
+    prediction = EmotionRecognizer(out).predict(voiced(1.0), 16_000)  # the resumed weights answer, finitely
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5) and 0 < prediction.confidence <= 1
 
 
 def test_a_truncated_checkpoint_is_one_clear_line(generated, tmp_path, capsys):
@@ -439,23 +464,21 @@ def test_evaluate_with_no_loadable_clip_is_one_line(tmp_path, trained, capsys):
 
 def test_temperature_scale_rewrites_only_the_calibration(trained, tmp_path):
     import shutil
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scripts.set_temperature_scale import set_temperature_scale
+    from emotionnet.training.calibration import set_temperature_scale
 
     copy_ = tmp_path / "scaled.safetensors"
     shutil.copy(trained, copy_)
-    _, before = load_model_file(trained)
+    _, _, before = load_model_file(trained)
     base = validation_temperature(before)
     record = set_temperature_scale(copy_, 2.0)
-    model, after = load_model_file(copy_)
+    model, _, after = load_model_file(copy_)
     assert after["temperature"] == pytest.approx(2.0 * base) == record["temperature"]
     assert after["calibration"]["unseen_corpus_scale"] == 2.0 and validation_temperature(after) == base
-    original, _ = load_model_file(trained)
+    original, _, _ = load_model_file(trained)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
     # Scales apply to the validation temperature, never on top of an earlier scale.
     set_temperature_scale(copy_, 1.0)
-    assert load_model_file(copy_)[1]["temperature"] == pytest.approx(base)
+    assert load_model_file(copy_).metadata["temperature"] == pytest.approx(base)
     with pytest.raises(ValueError, match="outside"):
         set_temperature_scale(copy_, 0.0)

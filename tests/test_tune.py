@@ -49,7 +49,7 @@ def test_two_trials_write_a_study_a_table_a_plot_and_a_recipe_train_can_use(toy,
                  "--epochs", "1", "--steps-per-epoch", "1", "--quiet"]) == 0
     from emotionnet.models.file import load_model_file
 
-    meta = load_model_file(model)[1]
+    meta = load_model_file(model).metadata
     assert meta["model"]["hparams"]["channels"] == best.hparams["channels"]
 
 

@@ -169,7 +169,7 @@ def test_front_end_matches_whisper_scaling():
     power = torch.exp(log_mel(audio, WHISPER_FEATURES))
     reference = torch.clamp(power - WHISPER_FEATURES.log_offset, min=1e-10).log10()
     reference = (torch.maximum(reference, reference.max() - 8.0) + 4.0) / 4.0
-    assert mel.shape == (80, WHISPER_FEATURES.frames(16_000))
+    assert mel.shape == (80, WHISPER_FEATURES.frames_of_samples(16_000))
     assert torch.allclose(mel, reference, atol=1e-4)
 
 

@@ -35,7 +35,7 @@ def head_file(path, digest: str = DIGEST, seed: int = 0, **changes):
 def test_the_file_holds_the_head_only(tmp_path):
     path = head_file(tmp_path / "w.safetensors")
     assert path.stat().st_size < 2_000_000  # the 80 MB encoder is the user's, not the file's
-    model, meta = load_model_file(path)
+    model, _, meta = load_model_file(path)
     assert meta["model"]["hparams"]["encoder_digest"] == DIGEST
     assert all(name.startswith("head.") for name in model.state_dict())
 

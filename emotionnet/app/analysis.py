@@ -39,7 +39,7 @@ NO_SPEECH = "no speech"
 
 
 def model_path() -> str | None:
-    """The model file the app uses: $EMOTIONNET_MODEL, or None for the shipped one."""
+    """The model (a name or a file) the app uses: $EMOTIONNET_MODEL, or None for the shipped one."""
     return os.environ.get(MODEL_ENV) or None
 
 
@@ -73,16 +73,17 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     """Decode audio bytes (any format libsndfile reads) and predict its timeline.
 
     Raises `AudioError` with a message for people (unreadable, empty, too short, too long).
+    The timeline is `predict_timeline`'s (long recordings scored in blocks, as `predict` does);
+    the decoded audio is kept for the spectrogram only.
     """
-    samples = load_audio(data, max_seconds=max_seconds, name=name)
+    samples = load_audio(data, max_seconds=max_seconds, name=name)  # errors name the upload
     mel = log_mel(samples, recognizer.features)
-    duration = samples.size / recognizer.features.sample_rate
-    timeline = recognizer.scoring.timelines([mel], [duration])[0]
+    timeline = recognizer.predict_timeline(data, max_seconds=max_seconds)
     if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
-    return Analysis(name, duration, timeline, mel.numpy(),
-                    recognizer.features.hop_length / recognizer.features.sample_rate, model, recognizer.window)
+    return Analysis(name, timeline.duration, timeline, mel.numpy(), recognizer.spec.frame_seconds, model,
+                    recognizer.window)
 
 
 def check_upload(size: int, name: str) -> None:

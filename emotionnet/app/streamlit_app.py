@@ -43,9 +43,9 @@ RECORD, UPLOAD = "Record in the browser", "Upload a file"
 
 @st.cache_resource(show_spinner="Loading the model…")
 def get_recognizer(path: str | None):
-    from emotionnet.inference.recognizer import EmotionRecognizer
+    from emotionnet.inference.recognizer import load_model
 
-    recognizer = EmotionRecognizer(path)
+    recognizer = load_model(path)
     try:
         warm_up(recognizer)  # so the first recording is answered as fast as the next ones
     except Exception:

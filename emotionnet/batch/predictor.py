@@ -67,9 +67,7 @@ class BatchPredictor:
         return load_audio(path, max_seconds=self.max_seconds)
 
     def score(self, audios: list[np.ndarray]) -> list:
-        from emotionnet.inference.arrays import timelines_of
-
-        return timelines_of(self.recognizer(), audios)
+        return self.recognizer().predict_arrays(audios)
 
     def predict_paths(self, paths: list[str]) -> list[dict]:
         """One row per path, in order; bad files get error rows."""

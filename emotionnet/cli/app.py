@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command
+from emotionnet.cli.common import CLIError, add_command, add_model_option
 
 EXAMPLES = """  emotionnet app                                 http://127.0.0.1:8501, the shipped model
   emotionnet app --port 8600 --model my.safetensors"""
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p = add_command(sub, "app", "Start the web app: record your voice in the browser or upload a file, "
                     "and see the emotion, its timeline and the spectrogram.", EXAMPLES)
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port on 127.0.0.1 (default 8501)")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1)")
     p.set_defaults(run=run)
@@ -27,24 +27,24 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.app.analysis import MAX_UPLOAD_MB, MODEL_ENV, model_path
-    from emotionnet.inference.recognizer import default_model_path
-    from emotionnet.models.file import ModelFileError, read_model_file
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.extras import require
+    from emotionnet.inference.recognizer import MODELS
 
+    for package in ("streamlit", "matplotlib"):  # here, not as a traceback from the server
+        require(package, "the app", "app")
     if not 0 < args.port < 65536:
         raise CLIError(f"--port {args.port} is not a port number", "use 1024-65535")
     if args.threads < 1:
         raise CLIError("--threads must be at least 1")
     model = args.model or model_path()
-    try:  # a bad model file is reported here, not as an error page in the browser
-        read_model_file(model or default_model_path())
-    except ModelFileError as exc:
-        raise CLIError(str(exc), "pass a model file written by 'emotionnet train' with --model") from None
+    load_recognizer(model)  # a bad model is reported here, not as an error page in the browser
     if not port_free(args.port):
         raise CLIError(f"port {args.port} on 127.0.0.1 is in use", "choose another with --port N")
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    if model:
-        env[MODEL_ENV] = str(Path(model).resolve())
+    if model:  # a name as it is, a file by its absolute path (the server runs elsewhere)
+        env[MODEL_ENV] = model if model in MODELS else str(Path(model).resolve())
     script = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, report_failure
+from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, add_model_option, report_failure
 
 EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              a process per core on this machine
   emotionnet batch "calls/**/*.flac" list.txt --out results.parquet globs, text files of paths, CSVs with 'path'
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk", type=int, default=16, metavar="N", help="files per task (default 16)")
     p.add_argument("--part-rows", type=int, default=1000, metavar="N",
                    help="rows per written part; a part is also written every 30 s (default 1000)")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
     p.set_defaults(run=run)
 

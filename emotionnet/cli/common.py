@@ -57,14 +57,34 @@ def load_collection(folders: list[str], manifest: str | None):
     return collection
 
 
-def load_recognizer(model: str | None, backend: str = "torch"):
-    """The recognizer for --model (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
-    from emotionnet import ModelFileError, load_model
+MODEL_HELP = "a model name (default: the shipped model), a model file, or an .onnx file 'emotionnet export' wrote"
+
+
+def add_model_option(parser) -> None:
+    """--model NAME|FILE, as every command that runs a model takes it (through `load_model`)."""
+    parser.add_argument("--model", metavar="NAME|FILE", help=MODEL_HELP)
+
+
+def load_recognizer(model: str | None, backend: str | None = None):
+    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
+    from emotionnet import ModelFileError, OnnxBackendError, load_model
+    from emotionnet.inference.recognizer import MODELS, UnknownModelError
 
     try:
         return load_model(model, backend=backend)
+    except UnknownModelError:
+        raise CLIError(f"unknown model {model!r}", f"the model names: {', '.join(MODELS)}; or give a "
+                       ".safetensors or .onnx file") from None
     except ModelFileError as exc:
         raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
+    except OnnxBackendError as exc:
+        hint = "export one with 'emotionnet export --onnx FILE'" if str(model).lower().endswith(".onnx") \
+            else "try --backend torch"
+        raise CLIError(str(exc), hint) from None
+    except ValueError:
+        if backend == "torch" and str(model).lower().endswith(".onnx"):
+            raise CLIError(f"{model} is an ONNX file", "drop --backend torch, or pass a .safetensors model") from None
+        raise
 
 
 def warn_skipped(collection) -> None:

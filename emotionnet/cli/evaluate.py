@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from emotionnet.cli.common import (
     EXIT_SOME_FAILED,
     CLIError,
     add_command,
+    add_model_option,
     load_collection,
     load_recognizer,
     warn_skipped,
 )
+from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet evaluate ../shared/data                      test split of every corpus found
   emotionnet evaluate ../shared/data/RAVDESS --split val
@@ -29,8 +32,8 @@ def add_parser(sub) -> None:
     p = add_command(sub, "evaluate", "Score a model on labelled clips: UAR, accuracy, macro-F1, confusion.", EXAMPLES)
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    add_model_option(p)
+    p.add_argument("--backend", choices=("torch", "onnx"), help="run the network with torch (default) or onnxruntime")
     p.add_argument("--split", choices=("test", "val", "train", "all"),
                    help="default: test for corpora, all for a manifest without a split column")
     p.add_argument("--context", choices=("clip", "speaker"), default="clip",
@@ -65,7 +68,10 @@ def run(args) -> int:
         try:
             out.mkdir(parents=True, exist_ok=True)
             (out / "report.json").write_text(json.dumps(result, indent=2))
-            plot_confusion(result, out / "confusion.png")
+            try:
+                plot_confusion(result, out / "confusion.png")
+            except MissingExtraError as exc:  # the report is written; the picture is optional
+                print(f"emotionnet: warning: {out / 'confusion.png'} not written: {exc}", file=sys.stderr)
         except OSError as exc:
             raise CLIError(f"{out}: cannot write the report ({exc.strerror or exc})", "choose another --out") from None
     print(json.dumps(result, indent=2) if args.json else format_report(result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command
+from emotionnet.cli.common import CLIError, add_command, add_model_option
 
 EXAMPLES = """  emotionnet export --onnx emotionnet.onnx                         the shipped model
   emotionnet export --onnx my.onnx --model my.safetensors
@@ -18,7 +18,7 @@ JSON under 'emotionnet'. Saved as MODEL.onnx next to MODEL.safetensors, it is wh
 def add_parser(sub) -> None:
     p = add_command(sub, "export", "Export a model's network to ONNX and check it against torch.", EXAMPLES)
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random check input")
     p.set_defaults(run=run)
 
@@ -32,7 +32,7 @@ def run(args) -> int:
     if out.suffix.lower() != ".onnx":
         raise CLIError(f"{out}: the output name should end in .onnx", "e.g. --onnx model.onnx")
     recognizer = load_recognizer(args.model)
-    network, spec = recognizer.scoring.network, recognizer.spec
+    network, spec = recognizer.network, recognizer.spec
     try:
         export_onnx(network, recognizer.metadata, out, source_sha1=file_digest(recognizer.model_file))
         difference = export_difference(network, out, spec, args.seed)

@@ -8,7 +8,7 @@ import sys
 from collections import deque
 from typing import TextIO
 
-from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, load_recognizer
+from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, add_model_option, load_recognizer
 from emotionnet.labels import LABELS
 
 EXAMPLES = """  emotionnet listen                                  the default microphone; Ctrl-C stops
@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="do not adapt to the voice heard so far: every window is its own context")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1: steady latency, one core)")
     p.set_defaults(run=run)
@@ -53,7 +53,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from emotionnet.audio import AudioError
     from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine, Tally
-    from emotionnet.streaming.sources import INPUT_HINT
 
     if args.list_devices:
         return list_devices()
@@ -76,7 +75,7 @@ def run(args) -> int:
             device = int(args.device) if args.device and args.device.isdigit() else args.device
             source = MicrophoneSource(device)
     except MicrophoneError as exc:
-        raise CLIError(str(exc), INPUT_HINT) from None
+        raise CLIError(str(exc), exc.hint) from None
     except AudioError as exc:
         raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
 
@@ -112,7 +111,7 @@ def list_devices() -> int:
     try:
         devices = list_input_devices()
     except MicrophoneError as exc:
-        raise CLIError(str(exc), INPUT_HINT) from None
+        raise CLIError(str(exc), exc.hint) from None
     if not devices:
         raise CLIError("no audio input devices found", INPUT_HINT)
     print(f"{'id':>3}  {'name':<40} {'channels':>8} {'rate':>7}")

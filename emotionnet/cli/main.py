@@ -8,6 +8,7 @@ import sys
 from emotionnet import __version__
 from emotionnet.cli import app, batch, evaluate, export, listen, predict, serve, train, tune
 from emotionnet.cli.common import CLIError, Parser
+from emotionnet.extras import MissingExtraError
 
 COMMANDS = (predict, evaluate, train, tune, export, listen, app, serve, batch)
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(f"emotionnet: error: {exc}", file=sys.stderr)
         return exc.code
+    except MissingExtraError as exc:  # an optional package this command needs
+        print(f"emotionnet: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("emotionnet: interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, report_failure
+from emotionnet.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    CLIError,
+    add_command,
+    add_model_option,
+    report_failure,
+)
 
 EXAMPLES = """  emotionnet predict speech.wav                        emotion, confidence and a bar per class
   emotionnet predict a.wav b.flac talk.mp3             several files, scored in shared batches
@@ -32,8 +39,7 @@ def add_parser(sub) -> None:
     p = add_command(sub, "predict", "Recognise the emotion in audio files (any format libsndfile reads).", EXAMPLES)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (every audio file under them)")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
-    p.add_argument("--model", metavar="FILE",
-                   help="model file (default: the shipped model); an .onnx file runs with onnxruntime")
+    add_model_option(p)
     p.add_argument("--backend", choices=("torch", "onnx"),
                    help="run the network with torch (default) or onnxruntime")
     p.add_argument("--threads", type=int, default=1, metavar="N",
@@ -109,26 +115,11 @@ def _finite(timeline) -> bool:
     return all(math.isfinite(p) for prediction in predictions for p in prediction.probabilities.values())
 
 
-def _load(args):
-    """The recognizer for --model/--backend; an .onnx model file means the onnx backend."""
-    from emotionnet.cli.common import load_recognizer
-    from emotionnet.inference.onnx_backend import OnnxBackendError
-    from emotionnet.inference.recognizer import load_onnx_recognizer
-
-    if args.model and args.model.lower().endswith(".onnx"):
-        if args.backend == "torch":
-            raise CLIError(f"{args.model} is an ONNX file", "drop --backend torch, or pass a .safetensors model")
-        try:
-            return load_onnx_recognizer(args.model)
-        except OnnxBackendError as exc:
-            raise CLIError(str(exc), "export one with 'emotionnet export --onnx FILE'") from None
-    return load_recognizer(args.model, args.backend or "torch")
-
-
 def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from emotionnet.cli.common import load_recognizer
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
 
     if args.max_seconds is not None and not args.max_seconds > 0:
@@ -137,12 +128,9 @@ def run(args) -> int:
         raise CLIError(f"--threads {args.threads} must be at least 1")
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty = expand(args.paths)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", StaleOnnxWarning)
-            recognizer = _load(args)
-    except OnnxBackendError as exc:
-        raise CLIError(str(exc), "try --backend torch") from None
+    with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
+        warnings.simplefilter("always", StaleOnnxWarning)
+        recognizer = load_recognizer(args.model, args.backend)
     for warning in caught:
         if issubclass(warning.category, StaleOnnxWarning):
             print(f"emotionnet: warning: {warning.message}", file=sys.stderr)

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import sys
 
-from emotionnet.cli.common import CLIError, add_command
+from emotionnet.cli.common import CLIError, add_command, add_model_option
 
 EXAMPLES = """  emotionnet serve                                   http://127.0.0.1:8000, OpenAPI at /docs
   curl -F file=@speech.wav http://127.0.0.1:8000/v1/predict
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    help="server processes, each loading the model once (default 1)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="inference threads per process, one core each (default 1)")
-    p.add_argument("--model", metavar="FILE", help="model file (default: the shipped model)")
+    add_model_option(p)
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="server log level (default warning)")
     p.set_defaults(run=run)

@@ -65,7 +65,6 @@ def recipe_from_args(args):
 
 def run(args) -> int:
     from emotionnet.evaluation.evaluate import format_report
-    from emotionnet.models.spec import check_window
     from emotionnet.training.recipe import train_model
 
     if (args.batch_size is not None and args.batch_size < 1) or (args.epochs is not None and args.epochs < 1):
@@ -77,7 +76,7 @@ def run(args) -> int:
     collection = load_collection(args.folders, args.manifest)
     warn_skipped(collection)
     try:
-        check_window(recipe.window, recipe.hop)
+        recipe.spec.window_hop()  # the one window rule, before any clip is read
     except ValueError as exc:
         raise CLIError(f"--window: {exc}") from None
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command, load_collection
+from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          search; re-run to resume after a kill
   emotionnet tune ../shared/data --trials 30 --out tune/          ten more trials in the same study
@@ -60,7 +62,10 @@ def run(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     (out / "trials.md").write_text(trials_table(study))
-    plot_trials(study, out / "trials.png")
+    try:
+        plot_trials(study, out / "trials.png")
+    except MissingExtraError as exc:  # the table and the best recipe are written; the picture is optional
+        print(f"emotionnet: warning: {out / 'trials.png'} not written: {exc}", file=sys.stderr)
     print()
     print(trials_table(study))
     if (out / "best_recipe.json").is_file():

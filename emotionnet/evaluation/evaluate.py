@@ -52,7 +52,7 @@ def evaluate_records(
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
-    timelines = recognizer.scoring.timelines([m for _, m in kept], speakers=speakers)
+    timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
     y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
     y_pred = [LABELS.index(t.prediction.emotion) for t in timelines]
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
@@ -93,8 +93,10 @@ def format_report(result: dict) -> str:
 
 
 def plot_confusion(result: dict, path: str | Path) -> None:
-    """Row-normalised confusion matrix as a PNG."""
-    import matplotlib
+    """Row-normalised confusion matrix as a PNG (MissingExtraError without matplotlib)."""
+    from emotionnet.extras import require
+
+    matplotlib = require("matplotlib", "the confusion plot", "app")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

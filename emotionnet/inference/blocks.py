@@ -30,7 +30,6 @@ from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
 from emotionnet.inference.results import Timeline
 from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.inference.windows import window_logits, window_starts
-from emotionnet.models.spec import check_window
 
 LONG_SECONDS = 120.0  # files longer than this are scored in blocks
 BLOCK_SECONDS = 60.0
@@ -60,7 +59,7 @@ def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: f
     for block in iter_audio_blocks(source, max_seconds=max_seconds, limits=limits, block_seconds=block_seconds):
         samples += block.size
         buffer = np.concatenate([carry, block]) if carry.size else block
-        frames = config.frames(buffer.size)
+        frames = config.frames_of_samples(buffer.size)
         if frames == 0:
             carry = buffer
             continue
@@ -76,7 +75,7 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
     give back memory below a live allocation), and RSS grew by 3 MB per minute of audio.
     """
     _, seconds = audio_info(source, limits=decode["limits"])
-    level = torch.empty(config.frames(int(seconds * config.sample_rate)) + 1)
+    level = torch.empty(config.frames_of_samples(int(seconds * config.sample_rate)) + 1)
     filled, samples = 0, 0
     for mel, decoded in mel_blocks(source, config, **decode):
         samples = decoded
@@ -107,14 +106,13 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
                     block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None) -> Timeline:
     """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
 
-    `context` (a speaker's statistics) stands in for the recording's own, as there.
+    `context` (a speaker's statistics) stands in for the recording's own, as there. Window and
+    hop (seconds; None: the spec's) were checked by the recognizer.
     """
     config = scoring.features
     decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
     window, hop = window or scoring.spec.window, hop or scoring.spec.hop
-    check_window(window, hop)
-    frames = scoring.frames(window)
-    hop_frames = max(1, round(hop * config.sample_rate / config.hop_length))
+    frames, hop_frames = scoring.spec.frames(window), scoring.spec.hop_frames(hop)
 
     level, samples = _frame_levels(source, config, decode)
     speech = vad.speech_frames(level)

@@ -38,6 +38,7 @@ import torch
 
 from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
+from emotionnet.extras import MissingExtraError, require
 from emotionnet.models.file import METADATA_KEY
 from emotionnet.models.spec import ModelSpec, ModelSpecError
 
@@ -61,11 +62,12 @@ def cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
-def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None) -> bytes:
-    """The serialised ONNX model of `model`, its metadata stored in metadata_props."""
-    import onnx
+def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,
+                 spec: ModelSpec | None = None) -> bytes:
+    """The serialised ONNX model of `model`, its metadata stored in metadata_props (`spec`: parsed already)."""
+    onnx = require("onnx", "ONNX export", "onnx")
 
-    n_mels, frames = ModelSpec.from_metadata(metadata).input_shape
+    n_mels, frames = (spec or ModelSpec.from_metadata(metadata)).input_shape
     example = torch.zeros(1, n_mels, frames)
     model = model.eval()
     proto = _export(model, example)
@@ -82,7 +84,7 @@ def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor):
-    import onnx
+    onnx = require("onnx", "ONNX export", "onnx")
 
     buffer = io.BytesIO()
     try:
@@ -114,11 +116,12 @@ def _export(model: torch.nn.Module, example: torch.Tensor):
 
 
 def export_onnx(
-    model: torch.nn.Module, metadata: dict, out_path: str | Path, source_sha1: str | None = None
+    model: torch.nn.Module, metadata: dict, out_path: str | Path, source_sha1: str | None = None,
+    spec: ModelSpec | None = None,
 ) -> Path:
     """Write the network alone as ONNX (atomically); `source_sha1` names the model file it came from."""
     out_path = Path(out_path)
-    data = export_bytes(model, metadata, source_sha1)
+    data = export_bytes(model, metadata, source_sha1, spec)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f"{out_path.name}.{os.getpid()}.tmp")
     try:
@@ -144,7 +147,7 @@ def export_difference(model: torch.nn.Module, onnx_path: str | Path, spec: Model
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata_props of an ONNX file, without loading its weights into a session."""
-    import onnx
+    onnx = require("onnx", "reading an .onnx file", "onnx")
 
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
@@ -157,7 +160,8 @@ def _matches(onnx_path: Path, sha1: str) -> bool:
         return False
 
 
-def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) -> Path | None:
+def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict,
+                spec: ModelSpec | None = None) -> Path | None:
     """The .onnx for a model file: its sibling, else the cache (exporting once). None if not writable."""
     model_file = Path(model_file)
     sha1 = file_digest(model_file)
@@ -172,14 +176,14 @@ def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict) 
     if cached.is_file() and _matches(cached, sha1):
         return cached
     try:
-        return export_onnx(model, metadata, cached, source_sha1=sha1)
+        return export_onnx(model, metadata, cached, source_sha1=sha1, spec=spec)
     except OSError:
         return None  # a read-only home: the caller exports in memory instead
 
 
 def session(source: str | Path | bytes):
     """An onnxruntime CPU session using torch's thread count."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the ONNX backend", "onnx")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -216,7 +220,7 @@ def onnx_scorer(
 ) -> OnnxScorer:
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
     n_mels, frames = spec.input_shape
-    path = locate_onnx(model_file, model, metadata) if model_file is not None else None
+    path = locate_onnx(model_file, model, metadata, spec) if model_file is not None else None
     if path is not None:
         # The SHA-1 tag names the model file an .onnx claims to come from; the answers verify it
         # (a file with tampered weights and a copied tag would otherwise run, silently wrong).
@@ -227,14 +231,14 @@ def onnx_scorer(
         warnings.warn(f"{path} answers differently from {Path(model_file).name} (|logit difference| {gap:.1e}); "
                       f"ignoring it (re-run 'emotionnet export --onnx {path} --model {model_file}')",
                       StaleOnnxWarning, stacklevel=2)
-    return OnnxScorer(export_bytes(model, metadata), n_mels, frames)
+    return OnnxScorer(export_bytes(model, metadata, spec=spec), n_mels, frames)
 
 
-def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
-    """The scorer and the model description of an exported .onnx file (its metadata_props hold the JSON).
+def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, ModelSpec, dict]:
+    """The scorer, spec and model description of an exported .onnx file (its metadata_props hold the JSON).
 
-    This is what `--model x.onnx` runs: the file the user exported, not the
-    shipped model's sibling (`recognizer.load_onnx_recognizer` wraps it).
+    This is what `load_model("x.onnx")` runs: the file the user exported, not the
+    shipped model's sibling.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -245,6 +249,8 @@ def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
         if not isinstance(metadata, dict):
             raise ValueError("its metadata is not a JSON object")
         spec = ModelSpec.from_metadata(metadata)
+    except MissingExtraError:
+        raise
     except ModelSpecError as exc:
         raise OnnxBackendError(f"{onnx_path}: its model description is not valid ({exc})") from None
     except KeyError:
@@ -252,4 +258,4 @@ def read_onnx_file(onnx_path: str | Path) -> tuple[OnnxScorer, dict]:
                                "(write one with 'emotionnet export --onnx')") from None
     except Exception as exc:  # not ONNX at all, or damaged
         raise OnnxBackendError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return OnnxScorer(onnx_path, *spec.input_shape), metadata
+    return OnnxScorer(onnx_path, *spec.input_shape), spec, metadata

@@ -1,21 +1,25 @@
 """EmotionRecognizer: the public way to load a model once and call it on audio.
 
     recognizer = load_model()                      # $EMOTIONNET_MODEL, else the model shipped in the package
+    recognizer = load_model("model.onnx")          # a model name, a .safetensors file or an exported .onnx file
     recognizer.predict("clip.wav").emotion         # 'angry'
     recognizer.predict_timeline(array, 48000)      # windows over a long recording
     for result in recognizer.predict_files(paths): # many files in shared batches
         print(result.path, result.timeline or result.error)
+    recognizer.predict_arrays([a, b])              # decoded 16 kHz clips, scored in shared batches
+    recognizer.predict_log_mels(mels)              # un-normalised log-mels, as the feature cache holds them
 
 A speaker-normalised model (the shipped one) hears a clip best against the same
 speaker's other audio: pass `context=recognizer.speaker_context([...])` to
 `predict`/`predict_timeline`, or `same_speaker=True` to `predict_files`.
-The scoring itself (windows, energy gate, calibration) is `inference/scoring.py`.
+The recognizer is the only way into a model: the scoring under it (windows,
+energy gate, calibration: `inference/scoring.py`) is private to `inference/`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -25,14 +29,19 @@ import torch
 from emotionnet.audio import AudioError, AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import blocks
-from emotionnet.inference.results import FileResult, Prediction, Timeline
+from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
-from emotionnet.models.file import load_model_file
-from emotionnet.models.spec import ModelSpec, check_window
+from emotionnet.models.file import ModelFileError, load_model_file
+from emotionnet.models.spec import ModelSpec
 
-MODEL_ENV = "EMOTIONNET_MODEL"  # the model file used when none is named (the CLI and the app honour it too)
+MODEL_ENV = "EMOTIONNET_MODEL"  # the model (name or file) used when none is named (the CLI and the app honour it)
 BACKENDS = ("torch", "onnx")
+DEFAULT_MODEL = "default"
+
+
+class UnknownModelError(ModelFileError):
+    """A model name that is not in `MODELS` (and not a file)."""
 
 
 def default_model_path() -> Path:
@@ -41,41 +50,53 @@ def default_model_path() -> Path:
 
 
 def resolve_model_path(path: str | Path | None = None) -> Path:
-    """`path`, else $EMOTIONNET_MODEL, else the shipped model."""
-    return Path(path or os.environ.get(MODEL_ENV) or default_model_path())
+    """`path`, else $EMOTIONNET_MODEL, else the shipped model (the name "default" is the shipped model too)."""
+    chosen = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    return default_model_path() if chosen == DEFAULT_MODEL else Path(chosen)
 
 
 class EmotionRecognizer:
     """A trained model with its feature settings, window and calibration."""
 
     def __init__(self, model_file: str | Path | None = None, backend: str = "torch"):
+        """A .safetensors model file (default: $EMOTIONNET_MODEL, else the shipped model); see also `load_model`."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
         self.model_file: Path | None = resolve_model_path(model_file)
-        model, self.metadata = load_model_file(self.model_file)
-        spec = ModelSpec.from_metadata(self.metadata)
+        model, spec, self.metadata = load_model_file(self.model_file)
         self.backend = backend
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            self.scoring = WindowScorer(onnx_scorer(self.model_file, model, self.metadata, spec), spec)
+            self._scoring = WindowScorer(onnx_scorer(self.model_file, model, self.metadata, spec), spec)
         else:
-            self.scoring = WindowScorer(model, spec)
+            self._scoring = WindowScorer(model, spec)
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec) -> EmotionRecognizer:
-        """Wrap a model in memory (during training, say) with its would-be file metadata or its spec."""
+    def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
+                   spec: ModelSpec | None = None) -> EmotionRecognizer:
+        """Wrap a model in memory (during training, say) with its would-be file metadata or its spec.
+
+        `spec`, when the caller has parsed `metadata` already, saves parsing it again.
+        """
         recognizer = cls.__new__(cls)
         recognizer.model_file = None
-        recognizer.metadata = metadata.to_metadata() if isinstance(metadata, ModelSpec) else metadata
-        spec = metadata if isinstance(metadata, ModelSpec) else ModelSpec.from_metadata(metadata)
+        if isinstance(metadata, ModelSpec):
+            spec, metadata = metadata, metadata.to_metadata()
+        recognizer.metadata = metadata
         recognizer.backend = "torch"
-        recognizer.scoring = WindowScorer(model, spec)
+        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata))
         return recognizer
 
     @property
     def spec(self) -> ModelSpec:
-        return self.scoring.spec
+        return self._scoring.spec
+
+    @property
+    def network(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What turns (windows, n_mels, frames) model inputs into logits: the torch module, or the
+        onnxruntime scorer of the onnx backend (`emotionnet export` writes it out)."""
+        return self._scoring.network
 
     @property
     def features(self) -> FeatureConfig:
@@ -114,11 +135,45 @@ class EmotionRecognizer:
         """
         window, hop = self._window_hop(window, hop)
         if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
-            return blocks.score_in_blocks(self.scoring, audio, window, hop, max_seconds, context=context)
+            return blocks.score_in_blocks(self._scoring, audio, window, hop, max_seconds, context=context)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
         contexts = [context if self.features.normalisation == "speaker" else None]
-        return self.scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts)[0]
+        return self._scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts)[0]
+
+    def predict_arrays(self, audios: Sequence[np.ndarray], *, window: float | None = None,
+                       hop: float | None = None) -> list[Timeline]:
+        """A `Timeline` per decoded clip (16 kHz mono float32, as `emotionnet.audio.load_audio` gives),
+        every clip its own context, all their windows scored in shared batches."""
+        window, hop = self._window_hop(window, hop)
+        mels = [log_mel(audio, self.features) for audio in audios]
+        return self._scoring.timelines(mels, [self._seconds(audio) for audio in audios], window, hop)
+
+    def predict_log_mels(
+        self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
+        window: float | None = None, hop: float | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+    ) -> list[Timeline]:
+        """A `Timeline` per un-normalised log-mel (as `emotionnet.features.log_mel` and the feature cache give).
+
+        `durations` (seconds, default: from the frame count); `speakers` (one key per log-mel,
+        or None) marks clips of one speaker, which a `speaker`-normalised model then reads
+        against each other; `contexts` gives each clip's statistics directly instead.
+        """
+        window, hop = self._window_hop(window, hop)
+        return self._scoring.timelines(list(log_mels), durations, window, hop, speakers, contexts)
+
+    def score_log_mels(
+        self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+    ) -> list[ScoredWindows]:
+        """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
+        (before the temperature) and speech flags, for a caller that calibrates or averages them
+        itself (`ScoredWindows.clip_probabilities(temperature)`)."""
+        window, hop = self._window_hop(window, hop)
+        if contexts is None:
+            contexts = self._scoring.speaker_stats(log_mels, speakers)
+        return self._scoring.score_windows(list(log_mels), window, hop, contexts)
 
     def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None) -> BandStats:
         """The statistics of one speaker's audio (files, bytes or arrays at `sample_rate`), for `context=`."""
@@ -150,7 +205,7 @@ class EmotionRecognizer:
             loaded = [(path, samples) for path, samples, _ in pending if samples is not None]
             mels = [log_mel(samples, self.features) for _, samples in loaded]
             speakers = ["same"] * len(mels) if same_speaker else None
-            timelines = iter(self.scoring.timelines(mels, [self._seconds(s) for _, s in loaded], window, hop,
+            timelines = iter(self._scoring.timelines(mels, [self._seconds(s) for _, s in loaded], window, hop,
                                                     speakers) if mels else [])
             for path, samples, error in pending:  # in the order given, failures in their place
                 yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
@@ -161,7 +216,7 @@ class EmotionRecognizer:
                     yield from flush()
                     pending, seconds = [], 0.0
                 try:
-                    yield FileResult(str(path), blocks.score_in_blocks(self.scoring, path, window, hop, max_seconds))
+                    yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, window, hop, max_seconds))
                 except AudioError as exc:
                     yield FileResult(str(path), error=str(exc))
                 continue
@@ -182,25 +237,49 @@ class EmotionRecognizer:
         return samples.size / self.features.sample_rate
 
     def _window_hop(self, window: float | None, hop: float | None) -> tuple[float, float]:
-        window = self.window if window is None else window
-        hop = self.hop if hop is None else hop
-        check_window(window, hop)
-        if self.backend == "onnx" and self.scoring.frames(window) != self.scoring.frames(self.window):
+        """The one check of window and hop on every path in (the scoring below trusts them)."""
+        window, hop = self.spec.window_hop(window, hop)
+        if self.backend == "onnx" and self.spec.frames(window) != self.spec.frames(self.window):
             raise ValueError(f"window {window:g} s with the onnx backend: the ONNX network takes the model's "
                              f"own {self.window:g} s window (use the torch backend for another window)")
         return window, hop
 
 
-def load_model(path: str | Path | None = None, backend: str = "torch") -> EmotionRecognizer:
-    """A model file (default: $EMOTIONNET_MODEL, else the model shipped in the package)."""
-    return EmotionRecognizer(path, backend=backend)
-
-
-def load_onnx_recognizer(onnx_path: str | Path) -> EmotionRecognizer:
-    """A recognizer run entirely from an exported .onnx file (`emotionnet predict --model x.onnx`)."""
+def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
+    """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
+    if backend == "torch":
+        raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
     from emotionnet.inference.onnx_backend import read_onnx_file
 
-    scorer, metadata = read_onnx_file(onnx_path)
-    recognizer = EmotionRecognizer.from_model(scorer, metadata)
-    recognizer.model_file, recognizer.backend = Path(onnx_path), "onnx"
+    scorer, spec, metadata = read_onnx_file(path)
+    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec)
+    recognizer.model_file, recognizer.backend = path, "onnx"
     return recognizer
+
+
+# Model names -> how to load them (given the backend, "torch" or "onnx"). A new model
+# family is one entry here, e.g. "whisper-base": lambda backend: load_whisper_model(backend).
+MODELS: dict[str, Callable[[str], EmotionRecognizer]] = {
+    DEFAULT_MODEL: lambda backend: EmotionRecognizer(default_model_path(), backend=backend),
+}
+
+
+def load_model(name_or_path: str | Path | None = None, backend: str | None = None) -> EmotionRecognizer:
+    """A model by name (see `MODELS`: "default" is the shipped one), a .safetensors model file, or an
+    .onnx file written by `emotionnet export` (run with onnxruntime).
+
+    None: $EMOTIONNET_MODEL (a name or a file), else the shipped model. `backend` runs a
+    .safetensors model's network with torch (the default) or onnxruntime.
+    """
+    chosen = name_or_path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+    if isinstance(chosen, str) and chosen in MODELS:
+        return MODELS[chosen](backend or "torch")
+    path = Path(chosen)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx_file(path, backend)
+    if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
+        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(MODELS)}; "
+                                "or give a .safetensors or .onnx file")
+    return EmotionRecognizer(path, backend=backend or "torch")

@@ -1,12 +1,17 @@
-"""What prediction answers: a clip's emotion, a timeline over windows, a file's outcome."""
+"""What prediction answers: a clip's emotion, a timeline over windows, a file's outcome, and the raw
+window logits (`ScoredWindows`) a caller that calibrates or averages them itself works from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emotionnet.labels import LABELS
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -69,3 +74,33 @@ class FileResult:
         if self.timeline is None:
             return {"path": self.path, "error": self.error}
         return {"path": self.path, **self.timeline.to_dict()}
+
+
+def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    """Softmax of logits divided by the calibration temperature, as float32 NumPy."""
+    import torch  # here: the results alone need no torch (`emotionnet --help` imports none)
+
+    return torch.softmax(logits.float() / temperature, dim=-1).numpy()
+
+
+@dataclass
+class ScoredWindows:
+    """One clip's windows: their start frames, speech flags and logits."""
+
+    frames: int
+    starts: list[int]
+    speech: list[bool]
+    logits: torch.Tensor  # (windows, classes), before temperature
+
+    @property
+    def chosen(self) -> np.ndarray:
+        """The windows the overall answer averages: the speech ones, or all if none is."""
+        speech = np.array(self.speech)
+        return speech if speech.any() else np.ones_like(speech)
+
+    def window_probabilities(self, temperature: float) -> np.ndarray:
+        return calibrated(self.logits, temperature)
+
+    def clip_probabilities(self, temperature: float) -> np.ndarray:
+        """The clip's answer: the mean calibrated probabilities of its chosen windows."""
+        return self.window_probabilities(temperature)[self.chosen].mean(axis=0)

@@ -12,44 +12,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from emotionnet import vad
 from emotionnet.features import BandStats, FeatureConfig, band_stats
-from emotionnet.inference.results import Prediction, Segment, Timeline
+from emotionnet.inference.results import Prediction, ScoredWindows, Segment, Timeline
 from emotionnet.inference.windows import cut_windows, window_logits
-from emotionnet.models.spec import ModelSpec, check_window
+from emotionnet.models.spec import ModelSpec
 
 Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> logits
-
-
-def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
-    """Softmax of logits divided by the calibration temperature, as float32 NumPy."""
-    return torch.softmax(logits.float() / temperature, dim=-1).numpy()
-
-
-@dataclass
-class ScoredWindows:
-    frames: int
-    starts: list[int]
-    speech: list[bool]
-    logits: torch.Tensor  # (windows, classes), before temperature
-
-    @property
-    def chosen(self) -> np.ndarray:
-        """The windows the overall answer averages: the speech ones, or all if none is."""
-        speech = np.array(self.speech)
-        return speech if speech.any() else np.ones_like(speech)
-
-    def window_probabilities(self, temperature: float) -> np.ndarray:
-        return calibrated(self.logits, temperature)
-
-    def clip_probabilities(self, temperature: float) -> np.ndarray:
-        """The clip's answer: the mean calibrated probabilities of its chosen windows."""
-        return self.window_probabilities(temperature)[self.chosen].mean(axis=0)
 
 
 class WindowScorer:
@@ -62,9 +34,6 @@ class WindowScorer:
     @property
     def features(self) -> FeatureConfig:
         return self.spec.features
-
-    def frames(self, seconds: float) -> int:
-        return self.spec.frames(seconds)
 
     def speaker_stats(
         self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None
@@ -89,12 +58,11 @@ class WindowScorer:
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
-        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`).
+        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`). Window and hop
+        (seconds; None: the spec's) were checked by the recognizer.
         """
         window, hop = window or self.spec.window, hop or self.spec.hop
-        check_window(window, hop)
-        frames = self.frames(window)
-        hop_frames = max(1, round(hop * self.features.sample_rate / self.features.hop_length))
+        frames, hop_frames = self.spec.frames(window), self.spec.hop_frames(hop)
         inputs, scored = [], []
         for mel, context in zip(mels, contexts or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
@@ -120,7 +88,7 @@ class WindowScorer:
         statistics directly instead.
         """
         window = window or self.spec.window
-        step = self.features.hop_length / self.features.sample_rate
+        step = self.spec.frame_seconds
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
         return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
@@ -128,7 +96,7 @@ class WindowScorer:
 
     def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
         """The timeline of one clip's scored windows (`window` seconds each)."""
-        step = self.features.hop_length / self.features.sample_rate
+        step = self.spec.frame_seconds
         temperature = self.spec.temperature
         probs = scored.window_probabilities(temperature)
         segments = [

@@ -14,24 +14,24 @@ from torch import nn
 from emotionnet.features import BandStats, FeatureConfig, band_stats, model_input
 
 
-def window_starts(n_frames: int, frames: int, hop: int) -> list[int]:
-    """Start frames of the windows covering `n_frames` (one window if it is short)."""
+def window_starts(n_frames: int, frames: int, hop_frames: int) -> list[int]:
+    """Start frames of the windows (`frames` long, `hop_frames` apart) covering `n_frames` (one if it is short)."""
     if n_frames <= frames:
         return [0]
-    starts = list(range(0, n_frames - frames + 1, hop))
+    starts = list(range(0, n_frames - frames + 1, hop_frames))
     if starts[-1] + frames < n_frames:
         starts.append(n_frames - frames)
     return starts
 
 
 def cut_windows(
-    log_mel: torch.Tensor, frames: int, hop: int, config: FeatureConfig, stats: BandStats | None = None
+    log_mel: torch.Tensor, frames: int, hop_frames: int, config: FeatureConfig, stats: BandStats | None = None
 ) -> tuple[torch.Tensor, list[int]]:
     """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts.
 
     `stats` are the speaker statistics for `speaker` normalisation (default: the whole recording's).
     """
-    starts = window_starts(log_mel.shape[-1], frames, hop)
+    starts = window_starts(log_mel.shape[-1], frames, hop_frames)
     if config.normalisation == "speaker" and stats is None:
         stats = band_stats([log_mel])
     windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats) for s in starts]

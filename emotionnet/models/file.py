@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -27,6 +28,14 @@ from emotionnet.models.spec import ModelSpec, ModelSpecError
 FORMAT = 1
 METADATA_KEY = "emotionnet"
 MAX_METADATA_BYTES = 16 * 2**20  # far above any real description (the shipped one is ~30 kB)
+
+
+class LoadedModel(NamedTuple):
+    """A model file read and rebuilt: the network in eval mode, its parsed spec, and the file's whole JSON."""
+
+    network: nn.Module
+    spec: ModelSpec
+    metadata: dict
 
 
 class ModelFileError(ValueError):
@@ -116,8 +125,8 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def load_model_file(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model described by a file, in eval mode, with its weights."""
+def load_model_file(path: str | Path) -> LoadedModel:
+    """Rebuild the model described by a file, in eval mode, with its weights, and the spec it was parsed into."""
     tensors, meta, spec = _open_checked(Path(path))
     model = build_model(spec.arch, **spec.hparams)
     try:
@@ -127,4 +136,4 @@ def load_model_file(path: str | Path) -> tuple[nn.Module, dict]:
     if spec.arch == "whisper":
         _attach_encoder(path, model, spec.hparams["encoder_digest"])
     # Channels-last roughly halves CNN inference time on CPU (oneDNN's preferred layout).
-    return model.to(memory_format=torch.channels_last).eval(), meta
+    return LoadedModel(model.to(memory_format=torch.channels_last).eval(), spec, meta)

@@ -183,9 +183,26 @@ class ModelSpec:
         """What the architecture is built with: the defaults, this spec's choices, its mel bands."""
         return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels}
 
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds from one feature frame to the next (the feature hop)."""
+        return self.features.hop_length / self.features.sample_rate
+
     def frames(self, seconds: float) -> int:
-        """Feature frames in `seconds` of audio."""
-        return self.features.frames(self.features.samples_for_seconds(seconds))
+        """Feature frames in `seconds` of audio (the frames a window of that length holds)."""
+        return self.features.frames_of_samples(self.features.samples_for_seconds(seconds))
+
+    def hop_frames(self, hop_seconds: float) -> int:
+        """Feature frames between the starts of windows `hop_seconds` apart (at least one)."""
+        return max(1, round(hop_seconds * self.features.sample_rate / self.features.hop_length))
+
+    def window_hop(self, window: float | None = None, hop: float | None = None,
+                   longest: float = MAX_WINDOW) -> tuple[float, float]:
+        """(window, hop) in seconds, this spec's where None, checked by the one rule (`check_window`)."""
+        window = self.window if window is None else window
+        hop = self.hop if hop is None else hop
+        check_window(window, hop, longest)
+        return window, hop
 
     @property
     def input_shape(self) -> tuple[int, int]:

@@ -48,9 +48,7 @@ class ServedModel:
 
     def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
         """Timelines of several decoded clips, their windows scored in shared batches."""
-        from emotionnet.inference.arrays import timelines_of
-
-        return timelines_of(self.recognizer, audios, window, hop)
+        return self.recognizer.predict_arrays(audios, window=window, hop=hop)
 
     def result(self, name: str | None, timeline) -> dict:
         """The `emotionnet predict --json` object of one clip."""

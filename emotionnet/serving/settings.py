@@ -11,7 +11,7 @@ SETTINGS_ENV = "EMOTIONNET_SERVE_SETTINGS"  # how `serve --workers N` hands sett
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str | None = None  # model file; None: $EMOTIONNET_MODEL, else the shipped model
+    model: str | None = None  # a model name or file (load_model); None: $EMOTIONNET_MODEL, else the shipped model
     api_key: str | None = None  # when set, /v1/* and /metrics need `Authorization: Bearer <key>`
     max_upload_mb: float = 50.0  # larger request bodies get 413
     max_audio_seconds: float = 600.0  # longer audio gets 413

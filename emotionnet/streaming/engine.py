@@ -7,7 +7,7 @@
 The last `window` seconds of audio sit in a ring buffer of fixed size, so an
 endless stream runs in constant memory. Every `hop` seconds the window is
 turned into log-mel features and scored by the recognizer's own code
-(`log_mel` and `WindowScorer.score_windows`, the normalisation and
+(`log_mel` and `EmotionRecognizer.score_log_mels`, the normalisation and
 padding included), so a streamed window gets exactly the probabilities that
 `recognizer.predict` gives for the same audio.
 
@@ -41,9 +41,7 @@ from emotionnet.audio import MAX_ABS_SAMPLE
 from emotionnet.features import BandStats, log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.inference.results import Prediction
-from emotionnet.inference.scoring import calibrated
 from emotionnet.labels import LABELS
-from emotionnet.models.spec import check_window
 
 DEFAULT_HOP = 0.5
 MIN_FLUSH_SECONDS = 0.1  # the least audio after the last hop that earns a result of its own
@@ -218,12 +216,11 @@ class StreamEngine:
     ):
         self.recognizer = recognizer
         self.features = recognizer.features
-        step = self.features.hop_length
-        window = recognizer.window if window is None else window
-        check_window(window, hop, longest=recognizer.window)  # a stream holds at most the model's window
+        spec = recognizer.spec
+        window, hop = spec.window_hop(window, hop, longest=spec.window)  # a stream holds at most the model's window
         # Whole feature frames, so every window starts on a frame boundary of the stream.
-        self.window_samples = max(1, round(window * self.features.sample_rate / step)) * step
-        self.hop_samples = max(1, round(hop * self.features.sample_rate / step)) * step
+        self.window_samples = spec.hop_frames(window) * self.features.hop_length
+        self.hop_samples = spec.hop_frames(hop) * self.features.hop_length
         self.window = self.window_samples / self.features.sample_rate
         self.hop = self.hop_samples / self.features.sample_rate
         self.smoothing = smoothing
@@ -237,7 +234,7 @@ class StreamEngine:
         """Forget the stream: buffer, gate and smoothing start again from zero."""
         self.buffer.clear()
         self.gate = LevelGate(self.hop)
-        self.context = RunningBandStats(self.features.hop_length / self.features.sample_rate)
+        self.context = RunningBandStats(self.recognizer.spec.frame_seconds)
         self._since_hop = 0
         self._smoothed: np.ndarray | None = None
         self._silent_for = math.inf
@@ -293,7 +290,7 @@ class StreamEngine:
         start = end - audio.size / self.features.sample_rate
         mel = log_mel(audio, self.features)
         levels = vad.frame_levels(mel)
-        new_frames = self.features.frames(self.buffer.total) - self.features.frames(self.buffer.total - new_samples)
+        new_frames = self.features.frames_of_samples(self.buffer.total) - self.features.frames_of_samples(self.buffer.total - new_samples)
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
         mask = self.gate.speech_mask(levels)
@@ -305,8 +302,8 @@ class StreamEngine:
         if speech:
             # The recognizer's own path: normalise, fit to the model's frames, score.
             context = self.context.stats() if self.adapt else None
-            logits = self.recognizer.scoring.score_windows([mel], contexts=[context])[0].logits[0]
-            probs = calibrated(logits, self.recognizer.temperature).astype(np.float64)
+            scored = self.recognizer.score_log_mels([mel], contexts=[context])[0]
+            probs = scored.window_probabilities(self.recognizer.temperature)[0].astype(np.float64)
             raw = {label: float(p) for label, p in zip(LABELS, probs)}
             prediction = Prediction.from_probabilities(self._smooth(probs, seconds))
             self._silent_for = 0.0

@@ -31,8 +31,10 @@ def _sounddevice():
         import sounddevice
     except OSError as exc:  # the Python package is there, the PortAudio library is not
         raise MicrophoneError(f"no microphone support: the PortAudio library is missing ({exc})") from None
-    except ImportError as exc:
-        raise MicrophoneError(f"no microphone support: the sounddevice package is missing ({exc})") from None
+    except ImportError:
+        error = MicrophoneError("the microphone needs sounddevice")
+        error.hint = 'pip install "emotionnet[live]"; or use --input FILE to stream an audio file'
+        raise error from None
     return sounddevice
 
 

@@ -43,7 +43,7 @@ BATCH_WINDOWS = 8
 
 
 def window_frames(features: FeatureConfig = WHISPER_FEATURES, seconds: float = WINDOW_SECONDS) -> int:
-    return features.frames(features.samples_for_seconds(seconds))
+    return features.frames_of_samples(features.samples_for_seconds(seconds))
 
 
 def window_shape(encoder: WhisperEncoder) -> tuple[int, int, int]:

@@ -166,6 +166,138 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last checkpoint
 
 
+@dataclass
+class _Run:
+    """One training run's state: what a checkpoint holds, and where the loop is."""
+
+    model: nn.Module
+    config: FitConfig
+    steps: int  # per epoch
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    ema: torch.optim.swa_utils.AveragedModel
+    settings: dict  # what a checkpoint must match to be resumed
+    result: FitResult
+    start_epoch: int = 1
+    start_step: int = 0  # steps of `start_epoch` already done
+    running_loss: float = 0.0  # their summed loss
+    elapsed: float = 0.0  # seconds of training so far
+
+    def save(self, checkpoint: Path | None, epoch_done: int, step: int, running_loss: float, seconds: float) -> None:
+        """`epoch_done` epochs complete, plus `step` steps of the next one."""
+        if checkpoint:
+            _save_checkpoint(checkpoint, {
+                "settings": self.settings, "epoch": epoch_done, "step": step, "running_loss": running_loss,
+                "seconds": seconds, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "best_state": self.result.best_state, "best_epoch": self.result.best_epoch,
+                "best_metrics": self.result.best_metrics, "history": self.result.history,
+            })
+
+    def resume(self, checkpoint: Path, device: torch.device) -> None:
+        state = _load_checkpoint(checkpoint, device)
+        if state.get("settings") != self.settings:
+            raise ValueError(f"{checkpoint} was written by a different training setup; "
+                             "re-run with --restart to start over, or delete it")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.result = FitResult(state["best_state"], state["best_epoch"], state["best_metrics"], state["history"])
+        self.start_epoch, self.elapsed = state["epoch"] + 1, state["seconds"]
+        self.start_step, self.running_loss = state.get("step", 0), state.get("running_loss", 0.0)
+        within = f", step {self.start_step} of epoch {self.start_epoch}" if self.start_step else ""
+        print(f"resuming from {checkpoint} after epoch {state['epoch']}{within}", flush=True)
+
+
+def _new_run(model: nn.Module, config: FitConfig, batches: BatchMaker, device: torch.device) -> _Run:
+    """The optimiser, schedule, generators and weight average of a fresh run, on `device`."""
+    # channels-last lets oneDNN pick its fast convolution kernels (about 2x on this CPU in bf16).
+    model.to(device, memory_format=torch.channels_last)
+    steps = config.steps_per_epoch or max(1, len(batches.labels) // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    # The weight average smooths out the last steps' noise: steadier validation, better test figures.
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_metrics={"uar": -1.0})
+    settings = {**asdict(config), "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters())}
+    return _Run(model, config, steps, optimizer, scheduler, generator, ema, settings, result)
+
+
+def _train_epoch(run: _Run, epoch: int, batches: BatchMaker, device: torch.device, stop: _StopRequest,
+                 checkpoint: Path | None, checkpoint_seconds: float, progress: bool,
+                 clip_names: Sequence[str] | None) -> float:
+    """One epoch's steps (the rest of it, when resuming); their summed loss. Checkpoints every
+    `checkpoint_seconds` and when Ctrl-C asked to stop, then stops."""
+    config, steps = run.config, run.steps
+    began = time.perf_counter()
+    last_save = began
+    run.model.train()
+    first = run.start_step if epoch == run.start_epoch else 0
+    total = run.running_loss if epoch == run.start_epoch else 0.0
+    bar = tqdm(range(first, steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False,
+               initial=first, total=steps)
+    for step in bar:
+        indices = batches.indices(config.batch_size, run.generator)
+        x, y, present = batches.batch(indices, run.generator)
+        x, y, present = x.to(device).contiguous(), y.to(device), present.to(device)
+        with _autocast(device, config.mixed_precision):
+            logits = run.model(x)
+        loss = masked_cross_entropy(logits, y, present, config.label_smoothing)
+        if not math.isfinite(loss.item()):
+            raise _non_finite_loss(epoch, step, indices, batches, x, clip_names)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        run.ema.update_parameters(run.model)
+        total += loss.item()
+        bar.set_postfix(loss=f"{total / (step + 1):.3f}")
+        now = time.perf_counter()
+        if stop.requested or now - last_save >= checkpoint_seconds:
+            run.save(checkpoint, epoch - 1, step + 1, total, run.elapsed + now - began)
+            last_save = now
+            if stop.requested:
+                raise KeyboardInterrupt
+    return total
+
+
+def _end_epoch(run: _Run, epoch: int, loss: float, began: float, validate: Callable[[nn.Module], dict],
+               device: torch.device, callbacks: Sequence[EpochCallback]) -> None:
+    """Validate the weight average after an epoch, keep it if it is the best so far, tell the callbacks."""
+    averaged = run.ema.module.eval()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # give back training activations before validation
+    metrics = {"epoch": epoch, "loss": loss / run.steps, **validate(averaged)}
+    run.elapsed += time.perf_counter() - began
+    metrics["seconds"] = round(run.elapsed, 1)
+    result = run.result
+    result.history.append(metrics)
+    if metrics["uar"] > result.best_metrics["uar"]:
+        result.best_state = copy.deepcopy(averaged.state_dict())
+        result.best_epoch, result.best_metrics = epoch, metrics
+    for callback in callbacks:
+        callback(epoch, metrics)
+
+
+def _finish(run: _Run) -> FitResult:
+    """The best weights, checked finite, back in the model (on the CPU, in eval mode)."""
+    run.result.seconds = run.elapsed
+    _check_finite(run.result.best_state, "the trained weights")
+    run.model.load_state_dict(run.result.best_state)
+    run.model.to("cpu").eval()
+    return run.result
+
+
 def fit(
     model: nn.Module,
     config: FitConfig,
@@ -182,109 +314,20 @@ def fit(
     `clip_names` (one per training clip, as `batches` holds them) name the clips
     of a batch whose loss is not finite.
     """
-    with _ctrl_c_requests_a_stop() as stop:
-        return _fit(model, config, batches, validate, checkpoint, callbacks, progress, clip_names,
-                    checkpoint_seconds, stop)
-
-
-def _fit(model, config, batches, validate, checkpoint, callbacks, progress, clip_names, checkpoint_seconds,
-         stop: _StopRequest) -> FitResult:
     device = _device()
-    # channels-last lets oneDNN pick its fast convolution kernels (about 2x on this CPU in bf16).
-    model.to(device, memory_format=torch.channels_last)
-    steps = config.steps_per_epoch or max(1, len(batches.labels) // config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.15
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    # The weight average smooths out the last steps' noise: steadier validation, better test figures.
-    ema = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_metrics={"uar": -1.0})
-    start_epoch, start_step, running, elapsed = 1, 0, 0.0, 0.0
-
+    run = _new_run(model, config, batches, device)
     checkpoint = Path(checkpoint) if checkpoint else None
-    settings = {**asdict(config), "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters())}
     if checkpoint and checkpoint.exists():
-        state = _load_checkpoint(checkpoint, device)
-        if state.get("settings") != settings:
-            raise ValueError(f"{checkpoint} was written by a different training setup; "
-                             "re-run with --restart to start over, or delete it")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        result = FitResult(state["best_state"], state["best_epoch"], state["best_metrics"], state["history"])
-        start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
-        start_step, running = state.get("step", 0), state.get("running_loss", 0.0)
-        within = f", step {start_step} of epoch {start_epoch}" if start_step else ""
-        print(f"resuming from {checkpoint} after epoch {state['epoch']}{within}", flush=True)
-
-    def save(epoch_done: int, step: int, running_loss: float, seconds: float) -> None:
-        """`epoch_done` epochs complete, plus `step` steps of the next one."""
-        if checkpoint:
-            _save_checkpoint(checkpoint, {
-                "settings": settings, "epoch": epoch_done, "step": step, "running_loss": running_loss,
-                "seconds": seconds, "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "best_state": result.best_state, "best_epoch": result.best_epoch,
-                "best_metrics": result.best_metrics, "history": result.history,
-            })
-
-    for epoch in range(start_epoch, config.epochs + 1):
-        if epoch - result.best_epoch > config.patience and result.best_epoch > 0:
-            break
-        began = time.perf_counter()
-        last_save = began
-        model.train()
-        first = start_step if epoch == start_epoch else 0
-        total = running if epoch == start_epoch else 0.0
-        bar = tqdm(range(first, steps), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False,
-                   initial=first, total=steps)
-        for step in bar:
-            indices = batches.indices(config.batch_size, generator)
-            x, y, present = batches.batch(indices, generator)
-            x, y, present = x.to(device).contiguous(), y.to(device), present.to(device)
-            with _autocast(device, config.mixed_precision):
-                logits = model(x)
-            loss = masked_cross_entropy(logits, y, present, config.label_smoothing)
-            if not math.isfinite(loss.item()):
-                raise _non_finite_loss(epoch, step, indices, batches, x, clip_names)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            ema.update_parameters(model)
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            now = time.perf_counter()
-            if stop.requested or now - last_save >= checkpoint_seconds:
-                save(epoch - 1, step + 1, total, elapsed + now - began)
-                last_save = now
-                if stop.requested:
-                    raise KeyboardInterrupt
-        averaged = ema.module.eval()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # give back training activations before validation
-        metrics = {"epoch": epoch, "loss": total / steps, **validate(averaged)}
-        elapsed += time.perf_counter() - began
-        metrics["seconds"] = round(elapsed, 1)
-        result.history.append(metrics)
-        if metrics["uar"] > result.best_metrics["uar"]:
-            result.best_state = copy.deepcopy(averaged.state_dict())
-            result.best_epoch, result.best_metrics = epoch, metrics
-        for callback in callbacks:
-            callback(epoch, metrics)
-        save(epoch, 0, 0.0, elapsed)
-        if stop.requested:
-            raise KeyboardInterrupt
-    result.seconds = elapsed
-    _check_finite(result.best_state, "the trained weights")
-    model.load_state_dict(result.best_state)
-    model.to("cpu").eval()
-    return result
+        run.resume(checkpoint, device)
+    with _ctrl_c_requests_a_stop() as stop:
+        for epoch in range(run.start_epoch, config.epochs + 1):
+            if epoch - run.result.best_epoch > config.patience and run.result.best_epoch > 0:
+                break
+            began = time.perf_counter()
+            loss = _train_epoch(run, epoch, batches, device, stop, checkpoint, checkpoint_seconds, progress,
+                                   clip_names)
+            _end_epoch(run, epoch, loss, began, validate, device, callbacks)
+            run.save(checkpoint, epoch, 0, 0.0, run.elapsed)
+            if stop.requested:
+                raise KeyboardInterrupt
+    return _finish(run)

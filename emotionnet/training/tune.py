@@ -132,8 +132,10 @@ def trials_table(study) -> str:
 
 
 def plot_trials(study, path: str | Path) -> None:
-    """Each trial's validation UAR per epoch; pruned trials dashed."""
-    import matplotlib
+    """Each trial's validation UAR per epoch; pruned trials dashed (MissingExtraError without matplotlib)."""
+    from emotionnet.extras import require
+
+    matplotlib = require("matplotlib", "the trials plot", "app")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
