@@ -33,4 +33,14 @@ def speech_frames(levels: torch.Tensor, reference_db: float | None = None) -> to
 
 
 def is_speech(mask: torch.Tensor) -> bool:
+    """A window holds speech when at least MIN_SPEECH of its frames are speech frames."""
     return mask.numel() > 0 and float(mask.float().mean()) >= MIN_SPEECH
+
+
+def has_speech(window_flags) -> bool:
+    """The one rule for a clip or a file: it holds speech when any of its windows does (`is_speech`).
+
+    Without speech every output says so (`"speech": false`, `"emotion": null`) and keeps
+    the model's answer only as a guess.
+    """
+    return any(bool(flag) for flag in window_flags)

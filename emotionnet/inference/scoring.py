@@ -131,9 +131,11 @@ class WindowScorer:
         step = self.features.hop_length / self.features.sample_rate
         temperature = self.spec.temperature
         probs = scored.window_probabilities(temperature)
-        segments = [
-            Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
+        segments = [  # times in whole milliseconds: 0.41, not 0.41000000000000003
+            Segment(round(s * step, 3), round(min(duration, s * step + window), 3), sp,
+                    Prediction.from_probabilities(p) if sp else None)
             for s, sp, p in zip(scored.starts, scored.speech, probs)
         ]
-        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature))
-        return Timeline(duration, overall, segments, any(scored.speech))
+        speech = vad.has_speech(scored.speech)
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech)
+        return Timeline(duration, overall, segments, speech)
