@@ -238,3 +238,32 @@ def test_the_issues_sox_silence(capsys, tiny_model_file, tmp_path):
     code, out, _ = run(capsys, "predict", path, "--json", "--model", tiny_model_file)
     record = json.loads(out)
     assert code == 0 and record["speech"] is False and record["emotion"] is None
+
+
+# --- 5. docs true to the code ------------------------------------------------------------------------
+
+def test_the_readme_links_point_at_files_in_the_repository():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    assert "DESIGN.md" not in readme  # not in the repository: docs/design.md is
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert "docs/design.md" in links and "emotionnet/assets/MODEL_CARD.md" in links
+    for link in links:
+        if "://" not in link:
+            assert (REPO / link).is_file(), link
+
+
+def test_pytest_says_why_tests_skip_without_extra_options():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-ra" in config["addopts"].split()
+
+
+def test_help_texts_match_the_shipped_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "more accurate with the shipped" not in text  # the README: the shipped model needs no context
+    assert "--no-timeline" in text and '"guess"' in text
