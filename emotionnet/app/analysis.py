@@ -77,7 +77,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     samples = load_audio(data, max_seconds=max_seconds, name=name)
     mel = log_mel(samples, recognizer.features)
     duration = samples.size / recognizer.features.sample_rate
-    timeline = recognizer.scoring.timelines([mel], [duration])[0]
+    timeline = recognizer.scoring.timelines([mel], [duration], audios=[samples])[0]
     if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"

@@ -22,4 +22,4 @@ def timelines_of(recognizer, audios: list[np.ndarray], window: float | None = No
     features = recognizer.features
     mels = [log_mel(audio, features) for audio in audios]
     durations = [audio.size / features.sample_rate for audio in audios]
-    return recognizer.scoring.timelines(mels, durations, window, hop)
+    return recognizer.scoring.timelines(mels, durations, window, hop, audios=audios)

@@ -118,7 +118,8 @@ class EmotionRecognizer:
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
         contexts = [context if self.features.normalisation == "speaker" else None]
-        return self.scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts)[0]
+        return self.scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts,
+                                      audios=[samples])[0]
 
     def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None) -> BandStats:
         """The statistics of one speaker's audio (files, bytes or arrays at `sample_rate`), for `context=`."""
@@ -151,7 +152,7 @@ class EmotionRecognizer:
             mels = [log_mel(samples, self.features) for _, samples in loaded]
             speakers = ["same"] * len(mels) if same_speaker else None
             timelines = iter(self.scoring.timelines(mels, [self._seconds(s) for _, s in loaded], window, hop,
-                                                    speakers) if mels else [])
+                                                    speakers, audios=[s for _, s in loaded]) if mels else [])
             for path, samples, error in pending:  # in the order given, failures in their place
                 yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
 

@@ -86,20 +86,23 @@ class WindowScorer:
     def score_windows(
         self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
         contexts: Sequence[BandStats | None] | None = None,
+        masks: Sequence[torch.Tensor | None] | None = None,
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
-        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`).
+        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`); `masks`
+        each one's speech frames by the detector in use (`vad.detector_frames`; None: the
+        energy gate on the log-mel).
         """
         window, hop = window or self.spec.window, hop or self.spec.hop
         check_window(window, hop)
         frames = self.frames(window)
         hop_frames = max(1, round(hop * self.features.sample_rate / self.features.hop_length))
         inputs, scored = [], []
-        for mel, context in zip(mels, contexts or [None] * len(mels)):
+        for mel, context, mask in zip(mels, contexts or [None] * len(mels), masks or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
             windows, starts = cut_windows(mel, frames, hop_frames, self.features, context)
-            speech_mask = vad.speech_frames(vad.frame_levels(mel))
+            speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0)))
@@ -112,19 +115,22 @@ class WindowScorer:
         self, mels: list[torch.Tensor], durations: list[float] | None = None,
         window: float | None = None, hop: float | None = None,
         speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+        audios: Sequence | None = None,
     ) -> list[Timeline]:
         """Timelines from un-normalised log-mels (as the feature cache holds them).
 
         `speakers` (one key per log-mel, or None) marks clips of one speaker, which a
         `speaker`-normalised model then reads against each other; `contexts` gives the
-        statistics directly instead.
+        statistics directly instead. `audios` (the 16 kHz samples of each log-mel) let the
+        detector in use (`vad.detector_name`) judge speech; without them, the energy gate does.
         """
         window = window or self.spec.window
         step = self.features.hop_length / self.features.sample_rate
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
+        masks = [vad.detector_frames(audio, mel.shape[-1]) for audio, mel in zip(audios, mels)] if audios else None
         return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
-                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts))]
+                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts, masks))]
 
     def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
         """The timeline of one clip's scored windows (`window` seconds each)."""

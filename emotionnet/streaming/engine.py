@@ -18,7 +18,9 @@ flagged `partial` (their audio is repeated to fill the window, as `predict`
 does with a short clip) and show their own probabilities: smoothing only ever
 combines complete windows, so a stream's first seconds cannot outvote them.
 
-Silence and background get `speech=False` and no emotion. A stream has no
+Silence and background get `speech=False` and no emotion. With silero-vad as
+the detector in use (`vad.detector_name`) it judges each window's audio as
+`predict` would; with the energy gate, a stream has no
 "whole recording" to take the loudest level from, so the gate keeps two
 running estimates instead: the loudest recent level (a peak that decays
 slowly) and the noise floor (the quietest level of the last few seconds).
@@ -309,8 +311,9 @@ class StreamEngine:
         new_frames = self.features.frames(self.buffer.total) - self.features.frames(self.buffer.total - new_samples)
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
-        mask = self.gate.speech_mask(levels)
-        speech = vad.is_speech(mask)
+        mask = self.gate.speech_mask(levels)  # the frames the speaker context takes in
+        detected = vad.detector_frames(audio, levels.numel())  # silero-vad on the window, as predict runs it
+        speech = vad.is_speech(mask if detected is None else detected)
         partial = audio.size < self.window_samples  # the window is not whole yet
         prediction = raw = None
         if self.adapt:
