@@ -34,9 +34,9 @@ DEFAULT_DATA = "../shared/data"  # relative to the repository root
 SAMPLE_RATE = 16_000
 CORPORA = ("crema-d", "ravdess", "tess", "savee")  # split v1, the benchmarks' in-domain protocol
 V1_SPLIT = "v1"  # v2 keeps v1's lists for these four corpora, so their benchmarks are v1's
-ALL_CORPORA = (*CORPORA, "nemo", "ased", "turev")  # split v2
+ALL_CORPORA = (*CORPORA, "nemo", "ased", "turev", "banglaser")  # split v3 (v2 is the first seven)
 CORPUS_TITLES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "tess": "TESS", "savee": "SAVEE",
-                 "nemo": "nEMO", "ased": "ASED", "turev": "TurEV-DB"}
+                 "nemo": "nEMO", "ased": "ASED", "turev": "TurEV-DB", "banglaser": "BanglaSER"}
 
 
 # --------------------------------------------------------------------------- where things are

@@ -26,6 +26,8 @@ _EXPORTS = {
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
+    "EncoderWeightsError": "emotionnet.models.whisper.weights",
+    "CTranslate2FormatError": "emotionnet.models.whisper.ctranslate2_file",
     "ModelSpec": "emotionnet.models.spec",
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
@@ -42,7 +44,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "EmotionRecognizer", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
@@ -69,5 +71,7 @@ if TYPE_CHECKING:
     from emotionnet.labels import LABELS
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
+    from emotionnet.models.whisper.ctranslate2_file import CTranslate2FormatError
+    from emotionnet.models.whisper.weights import EncoderWeightsError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,27 @@ def _unreadable(name: str, exc: Exception, handle: object) -> AudioError:
     return AudioError(f"{name}: unreadable or unsupported audio ({detail})")
 
 
+_OVERSTATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def declared_seconds(f: soundfile.SoundFile) -> float | None:
+    """The length a truncated WAV's header promises, in seconds (None when the file holds what it says).
+
+    libsndfile reads what is there and notes `data : 96000 (should be 956)` in its log.
+    """
+    match = _OVERSTATED.search(f.extra_info or "")
+    if not match or int(match.group(1)) <= int(match.group(2)):
+        return None
+    frame_bytes = max(1, f.channels * {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+                                       "FLOAT": 4, "DOUBLE": 8}.get(f.subtype, 2))
+    return int(match.group(1)) / frame_bytes / f.samplerate
+
+
+def _truncated(name: str, held: float, declared: float) -> AudioError:
+    return AudioError(f"{name}: truncated file (its header promises {declared:.2f} s, it holds {held:.2f} s; "
+                      f"at least {MIN_SECONDS} s is needed)")
+
+
 def source_name(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
@@ -232,7 +254,10 @@ def iter_audio_blocks(
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             block_frames = max(1, int(block_seconds * rate))
+            declared = declared_seconds(f)
             if f.frames <= block_frames:
+                if declared is not None and f.frames / rate < MIN_SECONDS:
+                    raise _truncated(name, f.frames / rate, declared)
                 yield prepare_array(f.read(dtype="float32", always_2d=True), rate, name=name, limits=limits)
                 return
             resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
@@ -250,6 +275,8 @@ def iter_audio_blocks(
     except Exception as exc:  # libsndfile raises several types for bad data
         raise _unreadable(name, exc, handle) from None
     if frames_read / rate < MIN_SECONDS:  # a header that overstated it: a truncated file
+        if declared is not None:
+            raise _truncated(name, frames_read / rate, declared)
         raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
     if not audible:
         raise AudioError(f"{name}: silent (all samples are zero)")

@@ -98,7 +98,7 @@ def test_file_results_serialise_as_the_cli_prints_them(tiny_model_file, tmp_path
     good = write_wav(tmp_path / "good.wav", voiced(2.0))
     results = list(load_model(tiny_model_file).predict_files([good, bad]))
     assert results[0].to_dict()["path"] == str(good) and "probabilities" in results[0].to_dict()
-    assert results[1].to_dict() == {"path": str(bad), "error": results[1].error}
+    assert results[1].to_dict() == {"path": str(bad), "error": {"code": "bad_audio", "message": results[1].error}}
     assert np.isclose(sum(results[0].to_dict()["probabilities"].values()), 1.0)
 
 

@@ -111,7 +111,7 @@ def test_training_smoke(tmp_path, capsys):
     assert "| features, cold" in capsys.readouterr().out
     result = json.loads(out.read_text())
     cold, warm = result["features"]
-    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] == cold["clips"] == 114
+    assert cold["cache_before"]["files"] == 0 and cold["cache_after"]["files"] == cold["clips"] == 126
     # 3 splits x (4 corpora x 6 classes + nEMO 5 + ASED 5 + TurEV-DB 4): the default recipe trains on split v2
     assert warm["cache_before"]["files"] == warm["cache_after"]["files"] == cold["cache_after"]["files"]
     assert cold["errors"] == warm["errors"] == 0
@@ -119,7 +119,7 @@ def test_training_smoke(tmp_path, capsys):
     assert training["arch"] == "crnn"  # the default recipe's, not a benchmark's own choice
     assert training["epochs"] == 1 and training["wall_s"] > 0 and training["peak_rss_mb"] > 50
     assert 0.0 <= training["test_uar"] <= 1.0
-    assert training["clips"]["train"] == 38  # one clip per corpus and emotion it has
+    assert training["clips"]["train"] == 42  # one clip per corpus and emotion it has
     assert "no verdict" in result["verdict"]
 
 
@@ -227,10 +227,10 @@ def test_generalisation_smoke(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "## Channel suite" in text and "## Targets (DESIGN.md)" in text
     result = json.loads(out.read_text())
-    assert result["split"] == "v2"
+    assert result["split"] == "v3"
     channels = result["channels"]
     # One clip per corpus and emotion it has: 6 + 6 + 6 + 6 + 5 + 5 + 4.
-    assert channels["clips"] == 38
+    assert channels["clips"] == 42
     assert set(channels["channels"]) == {"telephone_8k_mulaw", "mp3_32k", "opus_12k", "reverb_rt60_0.3-0.8",
                                          "noise_10db_snr", "level_-25db", "laptop_mic"}
     for row in channels["channels"].values():

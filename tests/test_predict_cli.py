@@ -71,7 +71,8 @@ def test_json_lines(capsys, clips, tiny_model_file):
     records = json_lines(out)
     assert [r["path"] for r in records] == [str(clips / "a.wav"), str(clips / "b.wav")]
     for record in records:
-        assert set(record) == {"path", "duration", "emotion", "confidence", "probabilities"}
+        assert set(record) == {"path", "duration", "speech", "emotion", "confidence", "probabilities"}
+        assert record["speech"] is True
         assert list(record["probabilities"]) == list(LABELS)
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert record["emotion"] == max(record["probabilities"], key=record["probabilities"].get)
@@ -90,7 +91,9 @@ def test_an_empty_directory_is_a_failed_input(capsys, clips, tmp_path, tiny_mode
     (tmp_path / "nothing").mkdir()
     code, out, err = run(capsys, tmp_path / "nothing", clips / "a.wav", "--json", "--model", tiny_model_file)
     assert code == 2
-    assert len(json_lines(out)) == 1
+    records = json_lines(out)  # one line per input, the empty folder's an error (issue 19)
+    assert [r["path"] for r in records] == [str(tmp_path / "nothing"), str(clips / "a.wav")]
+    assert records[0]["error"]["message"] == "no audio files in this folder"
     assert err == f"emotionnet: error: {tmp_path / 'nothing'}: no audio files in this folder\n"
 
 
@@ -100,7 +103,9 @@ def test_bad_files_are_reported_and_the_others_predicted(capsys, clips, tmp_path
     missing = tmp_path / "missing.wav"
     code, out, err = run(capsys, corrupt, missing, clips / "b.wav", "--json", "--model", tiny_model_file)
     assert code == 2
-    assert [r["path"] for r in json_lines(out)] == [str(clips / "b.wav")]
+    records = json_lines(out)  # failed files get their line too, in input order (issue 19)
+    assert [r["path"] for r in records] == [str(corrupt), str(missing), str(clips / "b.wav")]
+    assert [set(r) for r in records[:2]] == [{"path", "error"}] * 2
     lines = err.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"emotionnet: error: {corrupt}: unreadable or unsupported audio")
@@ -153,7 +158,9 @@ def test_window_and_hop(capsys, long_file, tiny_model_file):
 def test_max_seconds_fails_long_files_only(capsys, clips, long_file, tiny_model_file):
     code, out, err = run(capsys, long_file, clips / "a.wav", "--json", "--max-seconds", "5", "--model", tiny_model_file)
     assert code == 2
-    assert [r["path"] for r in json_lines(out)] == [str(clips / "a.wav")]
+    records = json_lines(out)
+    assert [r["path"] for r in records] == [str(long_file), str(clips / "a.wav")]
+    assert records[0]["error"]["code"] == "audio_too_long"
     assert err.startswith(f"emotionnet: error: {long_file}: too long (10.0 s; the limit is 5 s)")
 
 
@@ -211,8 +218,10 @@ def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
         capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
     )
     assert done.returncode == 2
-    (record,) = json_lines(done.stdout)
+    record, failed = json_lines(done.stdout)
     assert record["path"] == str(clips / "a.wav") and record["emotion"] in LABELS
+    assert failed == {"path": str(clips / "none.wav"),
+                      "error": {"code": "bad_audio", "message": f"{clips / 'none.wav'}: file not found"}}
     assert done.stderr == f"emotionnet: error: {clips / 'none.wav'}: file not found\n"
 
 
@@ -250,7 +259,7 @@ def test_same_speaker_reads_each_file_against_all_of_them(capsys, tmp_path, tiny
     def probabilities(*extra) -> list[list[float]]:
         code, out, err = run(capsys, loud, bad, soft, "--json", "--model", tiny_speaker_model_file, *extra)
         assert code == 2 and "bad.wav" in err  # a bad file is reported and the others still scored
-        return [list(line["probabilities"].values()) for line in json_lines(out)]
+        return [list(line["probabilities"].values()) for line in json_lines(out) if "error" not in line]
 
     alone, together = probabilities(), probabilities("--same-speaker")
     # Alone, the 6 dB quieter copy looks like the original; read together, the levels differ.
@@ -290,7 +299,11 @@ def test_nan_is_never_printed(capsys, clips, tiny_model_file, monkeypatch):
     monkeypatch.setattr(common, "load_recognizer", nan_model)
     for mode in ([], ["--json"]):
         code, out, err = run(capsys, clips / "a.wav", clips / "b.wav", "--model", tiny_model_file, *mode)
-        assert code == 2 and out == ""  # once: "confidence": NaN, invalid JSON, exit 0
+        assert code == 2 and "NaN" not in out.replace("answered NaN", "")  # once: "confidence": NaN, exit 0
+        if mode:  # JSON: the two files' error lines (issue 19)
+            assert [r["error"]["code"] for r in json_lines(out)] == ["model_error"] * 2
+        else:
+            assert out == ""
         lines = err.strip().splitlines()
         assert len(lines) == 2 and all("answered NaN" in line for line in lines)
 

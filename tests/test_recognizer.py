@@ -214,7 +214,7 @@ def test_predict_files_reports_bad_files_and_goes_on(recognizer, clip, tmp_path)
     assert [r.path for r in results] == [str(p) for p in paths]  # in the order given
     assert [r.ok for r in results] == [False, True, False, False]
     assert "unreadable" in results[0].error and "not found" in results[2].error and "too long" in results[3].error
-    assert results[0].to_dict() == {"path": str(bad), "error": results[0].error}
+    assert results[0].to_dict() == {"path": str(bad), "error": {"code": "bad_audio", "message": results[0].error}}
     np.testing.assert_allclose(list(results[1].timeline.prediction.probabilities.values()),
                                probs(recognizer, good), atol=SAME)
 

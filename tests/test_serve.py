@@ -30,7 +30,7 @@ from emotionnet.serving.model import ServedModel  # noqa: E402
 
 SR = 16_000
 STREAM_KEYS = {"time", "start", "speech", "emotion", "confidence", "probabilities", "raw_probabilities",
-               "level_db", "latency_ms"}
+               "level_db", "latency_ms", "partial"}
 
 
 def wav_bytes(audio: np.ndarray, rate: int = SR, format: str = "WAV") -> bytes:

@@ -327,8 +327,8 @@ def test_a_speaker_normalised_stream_adapts_to_the_voice_it_has_heard(tiny_speak
     recognizer = load_model(tiny_speaker_model_file)
     recognizer._scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)  # spread the untrained model's near-uniform probabilities
     audio = np.concatenate([voiced(6.0, seed=3), 0.2 * voiced(4.0, seed=4)])
-    adapted = StreamEngine(recognizer, smoothing=0)
-    alone = StreamEngine(recognizer, smoothing=0, adapt=False)
+    adapted = StreamEngine(recognizer, smoothing=0, adapt=True)
+    alone = StreamEngine(recognizer, smoothing=0)  # the default: every window its own context
     a = list(adapted.run(ArraySource(audio)))
     b = list(alone.run(ArraySource(audio)))
     # Before a few seconds of speech each window is its own context, as in predict.
@@ -353,7 +353,8 @@ def test_listen_no_adapt_judges_every_window_alone(tiny_speaker_model_file, tmp_
     recognizer = load_model(tiny_speaker_model_file)
     alone = recognizer.predict(load_audio(path)[-3 * SR:], SR).probabilities  # the file's own (PCM16) samples
     assert last_probabilities("--no-adapt") == pytest.approx(alone, abs=1e-4)
-    assert last_probabilities() != pytest.approx(alone, abs=1e-4)
+    assert last_probabilities() == pytest.approx(alone, abs=1e-4)  # the default, as predict (issue 19)
+    assert last_probabilities("--adapt") != pytest.approx(alone, abs=1e-4)
 
 
 # --- issue 13 ------------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ def test_the_letter_strip_and_the_summary_say_what_they_are(tiny_model_file, tmp
     assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 0
     out = capsys.readouterr().out
     assert "a angry, d disgust, f fear, h happy, n neutral, s sad, · silence" in out
-    assert "share of the speech time per emotion:" in out
+    assert "the whole file, as 'emotionnet predict' says:" in out  # --input: predict's summary (issue 19)
 
 
 def test_absurd_stream_samples_give_finite_levels(recognizer):

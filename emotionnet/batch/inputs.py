@@ -26,7 +26,7 @@ def read_bytes(uri: str) -> bytes:
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
-    """The files to score, in order and without duplicates, and the inputs that named nothing.
+    """The files to score (keyed by `file_key`), in order and without duplicates, and the inputs that named nothing.
 
     A folder means every audio file under it; a glob (quoted, `"calls/**/*.wav"`)
     every match; a `.csv` the column `path` and a `.txt` one path a line, both
@@ -53,8 +53,19 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
             found = [item]
         if not found:
             empty.append(item)
-        files.extend(found)
+        files.extend(file_key(f) for f in found)
     return list(dict.fromkeys(files)), empty
+
+
+def file_key(path: str) -> str:
+    """What names a file in the results: its resolved absolute path, or the full URL of a remote one.
+
+    `batchin/a.wav`, `work/batchin/a.wav` and `/home/me/work/batchin/a.wav` are one file,
+    scored once and skipped on a re-run under any of these spellings.
+    """
+    if is_uri(path):
+        return path
+    return str(Path(path).expanduser().resolve())
 
 
 def _resolve(base: Path | str, path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotionnet.batch.engines import ENGINES, run_local, run_ray
@@ -21,6 +21,12 @@ class BatchSummary:
     failed: int  # of those, rows with an error
     empty_inputs: list[str]  # inputs that named no file
     seconds: float
+    failed_paths: list[str] = field(default_factory=list)  # every file of these inputs with an error row,
+    # this run's and earlier runs' alike: the output holds their error rows
+
+    @property
+    def output_has_errors(self) -> bool:
+        return bool(self.failed_paths)
 
 
 def available_cores() -> int:
@@ -49,8 +55,9 @@ def run_batch(
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)
-    done = results.done_paths()
+    done = results.rows_done()
     todo = [f for f in files if f not in done]
+    errors = {f: done[f] for f in files if done.get(f)}  # error rows an earlier run left for these inputs
     predictor = BatchPredictor(model, max_seconds)
     scored = failed = 0
     from tqdm import tqdm
@@ -67,10 +74,13 @@ def run_batch(
                     pending.extend(rows)
                     scored += len(rows)
                     failed += sum(1 for row in rows if row["error"])
+                    errors.update((row["path"], row["error"]) for row in rows if row["error"])
                     bar.update(len(rows))
                     if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
                         results.write(pending)
                         pending, last_write = [], time.monotonic()
             finally:
                 results.write(pending)  # finished rows are kept on Ctrl-C or an engine failure too
-    return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start)
+    failed_paths = [f for f in files if f in errors]  # in input order
+    return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start,
+                        failed_paths)

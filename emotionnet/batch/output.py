@@ -34,15 +34,25 @@ class ResultsFolder:
         return sorted(p for p in self.out.iterdir() if PART.match(p.name))
 
     def done_paths(self) -> set[str]:
-        """Paths that already have a row (error rows included: a bad file stays bad)."""
+        """Paths that already have a row (error rows included: a bad file stays bad), keyed by `file_key`."""
+        return set(self.rows_done())
+
+    def rows_done(self) -> dict[str, str | None]:
+        """Each path with a row (keyed by `file_key`, so rows of older runs that kept the path as typed
+        match too) and its error, None for a scored file."""
         import pyarrow.parquet as pq
 
-        done: set[str] = set()
+        from emotionnet.batch.inputs import file_key
+
+        done: dict[str, str | None] = {}
         for part in self.parts():
             try:
-                done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+                table = pq.read_table(part, columns=["path", "error"])
             except Exception as exc:  # not ours, or damaged by hand: its files are scored again
                 print(f"emotionnet: warning: {part}: unreadable, ignored ({exc})", file=sys.stderr)
+                continue
+            for path, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
+                done[file_key(path)] = error
         return done
 
     def write(self, rows: list[dict]) -> Path | None:
@@ -70,4 +80,7 @@ def read_results(out: str | Path):
     from emotionnet.batch.predictor import arrow_schema
 
     parts = ResultsFolder(out).parts()
-    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else arrow_schema().empty_table()
+    if not parts:
+        return arrow_schema().empty_table()
+    # parts written before a column was added (`speech`) read with that column null
+    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")

@@ -2,11 +2,13 @@
 
     predictor = BatchPredictor()                     # cheap to pickle: the model loads on first use
     rows = predictor.predict_paths(["a.wav", "b.flac"])
-    # [{"path": "a.wav", "duration": 3.1, "emotion": "sad", "confidence": 0.8,
+    # [{"path": "a.wav", "duration": 3.1, "speech": True, "emotion": "sad", "confidence": 0.8,
     #   "p_angry": ..., ..., "p_sad": ..., "error": None}, ...]
 
 Every input gives exactly one row; a file that cannot be read gives a row
-whose `error` says why and whose other fields are null. Each engine (a local
+whose `error` says why and whose other fields are null. A file without speech
+(silence, noise, music) has `speech` false and `emotion` and `confidence` null;
+its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`. Each engine (a local
 process pool, Ray actors) holds one predictor per worker.
 """
 
@@ -18,13 +20,14 @@ from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
 
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
-COLUMNS = ["path", "duration", "emotion", "confidence", *PROBABILITY_COLUMNS, "error"]
+COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error"]
 
 
 def arrow_schema():
     import pyarrow as pa
 
-    return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("emotion", pa.string()),
+    return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
+                      ("emotion", pa.string()),
                       ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROBABILITY_COLUMNS],
                       ("error", pa.string())])
 
@@ -123,6 +126,7 @@ class BatchPredictor:
 
 def timeline_row(path: str, timeline) -> dict:
     p = timeline.prediction
-    return {"path": path, "duration": float(timeline.duration), "emotion": p.emotion,
-            "confidence": float(p.confidence),
+    speech = bool(timeline.speech)
+    return {"path": path, "duration": float(timeline.duration), "speech": speech,
+            "emotion": p.emotion if speech else None, "confidence": float(p.confidence) if speech else None,
             **{f"p_{label}": float(p.probabilities[label]) for label in LABELS}, "error": None}

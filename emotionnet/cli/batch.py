@@ -10,9 +10,15 @@ EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              
   emotionnet batch "calls/**/*.flac" list.txt --out results.parquet globs, text files of paths, CSVs with 'path'
   emotionnet batch manifest.csv --out results.parquet --engine ray   Ray Data on a local Ray
   emotionnet batch s3://bucket/list.txt --out results.parquet --engine ray --address ray://head:10001
-Rows: path, duration, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error).
+Rows: path, duration, speech, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error;
+a file without speech has speech false and emotion null, its p_* the model's guess). Files are keyed by
+their absolute path (remote ones by URL): the same file under another spelling is not scored twice.
+Exit 2 while the results hold error rows for these inputs (the failed files are named), on a re-run too.
 results.parquet is a folder of parts written as the job goes: a killed job keeps them, and running the
 same command again skips the files already there. Read it with pandas.read_parquet("results.parquet")."""
+
+
+SHOWN_FAILURES = 5  # failed files named on the console; the count gives the rest
 
 
 def add_parser(sub) -> None:
@@ -62,4 +68,14 @@ def run(args) -> int:
         report_failure(item, "matches no audio files")
     print(f"emotionnet: {summary.files} files: {summary.scored} scored ({summary.failed} with an error), "
           f"{summary.skipped} already in {args.out}; {summary.seconds:.1f} s", file=sys.stderr)
-    return EXIT_SOME_FAILED if summary.failed or summary.empty_inputs else EXIT_OK
+    if summary.failed_paths:
+        print(failed_files_line(summary.failed_paths, args.out), file=sys.stderr)
+    # exit 2 whenever the output holds error rows for these inputs, on a re-run too
+    return EXIT_SOME_FAILED if summary.output_has_errors or summary.empty_inputs else EXIT_OK
+
+
+def failed_files_line(paths: list[str], out: str, shown: int = SHOWN_FAILURES) -> str:
+    """`emotionnet: 12 files have an error row in OUT: a.wav, b.wav, c.wav and 9 more (column 'error')`."""
+    names = ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+    what = "1 file has" if len(paths) == 1 else f"{len(paths)} files have"
+    return f"emotionnet: {what} an error row in {out}: {names} (the reason is in its column 'error')"

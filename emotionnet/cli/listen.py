@@ -16,9 +16,11 @@ EXAMPLES = """  emotionnet listen                                  the default m
   emotionnet listen --device 2 --hop 0.25            another microphone, a result every 0.25 s
   emotionnet listen --input talk.wav                 a file played in real time, as if live
   emotionnet listen --input talk.wav --fast --json   one JSON object per hop, as fast as possible
-  emotionnet listen --no-adapt                       judge every window alone (several people talking)
-The shipped model reads each window against the voice heard so far (after about
-3 s of speech, forgetting over about two minutes)."""
+  emotionnet listen --adapt                          read each window against the voice heard so far
+Each result with a whole window behind it is the answer 'emotionnet predict' gives for
+that window's audio; the first results of a stream (less than a window heard) are
+partial and are not smoothed with the others. With --input the closing summary is
+the one 'emotionnet predict FILE' prints."""
 
 ANSI = {"angry": "31", "disgust": "32", "fear": "35", "happy": "33", "neutral": "36", "sad": "34"}
 LETTERS = {label: label[0] for label in LABELS}  # a d f h n s
@@ -42,8 +44,12 @@ def add_parser(sub) -> None:
     p.add_argument("--window", type=float, metavar="S",
                    help="seconds of audio behind each result, 0.5 s up to the model's window (default: the model's, 3 s)")
     p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
-    p.add_argument("--no-adapt", dest="adapt", action="store_false",
-                   help="do not adapt to the voice heard so far: every window is its own context")
+    adapt = p.add_mutually_exclusive_group()
+    adapt.add_argument("--adapt", dest="adapt", action="store_true", default=False,
+                       help="read each window against the voice heard so far (speaker-normalised models; "
+                            "after about 3 s of speech, forgetting over about two minutes)")
+    adapt.add_argument("--no-adapt", dest="adapt", action="store_false",
+                       help="every window is its own context, as in predict (default)")
     add_model_option(p)
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1: steady latency, one core)")
@@ -100,8 +106,27 @@ def run(args) -> int:
             source.close()
         if view:
             view.close()
-    print(summary(tally, getattr(source, "dropped", 0)), file=sys.stderr if args.json else sys.stdout, flush=True)
+    closing = summary(tally, getattr(source, "dropped", 0))
+    if args.input:  # the file's answer is the one `emotionnet predict FILE` prints, not a tally of hops
+        closing = file_summary(recognizer, args.input, tally, getattr(source, "dropped", 0))
+    print(closing, file=sys.stderr if args.json else sys.stdout, flush=True)
     return 0
+
+
+def file_summary(recognizer, path: str, tally, dropped: int = 0) -> str:
+    """The closing lines for `--input FILE`: the session's time and latency, then `predict`'s block for the file."""
+    from emotionnet.cli.predict import format_timeline
+
+    timeline = recognizer.predict_timeline(path)
+    lines = [f"listened {tally.duration:.1f} s; speech {tally.speech_seconds:.1f} s"
+             + (f" ({tally.speech_share:.0%})" if tally.duration else ""),
+             "the whole file, as 'emotionnet predict' says:", format_timeline(path, timeline)]
+    latency = tally.latency_ms()
+    if latency:
+        lines.append(f"latency median {latency[0]:.0f} ms, worst {latency[1]:.0f} ms")
+    if dropped:
+        lines.append(f"dropped {dropped} audio blocks: scoring fell behind")
+    return "\n".join(lines)
 
 
 def list_devices() -> int:
@@ -178,7 +203,8 @@ class LiveView:
         if not self.tty:
             state = (f"{result.emotion:<8} {result.prediction.confidence:4.0%}" if result.speech
                      else f"{SILENCE} silence     ")
-            self.out.write(f"{result.time:8.1f} s  {state}  {self.history_line()}\n")
+            note = "  (partial window)" if result.partial and result.speech else ""
+            self.out.write(f"{result.time:8.1f} s  {state}  {self.history_line()}{note}\n")
             self.out.flush()
             return
         lines = self.block(result)
@@ -193,6 +219,8 @@ class LiveView:
         if result.prediction:
             p = result.prediction
             head = self.paint(f"{p.emotion.upper():<8}", "1;" + ANSI[p.emotion]) + f" {p.confidence:4.0%}"
+            if result.partial:
+                head += self.paint(" (partial window)", "2")
         else:
             head = self.paint(f"{SILENCE} silence", "2")
         lines = [f"{result.time:8.1f} s   {head}   level {result.level_db:4.0f} dBFS   "

@@ -26,10 +26,15 @@ EXAMPLES = """  emotionnet predict speech.wav                        emotion, co
   emotionnet predict clip.wav --model model.onnx       the ONNX file 'emotionnet export' wrote
   emotionnet predict recordings/ --threads 2           more threads: faster only on an idle machine
   emotionnet predict alice/ --same-speaker             read each clip against all of Alice's clips
-A bad file is reported on stderr and the others are still predicted (exit status 2).
-JSON lines: {"path", "duration", "emotion", "confidence", "probabilities": {label: p},
+  emotionnet predict interview.wav --no-timeline      the overall answer only
+A bad file is reported on stderr and the others are still predicted (exit status 2);
+with --json it also gets its line: {"path", "error": {"code", "message"}}.
+JSON lines: {"path", "duration", "speech", "emotion", "confidence", "probabilities": {label: p},
 "segments": [{"start", "end", "speech", "emotion", "confidence", "probabilities"}]}
-("segments" only for files longer than one window; non-speech segments have emotion null)."""
+("segments" only for files longer than one window; times in seconds, to the millisecond).
+Without speech (silence, noise, music): "speech": false and "emotion", "confidence" and
+"probabilities" null; the model's guess is kept as "guess": {"emotion", "confidence", "probabilities"}.
+Non-speech segments have emotion null."""
 
 BAR_WIDTH = 20
 PROGRESS_MIN_FILES = 4  # a bar for 1-3 files is noise
@@ -46,9 +51,11 @@ def add_parser(sub) -> None:
                    help="CPU threads for the network (default 1: on a shared or small machine more are slower)")
     p.add_argument("--window", type=float, metavar="S", help="seconds per timeline window (default: the model's)")
     p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: the model's)")
+    p.add_argument("--no-timeline", dest="timeline", action="store_false",
+                   help="leave out the timeline of long files (JSON: no \"segments\")")
     p.add_argument("--same-speaker", action="store_true",
-                   help="the files are one speaker's: read each against all of them (more accurate "
-                        "with the shipped speaker-normalised model)")
+                   help="the files are one speaker's: read each against all of them (for speaker-"
+                        "normalised models; the shipped model scores about the same alone, see the README)")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="fail files longer than this instead of scoring them (default 14400, 4 hours; "
                         "'inf' lifts the limit)")
@@ -57,18 +64,25 @@ def add_parser(sub) -> None:
 
 def expand(paths: list[str]) -> tuple[list[str], list[str]]:
     """Files to score (folders expanded, missing paths kept so they fail in turn) and empty folders."""
+    files, empty, _ = expand_in_order(paths)
+    return files, empty
+
+
+def expand_in_order(paths: list[str]) -> tuple[list[str], list[str], list[tuple[int, str]]]:
+    """As `expand`, plus where each empty folder stands: (how many files come before it, folder)."""
     from emotionnet.corpora import audio_files
 
-    files, empty = [], []
+    files, empty, places = [], [], []
     for path in paths:
         if Path(path).is_dir():
             found = [str(p) for p in audio_files(path)]
             files.extend(found)
             if not found:
                 empty.append(path)
+                places.append((len(files), path))
         else:
             files.append(path)
-    return files, empty
+    return files, empty, places
 
 
 def _bar_chars() -> tuple[str, str]:
@@ -80,7 +94,7 @@ def _bar_chars() -> tuple[str, str]:
         return "#", "."
 
 
-def format_timeline(path: str, timeline) -> str:
+def format_timeline(path: str, timeline, show_timeline: bool = True) -> str:
     """The text block of one file: emotion, a bar per class, and the timeline of a long file."""
     full, empty = _bar_chars()
     p = timeline.prediction
@@ -96,7 +110,7 @@ def format_timeline(path: str, timeline) -> str:
     for label, prob in p.probabilities.items():
         filled = round(prob * BAR_WIDTH)
         lines.append(f"    {label:<{width}}  {full * filled}{empty * (BAR_WIDTH - filled)} {prob:.2f}")
-    if len(timeline.segments) > 1:
+    if show_timeline and len(timeline.segments) > 1:
         lines.append("  timeline:")
         for s in timeline.segments:
             span = f"{s.start:7.2f} - {s.end:7.2f} s"
@@ -105,8 +119,18 @@ def format_timeline(path: str, timeline) -> str:
     return "\n".join(lines)
 
 
-def format_json(result) -> str:
-    return json.dumps(result.to_dict(), ensure_ascii=False)
+def format_json(result, timeline: bool = True) -> str:
+    return json.dumps(result.to_dict(timeline), ensure_ascii=False)
+
+
+def error_json(path: str, message: str, code: str | None = None) -> str:
+    """The JSON line of an input that failed: `{"path", "error": {"code", "message"}}`."""
+    from emotionnet.inference.results import FileResult
+
+    data = FileResult(str(path), error=message).to_dict()
+    if code:
+        data["error"]["code"] = code
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _finite(timeline) -> bool:
@@ -127,7 +151,7 @@ def run(args) -> int:
     if args.threads < 1:
         raise CLIError(f"--threads {args.threads} must be at least 1")
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
-    files, empty = expand(args.paths)
+    files, empty, empty_places = expand_in_order(args.paths)
     with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
         warnings.simplefilter("always", StaleOnnxWarning)
         recognizer = load_recognizer(args.model, args.backend)
@@ -137,9 +161,15 @@ def run(args) -> int:
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     failed = 0
+    no_audio = "no audio files in this folder"
     for folder in empty:
-        report_failure(folder, "no audio files in this folder")
+        report_failure(folder, no_audio)
         failed += 1
+    empty_places = list(empty_places)
+
+    def empty_folders_before(done: int) -> None:  # --json: an empty folder's line in its place
+        while args.json and empty_places and empty_places[0][0] <= done:
+            print(error_json(empty_places.pop(0)[1], no_audio, "no_audio_files"), flush=True)
     show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
     try:  # window and hop are checked by the recognizer, before any file is read
@@ -149,7 +179,8 @@ def run(args) -> int:
         raise CLIError(str(exc), "see --window and --hop in 'emotionnet predict --help'") from None
     first = True
     try:
-        for result in results:
+        empty_folders_before(0)
+        for done, result in enumerate(results, 1):
             bar.update(1)
             if not result.ok or not _finite(result.timeline):
                 failed += 1
@@ -157,14 +188,20 @@ def run(args) -> int:
                     "the model answered NaN (a damaged model file?); nothing printed for this file"
                 with tqdm.external_write_mode(file=sys.stderr):
                     report_failure(result.path, message)
+                    if args.json:  # one line per input file, failed ones included
+                        print(error_json(result.path, message, None if not result.ok else "model_error"),
+                              flush=True)
+                empty_folders_before(done)
                 continue
             if args.json:
-                text = format_json(result)
+                text = format_json(result, args.timeline)
             else:
-                text = ("" if first else "\n") + format_timeline(result.path, result.timeline)
+                text = ("" if first else "\n") + format_timeline(result.path, result.timeline, args.timeline)
                 first = False
             with tqdm.external_write_mode(file=sys.stderr):
                 print(text, flush=args.json)
+            empty_folders_before(done)
+        empty_folders_before(len(files))
     except OnnxBackendError as exc:
         raise CLIError(str(exc), "try --backend torch") from None
     except BrokenPipeError:

@@ -10,7 +10,9 @@ feature frame (16 kB per minute):
    of the whole recording;
 2. the recording's speech statistics (only for `speaker`-normalised models,
    whose lone recording is its own speaker context);
-3. the windows, cut from a rolling buffer of frames and scored a batch at a time.
+3. the windows, cut from a rolling buffer of frames and scored a batch at a time;
+4. with silero-vad as the detector in use (`vad.detector_name`), its speech
+   decisions, its state carried from block to block (a float per 32 ms).
 
 The frames, windows, gate and statistics are those of the whole-file path
 (`WindowScorer.timelines`), so both give the same timeline up to rounding.
@@ -65,6 +67,16 @@ def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: f
             continue
         yield log_mel(buffer[:(frames - 1) * config.hop_length + span], config), samples
         carry = buffer[frames * config.hop_length:]
+
+
+def _detector_frames(source, decode: dict, n_frames: int) -> torch.Tensor | None:
+    """The speech frames by silero-vad, read block by block; None when the energy gate is the detector."""
+    if vad.detector_name() != "silero":
+        return None
+    stream = vad.SileroStream()
+    for block in iter_audio_blocks(source, **decode):
+        stream.feed(block)
+    return vad.frames_from_chunks(stream.finish(), n_frames)
 
 
 def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Tensor, int]:
@@ -136,6 +148,7 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
         buffer, buffer_start = buffer[:, keep_from:].clone(), buffer_start + keep_from
     if pending:
         logits.append(window_logits(scoring.network, torch.stack(pending)))
-    flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
+    detected = _detector_frames(source, decode, level.numel())
+    flags = [vad.is_speech((speech if detected is None else detected)[s:s + frames]) for s in starts]
     scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
     return scoring.timeline(scored, samples / config.sample_rate, window)

@@ -139,7 +139,8 @@ class EmotionRecognizer:
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
         contexts = [context if self.features.normalisation == "speaker" else None]
-        return self._scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts)[0]
+        return self._scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts,
+                                       audios=[samples])[0]
 
     def predict_arrays(self, audios: Sequence[np.ndarray], *, window: float | None = None,
                        hop: float | None = None) -> list[Timeline]:
@@ -147,7 +148,8 @@ class EmotionRecognizer:
         every clip its own context, all their windows scored in shared batches."""
         window, hop = self._window_hop(window, hop)
         mels = [log_mel(audio, self.features) for audio in audios]
-        return self._scoring.timelines(mels, [self._seconds(audio) for audio in audios], window, hop)
+        return self._scoring.timelines(mels, [self._seconds(audio) for audio in audios], window, hop,
+                                       audios=list(audios))
 
     def predict_log_mels(
         self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
@@ -206,7 +208,7 @@ class EmotionRecognizer:
             mels = [log_mel(samples, self.features) for _, samples in loaded]
             speakers = ["same"] * len(mels) if same_speaker else None
             timelines = iter(self._scoring.timelines(mels, [self._seconds(s) for _, s in loaded], window, hop,
-                                                    speakers) if mels else [])
+                                                    speakers, audios=[s for _, s in loaded]) if mels else [])
             for path, samples, error in pending:  # in the order given, failures in their place
                 yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
 

@@ -16,17 +16,30 @@ if TYPE_CHECKING:
 
 @dataclass
 class Prediction:
+    """The model's answer. `speech` is False when the voice activity detector found no speech:
+    `emotion` is then the model's guess on non-speech audio, and the JSON object says
+    `"speech": false, "emotion": null` and keeps the guess under `"guess"`."""
+
     emotion: str
     confidence: float
     probabilities: dict[str, float]
+    speech: bool = True
 
     @classmethod
-    def from_probabilities(cls, probs: np.ndarray) -> Prediction:
+    def from_probabilities(cls, probs: np.ndarray, speech: bool = True) -> Prediction:
         best = int(np.argmax(probs))
-        return cls(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)})
+        return cls(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)}, speech)
+
+    def answer(self) -> dict:
+        """emotion, confidence and probabilities: this prediction's, without the speech flag."""
+        return {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
 
     def to_dict(self) -> dict:
-        return {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+        """`{"speech", "emotion", "confidence", "probabilities"}`; without speech those are null, the
+        model's answer kept as `"guess": {"emotion", "confidence", "probabilities"}`."""
+        if self.speech:
+            return {"speech": True, **self.answer()}
+        return {"speech": False, "emotion": None, "confidence": None, "probabilities": None, "guess": self.answer()}
 
 
 @dataclass
@@ -48,10 +61,13 @@ class Timeline:
     duration: float
     prediction: Prediction
     segments: list[Segment] = field(default_factory=list)
-    speech: bool = True  # False when no window held speech: the answer is then a guess
+    speech: bool = True  # False when no window held speech (`vad.has_speech`): the answer is then a guess
 
-    def to_dict(self) -> dict:
+    def to_dict(self, segments: bool = True) -> dict:
+        """The `predict --json` object without its path; `segments=False` leaves the timeline out."""
         data = {"duration": round(self.duration, 3), **self.prediction.to_dict()}
+        if not segments:
+            return data
         if len(self.segments) > 1:
             data["segments"] = [s.to_dict() for s in self.segments]
         return data
@@ -69,11 +85,18 @@ class FileResult:
     def ok(self) -> bool:
         return self.timeline is not None
 
-    def to_dict(self) -> dict:
-        """The `emotionnet predict --json` object of this file (or `{"path", "error"}`)."""
+    def to_dict(self, segments: bool = True) -> dict:
+        """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
-            return {"path": self.path, "error": self.error}
-        return {"path": self.path, **self.timeline.to_dict()}
+            return {"path": self.path, "error": {"code": error_code(self.error), "message": self.error}}
+        return {"path": self.path, **self.timeline.to_dict(segments)}
+
+
+def error_code(message: str | None) -> str:
+    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`)."""
+    if message and "too long" in message:
+        return "audio_too_long"
+    return "bad_audio"
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:

@@ -55,19 +55,22 @@ class WindowScorer:
     def score_windows(
         self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
         contexts: Sequence[BandStats | None] | None = None,
+        masks: Sequence[torch.Tensor | None] | None = None,
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
-        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`). Window and hop
-        (seconds; None: the spec's) were checked by the recognizer.
+        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`); `masks`
+        each one's speech frames by the detector in use (`vad.detector_frames`; None: the
+        energy gate on the log-mel). Window and hop (seconds; None: the spec's) were checked
+        by the recognizer.
         """
         window, hop = window or self.spec.window, hop or self.spec.hop
         frames, hop_frames = self.spec.frames(window), self.spec.hop_frames(hop)
         inputs, scored = [], []
-        for mel, context in zip(mels, contexts or [None] * len(mels)):
+        for mel, context, mask in zip(mels, contexts or [None] * len(mels), masks or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
             windows, starts = cut_windows(mel, frames, hop_frames, self.features, context)
-            speech_mask = vad.speech_frames(vad.frame_levels(mel))
+            speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0)))
@@ -80,28 +83,33 @@ class WindowScorer:
         self, mels: list[torch.Tensor], durations: list[float] | None = None,
         window: float | None = None, hop: float | None = None,
         speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+        audios: Sequence | None = None,
     ) -> list[Timeline]:
         """Timelines from un-normalised log-mels (as the feature cache holds them).
 
         `speakers` (one key per log-mel, or None) marks clips of one speaker, which a
         `speaker`-normalised model then reads against each other; `contexts` gives the
-        statistics directly instead.
+        statistics directly instead. `audios` (the 16 kHz samples of each log-mel) let the
+        detector in use (`vad.detector_name`) judge speech; without them, the energy gate does.
         """
         window = window or self.spec.window
         step = self.spec.frame_seconds
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
+        masks = [vad.detector_frames(audio, mel.shape[-1]) for audio, mel in zip(audios, mels)] if audios else None
         return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
-                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts))]
+                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts, masks))]
 
     def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
         """The timeline of one clip's scored windows (`window` seconds each)."""
         step = self.spec.frame_seconds
         temperature = self.spec.temperature
         probs = scored.window_probabilities(temperature)
-        segments = [
-            Segment(s * step, min(duration, s * step + window), sp, Prediction.from_probabilities(p) if sp else None)
+        segments = [  # times in whole milliseconds: 0.41, not 0.41000000000000003
+            Segment(round(s * step, 3), round(min(duration, s * step + window), 3), sp,
+                    Prediction.from_probabilities(p) if sp else None)
             for s, sp, p in zip(scored.starts, scored.speech, probs)
         ]
-        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature))
-        return Timeline(duration, overall, segments, any(scored.speech))
+        speech = vad.has_speech(scored.speech)
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech)
+        return Timeline(duration, overall, segments, speech)

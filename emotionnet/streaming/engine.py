@@ -11,17 +11,29 @@ turned into log-mel features and scored by the recognizer's own code
 padding included), so a streamed window gets exactly the probabilities that
 `recognizer.predict` gives for the same audio.
 
-Silence and background get `speech=False` and no emotion. A stream has no
+One answer per window: a result whose window is complete (the model's whole
+window of audio has arrived) carries exactly the probabilities `predict` gives
+for that window's audio. Before the first complete window, results are
+flagged `partial` (their audio is repeated to fill the window, as `predict`
+does with a short clip) and show their own probabilities: smoothing only ever
+combines complete windows, so a stream's first seconds cannot outvote them.
+
+Silence and background get `speech=False` and no emotion. With silero-vad as
+the detector in use (`vad.detector_name`) it judges each window's audio as
+`predict` would; with the energy gate, a stream has no
 "whole recording" to take the loudest level from, so the gate keeps two
 running estimates instead: the loudest recent level (a peak that decays
 slowly) and the noise floor (the quietest level of the last few seconds).
 Speech windows are smoothed with an exponential moving average of their
 probabilities, which starts afresh after a long silence.
 
-A `speaker`-normalised model reads each window against the voice heard so far:
-the engine keeps running per-band statistics of the stream's speech frames
-(forgetting over about two minutes) and uses them once it has heard a few
-seconds of speech; until then each window is its own context, as in `predict`.
+With `adapt=True` a `speaker`-normalised model reads each window against the
+voice heard so far: the engine keeps running per-band statistics of the
+stream's speech frames (forgetting over about two minutes) and uses them once
+it has heard a few seconds of speech; until then each window is its own
+context, as in `predict`. It is off by default: the shipped model scores
+about the same with a speaker's context as without (README), and with it off a
+window's answer is `predict`'s.
 """
 
 from __future__ import annotations
@@ -173,6 +185,7 @@ class StreamResult:
     probabilities: dict[str, float] | None  # this window alone, unsmoothed; None when not speech
     level_db: float  # loudest frame of this hop, dBFS (for meters)
     latency_ms: float  # from the arrival of the hop's last sample to this result
+    partial: bool = False  # less than a whole window heard yet: its own answer, never smoothed with others
 
     @property
     def emotion(self) -> str | None:
@@ -189,6 +202,7 @@ class StreamResult:
                                   if self.probabilities else None),
             "level_db": round(self.level_db, 1),
             "latency_ms": round(self.latency_ms, 2),
+            "partial": self.partial,
         }
 
 
@@ -199,9 +213,10 @@ class StreamEngine:
     audio each result hears; `hop` how often a result comes; `smoothing` the time
     constant in seconds of the moving average over speech windows (0: none);
     `reset_after` the seconds of non-speech after which smoothing starts afresh.
-    `on_result`, if given, is called with every result as well. `adapt` (for
+    `on_result`, if given, is called with every result as well. `adapt=True` (for
     `speaker`-normalised models) reads windows against the stream's running
-    statistics; with `adapt=False` every window is its own context.
+    statistics; by default every window is its own context, as in `predict`.
+    Smoothing combines complete windows only; results before the first one are `partial`.
     """
 
     def __init__(
@@ -212,7 +227,7 @@ class StreamEngine:
         smoothing: float = 1.0,
         reset_after: float = 2.0,
         on_result: Callable[[StreamResult], None] | None = None,
-        adapt: bool = True,
+        adapt: bool = False,
     ):
         self.recognizer = recognizer
         self.features = recognizer.features
@@ -293,8 +308,10 @@ class StreamEngine:
         new_frames = self.features.frames_of_samples(self.buffer.total) - self.features.frames_of_samples(self.buffer.total - new_samples)
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
-        mask = self.gate.speech_mask(levels)
-        speech = vad.is_speech(mask)
+        mask = self.gate.speech_mask(levels)  # the frames the speaker context takes in
+        detected = vad.detector_frames(audio, levels.numel())  # silero-vad on the window, as predict runs it
+        speech = vad.is_speech(mask if detected is None else detected)
+        partial = audio.size < self.window_samples  # the window is not whole yet
         prediction = raw = None
         if self.adapt:
             fresh = slice(levels.numel() - new_levels.numel(), None)
@@ -305,12 +322,14 @@ class StreamEngine:
             scored = self.recognizer.score_log_mels([mel], contexts=[context])[0]
             probs = scored.window_probabilities(self.recognizer.temperature)[0].astype(np.float64)
             raw = {label: float(p) for label, p in zip(LABELS, probs)}
-            prediction = Prediction.from_probabilities(self._smooth(probs, seconds))
+            # a partial window shows its own answer and stays out of the average of complete windows
+            prediction = Prediction.from_probabilities(probs if partial else self._smooth(probs, seconds))
             self._silent_for = 0.0
         else:
             self._silent_for += seconds
         level = float(new_levels.max()) if new_levels.numel() else float(levels.max())
-        result = StreamResult(end, start, speech, prediction, raw, level, 1000 * (time.perf_counter() - arrived))
+        result = StreamResult(end, start, speech, prediction, raw, level, 1000 * (time.perf_counter() - arrived),
+                              partial)
         if self.on_result:
             self.on_result(result)
         return result

@@ -62,9 +62,8 @@ class EmotionHead(nn.Module):
 class WhisperEmotionNet(nn.Module):
     """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
 
-    def __init__(self, layers: int = 6, hidden: int = 256, attention: int = 128, dropout: float = 0.2,
-                 frame_pool: int = 8, width: int = 512, n_classes: int = 6, n_mels: int = 80,
-                 encoder_digest: str = "", encoder: str = "openai/whisper-base"):
+    def __init__(self, *, layers: int, hidden: int, attention: int, dropout: float, frame_pool: int, width: int,
+                 n_classes: int, n_mels: int, encoder_digest: str, encoder: str):
         super().__init__()
         if frame_pool % CACHE_POOL:
             raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")

@@ -1,0 +1,109 @@
+"""The speech detector: silero-vad where installed (EMOTIONNET_VAD=auto|silero), else the energy gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO, voiced, write_wav
+
+from emotionnet import load_model, vad
+from emotionnet.audio import load_audio
+from emotionnet.cli.main import main
+from emotionnet.evaluation.channels import pink_noise
+from emotionnet.inference import blocks
+from emotionnet.streaming import ArraySource, StreamEngine
+
+pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")
+
+SR = 16_000
+CLIP = REPO / "emotionnet" / "assets" / "speech.wav"
+
+
+@pytest.fixture
+def silero(monkeypatch):
+    monkeypatch.setenv(vad.DETECTOR_ENV, "silero")
+
+
+def noise(seconds: float = 3.0, dbfs: float = -20.0, seed: int = 0) -> np.ndarray:
+    return (pink_noise(int(seconds * SR), np.random.default_rng(seed)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def tones(seconds: float = 3.0) -> np.ndarray:
+    """A melody of harmonic notes, four a second: music to a level gate."""
+    t = np.arange(int(seconds * SR)) / SR
+    f = 220 * 2 ** (np.floor(t * 4) % 7 / 12)
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    return (0.1 * sum(np.sin(k * phase) / k for k in range(1, 6)) * np.exp(-3 * (t % 0.25))).astype(np.float32)
+
+
+def test_the_detector_is_chosen_by_the_environment(monkeypatch):
+    monkeypatch.setenv(vad.DETECTOR_ENV, "auto")
+    assert vad.detector_name() == "silero"  # installed: the default
+    monkeypatch.setenv(vad.DETECTOR_ENV, "energy")
+    assert vad.detector_name() == "energy" and vad.detector_frames(voiced(1.0), 10) is None
+    monkeypatch.setenv(vad.DETECTOR_ENV, "webrtc")
+    with pytest.raises(ValueError, match="EMOTIONNET_VAD"):
+        vad.detector_name()
+
+
+def test_silero_hears_speech_and_not_noise_or_music_where_the_gate_hears_both(silero, tiny_model_file, monkeypatch):
+    recognizer = load_model(tiny_model_file)
+    assert recognizer.predict_timeline(CLIP).speech is True
+    for audio in (noise(), tones()):
+        assert recognizer.predict_timeline(audio, SR).speech is False
+    monkeypatch.setenv(vad.DETECTOR_ENV, "energy")  # what the issue's user met: noise and music answered
+    assert recognizer.predict_timeline(noise(), SR).speech is True
+    assert recognizer.predict_timeline(tones(), SR).speech is True
+
+
+def test_predict_json_on_noise_says_no_speech(silero, capsys, tiny_model_file, tmp_path):
+    path = write_wav(tmp_path / "fan.wav", noise(4.0))
+    assert main(["predict", str(path), str(CLIP), "--json", "--model", str(tiny_model_file)]) == 0
+    fan, speech = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert fan["speech"] is False and fan["emotion"] is None and fan["guess"]["emotion"]
+    assert speech["speech"] is True and speech["emotion"]
+
+
+def test_silero_fed_in_pieces_is_silero_fed_whole():
+    audio = load_audio(CLIP)
+    whole = vad.SileroStream()
+    whole.feed(audio)
+    pieces = vad.SileroStream()
+    for start in range(0, audio.size, 7_777):
+        pieces.feed(audio[start:start + 7_777])
+    assert np.array_equal(whole.finish(), pieces.finish())
+
+
+def test_long_files_in_blocks_get_the_same_speech_flags(silero, tiny_model_file, tmp_path):
+    audio = np.concatenate([load_audio(CLIP), noise(4.0, seed=1), load_audio(CLIP)])
+    path = write_wav(tmp_path / "talk.wav", audio)
+    recognizer = load_model(tiny_model_file)
+    whole = recognizer.predict_timeline(path, hop=0.5)
+    blocked = blocks.score_in_blocks(recognizer._scoring, path, hop=0.5, block_seconds=2.3)
+    assert [s.speech for s in blocked.segments] == [s.speech for s in whole.segments]
+    assert any(s.speech for s in whole.segments) and not all(s.speech for s in whole.segments)
+
+
+def test_a_complete_streamed_window_is_predicts_answer_with_silero(silero, tiny_model_file):
+    recognizer = load_model(tiny_model_file)
+    audio = np.concatenate([load_audio(CLIP), noise(3.5, dbfs=-30, seed=2), load_audio(CLIP)])
+    results = list(StreamEngine(recognizer).run(ArraySource(audio, block_seconds=0.37)))
+    complete = [r for r in results if not r.partial]
+    assert any(r.speech for r in complete) and any(not r.speech for r in complete)
+    for result in complete:
+        start, end = round(result.start * SR), round(result.time * SR)
+        expected = recognizer.predict_timeline(audio[start:end], SR)
+        assert result.speech == expected.speech
+        if result.speech:
+            assert result.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-6)
+
+
+def test_listen_agrees_with_predict_on_the_shipped_clip_with_silero(silero, capsys):
+    assert main(["predict", str(CLIP)]) == 0
+    predicted = capsys.readouterr().out
+    assert predicted.splitlines()[1].split()[0] == "happy"
+    assert main(["listen", "--input", str(CLIP), "--fast"]) == 0
+    out = capsys.readouterr().out
+    assert predicted.strip() in out[out.index("the whole file"):]
