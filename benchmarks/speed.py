@@ -20,6 +20,7 @@ What it measures (DESIGN.md, "Targets"):
     python -m benchmarks.speed                                   # shipped model, full run
     python -m benchmarks.speed --model runs/r2.safetensors --json docs/results/speed.json
     python -m benchmarks.speed --model m.safetensors --clips 3 --long-seconds 20 --repeat 1   # smoke run
+    python -m benchmarks.speed --model whisper-base --backends torch --threads 1 --no-opensmile --json docs/results/speed-whisper-base.json
 
 Clips are real ones from ../shared/data (2.5-3.5 s long, spread over the corpora)
 when it is present, else generated speech-like audio. Numbers taken while other
@@ -46,7 +47,7 @@ from benchmarks.common import SAMPLE_RATE, comma_list, shown
 from emotionnet.audio import load_audio
 from emotionnet.digest import file_digest
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path
+from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path, whisper_base_model_path
 from emotionnet.models import count_parameters
 
 TARGETS = {"rtf_one_thread": 0.005, "cold_wall_s": 2.0, "cold_rss_mb": 500.0, "model_mb": 5.0}
@@ -451,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Speed of EmotionNet: real-time factors, cold start, model size; openSMILE for comparison.",
         epilog="example: python -m benchmarks.speed --json docs/results/speed.json > docs/results/speed.md",
     )
-    parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped emotionnet/assets/model.safetensors)")
+    parser.add_argument("--model", metavar="NAME|FILE", help="a model name (default, whisper-base) or file (default: the shipped emotionnet/assets/model.safetensors)")
     parser.add_argument("--data", default=common.DEFAULT_DATA, help="corpus root for real clips (relative: from the repository root)")
     parser.add_argument("--generated", action="store_true", help="use generated clips even when the corpora are present")
     parser.add_argument("--clips", type=int, default=50, help="number of ~3 s clips (default 50)")
@@ -465,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
     args = parser.parse_args(argv)
 
-    model = Path(args.model) if args.model else default_model_path()
+    named = {"default": default_model_path(), "whisper-base": whisper_base_model_path()}
+    model = named.get(args.model) or Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         print(f"speed: error: model file {model} not found (pass --model FILE)", file=sys.stderr)
         return 1

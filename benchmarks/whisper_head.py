@@ -110,10 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help="HeadConfig fields as JSON")
     parser.add_argument("--no-in-domain", action="store_true")
     parser.add_argument("--json", help="write the full result here")
+    parser.add_argument("--folds-dir", help="save each LOCO fold here (test scores unread) instead of reporting; "
+                                            "several processes can share the folds, then --combine reports")
+    parser.add_argument("--combine", help="report the folds saved in this folder (choose the scale, read test once)")
     parser.add_argument("--variants", default="clean,aug1", help="cached variants to train on")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
+    if args.combine:
+        return combine(Path(args.combine), args.json)
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
     digest = tensors_digest(tensors)
     del tensors
@@ -130,17 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for corpus in [c for c in args.corpora.split(",") if c]:
         log(f"LOCO fold without {corpus}")
         folds.append(run_fold(cache, records, corpus, config, variants, log))
+        if args.folds_dir:
+            Path(args.folds_dir).mkdir(parents=True, exist_ok=True)
+            (Path(args.folds_dir) / "config.json").write_text(json.dumps({**config.to_dict(), "variants": variants}))
+            torch.save(folds[-1], Path(args.folds_dir) / f"fold-{corpus}.pt")
+    if args.folds_dir:
+        return 0
     if folds:
-        scale = choose_scale(folds) if len(folds) > 1 else 1.0
-        result["unseen_corpus_scale"] = scale
-        result["loco"] = {}
-        for fold in folds:  # test read once, after the scale is chosen
-            test, logits = fold.pop("_test")
-            fold["test"] = figures(test, logits, fold["temperature"] * scale)
-            fold["test_at_validation_temperature"] = figures(test, logits, fold["temperature"])
-            result["loco"][fold["held_out"]] = fold
-        result["loco_mean_uar"] = float(np.mean([f["test"]["uar"] for f in folds]))
-        result["loco_mean_val_uar"] = float(np.mean([f["held_out_val"]["uar"] for f in folds]))
+        report_loco(result, folds)
     if not args.no_in_domain:
         log("in-domain: every corpus")
         fold = run_fold(cache, records, None, config, variants, log)
@@ -155,11 +157,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def report_loco(result: dict, folds: list[dict]) -> None:
+    """Choose the unseen-corpus scale on validation curves, then read each fold's test split once."""
+    scale = choose_scale(folds) if len(folds) > 1 else 1.0
+    result["unseen_corpus_scale"] = scale
+    result["loco"] = {}
+    for fold in folds:
+        test, logits = fold.pop("_test")
+        fold["test"] = figures(test, logits, fold["temperature"] * scale)
+        fold["test_at_validation_temperature"] = figures(test, logits, fold["temperature"])
+        result["loco"][fold["held_out"]] = fold
+    result["loco_mean_uar"] = float(np.mean([f["test"]["uar"] for f in folds]))
+    result["loco_mean_val_uar"] = float(np.mean([f["held_out_val"]["uar"] for f in folds]))
+    result["loco_mean_ece"] = float(np.mean([f["test"]["ece"] for f in folds]))
+    result["loco_worst_collapse"] = float(np.max([f["test"]["collapse"] for f in folds]))
+
+
+def combine(folder: Path, json_path: str | None) -> int:
+    saved = [torch.load(p, weights_only=False) for p in sorted(folder.glob("fold-*.pt"))]
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    result = {"benchmark": "whisper-head", "split": "v3", "config": config, "folds_dir": folder.name}
+    report_loco(result, saved)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(format_markdown(result))
+    return 0
+
+
 def format_markdown(result: dict) -> str:
     lines = [f"# whisper-base head, split {result['split']} (each clip alone)", "",
              f"config: `{json.dumps(result['config'])}`", ""]
     if "loco" in result:
         lines += [f"LOCO mean test UAR **{result['loco_mean_uar']:.3f}** (held-out val {result['loco_mean_val_uar']:.3f});"
+                  f" mean ECE {result['loco_mean_ece']:.3f}, worst collapse {result['loco_worst_collapse']:.3f};"
                   f" unseen-corpus scale x{result['unseen_corpus_scale']:.3f}", "",
                   "| held out | test UAR | collapse | ECE | ECE at val T | held-out val UAR | seen val UAR | epoch |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -65,3 +65,26 @@ def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
     audio, sr = soundfile.read(clip)
     soundfile.write(clip, (audio * 0.5).astype(np.float32), sr)
     assert fill(records, "clean", store, 0, encoder, digest) == 1
+
+
+def test_train_arch_whisper_from_the_command_line(toy, capsys):
+    from emotionnet.cli.main import main
+    from emotionnet.models.file import load_model_file
+
+    out = toy / "cli.safetensors"
+    code = main(["train", "--manifest", str(toy / "toy.csv"), "--arch", "whisper", "--out", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "2", "--batch-size", "4", "--quiet"])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    assert load_model_file(out).spec.arch == "whisper"
+
+
+def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypatch, capsys):
+    from emotionnet.cli.main import main
+    from emotionnet.models.whisper import weights
+
+    monkeypatch.setattr(weights, "installed_parts", lambda: None)
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    code = main(["predict", "x.wav", "--model", "whisper-base"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert 'pip install "emotionnet[whisper]"' in err[0] and "whisper-base" in err[0]

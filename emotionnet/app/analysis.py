@@ -39,8 +39,18 @@ NO_SPEECH = "no speech"
 
 
 def model_path() -> str | None:
-    """The model (a name or a file) the app uses: $EMOTIONNET_MODEL, or None for the shipped one."""
+    """The model (a name or a file) the app starts with: $EMOTIONNET_MODEL, or None for the shipped one."""
     return os.environ.get(MODEL_ENV) or None
+
+
+def model_choices() -> list[str]:
+    """The models the page offers: the one it was started with first, then the named ones installed."""
+    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+
+    choices = [model_path() or "default", "default"]
+    if installed_parts() is not None or os.environ.get(WEIGHTS_ENV):
+        choices.append("whisper-base")
+    return list(dict.fromkeys(choices))
 
 
 @dataclass

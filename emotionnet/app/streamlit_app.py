@@ -24,7 +24,7 @@ from emotionnet.app.analysis import (
     Analysis,
     analyse,
     check_upload,
-    model_path,
+    model_choices,
     probability_spec,
     release_memory,
     share_spec,
@@ -83,7 +83,9 @@ def main() -> None:
                  "(127.0.0.1), or set EMOTIONNET_APP_REMOTE=1 to serve other machines on purpose.")
         return
 
-    path = model_path()
+    path = st.selectbox("Model", model_choices(), key="model",
+                        help="default: the fast model shipped in the package; whisper-base: a head on the Whisper "
+                             "base encoder, slower, better with voices and languages no training corpus had")
     try:
         get_recognizer(path)
     except Exception as exc:  # ModelFileError mostly; the page must still explain itself

@@ -12,6 +12,7 @@ from emotionnet.cli.common import CLIError, add_command, load_collection, warn_s
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
   emotionnet train --manifest mine.csv --out mine.safetensors
+  emotionnet train ../shared/data --arch whisper --out whisper.safetensors   the whisper-base recipe
 Re-running the same command resumes from OUT.ckpt after an interruption."""
 
 
@@ -24,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
     p.add_argument("--recipe", metavar="JSON", help="a recipe file (from `emotionnet tune`); the options below override it")
-    p.add_argument("--arch", choices=("cnn", "crnn"), help="crnn (default: the shipped model's) or cnn")
+    p.add_argument("--arch", choices=("cnn", "crnn", "whisper"),
+                   help="crnn (default: the shipped model's), cnn, or whisper (a head on the frozen Whisper-base "
+                        "encoder: the whisper-base model; needs emotionnet[whisper])")
     p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, help="clips per training step (default 32)")
@@ -63,18 +66,39 @@ def recipe_from_args(args):
     return recipe
 
 
+def run_whisper(args, collection, out: Path) -> dict:
+    """The whisper-base recipe: encoder states cached (the slow, resumable part), then the head."""
+    from emotionnet.extras import MissingExtraError
+    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+    from emotionnet.training.head_training import HeadConfig
+    from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
+
+    if installed_parts() is None and not os.environ.get(WEIGHTS_ENV):
+        raise MissingExtraError("--arch whisper", "the Whisper-base weights", "whisper")
+    head = HeadConfig()
+    changes = {name: getattr(args, name) for name in ("epochs", "lr", "steps_per_epoch", "batch_size", "seed")
+               if getattr(args, name) is not None}
+    recipe = WhisperRecipe(dataclasses.replace(head, **changes))
+    return train_whisper_model(collection, out, recipe, sources=[*args.folders, *([args.manifest] if args.manifest else [])],
+                               progress=not args.quiet)
+
+
 def run(args) -> int:
     from emotionnet.evaluation.evaluate import format_report
     from emotionnet.training.recipe import train_model
 
     if (args.batch_size is not None and args.batch_size < 1) or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--batch-size and --epochs must be at least 1")
+    collection = load_collection(args.folders, args.manifest)
+    warn_skipped(collection)
+    if args.arch == "whisper":
+        out = Path(args.out or "emotionnet-whisper.safetensors")
+        meta = run_whisper(args, collection, out)
+        return _show_result(out, meta, format_report)
     try:
         recipe = recipe_from_args(args)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    collection = load_collection(args.folders, args.manifest)
-    warn_skipped(collection)
     try:
         recipe.spec.window_hop()  # the one window rule, before any clip is read
     except ValueError as exc:
@@ -103,6 +127,10 @@ def run(args) -> int:
         raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"{exc.filename or out}: {exc.strerror or exc}", "check the path and free disk space") from None
+    return _show_result(out, meta, format_report)
+
+
+def _show_result(out: Path, meta: dict, format_report) -> int:
     print(f"\nwrote {out} ({meta['model']['parameters']:,} parameters, best epoch "
           f"{meta['training']['best_epoch']}, {meta['training']['wall_seconds']:.0f} s)")
     for name, figures in meta["metrics"].items():

@@ -259,10 +259,27 @@ def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
     return recognizer
 
 
+def whisper_base_model_path() -> Path:
+    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
+    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
+
+
+def _load_whisper_base(backend: str) -> EmotionRecognizer:
+    from emotionnet.extras import MissingExtraError
+    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+
+    if backend != "torch":
+        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
+    if installed_parts() is None and not os.environ.get(WEIGHTS_ENV):
+        raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
+    return EmotionRecognizer(whisper_base_model_path(), backend=backend)
+
+
 # Model names -> how to load them (given the backend, "torch" or "onnx"). A new model
-# family is one entry here, e.g. "whisper-base": lambda backend: load_whisper_model(backend).
+# family is one entry here.
 MODELS: dict[str, Callable[[str], EmotionRecognizer]] = {
     DEFAULT_MODEL: lambda backend: EmotionRecognizer(default_model_path(), backend=backend),
+    "whisper-base": _load_whisper_base,
 }
 
 
