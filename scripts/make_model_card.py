@@ -30,7 +30,12 @@ CORPORA = {
              "E. A. Retta et al., A New Amharic Speech Emotion Dataset and Classification Benchmark, ACM TALLIP 22(1), 2023"),
     "turev": ("TurEV-DB (Turkish)", "CC BY-NC-ND 4.0",
               "S. F. Canpolat, Z. Ormanoglu, D. Zeyrek, Turkish Emotion Voice Database (TurEV-DB), SLTU-CCURL 2020"),
+    "banglaser": ("BanglaSER (Bangla)", "the terms of its Mendeley Data release",
+                  "R. K. Das et al., BanglaSER: A speech emotion recognition dataset for the Bangla language, "
+                  "Data in Brief 42, 2022"),
 }
+WHISPER = ("Whisper base encoder (OpenAI, MIT licence), frozen: A. Radford et al., Robust Speech Recognition via "
+           "Large-Scale Weak Supervision, ICML 2023")
 
 
 def _calibration(meta: dict) -> str:
@@ -62,8 +67,81 @@ SPLITS = {
 }
 
 
+def render_whisper(path: Path, meta: dict) -> str:
+    """The card of a head on the frozen Whisper-base encoder (`--arch whisper`)."""
+    model, training, h = meta["model"], meta["training"], meta["model"]["hparams"]
+    head = training["recipe"]["head"]
+    lines = [
+        "# EmotionNet model card: whisper-base",
+        "",
+        f"File `{path.name}`: {path.stat().st_size / 1e6:.2f} MB (the head), sha256 `{file_digest(path, 'sha256')}`.",
+        "",
+        "## Model",
+        f"- {WHISPER}; its weights are not in the file but come from the `emotionnet[whisper]` packages or "
+        f"$EMOTIONNET_WHISPER, checked against the digest `{h['encoder_digest']}` (20,593,665 float16 parameters).",
+        f"- Input: Whisper's 80-band log-mel (25 ms Hann window, 10 ms hop, log10 clamped 8 decades under the "
+        f"window's peak, (x + 4) / 4), windows of {meta['inference']['window']} s every {meta['inference']['hop']} s "
+        "with no padding to 30 s; a clip's answer is the mean of its speech windows' probabilities.",
+        f"- Head ({model['parameters']:,} parameters): the states of the encoder's first {h['layers']} blocks (and "
+        f"its input), averaged over {h['frame_pool'] * 20} ms, each layer-normalised, mixed by learnt layer weights, "
+        f"projected to {h['hidden']}, attentive statistics pooling (attention width {h['attention']}), "
+        f"dropout {h['dropout']}, six logits.",
+        f"- Output: `{', '.join(meta['labels'])}`, softmax with temperature {meta['temperature']:.3f}: "
+        f"{_calibration(meta)}.",
+        "",
+        "## Training",
+        f"- Data: {', '.join(f'{n:,} {k}' for k, n in training['clips'].items())} clips from "
+        f"{', '.join(CORPORA[c][0] for c in training['corpora'] if c in CORPORA)}; split `{training['split']}`.",
+        f"- Encoder states cached once per window, for each clip clean and {training['recipe']['augmented_copies']} "
+        "waveform-augmented copy per training clip (speed, EQ, band-limiting, synthetic rooms, white/brown "
+        "noise, level; none of them a channel of the channel suite).",
+        f"- Head: {head['epochs']} epochs x {head['steps_per_epoch']} steps of {head['batch_size']} windows, AdamW "
+        f"(lr {head['lr']}, weight decay {head['weight_decay']}), cosine schedule, label smoothing "
+        f"{head['label_smoothing']}, frame dropout {head['frame_dropout']}, a loss over the classes each corpus has, "
+        f"sampling balanced across corpora and classes, seed {head['seed']}; the epoch with the best mean "
+        f"per-corpus validation UAR kept (epoch {training['best_epoch']}).",
+        f"- {training['wall_seconds'] / 60:.1f} min with the encoder cache filled, EmotionNet "
+        f"{training['package_version']}, torch {training['torch']}, {training['date']}.",
+        "",
+        f"## Results (split {training['split']}, each clip alone)",
+    ]
+    for split in ("test", "val"):
+        figures = meta["metrics"].get(split)
+        if figures:
+            lines += ["", f"**{split}**", "", "| data | UAR | accuracy | macro-F1 | clips |", "|---|---|---|---|---|",
+                      _row("overall", figures["overall"])]
+            lines += [_row(CORPORA.get(c, (c,))[0], m) for c, m in sorted(figures["per_corpus"].items())]
+    lines += [
+        "",
+        "Leave-one-corpus-out, the channel suite, calibration and speed: `docs/benchmarks.md` and "
+        "`docs/results/whisper-head.md`.",
+        "",
+        "## Reproduce",
+        "```bash",
+        f"pip install \"emotionnet[whisper]\"\nemotionnet train ../shared/data --arch whisper --out {path.name}",
+        f"emotionnet evaluate ../shared/data --model {path.name}",
+        "```",
+        "",
+        "## Limits",
+        "- Acted speech in English, Polish, Amharic, Turkish and Bangla. Whisper's encoder heard 680,000 hours "
+        "of speech in about 100 languages, which is why this model is the one for voices and languages no "
+        "training corpus had; it is still judged on acted emotion.",
+        "- About ten times the default model's compute (a 3 s window costs about 0.07 s on one core).",
+        "- Not for decisions about people (hiring, health, policing): acted emotion is not felt emotion.",
+        "",
+        "## Licence and citations",
+        "The head inherits the corpora's terms, which include non-commercial ones; the encoder is MIT.",
+        "",
+        f"- {WHISPER}.",
+    ]
+    lines += [f"- {name}: {licence}. {cite}." for name, licence, cite in CORPORA.values()]
+    return "\n".join(lines) + "\n"
+
+
 def render(path: Path) -> str:
     _, meta = read_model_file(path)
+    if meta["model"]["arch"] == "whisper":
+        return render_whisper(path, meta)
     model, training, features = meta["model"], meta["training"], meta["features"]
     digest = file_digest(path, "sha256")
     recipe = training.get("recipe", {})
