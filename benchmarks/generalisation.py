@@ -371,7 +371,7 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model", metavar="FILE", help="model file (default: the shipped one)")
+    parser.add_argument("--model", metavar="NAME|FILE", help="a model name (default, whisper-base) or file (default: the shipped one)")
     parser.add_argument("--data", default=DEFAULT_DATA, help="corpus root (relative: from the repository root)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
     parser.add_argument("--loco-epochs", type=int, help="maximum epochs of each LOCO training (default: the recipe's)")

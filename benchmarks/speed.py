@@ -47,7 +47,7 @@ from benchmarks.common import SAMPLE_RATE, comma_list, shown
 from emotionnet.audio import load_audio
 from emotionnet.digest import file_digest
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import EmotionRecognizer, default_model_path, whisper_base_model_path
+from emotionnet.inference.recognizer import EmotionRecognizer, resolve_model_path
 from emotionnet.models import count_parameters
 
 TARGETS = {"rtf_one_thread": 0.005, "cold_wall_s": 2.0, "cold_rss_mb": 500.0, "model_mb": 5.0}
@@ -466,8 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
     args = parser.parse_args(argv)
 
-    named = {"default": default_model_path(), "whisper-base": whisper_base_model_path()}
-    model = named.get(args.model) or Path(args.model) if args.model else default_model_path()
+    model = resolve_model_path(args.model)
     if not model.is_file():
         print(f"speed: error: model file {model} not found (pass --model FILE)", file=sys.stderr)
         return 1

@@ -49,10 +49,16 @@ def default_model_path() -> Path:
     return Path(str(resources.files("emotionnet") / "assets" / "model.safetensors"))
 
 
+def whisper_base_model_path() -> Path:
+    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
+    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
+
+
 def resolve_model_path(path: str | Path | None = None) -> Path:
-    """`path`, else $EMOTIONNET_MODEL, else the shipped model (the name "default" is the shipped model too)."""
+    """`path`, else $EMOTIONNET_MODEL, else the shipped model; a model name is its shipped file."""
     chosen = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    return default_model_path() if chosen == DEFAULT_MODEL else Path(chosen)
+    named = {DEFAULT_MODEL: default_model_path, "whisper-base": whisper_base_model_path}
+    return named[chosen]() if chosen in named else Path(chosen)
 
 
 class EmotionRecognizer:
@@ -257,11 +263,6 @@ def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
     recognizer = EmotionRecognizer.from_model(scorer, metadata, spec)
     recognizer.model_file, recognizer.backend = path, "onnx"
     return recognizer
-
-
-def whisper_base_model_path() -> Path:
-    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
-    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
 
 
 def _load_whisper_base(backend: str) -> EmotionRecognizer:

@@ -31,7 +31,7 @@ DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
     # A head on a frozen Whisper-base encoder (models/whisper/): the encoder's weights are not the
     # model file's, only the digest that names them.
     "whisper": {"encoder": "openai/whisper-base", "encoder_digest": "", "layers": 6, "width": 512, "frame_pool": 8,
-                "hidden": 256, "attention": 128, "dropout": 0.3},
+                "hidden": 256, "attention": 128, "dropout": 0.3, "center_time": False},
 }
 ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
 # Defaults of switches a model file may leave out (files written before the switch existed).
@@ -153,6 +153,8 @@ def _check_encoder_head(hparams: dict, n_mels: int) -> dict:
     _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
     _number(hparams["attention"], "model.hparams.attention", 2, MAX_WIDTH, integer=True)
     _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
+    if not isinstance(hparams["center_time"], bool):
+        raise ModelSpecError(f"model.hparams.center_time must be true or false, got {hparams['center_time']!r}")
     return hparams
 
 

@@ -36,6 +36,7 @@ class HeadConfig:
     hidden: int = 256
     attention: int = 128
     frame_pool: int = 8  # encoder frames (20 ms) per frame the head attends over
+    center_time: bool = False  # subtract each state's mean over the window (see EmotionHead)
     dropout: float = 0.3
     epochs: int = 12
     steps_per_epoch: int = 300
@@ -147,7 +148,7 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
     present = classes_present(item_records)
     n_states = n_states or config.layers + 1
     head = EmotionHead(config.layers + 1, width, config.hidden, config.attention, config.dropout, len(LABELS),
-                       config.frame_pool // CACHE_POOL)
+                       config.frame_pool // CACHE_POOL, config.center_time)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))

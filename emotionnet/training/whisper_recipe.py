@@ -67,7 +67,7 @@ class WhisperRecipe:
         h = self.head
         return {**default_hparams("whisper", WHISPER_FEATURES.n_mels), "encoder_digest": encoder_digest,
                 "layers": h.layers, "hidden": h.hidden, "attention": h.attention, "dropout": h.dropout,
-                "frame_pool": h.frame_pool}
+                "frame_pool": h.frame_pool, "center_time": h.center_time}
 
 
 def fit_temperature(logits: list[torch.Tensor], labels: np.ndarray) -> float:

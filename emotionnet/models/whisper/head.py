@@ -35,9 +35,12 @@ class EmotionHead(nn.Module):
     """(batch, states, frames, width) encoder states -> (batch, n_classes) logits."""
 
     def __init__(self, n_states: int, width: int, hidden: int, attention: int, dropout: float, n_classes: int,
-                 pool: int = 1):
+                 pool: int = 1, center_time: bool = False):
         super().__init__()
         self.pool = pool  # cached frames averaged into one before anything else
+        # Subtracting each state's mean over the window removes what is constant in it (a voice's and a
+        # room's offset), so what varies within the window, and its spread, carry the emotion.
+        self.center_time = center_time
         self.layer_logits = nn.Parameter(torch.zeros(n_states))
         self.project = nn.Linear(width, hidden)
         self.attention = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
@@ -49,6 +52,8 @@ class EmotionHead(nn.Module):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         states = pool_frames(states.float(), self.pool) if self.pool > 1 else states.float()
+        if self.center_time:
+            states = states - states.mean(dim=-2, keepdim=True)
         # Later layers run at larger scales: normalise each before mixing, so the weights mean shares.
         states = F.layer_norm(states, states.shape[-1:])
         mixed = torch.einsum("bltd,l->btd", states, self.layer_weights())
@@ -63,12 +68,13 @@ class WhisperEmotionNet(nn.Module):
     """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
 
     def __init__(self, *, layers: int, hidden: int, attention: int, dropout: float, frame_pool: int, width: int,
-                 n_classes: int, n_mels: int, encoder_digest: str, encoder: str):
+                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str):
         super().__init__()
         if frame_pool % CACHE_POOL:
             raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")
         self.layers, self.encoder_digest = layers, encoder_digest
-        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes, frame_pool // CACHE_POOL)
+        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes, frame_pool // CACHE_POOL,
+                                center_time)
         self._encoder: list[WhisperEncoder] = []  # a list keeps the frozen encoder out of state_dict
 
     def attach_encoder(self, encoder: WhisperEncoder) -> WhisperEmotionNet:
