@@ -69,3 +69,24 @@ def test_cached_states_give_the_recognizers_answer(tmp_path):
     direct = np.array([[s.prediction.probabilities[k] for k in s.prediction.probabilities] for s in timeline.segments])
     assert len(timeline.segments) == len(cached) == 2
     assert np.abs(direct - cached).max() < 2e-3  # the cache stores float16
+
+
+def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
+    """load_model("whisper-base") and `--model whisper-base` give the same answer for the shipped clip."""
+    import json
+    from pathlib import Path
+
+    from emotionnet.cli.main import main
+    from emotionnet.inference.recognizer import load_model, whisper_base_model_path
+
+    path = whisper_base_model_path()
+    assert path.stat().st_size <= 5_000_000
+    recognizer = load_model("whisper-base")
+    assert recognizer.spec.arch == "whisper" and recognizer.spec.hparams["encoder_digest"] == DIGEST
+    assert recognizer.metadata["training"]["split"] == "v3"
+    clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
+    expected = recognizer.predict(str(clip))
+    assert main(["predict", str(clip), "--model", "whisper-base", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert answer["emotion"] == expected.emotion
+    assert answer["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
