@@ -59,6 +59,7 @@ def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
     store = StateStore(encoder_folder(digest) / "clean")
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     assert fill(records, "clean", store, 0, encoder, digest) == 0
+    assert fill(records, "clean", store, 1, encoder, digest) == 0  # what one shard holds, another never redoes
     clip = toy / "clips" / "s1_angry.wav"
     import soundfile
 

@@ -114,11 +114,12 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
     store.folder.mkdir(parents=True, exist_ok=True)
     states_path, index_path = store.shard_paths(shard)
     done, next_window = set(), 0
-    if index_path.exists():
-        for line in index_path.read_text().splitlines():
+    for other in sorted(store.folder.glob("index-*.jsonl")):  # a clip another shard holds is done too
+        for line in other.read_text().splitlines():
             entry = json.loads(line)
             done.add(entry["key"])
-            next_window = max(next_window, entry["start"] + entry["windows"])
+            if other == index_path:
+                next_window = max(next_window, entry["start"] + entry["windows"])
     window_bytes = int(np.prod(window_shape(encoder))) * 2
     if states_path.exists():  # drop the bytes of a window written after its clip's last index line
         with open(states_path, "r+b") as f:

@@ -38,8 +38,8 @@ class HeadConfig:
     frame_pool: int = 8  # encoder frames (20 ms) per frame the head attends over
     center_time: bool = False  # subtract each state's mean over the window (see EmotionHead)
     dropout: float = 0.3
-    epochs: int = 12
-    steps_per_epoch: int = 300
+    epochs: int = 8
+    steps_per_epoch: int = 250
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
