@@ -29,10 +29,10 @@ def format_markdown(result: dict) -> str:
              f"sha256 `{result['sha256'][:16]}…`, normalisation `{result['normalisation']}`, "
              f"temperature {result['temperature']:.3f}; {result['machine']}", ""]
     corpora = [c for c in CORPORA if c in result["data"]["clips"]]
-    header = "| | all seven | v1 four | " + " | ".join(TITLES[c] for c in corpora) + " |"
+    header = f"| | all {len(corpora)} | v1 four | " + " | ".join(TITLES[c] for c in corpora) + " |"
     rule = "|---" * (len(corpora) + 3) + "|"
     if "in_domain" in result:
-        lines += ["## Test UAR, split v2", "", header, rule]
+        lines += [f"## Test UAR, split {result['split']}", "", header, rule]
         names = {"alone": "each clip alone", "random5": "with 5 random clips of the speaker",
                  "neutral": "with the speaker's neutral clips"}
         for kind, rows in result["in_domain"].items():
