@@ -90,3 +90,17 @@ def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     assert answer["emotion"] == expected.emotion
     assert answer["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
+
+
+def test_batch_takes_whisper_base(tmp_path):
+    """A batch row from whisper-base (as `batch --model whisper-base` workers make them) is the Python API's answer."""
+    from conftest import write_wav
+
+    from emotionnet.batch import BatchPredictor
+    from emotionnet.inference.recognizer import load_model
+
+    clip = write_wav(tmp_path / "a.wav", voiced(2.5, seed=4))
+    rows = BatchPredictor("whisper-base").predict_paths([str(clip)])
+    expected = load_model("whisper-base").predict(str(clip))
+    assert rows[0]["error"] is None and rows[0]["emotion"] == expected.emotion
+    assert rows[0]["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
