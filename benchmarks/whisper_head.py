@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from emotionnet.corpora import Record, find_records, split_of
-from emotionnet.evaluation.metrics import collapse, expected_calibration_error, log_loss, summary
+from emotionnet.evaluation.metrics import collapse, expected_calibration_error, summary
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
 from emotionnet.training.encoder_cache import encoder_folder
@@ -39,6 +39,7 @@ from emotionnet.training.head_training import (
     per_corpus_uar,
     train_head,
 )
+from emotionnet.training.whisper_recipe import fit_temperature
 
 CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser")
 SCALES = np.round(np.exp(np.linspace(np.log(0.8), np.log(3.0), 31)), 3)
@@ -47,11 +48,6 @@ WINDOW_SHAPE = (7, 38, 512)
 
 def labels_of(records: Sequence[Record]) -> np.ndarray:
     return np.array([LABEL_INDEX[r.emotion] for r in records])
-
-
-def fit_temperature(logits: list[torch.Tensor], y: np.ndarray) -> float:
-    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
-    return float(min(grid, key=lambda t: log_loss(y, clip_probabilities(logits, float(t)))))
 
 
 def figures(records: Sequence[Record], logits: list[torch.Tensor], temperature: float) -> dict:

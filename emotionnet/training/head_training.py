@@ -23,8 +23,10 @@ import torch
 
 from emotionnet.corpora import Record
 from emotionnet.evaluation.metrics import uar
+from emotionnet.inference.results import ScoredWindows
 from emotionnet.labels import LABEL_INDEX, LABELS
 from emotionnet.models.whisper.head import CACHE_POOL, EmotionHead
+from emotionnet.training import calibration
 from emotionnet.training.batches import classes_present, sampling_weights
 from emotionnet.training.encoder_cache import StateStore, clip_key
 from emotionnet.training.trainer import masked_cross_entropy
@@ -119,9 +121,15 @@ def clip_logits(head: EmotionHead, cache: CachedStates, records: Sequence[Record
     return [torch.stack(rows) if rows else torch.empty(0, len(LABELS)) for rows in out]
 
 
+def as_scored(logits: Sequence[torch.Tensor]) -> list[ScoredWindows]:
+    """Cached windows' logits as the recognizer's `ScoredWindows` (every window speech: acted clips),
+    so calibration and clip answers use the one implementation (training/calibration.py)."""
+    return [ScoredWindows(0, [0] * len(x), [True] * len(x), x) for x in logits]
+
+
 def clip_probabilities(logits: Sequence[torch.Tensor], temperature: float) -> np.ndarray:
     """(clips, classes): the mean of each clip's windows' calibrated probabilities."""
-    return np.stack([torch.softmax(x.float() / temperature, dim=-1).mean(dim=0).numpy() for x in logits])
+    return calibration.clip_probabilities(as_scored(logits), temperature)
 
 
 def per_corpus_uar(records: Sequence[Record], probabilities: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, split_of
-from emotionnet.evaluation.metrics import log_loss, report
+from emotionnet.evaluation.metrics import report
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import save_model_file
@@ -31,6 +31,7 @@ from emotionnet.models.spec import ModelSpec, default_hparams
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
 from emotionnet.models.whisper.weights import ENCODER_NAME, WEIGHTS_ENV, load_encoder_tensors, tensors_digest
+from emotionnet.training.calibration import calibrate_temperature
 from emotionnet.training.encoder_cache import (
     HOP_SECONDS,
     WINDOW_SECONDS,
@@ -42,6 +43,7 @@ from emotionnet.training.encoder_cache import (
 from emotionnet.training.head_training import (
     CachedStates,
     HeadConfig,
+    as_scored,
     clip_logits,
     clip_probabilities,
     train_head,
@@ -71,9 +73,8 @@ class WhisperRecipe:
 
 
 def fit_temperature(logits: list[torch.Tensor], labels: np.ndarray) -> float:
-    """The temperature minimising validation log-loss (the grid of the CRNN's calibration)."""
-    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
-    return float(min(grid, key=lambda t: log_loss(labels, clip_probabilities(logits, float(t)))))
+    """The temperature minimising validation log-loss (the CRNN's calibration, on cached windows)."""
+    return calibrate_temperature(as_scored(logits), labels)
 
 
 def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperEncoder, digest: str) -> None:
