@@ -95,8 +95,9 @@ def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeyp
     """Two corpora named as released, cached, two folds saved by separate runs, then one report."""
     import json
 
-    from benchmarks import whisper_head
     from conftest import voiced, write_wav
+
+    from benchmarks import whisper_head
     from emotionnet.training import encoder_cache
 
     if installed_parts() is None:
