@@ -142,8 +142,8 @@ def per_corpus_uar(records: Sequence[Record], probabilities: np.ndarray) -> dict
 
 
 def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Record], config: HeadConfig,
-               train_variants: Sequence[str] = ("clean", "aug1"), n_states: int | None = None,
-               width: int = 512, progress: Callable[[str], None] | None = None) -> tuple[EmotionHead, dict]:
+               train_variants: Sequence[str] = ("clean", "aug1"), width: int = 512,
+               progress: Callable[[str], None] | None = None) -> tuple[EmotionHead, dict]:
     """The head with the best mean per-corpus validation UAR, and its training history."""
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
@@ -154,7 +154,7 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
     weights = sampling_weights(item_records)
     labels = torch.tensor([LABEL_INDEX[r.emotion] for r in item_records])
     present = classes_present(item_records)
-    n_states = n_states or config.layers + 1
+    n_states = config.layers + 1  # the blocks' input and each used block's output
     head = EmotionHead(config.layers + 1, width, config.hidden, config.attention, config.dropout, len(LABELS),
                        config.frame_pool // CACHE_POOL, config.center_time)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
