@@ -60,7 +60,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
 def file_key(path: str) -> str:
     """What names a file in the results: its resolved absolute path, or the full URL of a remote one.
 
-    `batchin/a.wav`, `work/batchin/a.wav` and `/home/me/work/batchin/a.wav` are one file,
+    `batchin/a.wav`, `work/batchin/a.wav` and the same path from the filesystem root are one file,
     scored once and skipped on a re-run under any of these spellings.
     """
     if is_uri(path):
