@@ -29,8 +29,9 @@ import torch
 from emotionnet.corpora import Record, find_records, split_of
 from emotionnet.evaluation.metrics import collapse, expected_calibration_error, summary
 from emotionnet.labels import LABEL_INDEX
+from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
-from emotionnet.training.encoder_cache import encoder_folder
+from emotionnet.training.encoder_cache import encoder_folder, window_shape
 from emotionnet.training.head_training import (
     CachedStates,
     HeadConfig,
@@ -43,7 +44,6 @@ from emotionnet.training.whisper_recipe import fit_temperature
 
 CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser")
 SCALES = np.round(np.exp(np.linspace(np.log(0.8), np.log(3.0), 31)), 3)
-WINDOW_SHAPE = (7, 38, 512)
 
 
 def labels_of(records: Sequence[Record]) -> np.ndarray:
@@ -117,9 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return combine(Path(args.combine), args.json)
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
     digest = tensors_digest(tensors)
+    shape = window_shape(WhisperEncoder.from_ctranslate2(tensors))  # what each cached window holds
     del tensors
     variants = tuple(args.variants.split(","))
-    cache = CachedStates(encoder_folder(digest), variants, WINDOW_SHAPE, digest)
+    cache = CachedStates(encoder_folder(digest), variants, shape, digest)
     records = find_records([args.data]).records
 
     def log(message: str) -> None:

@@ -45,10 +45,10 @@ def model_path() -> str | None:
 
 def model_choices() -> list[str]:
     """The models the page offers: the one it was started with first, then the named ones installed."""
-    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+    from emotionnet.models.whisper.weights import weights_available
 
     choices = [model_path() or "default", "default"]
-    if installed_parts() is not None or os.environ.get(WEIGHTS_ENV):
+    if weights_available():
         choices.append("whisper-base")
     return list(dict.fromkeys(choices))
 

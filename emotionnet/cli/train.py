@@ -69,11 +69,11 @@ def recipe_from_args(args):
 def run_whisper(args, collection, out: Path) -> dict:
     """The whisper-base recipe: encoder states cached (the slow, resumable part), then the head."""
     from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+    from emotionnet.models.whisper.weights import weights_available
     from emotionnet.training.head_training import HeadConfig
     from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
 
-    if installed_parts() is None and not os.environ.get(WEIGHTS_ENV):
+    if not weights_available():
         raise MissingExtraError("--arch whisper", "the Whisper-base weights", "whisper")
     head = HeadConfig()
     changes = {name: getattr(args, name) for name in ("epochs", "lr", "steps_per_epoch", "batch_size", "seed")

@@ -267,11 +267,11 @@ def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
 
 def _load_whisper_base(backend: str) -> EmotionRecognizer:
     from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import WEIGHTS_ENV, installed_parts
+    from emotionnet.models.whisper.weights import weights_available
 
     if backend != "torch":
         raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
-    if installed_parts() is None and not os.environ.get(WEIGHTS_ENV):
+    if not weights_available():
         raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
     return EmotionRecognizer(whisper_base_model_path(), backend=backend)
 

