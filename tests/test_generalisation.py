@@ -9,7 +9,7 @@ from conftest import voiced
 
 from emotionnet.evaluation.channels import CHANNELS, mu_law, pink_noise
 from emotionnet.evaluation.metrics import brier_score, collapse, expected_calibration_error, reliability
-from emotionnet.training.trainer import masked_cross_entropy
+from emotionnet.training.losses import masked_cross_entropy
 
 
 def test_collapse_is_the_share_of_the_commonest_answer():

@@ -47,6 +47,18 @@ def test_the_model_file_is_complete_and_loads(trained):
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5
 
 
+def test_a_whisper_teacher_reads_the_cache_and_gives_the_recognizers_answer(trained, toy):
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.training.distillation import teacher_probabilities
+
+    path, _ = trained
+    records = read_manifest(toy / "toy.csv").records[:6]
+    soft = teacher_probabilities(path, records, progress=False)
+    recognizer = load_model(path)
+    direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
+    assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16
+
+
 def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
     """A second run encodes nothing; a clip whose bytes change is encoded again."""
     from emotionnet.models.whisper.encoder import WhisperEncoder
@@ -120,3 +132,42 @@ def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeyp
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result["loco"]) == {"crema-d", "savee"} and result["unseen_corpus_scale"] in whisper_head.SCALES
     assert all(fold["test"]["n"] == 6 and fold["held_out_val"]["n"] == 6 for fold in result["loco"].values())
+
+
+def test_tune_whisper_judges_each_trial_on_corpora_left_out(toy, tmp_path, capsys):
+    import json
+
+    import soundfile
+    from conftest import write_wav
+
+    from emotionnet.cli.main import main
+    from emotionnet.models.file import load_model_file
+    from emotionnet.training.whisper_recipe import WhisperRecipe
+
+    optuna = pytest.importorskip("optuna", reason="emotionnet tune needs optuna (the tune extra)")
+    rows = ["path,emotion,speaker,corpus,split"]
+    for corpus, gain in (("a", 1.0), ("b", 0.5)):  # two corpora of different audio, so two LOCO folds
+        for line in (toy / "toy.csv").read_text().splitlines()[1:]:
+            path, emotion, speaker, split = line.split(",")
+            audio, rate = soundfile.read(toy / path)
+            out = write_wav(tmp_path / corpus / path.split("/")[-1], audio * gain, rate)
+            rows.append(f"{out},{emotion},{speaker},{corpus},{split}")
+    manifest = tmp_path / "two.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    study_dir = tmp_path / "study"
+    assert main(["tune", "--manifest", str(manifest), "--arch", "whisper", "--out", str(study_dir), "--trials", "2",
+                 "--epochs", "1", "--steps-per-epoch", "2"]) == 0
+    study = optuna.load_study(study_name="emotionnet", storage=f"sqlite:///{study_dir / 'study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(study.trials) == 2 and done
+    for trial in done:  # the objective is the mean of the held-out corpora's validation UARs
+        assert trial.value == pytest.approx((trial.user_attrs["val_uar_a"] + trial.user_attrs["val_uar_b"]) / 2)
+        assert set(trial.intermediate_values) == {0, 1}
+    assert "| folds |" in (study_dir / "trials.md").read_text()
+    best = json.loads((study_dir / "best_recipe.json").read_text())
+    assert WhisperRecipe.from_dict(best).head.layers == study.best_trial.params["layers"]
+    out = tmp_path / "best.safetensors"
+    assert main(["train", "--manifest", str(manifest), "--recipe", str(study_dir / "best_recipe.json"),
+                 "--out", str(out), "--quiet"]) == 0
+    hparams = load_model_file(out).metadata["model"]["hparams"]
+    assert (hparams["layers"], hparams["hidden"]) == (best["head"]["layers"], best["head"]["hidden"])

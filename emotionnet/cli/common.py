@@ -95,3 +95,24 @@ def warn_skipped(collection) -> None:
         counts = ", ".join(f"{label!r} {n}" for label, n in sorted(collection.skipped.items()))
         print(f"emotionnet: warning: left out {sum(collection.skipped.values())} clip(s) whose label is not "
               f"one of {', '.join(LABELS)}: {counts}", file=sys.stderr)
+
+
+def whisper_recipe(args, command: str, options: tuple[str, ...]):
+    """The whisper recipe of `--recipe` (else the default) with the head options in `options` that
+    were given; one line if the Whisper weights are missing or the file is not a whisper recipe."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from emotionnet.extras import MissingExtraError
+    from emotionnet.models.whisper.weights import weights_available
+    from emotionnet.training.whisper_recipe import WhisperRecipe
+
+    if not weights_available():
+        raise MissingExtraError(command, "the Whisper-base weights", "whisper")
+    try:
+        base = WhisperRecipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else WhisperRecipe()
+    except (OSError, ValueError, TypeError) as exc:
+        raise CLIError(f"{args.recipe}: not a usable whisper recipe ({exc})") from None
+    changes = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    return dataclasses.replace(base, head=dataclasses.replace(base.head, **changes))

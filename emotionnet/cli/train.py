@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped
+from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped, whisper_recipe
 
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
   emotionnet train --manifest mine.csv --out mine.safetensors
   emotionnet train ../shared/data --arch whisper --out whisper.safetensors   the whisper-base recipe
+  emotionnet train ../shared/data --teacher whisper-base    the CRNN, also taught by whisper-base's soft labels
 Re-running the same command resumes from OUT.ckpt after an interruption."""
 
 
@@ -39,6 +41,10 @@ def add_parser(sub) -> None:
     p.add_argument("--normalisation", choices=("speaker", "utterance", "global", "none"),
                    help="feature normalisation (default: speaker, per band with the speaker's statistics)")
     p.add_argument("--seed", type=int, help="fixes the weights' initialisation, the data order and augmentation (default 0)")
+    p.add_argument("--teacher", metavar="NAME|FILE",
+                   help="distil: a model (e.g. whisper-base) whose probabilities are soft labels beside the hard ones")
+    p.add_argument("--distillation-weight", type=float, metavar="W",
+                   help="the teacher's share of the loss, 0-1 (default 0.5)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--restart", action="store_true", help="ignore OUT.ckpt and start from scratch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -54,7 +60,9 @@ def recipe_from_args(args):
     if args.no_augment:
         recipe.augment = False
     fit = recipe.fit
-    for name in ("epochs", "lr", "patience", "steps_per_epoch", "batch_size", "seed"):
+    if args.teacher:
+        recipe.teacher = args.teacher
+    for name in ("epochs", "lr", "patience", "steps_per_epoch", "batch_size", "seed", "distillation_weight"):
         if getattr(args, name) is not None:
             setattr(fit, name, getattr(args, name))
     if args.channels:
@@ -66,19 +74,19 @@ def recipe_from_args(args):
     return recipe
 
 
+def _recipe_arch(path: str | None) -> str | None:
+    """The architecture a recipe file names (None without one, or when it cannot be read: reading it reports that)."""
+    try:
+        return json.loads(Path(path).read_text()).get("arch") if path else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def run_whisper(args, collection, out: Path) -> dict:
     """The whisper-base recipe: encoder states cached (the slow, resumable part), then the head."""
-    from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
-    from emotionnet.training.head_training import HeadConfig
-    from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
+    from emotionnet.training.whisper_recipe import train_whisper_model
 
-    if not weights_available():
-        raise MissingExtraError("--arch whisper", "the Whisper-base weights", "whisper")
-    head = HeadConfig()
-    changes = {name: getattr(args, name) for name in ("epochs", "lr", "steps_per_epoch", "batch_size", "seed")
-               if getattr(args, name) is not None}
-    recipe = WhisperRecipe(dataclasses.replace(head, **changes))
+    recipe = whisper_recipe(args, "--arch whisper", ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
     return train_whisper_model(collection, out, recipe, sources=[*args.folders, *([args.manifest] if args.manifest else [])],
                                progress=not args.quiet)
 
@@ -91,7 +99,7 @@ def run(args) -> int:
         raise CLIError("--batch-size and --epochs must be at least 1")
     collection = load_collection(args.folders, args.manifest)
     warn_skipped(collection)
-    if args.arch == "whisper":
+    if args.arch == "whisper" or (args.arch is None and _recipe_arch(args.recipe) == "whisper"):
         out = Path(args.out or "emotionnet-whisper.safetensors")
         meta = run_whisper(args, collection, out)
         return _show_result(out, meta, format_report)
@@ -103,6 +111,10 @@ def run(args) -> int:
         recipe.spec.window_hop()  # the one window rule, before any clip is read
     except ValueError as exc:
         raise CLIError(f"--window: {exc}") from None
+    if not 0 <= recipe.fit.distillation_weight <= 1:
+        raise CLIError("--distillation-weight must be between 0 and 1")
+    if recipe.teacher:
+        _check_teacher(recipe.teacher)
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
     folder = out.parent.resolve()
@@ -128,6 +140,17 @@ def run(args) -> int:
     except OSError as exc:
         raise CLIError(f"{exc.filename or out}: {exc.strerror or exc}", "check the path and free disk space") from None
     return _show_result(out, meta, format_report)
+
+
+def _check_teacher(teacher: str) -> None:
+    """Load the teacher now, so a wrong name or file stops the run before any clip is read."""
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.models.file import ModelFileError
+
+    try:
+        load_model(teacher)
+    except (ModelFileError, ValueError, OSError) as exc:
+        raise CLIError(f"--teacher: {exc}") from None
 
 
 def _show_result(out: Path, meta: dict, format_report) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection
+from emotionnet.cli.common import CLIError, add_command, load_collection, whisper_recipe
 from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          search; re-run to resume after a kill
   emotionnet tune ../shared/data --trials 30 --out tune/          ten more trials in the same study
   emotionnet train ../shared/data --recipe tune/best_recipe.json --out best.safetensors
+  emotionnet tune ../shared/data --arch whisper --trials 8 --out tune-whisper/
+                  the whisper-base head, each trial judged by leave-one-corpus-out validation UAR
 Trials are pruned on validation UAR after each epoch; tune/trials.md and tune/trials.png show them."""
 
 
@@ -21,7 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default="tune", help="study folder (default: tune/)")
     p.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study (default 20)")
     p.add_argument("--recipe", metavar="JSON", help="base recipe (default: the default recipe)")
-    p.add_argument("--arch", choices=("cnn", "crnn"), help="architecture of every trial (default: the recipe's)")
+    p.add_argument("--arch", choices=("cnn", "crnn", "whisper"),
+                   help="architecture of every trial (default: the recipe's); whisper searches the whisper-base "
+                        "head, its objective the mean validation UAR of corpora left out of training")
     p.add_argument("--epochs", type=int, help="maximum epochs per trial")
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
@@ -30,14 +35,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.training.recipe import Recipe
+    from emotionnet.training.tune import tune
 
-    try:
-        from emotionnet.training.tune import plot_trials, trials_table, tune
-    except ImportError:
-        raise CLIError("tune needs Optuna", "pip install 'emotionnet[tune]'") from None
+    if importlib.util.find_spec("optuna") is None:
+        raise CLIError("tune needs Optuna", "pip install 'emotionnet[tune]'")
     if args.trials < 1 or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--trials and --epochs must be at least 1")
     collection = load_collection(args.folders, args.manifest)
+    if args.arch == "whisper":
+        return _run_whisper(args, collection)
     try:
         base = Recipe.read(args.recipe) if args.recipe else Recipe()
     except ValueError as exc:
@@ -50,24 +56,43 @@ def run(args) -> int:
     if args.steps_per_epoch:
         base.fit.steps_per_epoch = args.steps_per_epoch
     out = Path(args.out)
-
-    def show(trial) -> None:
-        value = f"{trial.value:.3f}" if trial.value is not None else "—"
-        print(f"trial {trial.number:3d}  {trial.state.name.lower():8s}  best val UAR {value}  {trial.params}",
-              flush=True)
-
     print(f"tuning on {len(collection.records)} clips {collection.per_corpus()}; study {out / 'study.db'}", flush=True)
     try:
-        study = tune(collection, out, args.trials, base, seed=args.seed, on_trial=show)
+        study = tune(collection, out, args.trials, base, seed=args.seed, on_trial=_show)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    (out / "trials.md").write_text(trials_table(study))
+    return _write_results(study, out, "epochs")
+
+
+def _show(trial) -> None:
+    value = f"{trial.value:.3f}" if trial.value is not None else "—"
+    print(f"trial {trial.number:3d}  {trial.state.name.lower():8s}  best val UAR {value}  {trial.params}", flush=True)
+
+
+def _run_whisper(args, collection) -> int:
+    from emotionnet.training.tune import tune_whisper
+
+    base = whisper_recipe(args, "tune --arch whisper", ("epochs", "steps_per_epoch", "seed"))
+    out = Path(args.out)
+    print(f"tuning the whisper head on {len(collection.records)} clips {collection.per_corpus()}, judged on corpora "
+          f"left out; study {out / 'study.db'}", flush=True)
+    try:
+        study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    return _write_results(study, out, "folds")
+
+
+def _write_results(study, out: Path, steps: str) -> int:
+    from emotionnet.training.tune import plot_trials, trials_table
+
+    (out / "trials.md").write_text(trials_table(study, steps))
     try:
         plot_trials(study, out / "trials.png")
     except MissingExtraError as exc:  # the table and the best recipe are written; the picture is optional
         print(f"emotionnet: warning: {out / 'trials.png'} not written: {exc}", file=sys.stderr)
     print()
-    print(trials_table(study))
+    print(trials_table(study, steps))
     if (out / "best_recipe.json").is_file():
         print(f"best recipe: {out / 'best_recipe.json'} (emotionnet train ... --recipe {out / 'best_recipe.json'})")
     return 0

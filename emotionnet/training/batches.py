@@ -48,9 +48,11 @@ class BatchMaker:
         frames: int,
         augment: AugmentConfig | None,
         own_context_p: float = 0.3,
+        teacher: np.ndarray | None = None,
     ):
         """`own_context_p`: for `speaker` normalisation, the share of clips normalised by their
-        own statistics instead of their speaker's, as a lone clip is at prediction time."""
+        own statistics instead of their speaker's, as a lone clip is at prediction time.
+        `teacher`: (clips, classes) a teacher's probabilities, the soft labels of distillation."""
         self.log_mels = log_mels
         self.labels = torch.tensor([LABEL_INDEX[r.emotion] for r in records])
         self.present = classes_present(records)
@@ -59,6 +61,7 @@ class BatchMaker:
         self.frames = frames
         self.augment = augment
         self.own_context_p = own_context_p
+        self.teacher = None if teacher is None else torch.as_tensor(teacher, dtype=torch.float32)
         if feature_config.normalisation == "speaker":
             groups: dict[str, list[int]] = defaultdict(list)
             for i, record in enumerate(records):

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from emotionnet.corpora import Record
+from emotionnet.corpora import Record, split_of
 from emotionnet.evaluation.metrics import uar
 from emotionnet.inference.results import ScoredWindows
 from emotionnet.labels import LABEL_INDEX, LABELS
@@ -29,7 +29,7 @@ from emotionnet.models.whisper.head import CACHE_POOL, EmotionHead
 from emotionnet.training import calibration
 from emotionnet.training.batches import classes_present, sampling_weights
 from emotionnet.training.encoder_cache import StateStore, clip_key
-from emotionnet.training.trainer import masked_cross_entropy
+from emotionnet.training.losses import masked_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -190,3 +190,19 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
             best = (score, copy.deepcopy(head.state_dict()), epoch + 1)
     head.load_state_dict(best[1])
     return head.eval(), {"history": history, "best_epoch": best[2], "val_uar": best[0]}
+
+
+def held_out_validation_uar(cache: CachedStates, records: Sequence[Record], held_out: str, config: HeadConfig,
+                            train_variants: Sequence[str] = ("clean", "aug1")) -> float:
+    """One LOCO fold judged on validation clips only: the head trained on the other corpora's train
+    splits (selected on their val splits), its UAR on `held_out`'s validation clips, each clip alone."""
+    def part(split: str, inside: bool) -> list[Record]:
+        return [r for r in records if split_of(r) == split and (r.corpus == held_out) != inside
+                and cache.windows(r, "clean")]
+
+    head, _ = train_head(cache, part("train", True), part("val", True), config, train_variants)
+    held_out_val = part("val", False)
+    if not held_out_val:
+        raise ValueError(f"{held_out} has no cached validation clips")
+    probabilities = clip_probabilities(clip_logits(head, cache, held_out_val, config.layers), 1.0)
+    return per_corpus_uar(held_out_val, probabilities)[held_out]

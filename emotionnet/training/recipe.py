@@ -39,6 +39,7 @@ from emotionnet.training.calibration import (
     calibration_record,
     clip_probabilities,
 )
+from emotionnet.training.distillation import teacher_probabilities, teacher_record
 from emotionnet.training.trainer import EpochCallback, FitConfig, FitResult, fit
 
 MODEL_FIELDS = ("arch", "hparams", "window", "hop", "features")  # the recipe's ModelSpec fields, flat in its JSON
@@ -74,10 +75,14 @@ class Recipe:
     # clips (`calibration.unseen_corpus_scale`, run by benchmarks/generalisation.py, "Temperature
     # for a corpus the model never heard"). Calibration after training: it changes no weight.
     unseen_corpus_temperature_scale: float
+    # A model (name or file) whose calibrated probabilities are soft labels beside the hard ones
+    # (training/distillation.py; their weight is `fit.distillation_weight`). None: hard labels only.
+    teacher: str | None
 
     def __init__(self, spec: ModelSpec | None = None, *, augment: bool = True,
                  augmentation: AugmentConfig | None = None, own_context_p: float = 0.9,
-                 fit: FitConfig | None = None, unseen_corpus_temperature_scale: float = 1.32, **model):
+                 fit: FitConfig | None = None, unseen_corpus_temperature_scale: float = 1.32,
+                 teacher: str | None = None, **model):
         unknown = set(model) - set(MODEL_FIELDS)
         if unknown:
             raise TypeError(f"Recipe got unexpected argument(s) {', '.join(sorted(unknown))}")
@@ -88,6 +93,7 @@ class Recipe:
         self.own_context_p = own_context_p
         self.fit = fit or FitConfig()
         self.unseen_corpus_temperature_scale = unseen_corpus_temperature_scale
+        self.teacher = None if teacher is None else str(teacher)
 
     # The spec's fields, read and set by name (a spec is frozen: setting one replaces it).
     arch = property(lambda self: self.spec.arch, lambda self, v: self._set(arch=v))
@@ -107,12 +113,13 @@ class Recipe:
                 "augment": self.augment, "augmentation": dataclasses.asdict(self.augmentation),
                 "own_context_p": self.own_context_p, "fit": dataclasses.asdict(self.fit),
                 "unseen_corpus_temperature_scale": self.unseen_corpus_temperature_scale,
-                "features": self.features.to_dict()}
+                "features": self.features.to_dict(), **({"teacher": self.teacher} if self.teacher else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Recipe:
         """The inverse of `to_dict`; keys left out keep their defaults, unknown keys are an error."""
-        known = {*MODEL_FIELDS, "augment", "augmentation", "own_context_p", "fit", "unseen_corpus_temperature_scale"}
+        known = {*MODEL_FIELDS, "augment", "augmentation", "own_context_p", "fit", "unseen_corpus_temperature_scale",
+                 "teacher"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown recipe key(s): {', '.join(sorted(unknown))}")
@@ -219,6 +226,7 @@ def training_record(collection: Collection, splits: Splits, recipe: Recipe, resu
         "best_epoch": result.best_epoch,
         "wall_seconds": round(result.seconds, 1),
         "history": result.history,
+        **({"teacher": teacher_record(recipe.teacher)} if recipe.teacher else {}),
         "package_version": version("emotionnet"),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -248,8 +256,9 @@ def train_model(
     spec = dataclasses.replace(recipe.spec, hparams=recipe.spec.model_hparams)
     torch.manual_seed(recipe.fit.seed)  # before the model is built: its initial weights come from it too
     model = build_model(spec.arch, **spec.hparams)
+    teacher = teacher_probabilities(recipe.teacher, splits.records["train"], progress) if recipe.teacher else None
     batches = BatchMaker(splits.mels["train"], splits.records["train"], spec.features, spec.frames(spec.window),
-                         recipe.augmentation if recipe.augment else None, recipe.own_context_p)
+                         recipe.augmentation if recipe.augment else None, recipe.own_context_p, teacher)
     out = Path(out)
     result = fit(model, recipe.fit, batches, validation_score(spec, splits), checkpoint=out.with_name(out.name + ".ckpt"),
                  callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits.records["train"]])

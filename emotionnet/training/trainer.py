@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from emotionnet.training.batches import BatchMaker
+from emotionnet.training.losses import distillation_loss, masked_cross_entropy
 
 
 @dataclass
@@ -46,6 +47,7 @@ class FitConfig:
     seed: int = 0
     mixed_precision: bool = True
     steps_per_epoch: int | None = None  # None: one pass's worth of the training clips
+    distillation_weight: float = 0.5  # the teacher's share of the loss, when the batches carry soft labels
 
 
 @dataclass
@@ -140,21 +142,6 @@ def _autocast(device: torch.device, enabled: bool):
     # bf16 on CPU runs about 4x faster than fp32 here; fp16 with its wider support on GPU.
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
-def masked_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, smoothing: float = 0.0
-) -> torch.Tensor:
-    """Cross-entropy over the classes each clip's corpus has, label smoothing spread over those only.
-
-    A class a corpus lacks is neither a target nor a competitor for its clips: the loss
-    never teaches that a corpus's voices are never, say, disgusted.
-    """
-    log_probs = torch.log_softmax(logits.float().masked_fill(~present, float("-inf")), dim=-1)
-    log_probs = log_probs.masked_fill(~present, 0.0)
-    target = log_probs.gather(1, labels[:, None])[:, 0]
-    spread = log_probs.sum(dim=-1) / present.sum(dim=-1)
-    return -((1 - smoothing) * target + smoothing * spread).mean()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -253,6 +240,9 @@ def _train_epoch(run: _Run, epoch: int, batches: BatchMaker, device: torch.devic
         with _autocast(device, config.mixed_precision):
             logits = run.model(x)
         loss = masked_cross_entropy(logits, y, present, config.label_smoothing)
+        if batches.teacher is not None:
+            w = config.distillation_weight
+            loss = (1 - w) * loss + w * distillation_loss(logits, batches.teacher[indices].to(device), present)
         if not math.isfinite(loss.item()):
             raise _non_finite_loss(epoch, step, indices, batches, x, clip_names)
         run.optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 
 from emotionnet.corpora import Collection
+from emotionnet.training.head_training import HeadConfig
 from emotionnet.training.recipe import Recipe, train_model
+from emotionnet.training.whisper_recipe import WhisperRecipe
 
 STUDY_NAME = "emotionnet"
 SCALED_AUGMENTATIONS = ("noise_p", "eq_p", "bandlimit_p", "reverb_p", "warp_p", "tempo_p")
@@ -74,20 +76,11 @@ def tune(
     and checkpoint, named by its recipe), and after every trial `best_recipe.json`.
     """
     import optuna
-    from optuna.trial import TrialState
 
     out = Path(out)
     (out / "trials").mkdir(parents=True, exist_ok=True)
     base = base or Recipe()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-    )
-    requeued = _requeue_interrupted(study)
-    if requeued and progress:
-        print(f"tune: {requeued} interrupted trial(s) queued again", flush=True)
+    study = _open_study(out, seed, progress)
 
     def objective(trial) -> float:
         recipe = suggest_recipe(trial, base)
@@ -103,9 +96,33 @@ def tune(
                            callbacks=[report], progress=False)
         return max(h["uar"] for h in meta["training"]["history"])
 
+    return _run_study(study, objective, trials, out, on_trial)
+
+
+def _open_study(out: Path, seed: int, progress: bool):
+    """The study in `out/study.db`, created or resumed; trials a kill left running are queued again."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    requeued = _requeue_interrupted(study)
+    if requeued and progress:
+        print(f"tune: {requeued} interrupted trial(s) queued again", flush=True)
+    return study
+
+
+def _run_study(study, objective, trials: int, out: Path, on_trial):
+    """Run trials until `trials` have finished; after each, write the best trial's recipe."""
+    from optuna.trial import TrialState
+
     def after(study, trial) -> None:
         if any(t.state == TrialState.COMPLETE for t in study.trials):  # best_trial raises before the first
-            Recipe.from_dict(study.best_trial.user_attrs["recipe"]).write(out / "best_recipe.json")
+            best = study.best_trial.user_attrs["recipe"]
+            (out / "best_recipe.json").write_text(json.dumps(best, indent=1) + "\n")
         if on_trial:
             on_trial(trial)
 
@@ -115,11 +132,65 @@ def tune(
     return study
 
 
-def trials_table(study) -> str:
-    """The trials as a markdown table, best first."""
+def suggest_head(trial, base: HeadConfig) -> HeadConfig:
+    """The whisper head a trial proposes: `base` with its size and regularisation replaced."""
+    return dataclasses.replace(
+        base,
+        layers=trial.suggest_int("layers", 3, 6),
+        hidden=trial.suggest_categorical("hidden", [128, 192, 256, 384]),
+        dropout=trial.suggest_float("dropout", 0.1, 0.5),
+        lr=trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+        weight_decay=trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
+        label_smoothing=trial.suggest_float("label_smoothing", 0.0, 0.2),
+        frame_dropout=trial.suggest_float("frame_dropout", 0.0, 0.3),
+    )
+
+
+def tune_whisper(collection: Collection, out: str | Path, trials: int, base: WhisperRecipe | None = None,
+                 seed: int = 0, progress: bool = True, on_trial=None):
+    """Search the `whisper` head with leave-one-corpus-out validation as the objective.
+
+    The recipe is meant for voices no corpus had, so a trial is judged the way LOCO judges:
+    per corpus, a head trained on the others (selected on their validation clips) scored on
+    that corpus's validation clips; the objective is the mean over corpora. The running mean
+    is reported after each fold, so the median pruner stops a trial that trails. Test
+    splits are never read. The encoder cache is filled first (slow once, then reused).
+    """
+    import optuna
+
+    from emotionnet.training.head_training import held_out_validation_uar
+    from emotionnet.training.whisper_recipe import prepare_cache
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = base or WhisperRecipe()
+    records = collection.records
+    corpora = sorted({r.corpus for r in records})
+    if len(corpora) < 2:
+        raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
+    cache, _ = prepare_cache(records, base)
+    study = _open_study(out, seed, progress)
+
+    def objective(trial) -> float:
+        recipe = dataclasses.replace(base, head=suggest_head(trial, base.head))
+        trial.set_user_attr("recipe", recipe.to_dict())
+        scores = []
+        for fold, corpus in enumerate(corpora):
+            scores.append(held_out_validation_uar(cache, records, corpus, recipe.head, recipe.variants))
+            trial.set_user_attr(f"val_uar_{corpus}", scores[-1])
+            trial.report(float(sum(scores) / len(scores)), fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"held-out val UAR {scores[-1]:.3f} on {corpus}")
+        return float(sum(scores) / len(scores))
+
+    return _run_study(study, objective, trials, out, on_trial)
+
+
+def trials_table(study, steps: str = "epochs") -> str:
+    """The trials as a markdown table, best first; `steps` names what a trial reports after (epochs, folds)."""
     rows = sorted(study.trials, key=lambda t: (t.value is None, -(t.value or 0)))
     names = sorted({k for t in study.trials for k in t.params})
-    lines = ["| trial | state | best val UAR | epochs | " + " | ".join(names) + " |",
+    lines = [f"| trial | state | best val UAR | {steps} | " + " | ".join(names) + " |",
              "|---" * (len(names) + 4) + "|"]
     for t in rows:
         value = f"{t.value:.3f}" if t.value is not None else (

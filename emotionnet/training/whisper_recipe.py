@@ -65,6 +65,20 @@ class WhisperRecipe:
     def variants(self) -> tuple[str, ...]:
         return ("clean", *(f"aug{i + 1}" for i in range(self.augmented_copies)))
 
+    def to_dict(self) -> dict:
+        return {"arch": "whisper", "head": self.head.to_dict(), "augmented_copies": self.augmented_copies,
+                "unseen_corpus_temperature_scale": self.unseen_corpus_temperature_scale}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WhisperRecipe:
+        """The inverse of `to_dict` (as `emotionnet tune --arch whisper` writes it); unknown keys are an error."""
+        unknown = set(data) - {"arch", "head", "augmented_copies", "unseen_corpus_temperature_scale"}
+        if unknown or data.get("arch", "whisper") != "whisper":
+            raise ValueError(f"not a whisper recipe (unknown keys: {', '.join(sorted(unknown)) or 'none'}, "
+                             f"arch {data.get('arch')!r})")
+        rest = {k: v for k, v in data.items() if k not in ("arch", "head")}
+        return cls(HeadConfig(**data.get("head", {})), **rest)
+
     def hparams(self, encoder_digest: str) -> dict:
         h = self.head
         return {**default_hparams("whisper", WHISPER_FEATURES.n_mels), "encoder_digest": encoder_digest,
@@ -84,18 +98,24 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
         fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
 
 
+def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedStates, str]:
+    """The encoder cache for these records, filled where it lacks them, and where the weights came from."""
+    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
+    digest = tensors_digest(tensors)
+    encoder = WhisperEncoder.from_ctranslate2(tensors)
+    del tensors
+    cache_states(records, recipe, encoder, digest)
+    return CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest), where
+
+
 def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
                         sources: list[str] | None = None, progress: bool = True) -> dict:
     """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
     recipe = recipe or WhisperRecipe()
     start = time.time()
-    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
-    digest = tensors_digest(tensors)
-    encoder = WhisperEncoder.from_ctranslate2(tensors)
-    del tensors
     records = collection.records
-    cache_states(records, recipe, encoder, digest)
-    cache = CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest)
+    cache, where = prepare_cache(records, recipe)
+    digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}
     head, fit = train_head(cache, parts["train"], parts["val"], recipe.head, recipe.variants,
