@@ -36,10 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ALL_CORPORA, DEFAULT_DATA, resolve_data, train_or_reuse
+from benchmarks.common import ALL_CORPORA, DEFAULT_DATA, model_name, resolve_data, train_or_reuse
 from emotionnet.corpora import Collection, Record, find_records, split_of
 from emotionnet.evaluation.metrics import collapse, expected_calibration_error, summary
 from emotionnet.labels import LABEL_INDEX
+from emotionnet.training.head_training import HeadConfig
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # the teacher's weight; 0 is the CRNN alone
 MODELS = ("plain", "distilled", "teacher")
@@ -68,25 +69,26 @@ def figures(y: np.ndarray, probs: np.ndarray) -> dict:
     return {**summary(y, pred), "collapse": collapse(pred), "ece": expected_calibration_error(y, probs)}
 
 
-def teacher_file(held_out: str, train: list[Record]) -> Path:
-    """The fold's whisper-base head, trained once and kept."""
-    from emotionnet.training.whisper_recipe import train_whisper_model
+def teacher_file(held_out: str, train: list[Record], head: HeadConfig) -> Path:
+    """The fold's whisper-base head, trained once and kept (named by its configuration and clips)."""
+    from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
 
-    out = cache_folder() / "distillation" / f"teacher-{held_out}.safetensors"
+    recipe = WhisperRecipe(head)
+    out = cache_folder() / "distillation" / model_name(f"teacher-{held_out}", head.seed, recipe, train)
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        train_whisper_model(Collection(records=train), out, progress=False)
+        train_whisper_model(Collection(records=train), out, recipe, progress=False)
     return out
 
 
-def run_fold(records: list[Record], held_out: str, epochs: int, steps: int, seed: int) -> dict:
+def run_fold(records: list[Record], held_out: str, epochs: int, steps: int, seed: int, head: HeadConfig) -> dict:
     from emotionnet.training.distillation import teacher_probabilities
     from emotionnet.training.recipe import Recipe
 
     train = [r for r in records if r.corpus != held_out and split_of(r) in ("train", "val")]
     subset = Collection(records=train)
     started = time.time()
-    teacher = teacher_file(held_out, train)
+    teacher = teacher_file(held_out, train, head)
     files = {"teacher": teacher}
     for name, taught in (("plain", None), ("distilled", str(teacher))):
         recipe = Recipe(teacher=taught)
@@ -155,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=12, help="CRNN epochs (budget)")
     parser.add_argument("--steps", type=int, default=250, help="CRNN steps per epoch (budget)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head-config", default="{}", help="the teachers' HeadConfig fields as JSON")
     parser.add_argument("--folds-dir", default="runs/distillation", help="each fold's probabilities are saved here")
     parser.add_argument("--combine", help="report the folds saved in this folder")
     parser.add_argument("--json", help="write the combined result here")
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for corpus in [c for c in args.corpora.split(",") if c]:
         print(f"distillation: fold without {corpus}", file=sys.stderr, flush=True)
-        fold = run_fold(records, corpus, args.epochs, args.steps, args.seed)
+        fold = run_fold(records, corpus, args.epochs, args.steps, args.seed, HeadConfig(**json.loads(args.head_config)))
         (out / f"fold-{corpus}.json").write_text(json.dumps(fold) + "\n")
     return 0
 

