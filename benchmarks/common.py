@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from emotionnet.corpora import Collection, Record, split_of
+from emotionnet.labels import LABEL_INDEX
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -295,3 +296,17 @@ def train_or_reuse(name: str, seed: int, collection: Collection, recipe, cache: 
               file=sys.stderr, flush=True)
     meta = train_model(collection, out, recipe, callbacks=[show], progress=False)
     return out, meta, False
+
+
+def labels_of(records: Sequence[Record]) -> np.ndarray:
+    """Each record's class index."""
+    return np.array([LABEL_INDEX[r.emotion] for r in records])
+
+
+def clip_figures(y: np.ndarray, probs: np.ndarray) -> dict:
+    """UAR, accuracy, macro-F1, collapse, ECE and Brier of clip probabilities."""
+    from emotionnet.evaluation.metrics import brier_score, collapse, expected_calibration_error, summary
+
+    pred = probs.argmax(axis=1)
+    return {**summary(y, pred), "collapse": collapse(pred),
+            "ece": expected_calibration_error(y, probs), "brier": brier_score(y, probs)}

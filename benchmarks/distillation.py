@@ -36,10 +36,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ALL_CORPORA, DEFAULT_DATA, model_name, resolve_data, train_or_reuse
+from benchmarks.common import (
+    ALL_CORPORA,
+    DEFAULT_DATA,
+    clip_figures,
+    labels_of,
+    model_name,
+    resolve_data,
+    train_or_reuse,
+)
 from emotionnet.corpora import Collection, Record, find_records, split_of
-from emotionnet.evaluation.metrics import collapse, expected_calibration_error, summary
-from emotionnet.labels import LABEL_INDEX
 from emotionnet.training.head_training import HeadConfig
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # the teacher's weight; 0 is the CRNN alone
@@ -52,21 +58,12 @@ def cache_folder() -> Path:
     return cache_root() / "benchmarks"
 
 
-def labels_of(records: Sequence[Record]) -> np.ndarray:
-    return np.array([LABEL_INDEX[r.emotion] for r in records])
-
-
 def fused(crnn: np.ndarray, teacher: np.ndarray, w: float) -> np.ndarray:
     """Clip probabilities from the two models' log-probabilities, averaged with the teacher's weight w."""
     logits = (1 - w) * np.log(np.clip(crnn, 1e-12, 1)) + w * np.log(np.clip(teacher, 1e-12, 1))
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     return probs / probs.sum(axis=1, keepdims=True)
-
-
-def figures(y: np.ndarray, probs: np.ndarray) -> dict:
-    pred = probs.argmax(axis=1)
-    return {**summary(y, pred), "collapse": collapse(pred), "ece": expected_calibration_error(y, probs)}
 
 
 def teacher_file(held_out: str, train: list[Record], head: HeadConfig) -> Path:
@@ -109,7 +106,7 @@ def combine(folder: Path) -> dict:
     folds = {p.stem.removeprefix("fold-"): json.loads(p.read_text()) for p in sorted(folder.glob("fold-*.json"))}
 
     def mean_val_uar(probs_of) -> float:
-        return float(np.mean([figures(np.array(f["val"]["labels"]), probs_of(f["val"]))["uar"]
+        return float(np.mean([clip_figures(np.array(f["val"]["labels"]), probs_of(f["val"]))["uar"]
                               for f in folds.values()]))
 
     fusion_val = {base: {str(w): mean_val_uar(lambda s, b=base, w=w: fused(np.array(s[b]), np.array(s["teacher"]), w))
@@ -121,8 +118,8 @@ def combine(folder: Path) -> dict:
     result = {"benchmark": "distillation", "split": "v3", "folds": list(folds), "fusion_val_uar": fusion_val,
               "fusion_weight": chosen_w, "models": {}}
     for name, probs_of in candidates.items():
-        per = {c: {"val_uar": figures(np.array(f["val"]["labels"]), probs_of(f["val"]))["uar"],
-                   "test": figures(np.array(f["test"]["labels"]), probs_of(f["test"]))} for c, f in folds.items()}
+        per = {c: {"val_uar": clip_figures(np.array(f["val"]["labels"]), probs_of(f["val"]))["uar"],
+                   "test": clip_figures(np.array(f["test"]["labels"]), probs_of(f["test"]))} for c, f in folds.items()}
         result["models"][name] = {
             "per_corpus": per, "mean_val_uar": float(np.mean([p["val_uar"] for p in per.values()])),
             "mean_test_uar": float(np.mean([p["test"]["uar"] for p in per.values()])),

@@ -40,14 +40,20 @@ import numpy as np
 from benchmarks import peer_methods as peers
 from benchmarks.common import ALL_CORPORA as CORPORA
 from benchmarks.common import CORPORA as V1_CORPORA
-from benchmarks.common import DEFAULT_DATA, comma_list, finish, machine_info, resolve_data, shown, train_or_reuse
+from benchmarks.common import (
+    DEFAULT_DATA,
+    clip_figures,
+    comma_list,
+    finish,
+    machine_info,
+    resolve_data,
+    shown,
+    train_or_reuse,
+)
 from benchmarks.generalisation_report import TARGETS, format_markdown, plot_reliability
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of
 from emotionnet.digest import file_digest
 from emotionnet.evaluation.metrics import (
-    brier_score,
-    collapse,
-    expected_calibration_error,
     reliability,
     summary,
 )
@@ -79,20 +85,13 @@ def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.nd
     return clip_probabilities(recognizer.score_log_mels(mels, contexts=contexts), recognizer.temperature)
 
 
-def figures(y: np.ndarray, probs: np.ndarray) -> dict:
-    """UAR, accuracy, macro-F1, collapse, ECE and Brier of clip probabilities."""
-    pred = probs.argmax(axis=1)
-    return {**summary(y, pred), "collapse": collapse(pred),
-            "ece": expected_calibration_error(y, probs), "brier": brier_score(y, probs)}
-
-
 def table(records: Sequence[Record], probs: np.ndarray) -> dict:
     """Figures over all clips, over the four v1 corpora's clips (the v1 target's figure), and per corpus."""
     y = np.array([LABEL_INDEX[r.emotion] for r in records])
     corpora = np.array([r.corpus for r in records])
     v1 = np.isin(corpora, V1_CORPORA)
-    return {"overall": figures(y, probs), "overall_v1": figures(y[v1], probs[v1]) if v1.any() else None,
-            "per_corpus": {c: figures(y[corpora == c], probs[corpora == c]) for c in CORPORA if (corpora == c).any()}}
+    return {"overall": clip_figures(y, probs), "overall_v1": clip_figures(y[v1], probs[v1]) if v1.any() else None,
+            "per_corpus": {c: clip_figures(y[corpora == c], probs[corpora == c]) for c in CORPORA if (corpora == c).any()}}
 
 
 def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int) -> list:
@@ -177,7 +176,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         alone = clip_probabilities(scored, recognizer.temperature)
         # The realistic contexts too, so the per-speaker peer (which standardises with all of a
         # test speaker's clips) has a comparison that also knows something of the speaker.
-        contexts = {kind: figures(y, probabilities(recognizer, mels, speaker_contexts(records, mels, kind, seed)))
+        contexts = {kind: clip_figures(y, probabilities(recognizer, mels, speaker_contexts(records, mels, kind, seed)))
                     for kind in CONTEXTS[1:] if recognizer.features.normalisation == "speaker"}
         # Validation clips of the six corpora it learnt and of the one it never heard: where the
         # temperature for an unseen corpus is chosen (the test clips' curve is read, not used).
@@ -189,7 +188,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
             part_records, part_mels = load_split(part, recognizer.features, progress)
             calibration[name] = calibration_curves(recognizer.score_log_mels(part_mels),
                                                    np.array([LABEL_INDEX[r.emotion] for r in part_records]), base)
-        result[held_out] = {**figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
+        result[held_out] = {**clip_figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
                             "calibration": calibration,
                             "model_file": path.name,
                             "val_uar": meta["training"]["history"][meta["training"]["best_epoch"] - 1]["uar"],

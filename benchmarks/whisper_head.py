@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import clip_figures, labels_of
 from emotionnet.corpora import Record, find_records, split_of
-from emotionnet.evaluation.metrics import collapse, expected_calibration_error, summary
-from emotionnet.labels import LABEL_INDEX
+from emotionnet.evaluation.metrics import expected_calibration_error
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
 from emotionnet.training.encoder_cache import encoder_folder, window_shape
@@ -46,16 +46,9 @@ CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "bang
 SCALES = np.round(np.exp(np.linspace(np.log(0.8), np.log(3.0), 31)), 3)
 
 
-def labels_of(records: Sequence[Record]) -> np.ndarray:
-    return np.array([LABEL_INDEX[r.emotion] for r in records])
-
-
 def figures(records: Sequence[Record], logits: list[torch.Tensor], temperature: float) -> dict:
-    y, probs = labels_of(records), clip_probabilities(logits, temperature)
-    out = summary(y, probs.argmax(axis=1))
-    out |= {"ece": expected_calibration_error(y, probs), "collapse": collapse(probs.argmax(axis=1)),
-            "per_corpus_uar": per_corpus_uar(records, probs)}
-    return out
+    probs = clip_probabilities(logits, temperature)
+    return {**clip_figures(labels_of(records), probs), "per_corpus_uar": per_corpus_uar(records, probs)}
 
 
 def ece_curve(records, logits, temperature) -> list[float]:
