@@ -67,10 +67,34 @@ SPLITS = {
 }
 
 
+def _whisper_head(h: dict) -> str:
+    if h.get("head", "attentive") == "stats":
+        return (f"the states of the encoder's first {h['layers']} blocks (and its input), averaged over 80 ms; "
+                "each state's mean and standard deviation over the window, standardised with the training "
+                "windows' statistics; one linear layer to six logits (a logistic regression).")
+    return (f"the states of the encoder's first {h['layers']} blocks (and its input), averaged over "
+            f"{h['frame_pool'] * 20} ms, each layer-normalised, mixed by learnt layer weights, projected to "
+            f"{h['hidden']}, attentive statistics pooling (attention width {h['attention']}), dropout {h['dropout']}, "
+            "six logits.")
+
+
+def _whisper_training(head: dict, training: dict) -> str:
+    masks = "a loss over the classes each corpus has" if head.get("class_masks", True) else \
+        "a loss over all six classes"
+    if head.get("kind", "attentive") == "stats":
+        return (f"Head: one L-BFGS fit of the weighted cross-entropy plus L2 {head['l2']} on every training window, "
+                f"{masks}, each corpus x emotion cell weighted alike.")
+    return (f"Head: {head['epochs']} epochs x {head['steps_per_epoch']} steps of {head['batch_size']} windows, AdamW "
+            f"(lr {head['lr']}, weight decay {head['weight_decay']}), cosine schedule, label smoothing "
+            f"{head['label_smoothing']}, frame dropout {head['frame_dropout']}, {masks}, "
+            f"sampling balanced across corpora and classes, seed {head['seed']}; the epoch with the best mean "
+            f"per-corpus validation UAR kept (epoch {training['best_epoch']}).")
+
+
 def render_whisper(path: Path, meta: dict) -> str:
     """The card of a head on the frozen Whisper-base encoder (`--arch whisper`)."""
     model, training, h = meta["model"], meta["training"], meta["model"]["hparams"]
-    head = training["recipe"]["head"]
+    head, copies = training["recipe"]["head"], training["recipe"]["augmented_copies"]
     lines = [
         "# EmotionNet model card: whisper-base",
         "",
@@ -82,24 +106,17 @@ def render_whisper(path: Path, meta: dict) -> str:
         f"- Input: Whisper's 80-band log-mel (25 ms Hann window, 10 ms hop, log10 clamped 8 decades under the "
         f"window's peak, (x + 4) / 4), windows of {meta['inference']['window']} s every {meta['inference']['hop']} s "
         "with no padding to 30 s; a clip's answer is the mean of its speech windows' probabilities.",
-        f"- Head ({model['parameters']:,} parameters): the states of the encoder's first {h['layers']} blocks (and "
-        f"its input), averaged over {h['frame_pool'] * 20} ms, each layer-normalised, mixed by learnt layer weights, "
-        f"projected to {h['hidden']}, attentive statistics pooling (attention width {h['attention']}), "
-        f"dropout {h['dropout']}, six logits.",
+        f"- Head ({model['parameters']:,} parameters): {_whisper_head(h)}",
         f"- Output: `{', '.join(meta['labels'])}`, softmax with temperature {meta['temperature']:.3f}: "
         f"{_calibration(meta)}.",
         "",
         "## Training",
         f"- Data: {', '.join(f'{n:,} {k}' for k, n in training['clips'].items())} clips from "
         f"{', '.join(CORPORA[c][0] for c in training['corpora'] if c in CORPORA)}; split `{training['split']}`.",
-        f"- Encoder states cached once per window, for each clip clean and {training['recipe']['augmented_copies']} "
-        "waveform-augmented copy per training clip (speed, EQ, band-limiting, synthetic rooms, white/brown "
+        f"- Encoder states cached once per window, for each clip clean and {copies} waveform-augmented "
+        f"cop{'y' if copies == 1 else 'ies'} per training clip (speed, EQ, band-limiting, synthetic rooms, white/brown "
         "noise, level; none of them a channel of the channel suite).",
-        f"- Head: {head['epochs']} epochs x {head['steps_per_epoch']} steps of {head['batch_size']} windows, AdamW "
-        f"(lr {head['lr']}, weight decay {head['weight_decay']}), cosine schedule, label smoothing "
-        f"{head['label_smoothing']}, frame dropout {head['frame_dropout']}, a loss over the classes each corpus has, "
-        f"sampling balanced across corpora and classes, seed {head['seed']}; the epoch with the best mean "
-        f"per-corpus validation UAR kept (epoch {training['best_epoch']}).",
+        f"- {_whisper_training(head, training)}",
         f"- {training['wall_seconds'] / 60:.1f} min with the encoder cache filled, EmotionNet "
         f"{training['package_version']}, torch {training['torch']}, {training['date']}.",
         "",
@@ -126,7 +143,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         "- Acted speech in English, Polish, Amharic, Turkish and Bangla. Whisper's encoder heard 680,000 hours "
         "of speech in about 100 languages, which is why this model is the one for voices and languages no "
         "training corpus had; it is still judged on acted emotion.",
-        "- About ten times the default model's compute (a 3 s window costs about 0.07 s on one core).",
+        "- About ten times the default model's compute (`docs/results/speed-whisper-base.md`).",
         "- Not for decisions about people (hiring, health, policing): acted emotion is not felt emotion.",
         "",
         "## Licence and citations",

@@ -49,7 +49,8 @@ def test_other_encoder_weights_are_refused_naming_the_digest(tmp_path):
 def test_bad_whisper_hyper_parameters_are_refused(tmp_path):
     good = {**default_hparams("whisper", 80), "encoder_digest": DIGEST}
     for change, message in [({"layers": 7}, "layers"), ({"encoder_digest": "abc"}, "digest"),
-                            ({"encoder": "openai/whisper-large"}, "unknown encoder"), ({"width": 768}, "width")]:
+                            ({"encoder": "openai/whisper-large"}, "unknown encoder"), ({"width": 768}, "width"),
+                            ({"head": "linear"}, "head must be one of")]:
         with pytest.raises(ModelSpecError, match=message):
             ModelSpec.from_metadata({**ModelSpec("whisper", {**good, **change}, WHISPER_FEATURES).to_metadata()})
 

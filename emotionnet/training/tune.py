@@ -133,7 +133,15 @@ def _run_study(study, objective, trials: int, out: Path, on_trial):
 
 
 def suggest_head(trial, base: HeadConfig) -> HeadConfig:
-    """The whisper head a trial proposes: `base` with its size and regularisation replaced."""
+    """The whisper head a trial proposes: `base` with its size and regularisation replaced (the
+    linear "stats" head has only its layers, its L2 penalty and the loss's class masks to choose)."""
+    if base.kind == "stats":
+        return dataclasses.replace(
+            base,
+            layers=trial.suggest_int("layers", 2, 6),
+            l2=trial.suggest_float("l2", 3e-3, 0.5, log=True),
+            class_masks=trial.suggest_categorical("class_masks", [False, True]),
+        )
     return dataclasses.replace(
         base,
         layers=trial.suggest_int("layers", 3, 6),
@@ -144,6 +152,16 @@ def suggest_head(trial, base: HeadConfig) -> HeadConfig:
         label_smoothing=trial.suggest_float("label_smoothing", 0.0, 0.2),
         frame_dropout=trial.suggest_float("frame_dropout", 0.0, 0.3),
     )
+
+
+def suggest_whisper_recipe(trial, base: WhisperRecipe) -> WhisperRecipe:
+    """The whisper recipe a trial proposes: its head, and for the stats head (whose fit costs
+    seconds) also how many of the base's augmented copies of each clip it trains on."""
+    recipe = dataclasses.replace(base, head=suggest_head(trial, base.head))
+    if base.head.kind == "stats" and base.augmented_copies:
+        recipe = dataclasses.replace(recipe, augmented_copies=trial.suggest_int("augmented_copies", 0,
+                                                                                base.augmented_copies))
+    return recipe
 
 
 def tune_whisper(collection: Collection, out: str | Path, trials: int, base: WhisperRecipe | None = None,
@@ -172,7 +190,7 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     study = _open_study(out, seed, progress)
 
     def objective(trial) -> float:
-        recipe = dataclasses.replace(base, head=suggest_head(trial, base.head))
+        recipe = suggest_whisper_recipe(trial, base)
         trial.set_user_attr("recipe", recipe.to_dict())
         scores = []
         for fold, corpus in enumerate(corpora):

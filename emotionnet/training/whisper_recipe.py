@@ -77,13 +77,14 @@ class WhisperRecipe:
             raise ValueError(f"not a whisper recipe (unknown keys: {', '.join(sorted(unknown)) or 'none'}, "
                              f"arch {data.get('arch')!r})")
         rest = {k: v for k, v in data.items() if k not in ("arch", "head")}
-        return cls(HeadConfig(**data.get("head", {})), **rest)
+        # A recipe written before the stats head names no kind: it was the attentive head, with masks.
+        return cls(HeadConfig(**{"kind": "attentive", "class_masks": True, **data.get("head", {})}), **rest)
 
     def hparams(self, encoder_digest: str) -> dict:
         h = self.head
         return {**default_hparams("whisper", WHISPER_FEATURES.n_mels), "encoder_digest": encoder_digest,
                 "layers": h.layers, "hidden": h.hidden, "attention": h.attention, "dropout": h.dropout,
-                "frame_pool": h.frame_pool, "center_time": h.center_time}
+                "frame_pool": h.frame_pool, "center_time": h.center_time, "head": h.kind}
 
 
 def fit_temperature(logits: list[torch.Tensor], labels: np.ndarray) -> float:

@@ -1,10 +1,16 @@
 """The `whisper` architecture: a frozen Whisper-base encoder and a small EmotionNet head.
 
     log-mel window -> encoder (first `layers` blocks) -> every block's states
-      -> averaged over CACHE_POOL frames (what the encoder cache stores)
-      -> averaged further to `frame_pool` encoder frames -> each state layer-normalised
-      -> learnt softmax-weighted sum over layers -> projection
+      -> averaged over CACHE_POOL frames (what the encoder cache stores) -> one of two heads:
+
+    "stats" (StatsHead): each state's mean and standard deviation over the window,
+      standardised with the training windows' statistics -> one linear layer -> logits
+    "attentive" (EmotionHead): averaged further to `frame_pool` encoder frames -> each state
+      layer-normalised -> learnt softmax-weighted sum over layers -> projection
       -> attentive statistics pooling (weighted mean and std over time) -> logits
+
+The linear "stats" head generalises better to corpora it never heard (LOCO, docs/benchmarks.md);
+the attentive head fits the training corpora closer and is kept for files that name it.
 
 Only the head's weights are the model file's; the encoder's are the user's
 installed Whisper weights, checked against the digest the file records
@@ -29,6 +35,41 @@ def pool_frames(states: torch.Tensor, frame_pool: int) -> torch.Tensor:
     flat = states.reshape(-1, shape[-2], shape[-1]).transpose(1, 2)
     pooled = F.avg_pool1d(flat, frame_pool, frame_pool, ceil_mode=True)
     return pooled.transpose(1, 2).reshape(*shape[:-2], pooled.shape[-1], shape[-1])
+
+
+def layer_statistics(states: torch.Tensor) -> torch.Tensor:
+    """(batch, states, frames, width) -> (batch, states * 2 * width): each state's mean and std over time."""
+    states = states.float()
+    return torch.cat([states.mean(dim=-2), states.std(dim=-2, correction=0)], dim=-1).flatten(1)
+
+
+class StatsHead(nn.Module):
+    """(batch, states, frames, width) encoder states -> (batch, n_classes) logits, linear in `layer_statistics`.
+
+    The standardisation is the training windows' (buffers, saved with the weights), so the weight
+    decay that trains it treats every feature alike.
+    """
+
+    def __init__(self, n_states: int, width: int, n_classes: int):
+        super().__init__()
+        features = n_states * 2 * width
+        self.n_states = n_states
+        self.register_buffer("feature_mean", torch.zeros(features))
+        self.register_buffer("feature_scale", torch.ones(features))
+        self.classify = nn.Linear(features, n_classes)
+
+    def layer_weights(self) -> torch.Tensor:
+        """Each state's share of the classifier's squared weights (the attentive head's mixing weights' analogue)."""
+        per_state = self.classify.weight.detach().square().reshape(self.classify.out_features, -1,
+                                                                    self.feature_mean.numel() // self.n_states)
+        shares = per_state.sum(dim=(0, 2))
+        return shares / shares.sum().clamp_min(1e-12)
+
+    def standardised(self, states: torch.Tensor) -> torch.Tensor:
+        return (layer_statistics(states) - self.feature_mean) / self.feature_scale
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.standardised(states))
 
 
 class EmotionHead(nn.Module):
@@ -64,17 +105,29 @@ class EmotionHead(nn.Module):
         return self.classify(self.dropout(torch.cat([mean, std], dim=-1)))
 
 
+def build_head(kind: str, n_states: int, width: int, n_classes: int, *, hidden: int, attention: int,
+               dropout: float, frame_pool: int, center_time: bool) -> nn.Module:
+    """The head `kind` names ("stats" or "attentive"); the attentive head's sizes are ignored by "stats"."""
+    if kind == "stats":
+        return StatsHead(n_states, width, n_classes)
+    if kind == "attentive":
+        return EmotionHead(n_states, width, hidden, attention, dropout, n_classes, frame_pool // CACHE_POOL,
+                           center_time)
+    raise ValueError(f"unknown whisper head {kind!r}; choose stats or attentive")
+
+
 class WhisperEmotionNet(nn.Module):
     """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
 
     def __init__(self, *, layers: int, hidden: int, attention: int, dropout: float, frame_pool: int, width: int,
-                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str):
+                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str,
+                 head: str = "attentive"):
         super().__init__()
         if frame_pool % CACHE_POOL:
             raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")
         self.layers, self.encoder_digest = layers, encoder_digest
-        self.head = EmotionHead(layers + 1, width, hidden, attention, dropout, n_classes, frame_pool // CACHE_POOL,
-                                center_time)
+        self.head = build_head(head, layers + 1, width, n_classes, hidden=hidden, attention=attention,
+                               dropout=dropout, frame_pool=frame_pool, center_time=center_time)
         self._encoder: list[WhisperEncoder] = []  # a list keeps the frozen encoder out of state_dict
 
     def attach_encoder(self, encoder: WhisperEncoder) -> WhisperEmotionNet:
