@@ -70,7 +70,7 @@ class CachedStates:
         self.offsets: dict[str, np.ndarray] = {}
         self.index: dict[str, dict[str, tuple[int, int]]] = {}
         self._keys: dict[str, str] = {}
-        self._statistics: dict[tuple[str, int], torch.Tensor] = {}
+        self._statistics: dict[str, torch.Tensor] = {}
         for variant in variants:
             arrays, index = StateStore(folder / variant).load(window_shape)
             offsets = np.cumsum([0, *[len(a) for a in arrays]])
@@ -107,21 +107,23 @@ class CachedStates:
     def statistics(self, variant: str, rows: Sequence[int], states: int) -> torch.Tensor:
         """(len(rows), states * 2 * width): `layer_statistics` of the rows' first `states` layers.
 
-        Worked out once per variant for all its windows and kept, so the folds of a LOCO
-        benchmark or a study each fit in seconds instead of re-reading gigabytes.
+        Worked out once per variant for all its windows and layers and kept (the first states'
+        statistics are the table's first columns), so the folds of a LOCO benchmark or the trials
+        of a study each fit in seconds instead of re-reading gigabytes.
         """
-        key = (variant, states)
-        if key not in self._statistics:
+        if variant not in self._statistics:
             total = int(self.offsets[variant][-1])
             table = None
             for start in tqdm(range(0, total, 512), desc=f"window statistics ({variant})", mininterval=10,
                               disable=None):
-                chunk = layer_statistics(self.gather(variant, range(start, min(total, start + 512)), states))
+                chunk = layer_statistics(self.gather(variant, range(start, min(total, start + 512))))
                 if table is None:
                     table = torch.empty((total, chunk.shape[1]), dtype=torch.float32)
                 table[start:start + len(chunk)] = chunk
-            self._statistics[key] = table if table is not None else torch.empty(0, 0)
-        return self._statistics[key][torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+            self._statistics[variant] = table if table is not None else torch.empty(0, 0)
+        table = self._statistics[variant]
+        columns = table.shape[1] // self.shards[variant][0].shape[1] * states
+        return table[torch.as_tensor(np.asarray(rows, dtype=np.int64)), :columns]
 
 
 def _frame_dropout(states: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
