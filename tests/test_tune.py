@@ -74,3 +74,17 @@ def test_a_bad_recipe_file_is_one_clear_error(toy, tmp_path, capsys):
     bad.write_text('{"arch": "crnn", "layers": 3}')
     assert main(["train", "--manifest", str(toy), "--recipe", str(bad), "--out", str(tmp_path / "x.safetensors")]) == 1
     assert "unknown recipe key(s): layers" in capsys.readouterr().err
+
+
+def test_a_resumed_study_proposes_new_trials_not_the_first_runs_again(tmp_path):
+    from emotionnet.training.tune import _open_study
+
+    pytest.importorskip("optuna", reason="emotionnet tune needs optuna (the tune extra)")
+    proposals = []
+    for _ in range(2):  # two runs of one study folder, each asking for two trials
+        study = _open_study(tmp_path, seed=0, progress=False)
+        for _ in range(2):
+            trial = study.ask()
+            proposals.append(trial.suggest_float("l2", 1e-3, 1.0, log=True))
+            study.tell(trial, 0.5)
+    assert len(set(proposals)) == 4

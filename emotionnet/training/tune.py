@@ -106,9 +106,10 @@ def _open_study(out: Path, seed: int, progress: bool):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
+    # A resumed study gets a sampler seeded anew, else it would propose the first run's trials again.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     requeued = _requeue_interrupted(study)
     if requeued and progress:
         print(f"tune: {requeued} interrupted trial(s) queued again", flush=True)
