@@ -99,14 +99,15 @@ def tune(
     return _run_study(study, objective, trials, out, on_trial)
 
 
-def _open_study(out: Path, seed: int, progress: bool):
-    """The study in `out/study.db`, created or resumed; trials a kill left running are queued again."""
+def _open_study(out: Path, seed: int, progress: bool, warmup_steps: int = 1):
+    """The study in `out/study.db`, created or resumed; trials a kill left running are queued again.
+    A trial is pruned from its `warmup_steps`-th report on, when it trails the median of the others."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_steps),
     )
     # A resumed study gets a sampler seeded anew, else it would propose the first run's trials again.
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
@@ -188,7 +189,8 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     if len(corpora) < 2:
         raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
     cache, _ = prepare_cache(records, base)
-    study = _open_study(out, seed, progress)
+    # Corpora differ far more than recipes do: judge a trial on half the folds before pruning it.
+    study = _open_study(out, seed, progress, warmup_steps=len(corpora) // 2)
 
     def objective(trial) -> float:
         recipe = suggest_whisper_recipe(trial, base)
