@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds-dir", help="save each LOCO fold here (test scores unread) instead of reporting; "
                                             "several processes can share the folds, then --combine reports")
     parser.add_argument("--combine", help="report the folds saved in this folder (choose the scale, read test once)")
-    parser.add_argument("--variants", default="clean,aug1", help="cached variants to train on")
+    parser.add_argument("--variants", default="clean,aug1,aug2", help="cached variants to train on")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))

@@ -130,8 +130,7 @@ def render_whisper(path: Path, meta: dict) -> str:
             lines += [_row(CORPORA.get(c, (c,))[0], m) for c, m in sorted(figures["per_corpus"].items())]
     lines += [
         "",
-        "Leave-one-corpus-out, the channel suite, calibration and speed: `docs/benchmarks.md` and "
-        "`docs/results/whisper-head.md`.",
+        "Leave-one-corpus-out, the channel suite, calibration and speed: `docs/benchmarks.md` (whisper-base).",
         "",
         "## Reproduce",
         "```bash",

@@ -9,7 +9,7 @@ float16. Augmented copies of training clips ("aug1", "aug2", ...) are cached
 beside the clean ones ("clean"). Keys hash the clip's bytes and the encoder's
 tensors, so a moved corpus or other weights never hit a stale entry.
 
-    python -m emotionnet.training.encoder_cache ../shared/data --variants clean,aug1 --shards 2
+    python -m emotionnet.training.encoder_cache ../shared/data --variants clean,aug1,aug2 --shards 2
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def encoder_folder(encoder_digest: str) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
-    parser.add_argument("--variants", default="clean,aug1", help="clean and/or augN, comma-separated")
+    parser.add_argument("--variants", default="clean,aug1,aug2", help="clean and/or augN, comma-separated")
     parser.add_argument("--shards", type=int, default=1, help="processes (one thread each)")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -58,7 +58,7 @@ INFERENCE_HOP_SECONDS = WINDOW_SECONDS
 @dataclass(frozen=True)
 class WhisperRecipe:
     head: HeadConfig = field(default_factory=HeadConfig)
-    augmented_copies: int = 1  # of each training clip, beside the clean one
+    augmented_copies: int = 2  # of each training clip, beside the clean one (chosen by the LOCO study)
     unseen_corpus_temperature_scale: float = UNSEEN_CORPUS_TEMPERATURE_SCALE
 
     @property
