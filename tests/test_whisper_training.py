@@ -59,8 +59,8 @@ def test_a_whisper_teacher_reads_the_cache_and_gives_the_recognizers_answer(trai
     assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16
 
 
-def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
-    """A second run encodes nothing; a clip whose bytes change is encoded again."""
+def test_the_cache_is_reused_and_keyed_by_content(trained, toy, capsys):
+    """A second run encodes nothing; a clip whose bytes change is encoded again, saying where."""
     from emotionnet.models.whisper.encoder import WhisperEncoder
     from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
     from emotionnet.training.encoder_cache import StateStore, encoder_folder, fill
@@ -70,14 +70,17 @@ def test_the_cache_is_reused_and_keyed_by_content(trained, toy):
     records = read_manifest(toy / "toy.csv").records
     store = StateStore(encoder_folder(digest) / "clean")
     encoder = WhisperEncoder.from_ctranslate2(tensors)
+    capsys.readouterr()
     assert fill(records, "clean", store, 0, encoder, digest) == 0
     assert fill(records, "clean", store, 1, encoder, digest) == 0  # what one shard holds, another never redoes
+    assert "encoder cache" not in capsys.readouterr().out
     clip = toy / "clips" / "s1_angry.wav"
     import soundfile
 
     audio, sr = soundfile.read(clip)
     soundfile.write(clip, (audio * 0.5).astype(np.float32), sr)
     assert fill(records, "clean", store, 0, encoder, digest) == 1
+    assert capsys.readouterr().out.count(f"encoder cache: adding clips to {store.folder}") == 1
 
 
 def test_train_arch_whisper_from_the_command_line(toy, capsys):

@@ -124,12 +124,15 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
     if states_path.exists():  # drop the bytes of a window written after its clip's last index line
         with open(states_path, "r+b") as f:
             f.truncate(next_window * window_bytes)
-    added = 0
+    added, announced = 0, False
     with open(states_path, "ab") as states_file, open(index_path, "a") as index_file:
         for record in tqdm(records, desc=f"{variant} shard {shard}", mininterval=30, disable=None):
             key = clip_key(record.path, encoder_digest, variant)
             if key in done:
                 continue
+            if not announced:  # say where the gigabytes go ($EMOTIONNET_CACHE moves them)
+                print(f"encoder cache: adding clips to {store.folder}", flush=True)
+                announced = True
             try:
                 samples = _variant_audio(record, variant, key, cfg)
                 states = encode_windows(encoder, encoder_inputs(samples)).numpy()
