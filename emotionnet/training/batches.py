@@ -13,14 +13,15 @@ from emotionnet.labels import LABEL_INDEX, LABELS
 from emotionnet.training.augment import AugmentConfig, augment_power, spec_augment, stretch_time, tempo_span
 
 
-def sampling_weights(records: list[Record]) -> torch.Tensor:
-    """Draw each (corpus, emotion) cell in proportion to the square root of its size.
+def sampling_weights(records: list[Record], balance: float = 0.5) -> torch.Tensor:
+    """Weigh each record by its (corpus, emotion) cell's size to the power `-balance`.
 
-    Plain frequency lets CREMA-D drown the small corpora; full balancing would
-    repeat SAVEE's 210 clips until they are memorised. The square root sits between.
+    0 is plain frequency, 1 gives every cell the same total weight. For drawing batches,
+    plain frequency lets CREMA-D drown the small corpora and full balancing would repeat
+    SAVEE's 210 clips until they are memorised: the default square root sits between.
     """
     cells = Counter((r.corpus, r.emotion) for r in records)
-    return torch.tensor([cells[(r.corpus, r.emotion)] ** -0.5 for r in records], dtype=torch.float64)
+    return torch.tensor([cells[(r.corpus, r.emotion)] ** -balance for r in records], dtype=torch.float64)
 
 
 def classes_present(records: list[Record]) -> torch.Tensor:

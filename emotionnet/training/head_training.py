@@ -139,7 +139,7 @@ def _classes_in_loss(records: Sequence[Record], config: HeadConfig) -> torch.Ten
     return torch.ones(len(records), len(LABELS), dtype=torch.bool)
 
 
-def clip_logits(head: EmotionHead, cache: CachedStates, records: Sequence[Record], layers: int,
+def clip_logits(head: EmotionHead | StatsHead, cache: CachedStates, records: Sequence[Record], layers: int,
                 variant: str = "clean", batch: int = 128) -> list[torch.Tensor]:
     """Each record's window logits (windows, classes) from the cache; records not cached are left out."""
     head.eval()
@@ -151,7 +151,11 @@ def clip_logits(head: EmotionHead, cache: CachedStates, records: Sequence[Record
     out: list[list[torch.Tensor]] = [[] for _ in records]
     with torch.inference_mode():
         for s in range(0, len(places), batch):
-            logits = head(cache.gather(variant, places[s:s + batch], layers + 1))
+            rows = places[s:s + batch]
+            if isinstance(head, StatsHead):  # the statistics table instead of re-reading the states
+                logits = head.classify_statistics(cache.statistics(variant, rows, layers + 1))
+            else:
+                logits = head(cache.gather(variant, rows, layers + 1))
             for owner, row in zip(owners[s:s + batch], logits):
                 out[owner].append(row)
     return [torch.stack(rows) if rows else torch.empty(0, len(LABELS)) for rows in out]
@@ -177,6 +181,16 @@ def per_corpus_uar(records: Sequence[Record], probabilities: np.ndarray) -> dict
     return {corpus: uar(y[idx], pred[idx]) for corpus, idx in sorted(groups.items())}
 
 
+def _validation_uar(head: torch.nn.Module, cache: CachedStates, val: Sequence[Record],
+                    layers: int) -> tuple[float, dict[str, float]]:
+    """The mean per-corpus UAR of the cached validation clips, each clip alone, and its parts (nan if none)."""
+    val = [r for r in val if cache.windows(r, "clean")]
+    if not val:
+        return float("nan"), {}
+    per_corpus = per_corpus_uar(val, clip_probabilities(clip_logits(head, cache, val, layers), 1.0))
+    return float(np.mean(list(per_corpus.values()))), per_corpus
+
+
 def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Record], config: HeadConfig,
                train_variants: Sequence[str] = ("clean", "aug1"), width: int = 512,
                progress: Callable[[str], None] | None = None) -> tuple[EmotionHead, dict]:
@@ -198,7 +212,6 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    val_y = [r for r in val if cache.windows(r, "clean")]
     best, history = (-1.0, None, 0), []
     for epoch in range(config.epochs):
         head.train()
@@ -217,9 +230,7 @@ def train_head(cache: CachedStates, train: Sequence[Record], val: Sequence[Recor
             optimiser.step()
             schedule.step()
             running += float(loss.detach())
-        probabilities = clip_probabilities(clip_logits(head, cache, val_y, config.layers), 1.0)
-        per_corpus = per_corpus_uar(val_y, probabilities)
-        score = float(np.mean(list(per_corpus.values())))
+        score, per_corpus = _validation_uar(head, cache, val, config.layers)
         history.append({"epoch": epoch + 1, "loss": running / config.steps_per_epoch, "val_uar": score,
                         "val_per_corpus": per_corpus})
         if progress:
@@ -240,16 +251,15 @@ def fit_stats_head(cache: CachedStates, train: Sequence[Record], val: Sequence[R
     the whole set is deterministic and takes seconds.
     """
     n_states = config.layers + 1
-    items = [(variant, place, r) for r in train for variant in train_variants for place in cache.windows(r, variant)]
-    if not items:
+    blocks, item_records = [], []
+    for variant in train_variants:
+        windows = [(place, r) for r in train for place in cache.windows(r, variant)]
+        blocks.append(cache.statistics(variant, [place for place, _ in windows], n_states))
+        item_records += [r for _, r in windows]
+    if not item_records:
         raise ValueError("no cached encoder states for the training records (run the encoder cache first)")
-    x = torch.cat([cache.statistics(variant, [place for v, place, _ in items if v == variant], n_states)
-                   for variant in train_variants])
-    item_records = [r for variant in train_variants for v, _, r in items if v == variant]
-    cells = defaultdict(int)
-    for r in item_records:
-        cells[(r.corpus, r.emotion)] += 1
-    weights = torch.tensor([1.0 / cells[(r.corpus, r.emotion)] for r in item_records])
+    x = torch.cat(blocks)
+    weights = sampling_weights(item_records, balance=1.0).float()
     weights /= weights.sum()
     labels = torch.tensor([LABEL_INDEX[r.emotion] for r in item_records])
     present = _classes_in_loss(item_records, config)
@@ -273,11 +283,7 @@ def fit_stats_head(cache: CachedStates, train: Sequence[Record], val: Sequence[R
     with torch.no_grad():
         head.classify.weight.copy_(weight.T)
         head.classify.bias.copy_(bias)
-    head.eval()
-    val_y = [r for r in val if cache.windows(r, "clean")]
-    per_corpus = per_corpus_uar(val_y, clip_probabilities(clip_logits(head, cache, val_y, config.layers), 1.0)) \
-        if val_y else {}
-    score = float(np.mean(list(per_corpus.values()))) if per_corpus else float("nan")
+    score, per_corpus = _validation_uar(head.eval(), cache, val, config.layers)
     history = [{"epoch": 1, "loss": loss, "val_uar": score, "val_per_corpus": per_corpus}]
     return head, {"history": history, "best_epoch": 1, "val_uar": score}
 

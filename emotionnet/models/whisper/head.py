@@ -65,11 +65,12 @@ class StatsHead(nn.Module):
         shares = per_state.sum(dim=(0, 2))
         return shares / shares.sum().clamp_min(1e-12)
 
-    def standardised(self, states: torch.Tensor) -> torch.Tensor:
-        return (layer_statistics(states) - self.feature_mean) / self.feature_scale
+    def classify_statistics(self, statistics: torch.Tensor) -> torch.Tensor:
+        """Logits from `layer_statistics` already worked out (the encoder cache keeps a table of them)."""
+        return self.classify((statistics - self.feature_mean) / self.feature_scale)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.standardised(states))
+        return self.classify_statistics(layer_statistics(states))
 
 
 class EmotionHead(nn.Module):
@@ -120,8 +121,7 @@ class WhisperEmotionNet(nn.Module):
     """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
 
     def __init__(self, *, layers: int, hidden: int, attention: int, dropout: float, frame_pool: int, width: int,
-                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str,
-                 head: str = "attentive"):
+                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str, head: str):
         super().__init__()
         if frame_pool % CACHE_POOL:
             raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")
