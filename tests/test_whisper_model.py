@@ -11,6 +11,7 @@ from emotionnet.models import build_model
 from emotionnet.models.file import ModelFileError, load_model_file, save_model_file
 from emotionnet.models.spec import ModelSpec, ModelSpecError, default_hparams
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
+from emotionnet.models.whisper.head import CACHE_POOL, pool_frames
 from emotionnet.models.whisper.weights import installed_parts
 
 pytestmark = pytest.mark.whisper
@@ -55,12 +56,13 @@ def test_bad_whisper_hyper_parameters_are_refused(tmp_path):
             ModelSpec.from_metadata({**ModelSpec("whisper", {**good, **change}, WHISPER_FEATURES).to_metadata()})
 
 
-def test_cached_states_give_the_recognizers_answer(tmp_path):
+def test_cached_states_give_the_recognizers_answer(tmp_path, monkeypatch):
     """Training reads the encoder cache; users run the whole network: the same windows, the same logits."""
     from emotionnet.inference.recognizer import load_model
     from emotionnet.training.encoder_cache import encode_windows, encoder_inputs
 
     recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=3, layers=4))
+    monkeypatch.setattr(recognizer.network.encoder, "bfloat16_matmuls", False)  # the cache's float32
     audio = voiced(4.2)
     timeline = recognizer.predict_timeline(audio, 16_000)
     network = load_model_file(tmp_path / "w.safetensors")[0]
@@ -70,6 +72,44 @@ def test_cached_states_give_the_recognizers_answer(tmp_path):
     direct = np.array([[s.prediction.probabilities[k] for k in s.prediction.probabilities] for s in timeline.segments])
     assert len(timeline.segments) == len(cached) == 2
     assert np.abs(direct - cached).max() < 2e-3  # the cache stores float16
+
+
+def test_bfloat16_products_give_float32s_answer_and_the_cache_stays_float32(tmp_path, monkeypatch):
+    """The fast path where the CPU has native bfloat16: states within bfloat16's rounding, the same answer."""
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.training.encoder_cache import encode_windows, encoder_inputs
+
+    recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=5, layers=4))
+    encoder = recognizer.network.encoder
+    windows = encoder_inputs(voiced(3.0), 3.0, 3.0)
+    with torch.inference_mode():
+        exact = encoder(windows, bfloat16_matmuls=False)
+        fast = encoder(windows, bfloat16_matmuls=True)
+    assert all(f.dtype == torch.float32 for f in fast)
+    assert torch.equal(exact[0], fast[0])  # the convolutions stay float32
+    for e, f in zip(exact[1:], fast[1:], strict=True):
+        assert 0 < (f - e).norm() / e.norm() < 0.02  # the blocks' products rounded, not broken
+    answers = []
+    for setting in (False, True):
+        monkeypatch.setattr(encoder, "bfloat16_matmuls", setting)
+        answers.append(recognizer.predict(voiced(3.0), 16_000).probabilities)
+    assert max(abs(answers[0][k] - answers[1][k]) for k in answers[0]) < 0.03
+    monkeypatch.setattr(encoder, "bfloat16_matmuls", True)  # as a user's process has it: the cache ignores it
+    with torch.inference_mode():
+        cached = encode_windows(encoder, windows)[:, -1].float()
+    assert torch.allclose(cached, pool_frames(exact[-1], CACHE_POOL), atol=2e-3, rtol=2e-3)
+    assert not torch.allclose(cached, pool_frames(fast[-1], CACHE_POOL), atol=2e-3, rtol=2e-3)
+
+
+def test_bfloat16_is_chosen_by_the_cpu_unless_the_environment_says(monkeypatch):
+    from emotionnet.models.whisper.weights import BFLOAT16_ENV, use_bfloat16_matmuls
+
+    for setting, expected in (("0", False), ("1", True), ("false", False)):
+        monkeypatch.setenv(BFLOAT16_ENV, setting)
+        assert use_bfloat16_matmuls() is expected
+    monkeypatch.delenv(BFLOAT16_ENV)
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert use_bfloat16_matmuls() is native
 
 
 def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):

@@ -62,10 +62,13 @@ def encoder_inputs(samples: np.ndarray, window_s: float = WINDOW_SECONDS, hop_s:
 
 @torch.inference_mode()
 def encode_windows(encoder: WhisperEncoder, windows: torch.Tensor) -> torch.Tensor:
-    """(windows, 80, frames) -> (windows, layers + 1, pooled frames, width) float16 states."""
+    """(windows, 80, frames) -> (windows, layers + 1, pooled frames, width) float16 states.
+
+    Always float32 products: the cache is shared by every run and must not depend on the CPU that filled it.
+    """
     out = []
     for i in range(0, len(windows), BATCH_WINDOWS):
-        states = torch.stack(encoder(windows[i:i + BATCH_WINDOWS]), dim=1)
+        states = torch.stack(encoder(windows[i:i + BATCH_WINDOWS], bfloat16_matmuls=False), dim=1)
         out.append(pool_frames(states, CACHE_POOL).half())
     return torch.cat(out)
 

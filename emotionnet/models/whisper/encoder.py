@@ -6,6 +6,12 @@ transformer blocks. It takes any number of frames up to 30 s (no padding to
 30 s), so a 3 s clip costs a tenth of a padded one. Emotion sits mostly in the
 middle layers, so `forward` returns all of them: the input to the first block,
 then each block's output, the last after the final layer norm.
+
+On a CPU with native bfloat16 (AMX or AVX-512 BF16) the blocks' matrix
+products may run in bfloat16 (`bfloat16_matmuls`): 1.6x faster for a 3 s
+window, the same answer on 99.5 % of validation clips (docs/benchmarks.md).
+The convolutions and the residual stream stay float32; that is what keeps the
+answers close (the whole encoder in bfloat16 agreed on 93.5 % only).
 """
 
 from __future__ import annotations
@@ -50,18 +56,22 @@ class WhisperEncoder(nn.Module):
         self.register_buffer("positions", torch.zeros(positions, width), persistent=True)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln_post = nn.LayerNorm(width)
+        self.bfloat16_matmuls = False  # set by `encoder_for` for inference; the encoder cache stays float32
 
     @property
     def n_states(self) -> int:
         """Hidden states per frame that `forward` returns (the blocks' input plus each block's output)."""
         return len(self.blocks) + 1
 
-    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None, layers: int | None = None
-                ) -> list[torch.Tensor]:
-        """Hidden states, each (batch, mel_frames / 2, width), of the first `layers` blocks (default all).
+    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None, layers: int | None = None,
+                bfloat16_matmuls: bool | None = None) -> list[torch.Tensor]:
+        """Hidden states, each (batch, mel_frames / 2, width) float32, of the first `layers` blocks (default all).
 
         `lengths` (mel frames per item) masks the padding of a batch of unequal clips.
+        `bfloat16_matmuls` overrides the encoder's setting for this call.
         """
+        if bfloat16_matmuls is None:
+            bfloat16_matmuls = self.bfloat16_matmuls
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]].to(x.dtype)
@@ -71,10 +81,11 @@ class WhisperEncoder(nn.Module):
             mask = valid[:, None, None, :]
         states = [x]
         blocks = self.blocks[: layers if layers is not None else len(self.blocks)]
-        for i, block in enumerate(blocks):
-            x = block(x, mask)
-            states.append(self.ln_post(x) if i == len(self.blocks) - 1 else x)
-        return states
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16_matmuls):
+            for i, block in enumerate(blocks):
+                x = block(x, mask)  # float32 + a bfloat16 product stays float32
+                states.append(self.ln_post(x) if i == len(self.blocks) - 1 else x)
+        return [state.float() for state in states]
 
     @classmethod
     def from_ctranslate2(cls, tensors: dict[str, np.ndarray]) -> WhisperEncoder:

@@ -29,6 +29,7 @@ WEIGHT_PACKAGES = (
 )
 PART_FILES = ("data/model.bin.part1", "data/model.bin.part2")
 WEIGHTS_ENV = "EMOTIONNET_WHISPER"  # an explicit Whisper base (CTranslate2 folder or base.pt) instead of the packages
+BFLOAT16_ENV = "EMOTIONNET_WHISPER_BFLOAT16"  # 0: float32 everywhere; 1: bfloat16 products; unset: where native
 
 
 class EncoderWeightsError(ValueError):
@@ -143,5 +144,22 @@ def encoder_for(expected_digest: str, source: str | Path | None = None):
         if digest != expected_digest:
             raise EncoderWeightsError(f"the Whisper weights in {where} have digest {digest[:16]}..., not the "
                                       f"{expected_digest[:16]}... this model was trained on ({ENCODER_NAME}, float16)")
-        _ENCODERS[key] = WhisperEncoder.from_ctranslate2(tensors)
+        encoder = WhisperEncoder.from_ctranslate2(tensors)
+        encoder.bfloat16_matmuls = use_bfloat16_matmuls()
+        _ENCODERS[key] = encoder
     return _ENCODERS[key]
+
+
+def use_bfloat16_matmuls() -> bool:
+    """$EMOTIONNET_WHISPER_BFLOAT16 if set, else whether this CPU multiplies bfloat16 natively.
+
+    Without native support bfloat16 is emulated and slower than float32, so it is never the default there.
+    """
+    setting = os.environ.get(BFLOAT16_ENV, "").strip()
+    if setting:
+        return setting not in ("0", "false", "no")
+    import torch
+
+    native = (getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+              or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    return bool(native)
