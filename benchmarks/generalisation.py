@@ -328,15 +328,16 @@ def run_voices(recognizer) -> dict:
 
 def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, loco_steps: int | None,
         loco_ema: float | None, channel_clips: int, seed: int, cache: Path, progress: bool,
-        loco_corpora: Sequence[str] = CORPORA, peer_methods: Sequence[str] = PEER_METHODS) -> dict:
+        loco_corpora: Sequence[str] = CORPORA, peer_methods: Sequence[str] = PEER_METHODS,
+        split: str = "test") -> dict:
     from emotionnet.inference.recognizer import EmotionRecognizer
 
     started = time.perf_counter()
     collection = find_records([data])
-    test = select(collection.records, "test")
+    test = select(collection.records, split)  # in-domain and channels; "val" when choosing between models
     recognizer = EmotionRecognizer(model)
     result = {
-        "benchmark": "generalisation", "split": SPLIT_NAME, "model_file": shown(model),
+        "benchmark": "generalisation", "split": SPLIT_NAME, "scored_split": split, "model_file": shown(model),
         "sha256": file_digest(model, "sha256"), "normalisation": recognizer.features.normalisation,
         "temperature": recognizer.temperature, "data": {"clips": collection.per_corpus(), "test": len(test),
                                                         "excluded": [Path(p).stem for p in collection.excluded]},
@@ -383,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"(default {','.join(PEER_METHODS)})")
     parser.add_argument("--channel-clips", type=int, default=20, help="test clips per corpus and emotion in the "
                         "channel suite (default 20)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the split in-domain and "
+                        "channels score: val to choose between models, test once after (default test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", metavar="DIR", help="where LOCO model files are kept")
     parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
@@ -398,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = resolve_model_path(args.model)
     result = run(model, resolve_data(args.data), only, args.loco_epochs, args.loco_steps, args.loco_ema_decay, args.channel_clips, args.seed,
                  Path(args.cache) if args.cache else default_cache(), not args.quiet,
-                 comma_list(args.loco_corpora), comma_list(args.peer_methods))
+                 comma_list(args.loco_corpora), comma_list(args.peer_methods), args.split)
     if args.plot and ("in_domain" in result or "loco" in result):
         plot_reliability(result, args.plot)
     return finish(result, format_markdown(result), args.json)

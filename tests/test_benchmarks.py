@@ -222,12 +222,13 @@ def test_generalisation_smoke(tmp_path, capsys):
     from benchmarks import generalisation, generalisation_report
 
     out, plot = tmp_path / "generalisation.json", tmp_path / "reliability.png"
-    code = generalisation.main(["--only", "channels,voices", "--channel-clips", "1", "--quiet", "--json", str(out)])
+    code = generalisation.main(["--only", "channels,voices", "--channel-clips", "1", "--split", "val", "--quiet",
+                                "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "## Channel suite" in text and "## Targets (DESIGN.md)" in text
+    assert "## Channel suite (42 val clips" in text and "## Targets (DESIGN.md)" in text
     result = json.loads(out.read_text())
-    assert result["split"] == "v3"
+    assert result["split"] == "v3" and result["scored_split"] == "val"
     channels = result["channels"]
     # One clip per corpus and emotion it has: 6 + 6 + 6 + 6 + 5 + 5 + 4.
     assert channels["clips"] == 42
