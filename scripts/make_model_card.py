@@ -142,7 +142,8 @@ def render_whisper(path: Path, meta: dict) -> str:
         "- Acted speech in English, Polish, Amharic, Turkish and Bangla. Whisper's encoder heard 680,000 hours "
         "of speech in about 100 languages, which is why this model is the one for voices and languages no "
         "training corpus had; it is still judged on acted emotion.",
-        "- About ten times the default model's compute (`docs/results/speed-whisper-base.md`).",
+        "- About five times the default model's compute with the encoder's products in bfloat16 (CPUs with AMX or "
+        "AVX-512 BF16), eight times in float32 elsewhere (`docs/results/speed-whisper-base.md`).",
         "- Not for decisions about people (hiring, health, policing): acted emotion is not felt emotion.",
         "",
         "## Licence and citations",
