@@ -20,7 +20,8 @@ it reads the test splits once.
     python -m benchmarks.distillation --combine runs/distil --json docs/results/distillation.json \
         > docs/results/distillation.md
 
-Trained models are kept under $EMOTIONNET_CACHE/benchmarks/ (a re-run reuses them).
+Trained models are kept under $EMOTIONNET_CACHE/benchmarks/ (a re-run reuses them); a fold saved in the
+folds folder with the same settings (budget, seed, teacher head) is skipped.
 """
 
 from __future__ import annotations
@@ -169,10 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = find_records([resolve_data(args.data)]).records
     out = Path(args.folds_dir)
     out.mkdir(parents=True, exist_ok=True)
+    head = HeadConfig(**json.loads(args.head_config))
+    settings = {"epochs": args.epochs, "steps": args.steps, "seed": args.seed, "head": head.to_dict()}
     for corpus in [c for c in args.corpora.split(",") if c]:
+        path = out / f"fold-{corpus}.json"
+        if path.is_file() and json.loads(path.read_text()).get("settings") == settings:
+            # Two processes can share a folds folder: the later one skips what the other has saved.
+            print(f"distillation: fold without {corpus} is in {path} already (same settings), skipped",
+                  file=sys.stderr, flush=True)
+            continue
         print(f"distillation: fold without {corpus}", file=sys.stderr, flush=True)
-        fold = run_fold(records, corpus, args.epochs, args.steps, args.seed, HeadConfig(**json.loads(args.head_config)))
-        (out / f"fold-{corpus}.json").write_text(json.dumps(fold) + "\n")
+        fold = run_fold(records, corpus, args.epochs, args.steps, args.seed, head)
+        path.write_text(json.dumps({**fold, "settings": settings}) + "\n")
     return 0
 
 

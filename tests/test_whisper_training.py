@@ -181,7 +181,7 @@ def test_tune_whisper_judges_each_trial_on_corpora_left_out(toy, tmp_path, capsy
     assert (hparams["layers"], hparams["hidden"]) == (best["head"]["layers"], best["head"]["hidden"])
 
 
-def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tmp_path, monkeypatch):
+def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tmp_path, monkeypatch, capsys):
     """Per fold a teacher, a plain and a distilled CRNN; the fusion weight chosen on held-out validation."""
     import json
 
@@ -197,6 +197,11 @@ def test_the_distillation_benchmark_runs_folds_apart_and_judges_on_validation(tm
     for corpus in ("crema-d", "savee"):
         assert distillation.main(["--data", str(data), "--corpora", corpus, "--epochs", "1", "--steps", "2",
                                   "--head-config", head, "--folds-dir", str(tmp_path / "folds")]) == 0
+    saved = (tmp_path / "folds" / "fold-savee.json").stat().st_mtime_ns
+    assert distillation.main(["--data", str(data), "--corpora", "savee", "--epochs", "1", "--steps", "2",
+                              "--head-config", head, "--folds-dir", str(tmp_path / "folds")]) == 0
+    assert (tmp_path / "folds" / "fold-savee.json").stat().st_mtime_ns == saved  # same settings: skipped
+    assert "skipped" in capsys.readouterr().err
     assert distillation.main(["--combine", str(tmp_path / "folds"), "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result["models"]) == {"plain", "distilled", "teacher", "fused-plain", "fused-distilled"}
