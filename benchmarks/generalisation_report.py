@@ -31,9 +31,9 @@ def format_markdown(result: dict) -> str:
     corpora = [c for c in CORPORA if c in result["data"]["clips"]]
     header = f"| | all {len(corpora)} | v1 four | " + " | ".join(TITLES[c] for c in corpora) + " |"
     rule = "|---" * (len(corpora) + 3) + "|"
+    scored = result.get("scored_split", "test")  # in-domain and channels; val when choosing between models
     if "in_domain" in result:
-        scored = "Validation" if result.get("scored_split") == "val" else "Test"
-        lines += [f"## {scored} UAR, split {result['split']}", "", header, rule]
+        lines += [f"## {'Validation' if scored == 'val' else 'Test'} UAR, split {result['split']}", "", header, rule]
         names = {"alone": "each clip alone", "random5": "with 5 random clips of the speaker",
                  "neutral": "with the speaker's neutral clips"}
         for kind, rows in result["in_domain"].items():
@@ -94,7 +94,7 @@ def format_markdown(result: dict) -> str:
                   + ", ".join(f"{TITLES[c]} {v:.2f}" for c, v in unseen["held_out_val_best_scale"].items()) + ".", ""]
     if "channels" in result:
         ch = result["channels"]
-        lines += [f"## Channel suite ({ch['clips']} {result.get('scored_split', 'test')} clips, at most {ch['per_class']} per corpus and emotion)", "",
+        lines += [f"## Channel suite ({ch['clips']} {scored} clips, at most {ch['per_class']} per corpus and emotion)", "",
                   "| channel | UAR | drop | collapse | ECE |", "|---|---|---|---|---|",
                   f"| clean | {_f(ch['clean']['overall']['uar'])} | | {_f(ch['clean']['overall']['collapse'])} | "
                   f"{_f(ch['clean']['overall']['ece'])} |"]

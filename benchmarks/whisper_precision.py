@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             probs[bfloat16].append([prediction.probabilities[k] for k in LABELS])
     y = labels_of(records)
     p32, p16 = np.array(probs[False]), np.array(probs[True])
+    change = np.abs(p32 - p16)
     corpora = sorted({r.corpus for r in records})
     per_corpus = {}
     for corpus in corpora:
@@ -61,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "benchmark": "whisper_precision", "cpu": cpu_model(), "clips": len(records),
         "agree": float(np.mean(p32.argmax(1) == p16.argmax(1))),
-        "max_probability_change": float(np.abs(p32 - p16).max()),
-        "mean_probability_change": float(np.abs(p32 - p16).mean()),
+        "max_probability_change": float(change.max()),
+        "mean_probability_change": float(change.mean()),
         "uar": {"float32": float(np.mean([v["float32"] for v in per_corpus.values()])),
                 "bfloat16": float(np.mean([v["bfloat16"] for v in per_corpus.values()]))},
         "seconds_per_clip": {"float32": seconds[False] / len(records), "bfloat16": seconds[True] / len(records)},
