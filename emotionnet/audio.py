@@ -35,6 +35,10 @@ MIN_SECONDS = 0.25
 MAX_ABS_SAMPLE = 2.0**31
 MAX_ARRAY_CHANNELS = 64  # an array "with more channels" is a (channels, samples) array
 BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
+# A block holds at most this many values (frames x channels: 60 s of 48 kHz stereo, 23 MB as float32),
+# so a file of many channels at a high rate is read in shorter blocks: a 212 KB FLAC of 8 channels at
+# 384 kHz decoded whole took 1.4 GB (issue 30).
+BLOCK_VALUES = 60 * 48_000 * 2
 
 AudioSource = str | Path | bytes | np.ndarray
 
@@ -228,6 +232,12 @@ def audio_info(source: str | Path | bytes, name: str | None = None,
     return check_sample_rate(rate, name, limits), frames / rate
 
 
+def block_frames(sample_rate: float, channels: int, block_seconds: float = BLOCK_SECONDS) -> int:
+    """Frames per decoding block: `block_seconds` of the file, or fewer so that the block holds
+    at most `BLOCK_VALUES` samples over all its channels."""
+    return max(1, min(int(block_seconds * sample_rate), BLOCK_VALUES // max(1, channels)))
+
+
 def iter_audio_blocks(
     source: str | Path | bytes,
     max_seconds: float | None = None,
@@ -240,9 +250,10 @@ def iter_audio_blocks(
     A file of at most one block is decoded whole, exactly as `prepare_array`
     would treat its samples. A longer one is read, checked and resampled one
     block at a time (memory: one block at the file's rate, whatever its
-    length); a length its header understated is found as the blocks go, so an
-    AudioError may come after some blocks. Digital silence (every sample zero)
-    is audio, not an error: the recognizer answers it with "no speech".
+    length or channel count: see `block_frames`); a length its header
+    understated is found as the blocks go, so an AudioError may come after some
+    blocks. Digital silence (every sample zero) is audio, not an error: the
+    recognizer answers it with "no speech".
     """
     name = name or source_name(source)
     limits = _limits(limits, max_seconds)
@@ -252,9 +263,9 @@ def iter_audio_blocks(
             rate = check_sample_rate(f.samplerate, name, limits)
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
-            block_frames = max(1, int(block_seconds * rate))
+            frames_per_block = block_frames(rate, f.channels, block_seconds)
             declared = declared_seconds(f)
-            if f.frames <= block_frames:
+            if f.frames <= frames_per_block:
                 if declared is not None and f.frames / rate < MIN_SECONDS:
                     raise _truncated(name, f.frames / rate, declared)
                 yield prepare_array(f.read(dtype="float32", always_2d=True), rate, name=name, limits=limits)
@@ -262,7 +273,7 @@ def iter_audio_blocks(
             resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
                 rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
             frames_read = 0
-            while len(block := f.read(block_frames, dtype="float32", always_2d=True)):
+            while len(block := f.read(frames_per_block, dtype="float32", always_2d=True)):
                 frames_read += len(block)
                 if frames_read > limits.max_seconds * rate:  # a header that understated the length
                     raise _too_long(name, frames_read / rate, limits.max_seconds)

@@ -325,6 +325,30 @@ def test_long_files_decode_in_blocks_to_the_same_samples(tmp_path):
     np.testing.assert_allclose(streamed[:n], whole[:n], atol=2e-3)
 
 
+def test_many_channels_at_a_high_rate_decode_in_blocks_sized_by_samples_times_channels(tmp_path):
+    """A small FLAC of 8 channels at 384 kHz (constant: it compresses to 33 kB) held 234 MB of NumPy
+    arrays when decoded whole as one 10-second block (issue 30: 1.4 GB for the probe's file)."""
+    import tracemalloc
+
+    from emotionnet.audio import BLOCK_VALUES, block_frames
+
+    rate, channels = 384_000, 8
+    path = tmp_path / "eight.flac"
+    with soundfile.SoundFile(str(path), "w", rate, channels, subtype="PCM_16", format="FLAC") as f:
+        second = np.full((rate, channels), 1000, np.int16)
+        for _ in range(10):
+            f.write(second)
+    assert block_frames(rate, channels) * channels <= BLOCK_VALUES
+    tracemalloc.start()  # NumPy reports its buffers to tracemalloc
+    try:
+        audio = load_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.size == 10 * SAMPLE_RATE and float(audio[SAMPLE_RATE]) == pytest.approx(1000 / 32768, rel=1e-3)
+    assert peak < 100 * 2**20, f"decoding held {peak / 2**20:.0f} MB"
+
+
 def test_block_decoding_passes_silence_and_finds_overlong_files(tmp_path):
     from emotionnet.audio import iter_audio_blocks
 
