@@ -36,6 +36,10 @@ MIN_SECONDS = 0.25
 MAX_ABS_SAMPLE = 2.0**31
 MAX_ARRAY_CHANNELS = 64  # an array "with more channels" is a (channels, samples) array
 BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
+# A block holds at most this many values (frames x channels: 60 s of 48 kHz stereo, 23 MB as float32),
+# so a file of many channels at a high rate is read in shorter blocks: a 212 KB FLAC of 8 channels at
+# 384 kHz decoded whole took 1.4 GB (issue 30).
+BLOCK_VALUES = 60 * 48_000 * 2
 
 AudioSource = str | Path | bytes | np.ndarray
 
@@ -156,8 +160,6 @@ def prepare_array(
         raise _too_long(name, seconds, limits.max_seconds)
     if seconds < MIN_SECONDS:
         raise AudioError(f"{name}: too short ({seconds:.2f} s; at least {MIN_SECONDS} s is needed)")
-    if not np.any(samples):
-        raise AudioError(f"{name}: silent (all samples are zero)")
 
     if rate != SAMPLE_RATE:
         samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
@@ -231,32 +233,39 @@ def audio_info(source: str | Path | bytes, name: str | None = None,
     return check_sample_rate(rate, name, limits), frames / rate
 
 
+def block_frames(sample_rate: float, channels: int, block_seconds: float = BLOCK_SECONDS) -> int:
+    """Frames per decoding block: `block_seconds` of the file, or fewer so that the block holds
+    at most `BLOCK_VALUES` samples over all its channels."""
+    return max(1, min(int(block_seconds * sample_rate), BLOCK_VALUES // max(1, channels)))
+
+
 def resample_blocks(
     blocks: Iterable[np.ndarray],
     sample_rate: float,
     name: str = "<stream>",
     limits: AudioLimits | None = None,
-    block_seconds: float = BLOCK_SECONDS,
+    frames_per_block: int | None = None,
     declared: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Decoded audio at its own rate, in pieces of any size, as checked mono float32 blocks at 16 kHz.
 
     `blocks` are float or integer arrays `(frames,)` or `(frames, channels)` at `sample_rate`
-    (a libsndfile read, a PyAV frame). Audio of at most one block is treated whole, exactly as
-    `prepare_array` treats it; longer audio is regrouped into blocks of about `block_seconds`,
-    each checked and resampled as it comes (memory: one block at the source's rate), so its
-    silence or excess length may be found after some blocks. `declared` is the length in
-    seconds a header promised, for the error of a truncated file.
+    (a libsndfile read, a PyAV frame). Audio of at most one block (`frames_per_block`, default
+    `block_frames(sample_rate, 2)`) is treated whole, exactly as `prepare_array` treats it;
+    longer audio is regrouped into blocks of that size, each checked and resampled as it
+    comes (memory: one block at the source's rate), so an excess length may be found after
+    some blocks. `declared` is the length in seconds a header promised, for the error of a
+    truncated file.
     """
     limits = limits or DEFAULT_LIMITS
     rate = check_sample_rate(sample_rate, name, limits)
-    block_frames = max(1, int(block_seconds * rate))
+    frames_per_block = frames_per_block or block_frames(rate, 2)
     pieces = iter(blocks)
     first, held = [], 0
     for piece in pieces:
         first.append(piece)
         held += len(piece)
-        if held > block_frames:
+        if held > frames_per_block:
             break
     else:  # all of it fits in one block
         if declared is not None and held / rate < MIN_SECONDS:
@@ -268,20 +277,17 @@ def resample_blocks(
         return
     resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
         rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    frames_read, audible = 0, False
-    for block in _regrouped(itertools.chain(first, pieces), block_frames):
+    frames_read = 0
+    for block in _regrouped(itertools.chain(first, pieces), frames_per_block):
         frames_read += len(block)
         if frames_read > limits.max_seconds * rate:
             raise _too_long(name, frames_read / rate, limits.max_seconds)
         mono = _to_float_mono(block, name)
-        audible = audible or bool(np.any(mono))
         yield resampler.resample_chunk(mono) if resampler else mono
-    if frames_read / rate < MIN_SECONDS:  # only with a tiny block_seconds
+    if frames_read / rate < MIN_SECONDS:  # only with blocks shorter than that
         if declared is not None:
             raise _truncated(name, frames_read / rate, declared)
         raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
-    if not audible:
-        raise AudioError(f"{name}: silent (all samples are zero)")
     if resampler is not None:
         yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
@@ -312,8 +318,10 @@ def iter_audio_blocks(
     A file of at most one block is decoded whole, exactly as `prepare_array`
     would treat its samples. A longer one is read, checked and resampled one
     block at a time (`resample_blocks`; memory: one block at the file's rate,
-    whatever its length); its silence, or a length its header understated, is
-    found as the blocks go, so an AudioError may come after some blocks.
+    whatever its length or channel count: see `block_frames`); a length its
+    header understated is found as the blocks go, so an AudioError may come
+    after some blocks. Digital silence (every sample zero) is audio, not an
+    error: the recognizer answers it with "no speech".
     """
     name = name or source_name(source)
     limits = _limits(limits, max_seconds)
@@ -323,10 +331,10 @@ def iter_audio_blocks(
             rate = check_sample_rate(f.samplerate, name, limits)
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
-            block_frames = max(1, int(block_seconds * rate))
-            reads = (f.read(block_frames, dtype="float32", always_2d=True) for _ in itertools.count())
+            frames_per_block = block_frames(rate, f.channels, block_seconds)
+            reads = (f.read(frames_per_block, dtype="float32", always_2d=True) for _ in itertools.count())
             pieces = itertools.takewhile(len, reads)  # until a read comes back empty
-            yield from resample_blocks(pieces, rate, name, limits, block_seconds, declared_seconds(f))
+            yield from resample_blocks(pieces, rate, name, limits, frames_per_block, declared_seconds(f))
     except AudioError:
         raise
     except Exception as exc:  # libsndfile raises several types for bad data

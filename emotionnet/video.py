@@ -20,8 +20,8 @@ frame are held at a time, whatever the video's length.
 A file without an audio track or without a video track answers with what it has
 (`audio_blocks()` and `frames()` yield nothing for the missing side); a file
 that is missing, empty or not a media file PyAV reads is one `VideoError`
-naming it. Audio problems (silent, too short, too long) are `AudioError`s, as
-for any audio.
+naming it. Audio problems (too short, too long) are `AudioError`s, as for
+any audio; a silent track is audio (the recognizer answers it "no speech").
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from emotionnet.audio import (
     AudioError,
     AudioLimits,
     _open,
+    block_frames,
     resample_blocks,
     source_name,
 )
@@ -136,8 +137,9 @@ class Video:
             return
         with self._container() as container:
             stream = container.streams.audio[0]
+            frames_per_block = block_frames(stream.rate, stream.channels, block_seconds)
             yield from resample_blocks(self._native_audio(container, stream), stream.rate, self.name,
-                                       self.limits, block_seconds)
+                                       self.limits, frames_per_block)
 
     def _native_audio(self, container, stream) -> Iterator[np.ndarray]:
         """(samples, channels) float32 at the track's rate, from time 0 of the clock (a late start as silence)."""
