@@ -114,8 +114,12 @@ def train(data: Path, run: Path, recipe: FaceRecipe, threads: int = 1, cache_dir
     last = run / "last.pt"
     if last.is_file():
         saved = torch.load(last, weights_only=True)
-        if saved["recipe"] != json.loads(json.dumps(asdict(recipe))):
+        wanted = json.loads(json.dumps(asdict(recipe)))
+        if {**saved["recipe"], "epochs": recipe.epochs} != wanted:
             raise SystemExit(f"{run}: holds a run of another recipe; use a new --run folder")
+        if saved["recipe"]["epochs"] != recipe.epochs:  # the schedule is stretched or shortened from here on
+            saved["state"].setdefault("schedule_changes", []).append(
+                {"after_epoch": saved["state"]["epoch"], "from": saved["recipe"]["epochs"], "to": recipe.epochs})
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
