@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         step = max(1, len(faces) // args.limit)
         faces, labels = faces[::step], labels[::step]
     result = {"model": args.model, "sha256": hashlib.sha256(Path(recognizer.model_file).read_bytes()).hexdigest(),
-              "command": "python -m benchmarks.face " + " ".join(argv or []),
+              "command": "python -m benchmarks.face " + " ".join(sys.argv[1:] if argv is None else argv),
               "validation": scores(labels, recognizer.predict_faces(faces.astype(np.float32) / 255))}
     step = max(1, len(faces) // args.detector_images)
     result["detector"] = detector_crops(recognizer, faces[::step], labels[::step])

@@ -49,7 +49,8 @@ class FaceRecognizer:
 
     def __init__(self, network: nn.Module, labels: Sequence[str], answered: Sequence[int], temperature: float,
                  detector: FaceDetector | None = None, crop: CropMode = "auto", threads: int = 1,
-                 metadata: dict | None = None, model_file: str | Path | None = None) -> None:
+                 flip_average: bool = False, metadata: dict | None = None,
+                 model_file: str | Path | None = None) -> None:
         if crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
         self.network = network.eval()
@@ -59,6 +60,7 @@ class FaceRecognizer:
         self.detector = detector or FaceDetector(threads=threads)
         self.crop = crop
         self.threads = threads
+        self.flip_average = flip_average  # the logits of each face and its mirror image averaged (chosen on validation)
         self.metadata = metadata or {}
         self.model_file = None if model_file is None else Path(model_file)
 
@@ -74,7 +76,10 @@ class FaceRecognizer:
             out = []
             for start in range(0, len(crops), BATCH):
                 faces = torch.from_numpy(crops[start:start + BATCH]).unsqueeze(1)
-                logits = self.network(faces)[:, self.answered]
+                logits = self.network(faces)
+                if self.flip_average:
+                    logits = (logits + self.network(faces.flip(-1))) / 2
+                logits = logits[:, self.answered]
                 out.append(torch.softmax(logits / self.temperature, dim=1).numpy())
         finally:
             torch.set_num_threads(previous)
