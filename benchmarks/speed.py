@@ -280,10 +280,13 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
 def gpu_training(batch_sizes: Sequence[int], steps: int) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA GPU (torch.cuda.is_available() is False)"}
-    from emotionnet.models.spec import DEFAULT_ARCH_HPARAMS
+    from emotionnet.models.registry import FAMILIES
 
     rows = []
-    for arch, hparams in DEFAULT_ARCH_HPARAMS.items():
+    for arch, family in FAMILIES.items():
+        if family.recipe != "log-mel":  # a family on a pretrained encoder trains its head on cached states
+            continue
+        hparams = {k: v for k, v in family.default_hparams().items() if k not in ("n_mels", "n_classes")}
         for batch_size in batch_sizes:
             for mixed in (False, True):
                 rows.append(training_throughput(arch, hparams, "cuda", mixed, batch_size, steps))

@@ -26,8 +26,9 @@ _EXPORTS = {
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
-    "EncoderWeightsError": "emotionnet.models.whisper.weights",
-    "CTranslate2FormatError": "emotionnet.models.whisper.ctranslate2_file",
+    "EmotionNetError": "emotionnet.errors",
+    "EncoderWeightsError": "emotionnet.errors",
+    "CTranslate2FormatError": "emotionnet.errors",
     "ModelSpec": "emotionnet.models.spec",
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
@@ -44,7 +45,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
@@ -64,6 +65,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from emotionnet.audio import AudioError, load_audio
+    from emotionnet.errors import CTranslate2FormatError, EmotionNetError, EncoderWeightsError
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
@@ -71,7 +73,5 @@ if TYPE_CHECKING:
     from emotionnet.labels import LABELS
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
-    from emotionnet.models.whisper.ctranslate2_file import CTranslate2FormatError
-    from emotionnet.models.whisper.weights import EncoderWeightsError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError

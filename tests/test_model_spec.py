@@ -22,8 +22,9 @@ from safetensors.torch import save_file
 from emotionnet import ModelFileError, ModelSpec, ModelSpecError
 from emotionnet.features import FeatureConfig
 from emotionnet.models import file as model_file
+from emotionnet.models.family import MAX_WIDTH
 from emotionnet.models.file import METADATA_KEY, load_model_file, read_model_file
-from emotionnet.models.spec import MAX_WIDTH, check_window, default_hparams
+from emotionnet.models.spec import check_window, default_hparams
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypat
     from emotionnet.models.whisper import weights
 
     monkeypatch.setattr(weights, "installed_parts", lambda: None)
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("EMOTIONNET_WHISPER", raising=False)
     code = main(["predict", "x.wav", "--model", "whisper-base"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1

@@ -44,13 +44,15 @@ def model_path() -> str | None:
 
 
 def model_choices() -> list[str]:
-    """The models the page offers: the one it was started with first, then the named ones installed."""
-    from emotionnet.models.whisper.weights import weights_available
+    """The models the page offers: the one it was started with first, then the named ones whose
+    family has what it needs installed."""
+    from emotionnet.models.file import read_model_spec
+    from emotionnet.models.names import DEFAULT_MODEL, available_models
+    from emotionnet.models.names import model_path as shipped_path
+    from emotionnet.models.registry import family_of
 
-    choices = [model_path() or "default", "default"]
-    if weights_available():
-        choices.append("whisper-base")
-    return list(dict.fromkeys(choices))
+    installed = [name for name in available_models() if family_of(read_model_spec(shipped_path(name))).ready()]
+    return list(dict.fromkeys([model_path() or DEFAULT_MODEL, *installed]))
 
 
 @dataclass

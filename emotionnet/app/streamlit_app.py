@@ -37,6 +37,7 @@ from emotionnet.app.analysis import (
 )
 from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
+from emotionnet.models.names import models_help
 
 RECORD, UPLOAD = "Record in the browser", "Upload a file"
 
@@ -84,8 +85,7 @@ def main() -> None:
         return
 
     path = st.selectbox("Model", model_choices(), key="model",
-                        help="default: the fast model shipped in the package; whisper-base: a head on the Whisper "
-                             "base encoder, slower, better with voices and languages no training corpus had")
+                        help=models_help())
     try:
         get_recognizer(path)
     except Exception as exc:  # ModelFileError mostly; the page must still explain itself

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -33,32 +32,27 @@ from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, 
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
 from emotionnet.models.file import ModelFileError, load_model_file
+from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import ModelSpec
 
 MODEL_ENV = "EMOTIONNET_MODEL"  # the model (name or file) used when none is named (the CLI and the app honour it)
 BACKENDS = ("torch", "onnx")
-DEFAULT_MODEL = "default"
 
 
 class UnknownModelError(ModelFileError):
-    """A model name that is not in `MODELS` (and not a file)."""
+    """A model name that is not in `available_models()` (and not a file)."""
 
 
 def default_model_path() -> Path:
-    """The model shipped inside the package."""
-    return Path(str(resources.files("emotionnet") / "assets" / "model.safetensors"))
-
-
-def whisper_base_model_path() -> Path:
-    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
-    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
+    """The model shipped inside the package that `load_model()` uses."""
+    return model_path(DEFAULT_MODEL)
 
 
 def resolve_model_path(path: str | Path | None = None) -> Path:
     """`path`, else $EMOTIONNET_MODEL, else the shipped model; a model name is its shipped file."""
     chosen = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    named = {DEFAULT_MODEL: default_model_path, "whisper-base": whisper_base_model_path}
-    return named[chosen]() if chosen in named else Path(chosen)
+    return model_path(chosen) if isinstance(chosen, str) and chosen in MODELS else Path(chosen)
 
 
 class EmotionRecognizer:
@@ -69,6 +63,8 @@ class EmotionRecognizer:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
         self.model_file: Path | None = resolve_model_path(model_file)
+        if backend == "onnx":
+            self._refuse_onnx(self.model_file)
         model, spec, self.metadata = load_model_file(self.model_file)
         self.backend = backend
         if backend == "onnx":
@@ -77,6 +73,16 @@ class EmotionRecognizer:
             self._scoring = WindowScorer(onnx_scorer(self.model_file, model, self.metadata, spec), spec)
         else:
             self._scoring = WindowScorer(model, spec)
+
+    @staticmethod
+    def _refuse_onnx(path: Path) -> None:
+        """A family that is not exported to ONNX says so before anything heavy is loaded."""
+        from emotionnet.models.file import read_model_spec
+
+        family = family_of(read_model_spec(path))
+        if family.onnx_refusal:
+            raise ValueError(f"{path.name}: a {family.name} model runs on the torch backend only "
+                             f"({family.onnx_refusal})")
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
@@ -265,27 +271,8 @@ def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
     return recognizer
 
 
-def _load_whisper_base(backend: str) -> EmotionRecognizer:
-    from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
-
-    if backend != "torch":
-        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
-    if not weights_available():
-        raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
-    return EmotionRecognizer(whisper_base_model_path(), backend=backend)
-
-
-# Model names -> how to load them (given the backend, "torch" or "onnx"). A new model
-# family is one entry here.
-MODELS: dict[str, Callable[[str], EmotionRecognizer]] = {
-    DEFAULT_MODEL: lambda backend: EmotionRecognizer(default_model_path(), backend=backend),
-    "whisper-base": _load_whisper_base,
-}
-
-
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None) -> EmotionRecognizer:
-    """A model by name (see `MODELS`: "default" is the shipped one), a .safetensors model file, or an
+    """A model by name (`available_models()`: "default" is the shipped one), a .safetensors model file, or an
     .onnx file written by `emotionnet export` (run with onnxruntime).
 
     None: $EMOTIONNET_MODEL (a name or a file), else the shipped model. `backend` runs a
@@ -295,11 +282,11 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
     if isinstance(chosen, str) and chosen in MODELS:
-        return MODELS[chosen](backend or "torch")
+        return EmotionRecognizer(model_path(chosen), backend=backend or "torch")
     path = Path(chosen)
     if path.suffix.lower() == ".onnx":
         return _load_onnx_file(path, backend)
     if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
-        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(MODELS)}; "
+        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(available_models())}; "
                                 "or give a .safetensors or .onnx file")
     return EmotionRecognizer(path, backend=backend or "torch")

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from emotionnet.corpora import Collection
+from emotionnet.models.registry import get_family
 from emotionnet.training.head_training import HeadConfig
 from emotionnet.training.recipe import Recipe, train_model
 from emotionnet.training.whisper_recipe import WhisperRecipe
@@ -31,8 +32,8 @@ def suggest_recipe(trial, base: Recipe) -> Recipe:
     width = trial.suggest_categorical("width", [8, 16, 24, 32])
     recipe.hparams = {**recipe.hparams, "channels": [width * 2 ** i for i in range(depth)],
                       "dropout": trial.suggest_float("dropout", 0.1, 0.5)}
-    if recipe.arch == "crnn":
-        recipe.hparams["hidden"] = trial.suggest_categorical("hidden", [48, 64, 96, 128, 160])
+    for hparam in get_family(recipe.arch).searched():  # what only this family has (the crnn's hidden size)
+        recipe.hparams[hparam.name] = trial.suggest_categorical(hparam.name, list(hparam.search))
     recipe.fit.lr = trial.suggest_float("lr", 1e-3, 1e-2, log=True)
     recipe.fit.weight_decay = trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True)
     # One knob for all augmentation: every probability scaled together.

@@ -30,7 +30,7 @@ from emotionnet.models.file import save_model_file
 from emotionnet.models.spec import ModelSpec, default_hparams
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
-from emotionnet.models.whisper.weights import ENCODER_NAME, WEIGHTS_ENV, load_encoder_tensors, tensors_digest
+from emotionnet.models.whisper.weights import ENCODER_NAME, load_encoder_tensors, tensors_digest
 from emotionnet.training.calibration import calibrate_temperature
 from emotionnet.training.encoder_cache import (
     HOP_SECONDS,
@@ -101,7 +101,7 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
 
 def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedStates, str]:
     """The encoder cache for these records, filled where it lacks them, and where the weights came from."""
-    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
+    tensors, where = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER") or None)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
