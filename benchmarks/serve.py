@@ -41,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import finish, percentiles, speech_like
+from benchmarks.common import finish, percentiles
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 
 REPO = Path(__file__).resolve().parents[1]
 

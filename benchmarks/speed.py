@@ -46,6 +46,7 @@ from benchmarks import common
 from benchmarks.common import SAMPLE_RATE, comma_list, shown
 from emotionnet.audio import load_audio
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 from emotionnet.features import log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer, resolve_model_path
 from emotionnet.models import count_parameters
@@ -108,7 +109,7 @@ def generated_clips(folder: Path, n: int, seconds: float = 3.0) -> list[Path]:
     paths = []
     for i in range(n):
         path = folder / f"generated_{i:03d}.wav"
-        soundfile.write(str(path), common.speech_like(seconds, 100 + 7 * (i % 20), seed=i, random_phase=True), SAMPLE_RATE)
+        soundfile.write(str(path), speech_like(seconds, 100 + 7 * (i % 20), seed=i, random_phase=True), SAMPLE_RATE)
         paths.append(path)
     return paths
 

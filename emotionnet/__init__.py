@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "EmotionNetError": "emotionnet.errors",
+    "EnvironmentSettingError": "emotionnet.environment",
     "EncoderWeightsError": "emotionnet.errors",
     "CTranslate2FormatError": "emotionnet.errors",
     "ModelSpec": "emotionnet.models.spec",
@@ -45,7 +46,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
@@ -65,6 +66,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from emotionnet.audio import AudioError, load_audio
+    from emotionnet.environment import EnvironmentSettingError
     from emotionnet.errors import CTranslate2FormatError, EmotionNetError, EncoderWeightsError
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning

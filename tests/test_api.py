@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +12,21 @@ import pytest
 from conftest import voiced, write_wav
 
 import emotionnet
+import emotionnet.cli.main
 from emotionnet import EmotionRecognizer, FileResult, load_model
-from emotionnet.inference.recognizer import MODEL_ENV, default_model_path
+from emotionnet.environment import MODEL_ENV
+from emotionnet.inference.recognizer import default_model_path
 
 SR = 16_000
 
 
-def test_load_model_honours_the_environment(monkeypatch, tiny_model_file, tiny_speaker_model_file):
-    monkeypatch.delenv(MODEL_ENV, raising=False)
-    assert load_model().model_file == default_model_path()
+def test_the_library_reads_no_environment_the_command_line_does(monkeypatch, tiny_model_file, capsys):
     monkeypatch.setenv(MODEL_ENV, str(tiny_model_file))
-    assert load_model().model_file == tiny_model_file
-    assert EmotionRecognizer().model_file == tiny_model_file  # the class and the function agree
-    assert load_model(tiny_speaker_model_file).model_file == tiny_speaker_model_file  # a named file wins
+    assert load_model().model_file == default_model_path() == EmotionRecognizer().model_file
+    clip = write_wav(Path(str(tiny_model_file)).parent / "clip.wav", voiced(2.0))
+    assert emotionnet.cli.main.main(["predict", str(clip), "--json"]) == 0  # the CLI's default is the variable's
+    assert json.loads(capsys.readouterr().out)["probabilities"] == load_model(tiny_model_file).predict(
+        clip).probabilities
 
 
 def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
@@ -108,8 +111,6 @@ def test_load_model_takes_a_name_a_model_file_or_an_onnx_file(tiny_model_file, t
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert "default" in MODELS and load_model("default").model_file == default_model_path()
-    monkeypatch.setenv(MODEL_ENV, "default")  # the variable may name a model too
-    assert load_model().model_file == default_model_path()
     with pytest.raises(UnknownModelError, match="unknown model 'no-such-model'.*default"):
         load_model("no-such-model")
     recognizer = load_model(tiny_model_file)

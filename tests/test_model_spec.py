@@ -120,7 +120,12 @@ CRAFTED = [
     ("model.hparams.layers", 12, "no hyper-parameter layers"),
     ("model.hparams.n_mels", 32, "model.hparams.n_mels is 32 but the features have 64"),
     ("model.hparams.n_classes", 7, "model.hparams.n_classes is 7"),
-    ("labels", _DELETE, "labels None differ"),
+    ("labels", "angry", "labels must be a list"),
+    ("labels", ["angry"], "labels must be a list of 2"),
+    ("labels", ["angry", "angry", "sad"], "name a label twice"),
+    ("labels", ["angry", 3, "sad"], "each of labels must be a name"),
+    ("labels", ["angry", "sad"], "model.hparams.n_classes is 6; the network's outputs are 2"),
+    ("answers", ["angry", "bored"], "answers ['bored'] are not among the labels"),
     ("format", "1", "format '1'"),
 ]
 

@@ -9,7 +9,7 @@ from conftest import make_toy_corpus
 from emotionnet.corpora import read_manifest
 from emotionnet.models.whisper.weights import installed_parts
 
-pytestmark = pytest.mark.whisper
+pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

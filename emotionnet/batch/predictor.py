@@ -19,28 +19,35 @@ import numpy as np
 from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
 
-PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
-COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error"]
+
+def columns(labels: tuple[str, ...] = LABELS) -> list[str]:
+    """The row's columns for a model answering `labels` (`recognizer.labels`): a `p_<label>` each."""
+    return ["path", "duration", "speech", "emotion", "confidence", *(f"p_{label}" for label in labels), "error"]
 
 
-def arrow_schema():
+COLUMNS = columns()  # every shipped model's
+
+
+def arrow_schema(labels: tuple[str, ...] = LABELS):
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
                       ("emotion", pa.string()),
-                      ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROBABILITY_COLUMNS],
+                      ("confidence", pa.float64()), *[(f"p_{label}", pa.float64()) for label in labels],
                       ("error", pa.string())])
 
 
-def error_row(path: str, message: str) -> dict:
-    return {**dict.fromkeys(COLUMNS), "path": path, "error": message}
+def error_row(path: str, message: str, labels: tuple[str, ...] = LABELS) -> dict:
+    return {**dict.fromkeys(columns(labels)), "path": path, "error": message}
 
 
 class BatchPredictor:
     """One model per process, loaded lazily; `threads` torch threads (1: one core per worker)."""
 
-    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1):
+    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1,
+                 load_options: dict | None = None):
         self.model, self.max_seconds, self.threads = model, max_seconds, threads
+        self.load_options = dict(load_options or {})  # load_model's vad, compute_type, encoder_weights
         self._recognizer = None
 
     def __getstate__(self) -> dict:
@@ -54,7 +61,7 @@ class BatchPredictor:
             from emotionnet import load_model
 
             torch.set_num_threads(self.threads)
-            self._recognizer = load_model(self.model)
+            self._recognizer = load_model(self.model, **self.load_options)
         return self._recognizer
 
     def decode(self, path: str) -> np.ndarray:
@@ -109,7 +116,8 @@ class BatchPredictor:
                     decoded[i] = (decoded[i][0], None, f"{decoded[i][0]}: scoring failed ({exc})")
         rows = []
         for i, (path, _, error) in enumerate(decoded):
-            rows.append(error_row(path, error) if i not in timelines else timeline_row(path, timelines[i]))
+            rows.append(error_row(path, error, self.recognizer().labels) if i not in timelines
+                        else timeline_row(path, timelines[i]))
         return rows
 
     def __call__(self, batch):
@@ -120,8 +128,8 @@ class BatchPredictor:
         return pa.Table.from_pylist(rows, schema=self.schema())
 
     def schema(self):
-        """The columns of the rows (a subclass that adds columns says so here)."""
-        return arrow_schema()
+        """The columns of the rows: a probability per label of the model (a subclass that adds columns says so here)."""
+        return arrow_schema(self.recognizer().labels)
 
 
 def timeline_row(path: str, timeline) -> dict:
@@ -129,4 +137,4 @@ def timeline_row(path: str, timeline) -> dict:
     speech = bool(timeline.speech)
     return {"path": path, "duration": float(timeline.duration), "speech": speech,
             "emotion": p.emotion if speech else None, "confidence": float(p.confidence) if speech else None,
-            **{f"p_{label}": float(p.probabilities[label]) for label in LABELS}, "error": None}
+            **{f"p_{label}": float(probability) for label, probability in p.probabilities.items()}, "error": None}

@@ -81,14 +81,27 @@ def model_family(name: str):
     return name
 
 
+def model_settings():
+    """What the environment asks of the model (emotionnet/environment.py), read once; a bad value is a CLIError."""
+    from emotionnet.environment import EnvironmentSettingError, from_environment
+
+    try:
+        return from_environment()
+    except EnvironmentSettingError as exc:
+        raise CLIError(str(exc), "unset it or give an allowed value") from None
+
+
 def load_recognizer(model: str | None, backend: str | None = None):
-    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
+    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one) with the
+    environment's options, or a CLIError."""
     from emotionnet import ModelFileError, OnnxBackendError, load_model
     from emotionnet.inference.recognizer import UnknownModelError
     from emotionnet.models.names import available_models
 
+    settings = model_settings()
+    model = model or settings.model
     try:
-        return load_model(model, backend=backend)
+        return load_model(model, backend=backend, **settings.load_options())
     except UnknownModelError:
         raise CLIError(f"unknown model {model!r}", f"the model names: {', '.join(available_models())}; or give a "
                        ".safetensors or .onnx file") from None
@@ -125,7 +138,7 @@ def encoder_head_recipe(args, family, options: tuple[str, ...]):
     from emotionnet.models.family import LoadOptions
     from emotionnet.training.whisper_recipe import WhisperRecipe
 
-    family.require(LoadOptions())  # MissingExtraError before any clip is read
+    family.require(LoadOptions(encoder_weights=model_settings().encoder_weights))  # before any clip is read
     try:
         base = WhisperRecipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else WhisperRecipe()
     except (OSError, ValueError, TypeError) as exc:

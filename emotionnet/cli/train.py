@@ -14,6 +14,7 @@ from emotionnet.cli.common import (
     encoder_head_recipe,
     load_collection,
     model_family,
+    model_settings,
     warn_skipped,
 )
 
@@ -98,7 +99,8 @@ def run_encoder_head(args, family, collection) -> int:
 
     out = Path(args.out or f"emotionnet-{family.name}.safetensors")
     recipe = encoder_head_recipe(args, family, ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
-    meta = train_whisper_model(collection, out, recipe, sources=[*args.folders, *([args.manifest] if args.manifest else [])],
+    meta = train_whisper_model(collection, out, recipe, encoder_weights=model_settings().encoder_weights,
+                               sources=[*args.folders, *([args.manifest] if args.manifest else [])],
                                progress=not args.quiet)
     return _show_result(out, meta, format_report)
 

@@ -6,7 +6,14 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, encoder_head_recipe, load_collection, model_family
+from emotionnet.cli.common import (
+    CLIError,
+    add_command,
+    encoder_head_recipe,
+    load_collection,
+    model_family,
+    model_settings,
+)
 from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          search; re-run to resume after a kill
@@ -86,7 +93,8 @@ def _run_encoder_head(args, family, collection) -> int:
     print(f"tuning the {family.name} head on {len(collection.records)} clips {collection.per_corpus()}, judged on corpora "
           f"left out; study {out / 'study.db'}", flush=True)
     try:
-        study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show)
+        study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show,
+                             encoder_weights=model_settings().encoder_weights)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return _write_results(study, out, "folds")

@@ -26,9 +26,13 @@ class Prediction:
     speech: bool = True
 
     @classmethod
-    def from_probabilities(cls, probs: np.ndarray, speech: bool = True) -> Prediction:
+    def from_probabilities(cls, probs: np.ndarray, speech: bool = True,
+                           labels: tuple[str, ...] = LABELS) -> Prediction:
+        """The answer of `probs`, one per label of the model (`ModelSpec.answer_labels`)."""
+        if len(probs) != len(labels):
+            raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
         best = int(np.argmax(probs))
-        return cls(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)}, speech)
+        return cls(labels[best], float(probs[best]), {label: float(p) for label, p in zip(labels, probs)}, speech)
 
     def answer(self) -> dict:
         """emotion, confidence and probabilities: this prediction's, without the speech flag."""

@@ -25,11 +25,13 @@ Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> l
 
 
 class WindowScorer:
-    """A network (torch module or ONNX session) with the spec that says how it hears."""
+    """A network (torch module or ONNX session) with the spec that says how it hears, and the speech
+    detector that judges its windows' audio (`vad.detector_name`: "silero" or "energy")."""
 
-    def __init__(self, network: Network, spec: ModelSpec):
+    def __init__(self, network: Network, spec: ModelSpec, detector: str = "energy"):
         self.network = network
         self.spec = spec
+        self.detector = detector
 
     @property
     def features(self) -> FeatureConfig:
@@ -52,6 +54,12 @@ class WindowScorer:
         pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
         return [None if speaker is None else pooled[speaker] for speaker in speakers]
 
+    def logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """(windows, classes answered) logits of model inputs: outputs the model does not answer
+        with (`ModelSpec.answers`) are left out before any softmax."""
+        logits = window_logits(self.network, windows)
+        return logits if self.spec.answer_index is None else logits[:, self.spec.answer_index]
+
     def score_windows(
         self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
         contexts: Sequence[BandStats | None] | None = None,
@@ -60,7 +68,7 @@ class WindowScorer:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
         `contexts` hold each log-mel's speaker statistics (see `speaker_stats`); `masks`
-        each one's speech frames by the detector in use (`vad.detector_frames`; None: the
+        each one's speech frames by the scorer's detector (`vad.detector_frames`; None: the
         energy gate on the log-mel). Window and hop (seconds; None: the spec's) were checked
         by the recognizer.
         """
@@ -74,7 +82,7 @@ class WindowScorer:
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0)))
-        logits = window_logits(self.network, torch.cat(inputs))
+        logits = self.logits(torch.cat(inputs))
         for item, part in zip(scored, torch.split(logits, [len(w) for w in inputs])):
             item.logits = part
         return scored
@@ -90,26 +98,27 @@ class WindowScorer:
         `speakers` (one key per log-mel, or None) marks clips of one speaker, which a
         `speaker`-normalised model then reads against each other; `contexts` gives the
         statistics directly instead. `audios` (the 16 kHz samples of each log-mel) let the
-        detector in use (`vad.detector_name`) judge speech; without them, the energy gate does.
+        scorer's detector judge speech; without them, the energy gate does.
         """
         window = window or self.spec.window
         step = self.spec.frame_seconds
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
-        masks = [vad.detector_frames(audio, mel.shape[-1]) for audio, mel in zip(audios, mels)] if audios else None
+        masks = ([vad.detector_frames(audio, mel.shape[-1], self.detector, self.features)
+                  for audio, mel in zip(audios, mels)] if audios else None)
         return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
                 for i, scored in enumerate(self.score_windows(mels, window, hop, contexts, masks))]
 
     def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
         """The timeline of one clip's scored windows (`window` seconds each)."""
         step = self.spec.frame_seconds
-        temperature = self.spec.temperature
+        temperature, labels = self.spec.temperature, self.spec.answer_labels
         probs = scored.window_probabilities(temperature)
         segments = [  # times in whole milliseconds: 0.41, not 0.41000000000000003
             Segment(round(s * step, 3), round(min(duration, s * step + window), 3), sp,
-                    Prediction.from_probabilities(p) if sp else None)
+                    Prediction.from_probabilities(p, labels=labels) if sp else None)
             for s, sp, p in zip(scored.starts, scored.speech, probs)
         ]
         speech = vad.has_speech(scored.speech)
-        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech)
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech, labels)
         return Timeline(duration, overall, segments, speech)

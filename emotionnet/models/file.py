@@ -69,8 +69,6 @@ def _check_metadata(path: Path, raw: str | None) -> dict:
         raise ModelFileError(f"{path}: its EmotionNet metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: model file format {meta.get('format')!r}; this version reads format {FORMAT}")
-    if not isinstance(meta.get("labels"), list) or tuple(meta["labels"]) != LABELS:
-        raise ModelFileError(f"{path}: labels {meta.get('labels')!r} differ from {list(LABELS)}")
     return meta
 
 

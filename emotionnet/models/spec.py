@@ -29,6 +29,8 @@ MAX_WINDOW = 60.0
 # Bounds on what a model file may ask for of its front end (the families bound their own hyper-parameters).
 MAX_MELS = 512
 MAX_FFT = 16_384
+MAX_LABELS = 1000
+MAX_LABEL_LENGTH = 100
 
 
 # The feature fields every format-1 file holds. A field added to FeatureConfig later is
@@ -76,14 +78,36 @@ def check_hparams(arch: Any, hparams: Any, features: FeatureConfig, n_classes: i
     return get_family(arch).check_hparams(dict(_mapping(hparams, "model.hparams")), features, n_classes)
 
 
-def default_hparams(arch: str, n_mels: int | None = None) -> dict:
+def check_labels(value: Any, name: str, within: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """A model file's `labels` (its network's outputs, in order) or `answers` (those it answers):
+    2 or more distinct, non-empty names; `answers` are some of the `labels`."""
+    if not isinstance(value, list) or not 2 <= len(value) <= MAX_LABELS:
+        raise ModelSpecError(f"{name} must be a list of 2 to {MAX_LABELS} names, got {str(value)[:80]}")
+    for label in value:
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_LENGTH:
+            raise ModelSpecError(f"each of {name} must be a name of 1 to {MAX_LABEL_LENGTH} characters, "
+                                 f"got {str(label)[:80]!r}")
+    if len(set(value)) != len(value):
+        raise ModelSpecError(f"{name} name a label twice: {value}")
+    if within is not None and not set(value) <= set(within):
+        raise ModelSpecError(f"{name} {sorted(set(value) - set(within))} are not among the labels {list(within)}")
+    return tuple(value)
+
+
+def default_hparams(arch: str, n_mels: int | None = None, n_classes: int = len(LABELS)) -> dict:
     """The hyper-parameters of a new `arch` model (a copy the caller may change): its family's defaults."""
-    return get_family(arch).default_hparams(n_mels, len(LABELS))
+    return get_family(arch).default_hparams(n_mels, n_classes)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model's architecture, features, analysis window and calibration temperature."""
+    """A model's architecture, features, analysis window, calibration temperature and labels.
+
+    `labels` name the network's outputs, in order (a file without them means the six, `LABELS`);
+    `answers`, those the model answers with (default: all of them). A network trained on more
+    classes than it answers (FER2013's seven with surprise, answering the six) declares the rest
+    away: its answers' probabilities are a softmax over their logits alone.
+    """
 
     arch: str = DEFAULT_ARCH
     hparams: dict = field(default_factory=dict)  # complete after `from_metadata`; merged over the defaults
@@ -91,6 +115,20 @@ class ModelSpec:
     window: float = DEFAULT_WINDOW
     hop: float = DEFAULT_HOP
     temperature: float = DEFAULT_TEMPERATURE
+    labels: tuple[str, ...] = LABELS
+    answers: tuple[str, ...] | None = None  # None: every label
+
+    @property
+    def answer_labels(self) -> tuple[str, ...]:
+        """The labels the model answers with, in its outputs' order."""
+        return self.labels if self.answers is None else tuple(x for x in self.labels if x in self.answers)
+
+    @property
+    def answer_index(self) -> list[int] | None:
+        """Indices of the answered labels among the network's outputs; None when it answers all of them."""
+        if self.answers is None or set(self.answers) == set(self.labels):
+            return None
+        return [i for i, label in enumerate(self.labels) if label in self.answers]
 
     @property
     def sample_rate(self) -> int:
@@ -99,7 +137,8 @@ class ModelSpec:
     @property
     def model_hparams(self) -> dict:
         """What the architecture is built with: the defaults, this spec's choices, its mel bands."""
-        return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels}
+        return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels,
+                "n_classes": len(self.labels)}
 
     @property
     def frame_seconds(self) -> float:
@@ -135,6 +174,8 @@ class ModelSpec:
             "temperature": self.temperature,
             "inference": {"window": self.window, "hop": self.hop},
             "model": {"arch": self.arch, "hparams": self.model_hparams},
+            "labels": list(self.labels),
+            **({"answers": list(self.answer_labels)} if self.answer_index is not None else {}),
         }
 
     @classmethod
@@ -150,9 +191,11 @@ class ModelSpec:
         if "model" not in meta:
             raise ModelSpecError("no 'model' (architecture and hyper-parameters) in the model description")
         model = _mapping(meta["model"], "model")
-        hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features)
+        labels = check_labels(meta.get("labels", list(LABELS)), "labels")  # files without them mean the six
+        answers = check_labels(meta["answers"], "answers", labels) if "answers" in meta else None
+        hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features, len(labels))
         inference = _mapping(meta.get("inference", {}), "inference")
         window = number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
         hop = number(inference.get("hop", DEFAULT_HOP), "inference.hop", 1e-3, window)
         temperature = number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
-        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature))
+        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature), labels, answers)

@@ -103,7 +103,7 @@ class Service:
 
     async def start(self) -> None:
         if self.model is None:
-            self.model = await asyncio.to_thread(ServedModel.load, self.settings.model)
+            self.model = await asyncio.to_thread(ServedModel.load, self.settings.model, self.settings.load_options)
         self.executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="emotionnet-infer")
         self.queue = InferenceQueue(make_work(self.model, self.settings), self.executor, self.settings.queue_size,
                                     self.settings.threads, self.settings.max_batch)

@@ -23,10 +23,11 @@ class ServedModel:
         self.recognizer = recognizer
 
     @classmethod
-    def load(cls, path: str | None = None) -> ServedModel:
+    def load(cls, path: str | None = None, load_options: dict | None = None) -> ServedModel:
+        """`load_model(path, **load_options)` (the options the service's settings read from the environment)."""
         from emotionnet import load_model
 
-        return cls(load_model(path))
+        return cls(load_model(path, **(load_options or {})))
 
     @property
     def name(self) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 SETTINGS_ENV = "EMOTIONNET_SERVE_SETTINGS"  # how `serve --workers N` hands settings to each worker process
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str | None = None  # a model name or file (load_model); None: $EMOTIONNET_MODEL, else the shipped model
+    model: str | None = None  # a model name or file (load_model); None: the shipped model
+    load_options: dict = field(default_factory=dict)  # load_model's vad, compute_type, encoder_weights
     api_key: str | None = None  # when set, /v1/* and /metrics need `Authorization: Bearer <key>`
     max_upload_mb: float = 50.0  # larger request bodies get 413
     max_audio_seconds: float = 600.0  # longer audio gets 413

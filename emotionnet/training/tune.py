@@ -168,14 +168,15 @@ def suggest_whisper_recipe(trial, base: WhisperRecipe) -> WhisperRecipe:
 
 
 def tune_whisper(collection: Collection, out: str | Path, trials: int, base: WhisperRecipe | None = None,
-                 seed: int = 0, progress: bool = True, on_trial=None):
+                 seed: int = 0, progress: bool = True, on_trial=None, encoder_weights: str | Path | None = None):
     """Search the `whisper` head with leave-one-corpus-out validation as the objective.
 
     The recipe is meant for voices no corpus had, so a trial is judged the way LOCO judges:
     per corpus, a head trained on the others (selected on their validation clips) scored on
     that corpus's validation clips; the objective is the mean over corpora. The running mean
     is reported after each fold, so the median pruner stops a trial that trails. Test
-    splits are never read. The encoder cache is filled first (slow once, then reused).
+    splits are never read. The encoder cache is filled first (slow once, then reused), with
+    the encoder's weights from `encoder_weights` (None: the installed weight packages).
     """
     import optuna
 
@@ -189,7 +190,7 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     corpora = sorted({r.corpus for r in records})
     if len(corpora) < 2:
         raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
-    cache, _ = prepare_cache(records, base)
+    cache, _ = prepare_cache(records, base, encoder_weights)
     # Corpora differ far more than recipes do: judge a trial on half the folds before pruning it.
     study = _open_study(out, seed, progress, warmup_steps=len(corpora) // 2)
 

@@ -60,9 +60,20 @@ def _openai_checkpoint(path: Path) -> dict[str, np.ndarray]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint["model_state_dict"]
+        get = {k: v.to(torch.float16).numpy() for k, v in state.items() if k.startswith("encoder.")}
     except Exception as exc:  # noqa: BLE001 - any failure is one clear error naming the file
         raise EncoderWeightsError(f"{path}: not a readable openai-whisper checkpoint ({exc})") from None
-    get = {k: v.to(torch.float16).numpy() for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        out = _ctranslate2_names(get)
+    except (KeyError, ValueError) as exc:  # a weight missing; no encoder blocks at all
+        missing = f"no {exc.args[0]} among its weights" if isinstance(exc, KeyError) else "no encoder blocks"
+        raise EncoderWeightsError(f"{path}: not an openai-whisper checkpoint ({missing})") from None
+    out["encoder/num_heads"] = np.array(checkpoint.get("dims", {}).get("n_audio_head", 8), dtype=np.int16)
+    return out
+
+
+def _ctranslate2_names(get: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """openai-whisper's encoder weights under CTranslate2's names (KeyError naming the first one missing)."""
     out = {
         "encoder/conv1/weight": get["encoder.conv1.weight"], "encoder/conv1/bias": get["encoder.conv1.bias"],
         "encoder/conv2/weight": get["encoder.conv2.weight"], "encoder/conv2/bias": get["encoder.conv2.bias"],
@@ -86,7 +97,6 @@ def _openai_checkpoint(path: Path) -> dict[str, np.ndarray]:
             ct + "ffn/linear_0/weight": get[b + "mlp.0.weight"], ct + "ffn/linear_0/bias": get[b + "mlp.0.bias"],
             ct + "ffn/linear_1/weight": get[b + "mlp.2.weight"], ct + "ffn/linear_1/bias": get[b + "mlp.2.bias"],
         }
-    out["encoder/num_heads"] = np.array(checkpoint.get("dims", {}).get("n_audio_head", 8), dtype=np.int16)
     return out
 
 
