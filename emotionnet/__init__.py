@@ -22,7 +22,8 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 # Public name -> the module that defines it.
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
-    "AudioError": "emotionnet.audio",
+    "AudioError": "emotionnet.errors",
+    "AudioTooLongError": "emotionnet.errors",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
@@ -46,7 +47,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
 ]
@@ -65,9 +66,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import AudioError, load_audio
+    from emotionnet.audio import load_audio
     from emotionnet.environment import EnvironmentSettingError
-    from emotionnet.errors import CTranslate2FormatError, EmotionNetError, EncoderWeightsError
+    from emotionnet.errors import (
+        AudioError,
+        AudioTooLongError,
+        CTranslate2FormatError,
+        EmotionNetError,
+        EncoderWeightsError,
+    )
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model

@@ -28,6 +28,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from emotionnet.errors import AudioError, AudioTooLongError
+
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
 # Float audio is nominally within [-1, 1]; PCM values stored as floats reach 2^31.
@@ -37,10 +39,6 @@ MAX_ARRAY_CHANNELS = 64  # an array "with more channels" is a (channels, samples
 BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 
 AudioSource = str | Path | bytes | np.ndarray
-
-
-class AudioError(ValueError):
-    """Audio that cannot be used: the message names the input and the problem."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +77,8 @@ def check_sample_rate(sample_rate: object, name: str = "<array>", limits: AudioL
     return rate
 
 
-def _too_long(name: str, seconds: float, limit: float) -> AudioError:
-    return AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
+def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
+    return AudioTooLongError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
 
 
 def _as_array(samples: object, name: str) -> np.ndarray:

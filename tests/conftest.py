@@ -21,16 +21,28 @@ if str(REPO) not in sys.path:  # tests of the benchmarks import them
 # gate hears as speech and silero-vad, rightly, does not. The library reads no environment: in this
 # process `vad="auto"` finds silero-vad "not installed" (the fixture below) and takes the gate; the
 # command-line processes tests start read EMOTIONNET_VAD, as a user's do. Tests of silero-vad ask for
-# the `silero` fixture (tests/test_speech_detector.py), which leaves the detector as installed.
+# `silero_installed` (tests/test_speech_detector.py's `silero`), which gives the detector back.
 os.environ["EMOTIONNET_VAD"] = "energy"
 
 
-@pytest.fixture(autouse=True)
-def _energy_gate_unless_silero(request, monkeypatch):
-    if "silero" not in request.fixturenames:
-        from emotionnet import vad
+@pytest.fixture(scope="session", autouse=True)
+def _energy_gate_unless_silero():
+    """Session-wide (fixtures of every scope are made after it); `silero` undoes it for one test."""
+    from emotionnet import vad
 
-        monkeypatch.setattr(vad, "silero_available", lambda: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vad, "silero_available", lambda: False)
+        yield
+
+
+@pytest.fixture
+def silero_installed(monkeypatch):
+    """silero-vad as this machine has it (tests/test_speech_detector.py's `silero` builds on it)."""
+    from importlib.util import find_spec
+
+    from emotionnet import vad
+
+    monkeypatch.setattr(vad, "silero_available", lambda: find_spec("silero_vad") is not None)
 
 
 @pytest.fixture(scope="session")

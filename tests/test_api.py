@@ -157,3 +157,24 @@ def test_no_module_outside_inference_touches_the_recognizers_internals():
             if isinstance(node, ast.ImportFrom) and node.module == "emotionnet.inference.scoring":
                 offenders.append(f"{path.name}:{node.lineno} imports the scoring module")
     assert not offenders
+
+
+def test_every_error_is_an_emotionnet_error_and_keeps_its_builtin_base():
+    """One `except EmotionNetError` catches what EmotionNet refuses; `except ValueError` still works."""
+    classes = _exception_classes()
+    for name in set(classes) - {"CLIError", "StaleOnnxWarning"}:
+        assert issubclass(getattr(emotionnet, name), emotionnet.EmotionNetError), name
+    assert issubclass(emotionnet.AudioTooLongError, emotionnet.AudioError)
+    assert issubclass(emotionnet.AudioError, ValueError) and issubclass(emotionnet.MissingExtraError, ImportError)
+
+
+def test_audio_over_the_limit_is_told_apart_by_its_class(tiny_model_file, tmp_path):
+    from emotionnet.inference.results import FileResult
+
+    long = write_wav(tmp_path / "long.wav", voiced(3.0))
+    [result] = load_model(tiny_model_file).predict_files([long], max_seconds=1.0)
+    assert result.to_dict()["error"]["code"] == "audio_too_long"
+    with pytest.raises(emotionnet.AudioTooLongError):
+        emotionnet.load_audio(long, max_seconds=1.0)
+    # a message that merely says "too long" is bad audio, not over the limit
+    assert FileResult.failed("x", emotionnet.AudioError("x: name too long")).to_dict()["error"]["code"] == "bad_audio"

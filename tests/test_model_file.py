@@ -156,10 +156,13 @@ def test_metadata_not_json(tmp_path):
         load_model_file(path)
 
 
-def test_wrong_labels(tmp_path, tiny_model_file):
+def test_labels_are_the_files_own(tmp_path, tiny_model_file):
+    """A file's labels name its outputs: in another order they are another model's answers, not an error."""
     path = tmp_path / "labels.safetensors"
     _rewrite_meta(tiny_model_file, path, lambda m: m.update(labels=sorted(LABELS, reverse=True)))
-    with pytest.raises(ModelFileError, match="labels"):
+    assert load_model_file(path).spec.labels == tuple(sorted(LABELS, reverse=True))
+    _rewrite_meta(tiny_model_file, path, lambda m: m.update(labels=["angry", "calm", "sad"]))
+    with pytest.raises(ModelFileError, match="labels"):  # three names for six outputs
         load_model_file(path)
 
 

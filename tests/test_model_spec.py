@@ -124,7 +124,7 @@ CRAFTED = [
     ("labels", ["angry"], "labels must be a list of 2"),
     ("labels", ["angry", "angry", "sad"], "name a label twice"),
     ("labels", ["angry", 3, "sad"], "each of labels must be a name"),
-    ("labels", ["angry", "sad"], "model.hparams.n_classes is 6; the network's outputs are 2"),
+    ("labels", ["angry", "sad"], "head.weight is [6, 32], the description gives [2, 32]"),
     ("answers", ["angry", "bored"], "answers ['bored'] are not among the labels"),
     ("format", "1", "format '1'"),
 ]

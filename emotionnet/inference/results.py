@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emotionnet.errors import AudioTooLongError
 from emotionnet.labels import LABELS
 
 if TYPE_CHECKING:
@@ -84,6 +85,12 @@ class FileResult:
     path: str
     timeline: Timeline | None = None
     error: str | None = None  # the AudioError message, naming the input and the problem
+    code: str | None = None  # `error_code` of the error (None: "bad_audio")
+
+    @classmethod
+    def failed(cls, path: str, exc: Exception) -> FileResult:
+        """The result of an input whose error is `exc`."""
+        return cls(path, error=str(exc), code=error_code(exc))
 
     @property
     def ok(self) -> bool:
@@ -92,15 +99,14 @@ class FileResult:
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
-            return {"path": self.path, "error": {"code": error_code(self.error), "message": self.error}}
+            return {"path": self.path, "error": {"code": self.code or "bad_audio", "message": self.error}}
         return {"path": self.path, **self.timeline.to_dict(segments)}
 
 
-def error_code(message: str | None) -> str:
-    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`)."""
-    if message and "too long" in message:
-        return "audio_too_long"
-    return "bad_audio"
+def error_code(exc: Exception) -> str:
+    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`),
+    by the error's class, never its message."""
+    return "audio_too_long" if isinstance(exc, AudioTooLongError) else "bad_audio"
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from emotionnet.errors import EmotionNetError
 from emotionnet.features import FeatureConfig
 
 MODALITIES = ("audio", "face")
@@ -37,7 +38,7 @@ MAX_WIDTH = 4096
 MAX_BLOCKS = 8
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(EmotionNetError, ValueError):
     """A model description that is missing, malformed or out of bounds (the message says which)."""
 
 

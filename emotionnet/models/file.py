@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from emotionnet.errors import EmotionNetError
 from emotionnet.labels import LABELS
 from emotionnet.models.family import LoadOptions
 from emotionnet.models.registry import build_model, family_of
@@ -39,7 +40,7 @@ class LoadedModel(NamedTuple):
     metadata: dict
 
 
-class ModelFileError(ValueError):
+class ModelFileError(EmotionNetError, ValueError):
     """A model file that is missing, truncated, foreign, of an unknown format or describes an impossible model."""
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from emotionnet.audio import AudioError
+from emotionnet.errors import AudioTooLongError
 
 
 def is_too_long(exc: AudioError) -> bool:
     """Audio over the duration limit (answered 413), not bad audio (400)."""
-    return "too long" in str(exc)
+    return isinstance(exc, AudioTooLongError)
 
 
 class ServedModel:
