@@ -251,6 +251,8 @@ def iter_audio_blocks(
     try:
         with soundfile.SoundFile(handle) as f:
             rate = check_sample_rate(f.samplerate, name, limits)
+            if f.channels > MAX_ARRAY_CHANNELS:
+                raise AudioError(f"{name}: {f.channels} channels; at most {MAX_ARRAY_CHANNELS} are supported")
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             block_frames = max(1, int(block_seconds * rate))
