@@ -40,9 +40,8 @@ from emotionnet.serving.scheduling import Abandoned
 from emotionnet.serving.settings import ServeSettings
 from emotionnet.serving.stream import STREAM_PROTOCOL, add_stream_route
 from emotionnet.serving.uploads import read_upload
+from emotionnet.window_rule import MAX_WINDOW, MIN_HOP, MIN_WINDOW
 
-MIN_WINDOW = 0.5  # as `emotionnet predict --window`
-MIN_HOP = 0.1  # a smaller hop multiplies the work for no finer answer (issue 30: 0.0001 s took 2.6 GB)
 HEAVY_WINDOWS = 64  # requests of more windows are scored on the heavy thread, after the short ones
 # Decoding costs samples x channels: at most this many per second of the audio limit (600 s of 96 kHz stereo).
 DECODE_SAMPLES_PER_SECOND = 192_000
@@ -234,13 +233,15 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     async def predict(
         request: Request,
         timeline: bool = Query(True, description="include the timeline (`segments`) of audio longer than one window"),
-        window: float | None = Query(None, ge=MIN_WINDOW, le=60, description="seconds per timeline window"),
-        hop: float | None = Query(None, ge=MIN_HOP, le=60, description="seconds between window starts"),
+        window: float | None = Query(None, ge=MIN_WINDOW, le=MAX_WINDOW, description="seconds per timeline window"),
+        hop: float | None = Query(None, ge=MIN_HOP, le=MAX_WINDOW,
+                                  description="seconds between window starts, at most the window"),
     ) -> JSONResponse:
         """Answers the object `emotionnet predict --json` prints for a file."""
-        if hop is not None and hop > (window or service.model.window):
-            raise api_error(422, "invalid_request", f"hop {hop:g} must be at most the window "
-                            f"({window or service.model.window:g} s)")
+        try:
+            service.model.windowing(window, hop)  # the one window rule, before the upload is read
+        except ValueError as exc:
+            raise api_error(422, "invalid_request", str(exc)) from None
         upload = await read_upload(request)
         try:
             result = await service.predict(upload.source, upload.name, window, hop)

@@ -71,6 +71,10 @@ class ServedModel:
     def window(self) -> float:
         return self.recognizer.window
 
+    def windowing(self, window: float | None, hop: float | None):
+        """The one window rule for this model (ValueError when the window or hop breaks it)."""
+        return self.recognizer.windowing(window, hop)
+
     def header(self, source: bytes | str, name: str) -> AudioHeader:
         """The header of file bytes or a file, or an AudioError (unreadable, an absurd rate)."""
         import io
@@ -84,12 +88,12 @@ class ServedModel:
         return AudioHeader(rate, seconds, channels)
 
     def count_windows(self, seconds: float, window: float | None, hop: float | None) -> int:
-        """How many windows `score` would cut from `seconds` of audio."""
+        """How many windows `score` would cut from `seconds` of audio (window and hop checked already)."""
         from emotionnet.inference.windows import window_starts
 
-        spec = self.recognizer.spec
-        frames = spec.features.frames_of_samples(int(seconds * self.sample_rate))
-        return len(window_starts(frames, spec.frames(window or spec.window), spec.hop_frames(hop or spec.hop)))
+        windowing = self.windowing(window, hop)
+        frames = self.recognizer.features.frames_of_samples(int(seconds * self.sample_rate))
+        return len(window_starts(frames, windowing.frames, windowing.hop_frames))
 
     def decode(self, data: bytes | str, name: str, max_seconds: float) -> np.ndarray:
         """File bytes or a file (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
