@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "EmotionNetError": "emotionnet.errors",
+    "ImageError": "emotionnet.models.face.images",
+    "DetectorFileError": "emotionnet.models.face.detector",
     "EnvironmentSettingError": "emotionnet.environment",
     "EncoderWeightsError": "emotionnet.errors",
     "CTranslate2FormatError": "emotionnet.errors",
@@ -44,12 +46,15 @@ _EXPORTS = {
     "StaleOnnxWarning": "emotionnet.inference.onnx_backend",
     "MicrophoneError": "emotionnet.streaming.sources",
     "TrainingError": "emotionnet.training.trainer",
+    "VideoError": "emotionnet.video",
+    "open_video": "emotionnet.video",
 }
 
 __all__ = [
-    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
-    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
+    "open_video",
 ]
 
 
@@ -80,7 +85,10 @@ if TYPE_CHECKING:
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
+    from emotionnet.models.face.detector import DetectorFileError
+    from emotionnet.models.face.images import ImageError
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError
+    from emotionnet.video import VideoError, open_video

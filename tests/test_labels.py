@@ -39,7 +39,7 @@ def test_a_model_with_four_labels_predicts_them(tmp_path):
     assert list(timeline.prediction.probabilities) == FOUR and timeline.prediction.emotion in FOUR
     assert sum(timeline.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert all(list(s.prediction.probabilities) == FOUR for s in timeline.segments if s.prediction)
-    row = timeline_row("x.wav", timeline)
+    row = timeline_row("x.wav", timeline, recognizer.labels)
     assert [c for c in row if c.startswith("p_")] == [f"p_{label}" for label in FOUR]
 
 

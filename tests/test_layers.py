@@ -23,7 +23,7 @@ PACKAGE = Path(emotionnet.__file__).parent
 LAYERS = [
     ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",
      "emotionnet.errors"),  # the root imports nothing when loaded; errors: the error tree's root
-    ("emotionnet.audio",),
+    ("emotionnet.audio", "emotionnet.video"),  # video: decoding, as audio (its track goes through audio)
     ("emotionnet.vad",),
     ("emotionnet.features",),
     ("emotionnet.cache",),  # the feature cache and the one cache root

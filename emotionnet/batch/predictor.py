@@ -8,7 +8,8 @@
 Every input gives exactly one row; a file that cannot be read gives a row
 whose `error` says why and whose other fields are null. A file without speech
 (silence, noise, music) has `speech` false and `emotion` and `confidence` null;
-its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`. Each engine (a local
+its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`
+(null for digital silence, which the model is not asked about). Each engine (a local
 process pool, Ray actors) holds one predictor per worker.
 """
 
@@ -117,7 +118,7 @@ class BatchPredictor:
         rows = []
         for i, (path, _, error) in enumerate(decoded):
             rows.append(error_row(path, error, self.recognizer().labels) if i not in timelines
-                        else timeline_row(path, timelines[i]))
+                        else timeline_row(path, timelines[i], self.recognizer().labels))
         return rows
 
     def __call__(self, batch):
@@ -132,9 +133,11 @@ class BatchPredictor:
         return arrow_schema(self.recognizer().labels)
 
 
-def timeline_row(path: str, timeline) -> dict:
+def timeline_row(path: str, timeline, labels: tuple[str, ...] = LABELS) -> dict:
+    """The row of a file scored: a `p_<label>` per label of the model (`recognizer.labels`)."""
     p = timeline.prediction
-    speech = bool(timeline.speech)
-    return {"path": path, "duration": float(timeline.duration), "speech": speech,
-            "emotion": p.emotion if speech else None, "confidence": float(p.confidence) if speech else None,
-            **{f"p_{label}": float(probability) for label, probability in p.probabilities.items()}, "error": None}
+    answer = p.most_likely  # the p_* columns: the answer, or without speech the guess (None: digital silence)
+    return {"path": path, "duration": float(timeline.duration), "speech": bool(p.speech),
+            "emotion": p.emotion, "confidence": p.confidence,
+            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in labels},
+            "error": None}
