@@ -22,12 +22,17 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 # Public name -> the module that defines it.
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
-    "AudioError": "emotionnet.audio",
+    "AudioError": "emotionnet.errors",
+    "AudioTooLongError": "emotionnet.errors",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
-    "EncoderWeightsError": "emotionnet.models.whisper.weights",
-    "CTranslate2FormatError": "emotionnet.models.whisper.ctranslate2_file",
+    "EmotionNetError": "emotionnet.errors",
+    "ImageError": "emotionnet.models.face.images",
+    "DetectorFileError": "emotionnet.models.face.detector",
+    "EnvironmentSettingError": "emotionnet.environment",
+    "EncoderWeightsError": "emotionnet.errors",
+    "CTranslate2FormatError": "emotionnet.errors",
     "ModelSpec": "emotionnet.models.spec",
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
@@ -46,7 +51,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
     "open_video",
@@ -66,16 +71,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import AudioError, load_audio
+    from emotionnet.audio import load_audio
+    from emotionnet.environment import EnvironmentSettingError
+    from emotionnet.errors import (
+        AudioError,
+        AudioTooLongError,
+        CTranslate2FormatError,
+        EmotionNetError,
+        EncoderWeightsError,
+    )
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
+    from emotionnet.models.face.detector import DetectorFileError
+    from emotionnet.models.face.images import ImageError
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
-    from emotionnet.models.whisper.ctranslate2_file import CTranslate2FormatError
-    from emotionnet.models.whisper.weights import EncoderWeightsError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError
     from emotionnet.video import VideoError, open_video

@@ -29,6 +29,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from emotionnet.errors import AudioError, AudioTooLongError
+
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
 # Float audio is nominally within [-1, 1]; PCM values stored as floats reach 2^31.
@@ -42,10 +44,6 @@ BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 BLOCK_VALUES = 60 * 48_000 * 2
 
 AudioSource = str | Path | bytes | np.ndarray
-
-
-class AudioError(ValueError):
-    """Audio that cannot be used: the message names the input and the problem."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,8 @@ def check_sample_rate(sample_rate: object, name: str = "<array>", limits: AudioL
     return rate
 
 
-def _too_long(name: str, seconds: float, limit: float) -> AudioError:
-    return AudioError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
+def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
+    return AudioTooLongError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
 
 
 def _as_array(samples: object, name: str) -> np.ndarray:
@@ -329,6 +327,8 @@ def iter_audio_blocks(
     try:
         with soundfile.SoundFile(handle) as f:
             rate = check_sample_rate(f.samplerate, name, limits)
+            if f.channels > MAX_ARRAY_CHANNELS:
+                raise AudioError(f"{name}: {f.channels} channels; at most {MAX_ARRAY_CHANNELS} are supported")
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             frames_per_block = block_frames(rate, f.channels, block_seconds)

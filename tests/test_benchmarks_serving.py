@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -26,6 +28,19 @@ def test_serve_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     assert result["soak"]["ok"] > 0 and result["soak"]["rss_mb"]["start"] > 0 and not result["soak"]["errors"]
     assert result["stream"]["client"]["n"] == 2
     assert "req/s" in capsys.readouterr().out
+
+
+def test_serve_faults_benchmark_smoke(tiny_model_file, tmp_path, capsys):
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    pytest.importorskip("websockets", reason="needs websockets")
+    pytest.importorskip("psutil", reason="needs psutil")
+    from benchmarks import serve_faults
+
+    out = tmp_path / "faults.json"
+    assert serve_faults.main(["--model", str(tiny_model_file), "--probes", "heavy_stream", "--json", str(out)]) == 0
+    probe = json.loads(out.read_text())["probes"]["heavy_stream"]
+    assert probe["idle_rss_mb"] > 0 and probe["normal_requests"] > 0 and "1009" in probe["stream_end"]
+    assert "heavy_stream" in capsys.readouterr().out
 
 
 def test_batch_benchmark_smoke(tiny_model_file, tmp_path, capsys):

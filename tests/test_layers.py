@@ -21,14 +21,16 @@ PACKAGE = Path(emotionnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras"),  # the root imports nothing when loaded
-    ("emotionnet.audio",),
+    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",
+     "emotionnet.errors"),  # the root imports nothing when loaded; errors: the error tree's root
+    ("emotionnet.audio", "emotionnet.video"),  # video: decoding, as audio (its track goes through audio)
     ("emotionnet.vad",),
     ("emotionnet.features",),
     ("emotionnet.cache",),  # the feature cache and the one cache root
     ("emotionnet.corpora",),
     ("emotionnet.models",),
-    ("emotionnet.inference",),  # scoring under the public recognizer, the ONNX backend
+    ("emotionnet.inference",  # scoring under the public recognizer, the ONNX backend
+     "emotionnet.environment"),  # the variables the surfaces read, checked (names models)
     ("emotionnet.evaluation",),
     ("emotionnet.training",),
     ("emotionnet.streaming",),

@@ -26,6 +26,8 @@ from emotionnet.training.batches import BatchMaker
 from emotionnet.training.calibration import validation_temperature
 from emotionnet.training.recipe import Recipe
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 
 

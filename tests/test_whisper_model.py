@@ -101,15 +101,14 @@ def test_bfloat16_products_give_float32s_answer_and_the_cache_stays_float32(tmp_
     assert not torch.allclose(cached, pool_frames(fast[-1], CACHE_POOL), atol=2e-3, rtol=2e-3)
 
 
-def test_bfloat16_is_chosen_by_the_cpu_unless_the_environment_says(monkeypatch):
-    from emotionnet.models.whisper.weights import BFLOAT16_ENV, use_bfloat16_matmuls
+def test_bfloat16_is_chosen_by_the_cpu_unless_the_caller_says():
+    from emotionnet.models.whisper.weights import use_bfloat16_matmuls
 
-    for setting, expected in (("0", False), ("1", True), ("false", False)):
-        monkeypatch.setenv(BFLOAT16_ENV, setting)
-        assert use_bfloat16_matmuls() is expected
-    monkeypatch.delenv(BFLOAT16_ENV)
+    assert use_bfloat16_matmuls("float32") is False and use_bfloat16_matmuls("bfloat16") is True
     native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    assert use_bfloat16_matmuls() is native
+    assert use_bfloat16_matmuls() is use_bfloat16_matmuls("auto") is native
+    with pytest.raises(ValueError, match="compute_type 'half'"):
+        use_bfloat16_matmuls("half")
 
 
 def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
@@ -118,9 +117,10 @@ def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
     from pathlib import Path
 
     from emotionnet.cli.main import main
-    from emotionnet.inference.recognizer import load_model, whisper_base_model_path
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.models.names import model_path
 
-    path = whisper_base_model_path()
+    path = model_path("whisper-base")
     assert path.stat().st_size <= 5_000_000
     recognizer = load_model("whisper-base")
     assert recognizer.spec.arch == "whisper" and recognizer.spec.hparams["encoder_digest"] == DIGEST

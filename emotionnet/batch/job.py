@@ -38,13 +38,14 @@ def available_cores() -> int:
 def run_batch(
     inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
-    progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0,
+    progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0, load_options: dict | None = None,
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
     Rows are written as a new part once `part_rows` have gathered or `part_seconds`
     have passed since the last part: a killed job loses at most that much work,
-    and a million files make a thousand parts, not sixty thousand.
+    and a million files make a thousand parts, not sixty thousand. `load_options` are
+    `load_model`'s (vad, compute_type, encoder_weights), the same in every worker.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -58,7 +59,7 @@ def run_batch(
     done = results.rows_done()
     todo = [f for f in files if f not in done]
     errors = {f: done[f] for f in files if done.get(f)}  # error rows an earlier run left for these inputs
-    predictor = BatchPredictor(model, max_seconds)
+    predictor = BatchPredictor(model, max_seconds, load_options=load_options)
     scored = failed = 0
     from tqdm import tqdm
 

@@ -20,28 +20,35 @@ import numpy as np
 from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
 
-PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
-COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error"]
+
+def columns(labels: tuple[str, ...] = LABELS) -> list[str]:
+    """The row's columns for a model answering `labels` (`recognizer.labels`): a `p_<label>` each."""
+    return ["path", "duration", "speech", "emotion", "confidence", *(f"p_{label}" for label in labels), "error"]
 
 
-def arrow_schema():
+COLUMNS = columns()  # every shipped model's
+
+
+def arrow_schema(labels: tuple[str, ...] = LABELS):
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
                       ("emotion", pa.string()),
-                      ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROBABILITY_COLUMNS],
+                      ("confidence", pa.float64()), *[(f"p_{label}", pa.float64()) for label in labels],
                       ("error", pa.string())])
 
 
-def error_row(path: str, message: str) -> dict:
-    return {**dict.fromkeys(COLUMNS), "path": path, "error": message}
+def error_row(path: str, message: str, labels: tuple[str, ...] = LABELS) -> dict:
+    return {**dict.fromkeys(columns(labels)), "path": path, "error": message}
 
 
 class BatchPredictor:
     """One model per process, loaded lazily; `threads` torch threads (1: one core per worker)."""
 
-    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1):
+    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1,
+                 load_options: dict | None = None):
         self.model, self.max_seconds, self.threads = model, max_seconds, threads
+        self.load_options = dict(load_options or {})  # load_model's vad, compute_type, encoder_weights
         self._recognizer = None
 
     def __getstate__(self) -> dict:
@@ -55,7 +62,7 @@ class BatchPredictor:
             from emotionnet import load_model
 
             torch.set_num_threads(self.threads)
-            self._recognizer = load_model(self.model)
+            self._recognizer = load_model(self.model, **self.load_options)
         return self._recognizer
 
     def decode(self, path: str) -> np.ndarray:
@@ -110,7 +117,8 @@ class BatchPredictor:
                     decoded[i] = (decoded[i][0], None, f"{decoded[i][0]}: scoring failed ({exc})")
         rows = []
         for i, (path, _, error) in enumerate(decoded):
-            rows.append(error_row(path, error) if i not in timelines else timeline_row(path, timelines[i]))
+            rows.append(error_row(path, error, self.recognizer().labels) if i not in timelines
+                        else timeline_row(path, timelines[i], self.recognizer().labels))
         return rows
 
     def __call__(self, batch):
@@ -121,14 +129,15 @@ class BatchPredictor:
         return pa.Table.from_pylist(rows, schema=self.schema())
 
     def schema(self):
-        """The columns of the rows (a subclass that adds columns says so here)."""
-        return arrow_schema()
+        """The columns of the rows: a probability per label of the model (a subclass that adds columns says so here)."""
+        return arrow_schema(self.recognizer().labels)
 
 
-def timeline_row(path: str, timeline) -> dict:
+def timeline_row(path: str, timeline, labels: tuple[str, ...] = LABELS) -> dict:
+    """The row of a file scored: a `p_<label>` per label of the model (`recognizer.labels`)."""
     p = timeline.prediction
     answer = p.most_likely  # the p_* columns: the answer, or without speech the guess (None: digital silence)
     return {"path": path, "duration": float(timeline.duration), "speech": bool(p.speech),
             "emotion": p.emotion, "confidence": p.confidence,
-            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in LABELS},
+            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in labels},
             "error": None}

@@ -54,14 +54,17 @@ def run(args) -> int:
             import ray  # noqa: F401
         except ImportError:
             raise CLIError("--engine ray needs Ray", "pip install 'emotionnet[ray]'") from None
-    if args.model:
-        from emotionnet.cli.common import load_recognizer
+    from emotionnet.cli.common import load_recognizer, model_settings
 
-        load_recognizer(args.model)  # a bad model file is one clean error here, not one per worker
+    environment = model_settings()  # read once here; the workers get what it says as arguments
+    model = args.model or environment.model
+    if model:
+        load_recognizer(model)  # a bad model file is one clean error here, not one per worker
     try:
         summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
-                            model=args.model, max_seconds=args.max_seconds, address=args.address,
-                            progress=sys.stderr.isatty(), part_rows=args.part_rows)
+                            model=model, max_seconds=args.max_seconds, address=args.address,
+                            progress=sys.stderr.isatty(), part_rows=args.part_rows,
+                            load_options=environment.load_options())
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     for item in summary.empty_inputs:

@@ -38,6 +38,7 @@ import torch
 
 from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
+from emotionnet.errors import EmotionNetError
 from emotionnet.extras import MissingExtraError, require
 from emotionnet.models.file import METADATA_KEY
 from emotionnet.models.spec import ModelSpec, ModelSpecError
@@ -47,7 +48,7 @@ SHA1_KEY = f"{METADATA_KEY}.model_sha1"
 INPUT_NAME, OUTPUT_NAME = "features", "logits"
 
 
-class OnnxBackendError(RuntimeError):
+class OnnxBackendError(EmotionNetError, RuntimeError):
     """The ONNX model could not be exported, loaded or run."""
 
 

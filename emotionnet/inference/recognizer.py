@@ -1,6 +1,6 @@
 """EmotionRecognizer: the public way to load a model once and call it on audio.
 
-    recognizer = load_model()                      # $EMOTIONNET_MODEL, else the model shipped in the package
+    recognizer = load_model()                      # the model shipped in the package (available_models())
     recognizer = load_model("model.onnx")          # a model name, a .safetensors file or an exported .onnx file
     recognizer.predict("clip.wav").emotion         # 'angry'
     recognizer.predict_timeline(array, 48000)      # windows over a long recording
@@ -18,9 +18,7 @@ energy gate, calibration: `inference/scoring.py`) is private to `inference/`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,56 +29,64 @@ from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
-from emotionnet.labels import LABELS
+from emotionnet.models.family import LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file
+from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
-MODEL_ENV = "EMOTIONNET_MODEL"  # the model (name or file) used when none is named (the CLI and the app honour it)
 BACKENDS = ("torch", "onnx")
-DEFAULT_MODEL = "default"
 
 
 class UnknownModelError(ModelFileError):
-    """A model name that is not in `MODELS` (and not a file)."""
+    """A model name that is not in `available_models()` (and not a file)."""
 
 
 def default_model_path() -> Path:
-    """The model shipped inside the package."""
-    return Path(str(resources.files("emotionnet") / "assets" / "model.safetensors"))
-
-
-def whisper_base_model_path() -> Path:
-    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
-    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
+    """The model shipped inside the package that `load_model()` uses."""
+    return model_path(DEFAULT_MODEL)
 
 
 def resolve_model_path(path: str | Path | None = None) -> Path:
-    """`path`, else $EMOTIONNET_MODEL, else the shipped model; a model name is its shipped file."""
-    chosen = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    named = {DEFAULT_MODEL: default_model_path, "whisper-base": whisper_base_model_path}
-    return named[chosen]() if chosen in named else Path(chosen)
+    """`path`, else the shipped model; a model name is its shipped file."""
+    chosen = path or DEFAULT_MODEL
+    return model_path(chosen) if isinstance(chosen, str) and chosen in MODELS else Path(chosen)
 
 
 class EmotionRecognizer:
     """A trained model with its feature settings, window and calibration."""
 
-    def __init__(self, model_file: str | Path | None = None, backend: str = "torch"):
-        """A .safetensors model file (default: $EMOTIONNET_MODEL, else the shipped model); see also `load_model`."""
+    def __init__(self, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
+                 compute_type: str = "auto", encoder_weights: str | Path | None = None):
+        """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        detector = vad_detector(vad)
         self.model_file: Path | None = resolve_model_path(model_file)
-        model, spec, self.metadata = load_model_file(self.model_file)
+        if backend == "onnx":
+            self._refuse_onnx(self.model_file)
+        options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
+        model, spec, self.metadata = load_model_file(self.model_file, options)
         self.backend = backend
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            self._scoring = WindowScorer(onnx_scorer(self.model_file, model, self.metadata, spec), spec)
-        else:
-            self._scoring = WindowScorer(model, spec)
+            model = onnx_scorer(self.model_file, model, self.metadata, spec)
+        self._scoring = WindowScorer(model, spec, detector)
+
+    @staticmethod
+    def _refuse_onnx(path: Path) -> None:
+        """A family that is not exported to ONNX says so before anything heavy is loaded."""
+        from emotionnet.models.file import read_model_spec
+
+        family = family_of(read_model_spec(path))
+        if family.onnx_refusal:
+            raise ValueError(f"{path.name}: a {family.name} model runs on the torch backend only "
+                             f"({family.onnx_refusal})")
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
-                   spec: ModelSpec | None = None) -> EmotionRecognizer:
+                   spec: ModelSpec | None = None, *, vad: str = "auto") -> EmotionRecognizer:
         """Wrap a model in memory (during training, say) with its would-be file metadata or its spec.
 
         `spec`, when the caller has parsed `metadata` already, saves parsing it again.
@@ -91,12 +97,17 @@ class EmotionRecognizer:
             spec, metadata = metadata, metadata.to_metadata()
         recognizer.metadata = metadata
         recognizer.backend = "torch"
-        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata))
+        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata), vad_detector(vad))
         return recognizer
 
     @property
     def spec(self) -> ModelSpec:
         return self._scoring.spec
+
+    @property
+    def vad(self) -> str:
+        """The speech detector that judges this recognizer's audio: "silero" or "energy"."""
+        return self._scoring.detector
 
     @property
     def network(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -122,7 +133,8 @@ class EmotionRecognizer:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return LABELS
+        """The emotions this model answers with (its file's; the six of `emotionnet.LABELS` for every shipped one)."""
+        return self.spec.answer_labels
 
     def predict(
         self, audio: AudioSource, sample_rate: int | None = None, context: BandStats | None = None
@@ -205,7 +217,7 @@ class EmotionRecognizer:
                                    max_seconds, same_speaker)
 
     def _predict_files(self, paths, windowing, batch_seconds, max_seconds, same_speaker) -> Iterator[FileResult]:
-        pending: list[tuple[str, np.ndarray | None, str | None]] = []
+        pending: list[tuple[str, np.ndarray | None, AudioError | None]] = []
         seconds = 0.0
 
         def flush() -> Iterator[FileResult]:
@@ -215,7 +227,7 @@ class EmotionRecognizer:
             timelines = iter(self._scoring.timelines(mels, windowing, [self._seconds(s) for _, s in loaded],
                                                     speakers, audios=[s for _, s in loaded]) if mels else [])
             for path, samples, error in pending:  # in the order given, failures in their place
-                yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
+                yield FileResult.failed(path, error) if samples is None else FileResult(path, next(timelines))
 
         for path in paths:
             if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
@@ -225,12 +237,12 @@ class EmotionRecognizer:
                 try:
                     yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, windowing, max_seconds))
                 except AudioError as exc:
-                    yield FileResult(str(path), error=str(exc))
+                    yield FileResult.failed(str(path), exc)
                 continue
             try:
                 samples = to_audio(path, max_seconds=max_seconds)
             except AudioError as exc:
-                pending.append((str(path), None, str(exc)))
+                pending.append((str(path), None, exc))
                 continue
             pending.append((str(path), samples, None))
             seconds += self._seconds(samples)
@@ -256,53 +268,54 @@ class EmotionRecognizer:
 
 
 
-def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
+def vad_detector(choice: str) -> str:
+    """The speech detector a `vad=` choice means (auto: silero-vad where installed); ValueError naming the choices."""
+    from emotionnet import vad
+
+    return vad.detector_name(choice)
+
+
+def _load_onnx_file(path: Path, backend: str | None, detector: str) -> EmotionRecognizer:
     """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
     if backend == "torch":
         raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
     from emotionnet.inference.onnx_backend import read_onnx_file
 
     scorer, spec, metadata = read_onnx_file(path)
-    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec)
+    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec, vad=detector)
     recognizer.model_file, recognizer.backend = path, "onnx"
     return recognizer
 
 
-def _load_whisper_base(backend: str) -> EmotionRecognizer:
-    from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
+def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
+               compute_type: str = "auto", threads: int | None = None,
+               encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+    """A model by name (`available_models()`: "default" is the shipped one, also used for None), a
+    .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
-    if backend != "torch":
-        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
-    if not weights_available():
-        raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
-    return EmotionRecognizer(whisper_base_model_path(), backend=backend)
-
-
-# Model names -> how to load them (given the backend, "torch" or "onnx"). A new model
-# family is one entry here.
-MODELS: dict[str, Callable[[str], EmotionRecognizer]] = {
-    DEFAULT_MODEL: lambda backend: EmotionRecognizer(default_model_path(), backend=backend),
-    "whisper-base": _load_whisper_base,
-}
-
-
-def load_model(name_or_path: str | Path | None = None, backend: str | None = None) -> EmotionRecognizer:
-    """A model by name (see `MODELS`: "default" is the shipped one), a .safetensors model file, or an
-    .onnx file written by `emotionnet export` (run with onnxruntime).
-
-    None: $EMOTIONNET_MODEL (a name or a file), else the shipped model. `backend` runs a
-    .safetensors model's network with torch (the default) or onnxruntime.
+    backend: "torch" (the default) or "onnx" runs a .safetensors model's network.
+    vad: the speech detector: "auto" (silero-vad where installed), "silero" or "energy".
+    compute_type: "auto", "float32" or "bfloat16" for a pretrained encoder's matrix products
+      (the whisper family's; "auto": bfloat16 where the CPU has it natively).
+    threads: torch's threads for this process (None: leave them as they are).
+    encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
+    The environment is read by the command line and the service, never here.
     """
-    chosen = name_or_path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    chosen = name_or_path or DEFAULT_MODEL
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+    detector = vad_detector(vad)
+    if threads is not None:
+        if not (isinstance(threads, int) and threads >= 1):
+            raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
     if isinstance(chosen, str) and chosen in MODELS:
-        return MODELS[chosen](backend or "torch")
+        return EmotionRecognizer(model_path(chosen), backend=backend or "torch", **options)
     path = Path(chosen)
     if path.suffix.lower() == ".onnx":
-        return _load_onnx_file(path, backend)
+        return _load_onnx_file(path, backend, detector)
     if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
-        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(MODELS)}; "
+        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(available_models())}; "
                                 "or give a .safetensors or .onnx file")
-    return EmotionRecognizer(path, backend=backend or "torch")
+    return EmotionRecognizer(path, backend=backend or "torch", **options)

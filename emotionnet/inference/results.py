@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emotionnet.errors import AudioTooLongError
 from emotionnet.labels import LABELS
 
 if TYPE_CHECKING:
@@ -40,10 +41,14 @@ class Prediction:
     guess: Guess | None = None
 
     @classmethod
-    def from_probabilities(cls, probs: np.ndarray, speech: bool = True) -> Prediction:
-        """The answer of calibrated probabilities (one per label); without speech, the guess."""
+    def from_probabilities(cls, probs: np.ndarray, speech: bool = True,
+                           labels: tuple[str, ...] = LABELS) -> Prediction:
+        """The answer of calibrated probabilities, one per label of the model (`ModelSpec.answer_labels`);
+        without speech, the guess."""
+        if len(probs) != len(labels):
+            raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
         best = int(np.argmax(probs))
-        answer = Guess(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)})
+        answer = Guess(labels[best], float(probs[best]), {label: float(p) for label, p in zip(labels, probs)})
         if not speech:
             return cls.no_speech(answer)
         return cls(answer.emotion, answer.confidence, answer.probabilities, True)
@@ -108,6 +113,12 @@ class FileResult:
     path: str
     timeline: Timeline | None = None
     error: str | None = None  # the AudioError message, naming the input and the problem
+    code: str | None = None  # `error_code` of the error (None: "bad_audio")
+
+    @classmethod
+    def failed(cls, path: str, exc: Exception) -> FileResult:
+        """The result of an input whose error is `exc`."""
+        return cls(path, error=str(exc), code=error_code(exc))
 
     @property
     def ok(self) -> bool:
@@ -116,15 +127,14 @@ class FileResult:
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
-            return {"path": self.path, "error": {"code": error_code(self.error), "message": self.error}}
+            return {"path": self.path, "error": {"code": self.code or "bad_audio", "message": self.error}}
         return {"path": self.path, **self.timeline.to_dict(segments)}
 
 
-def error_code(message: str | None) -> str:
-    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`)."""
-    if message and "too long" in message:
-        return "audio_too_long"
-    return "bad_audio"
+def error_code(exc: Exception) -> str:
+    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`),
+    by the error's class, never its message."""
+    return "audio_too_long" if isinstance(exc, AudioTooLongError) else "bad_audio"
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:

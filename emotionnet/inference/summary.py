@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emotionnet.labels import LABELS
-
 SUMMARY_SECONDS = 30.0  # recordings longer than this get a summary
 STRONGEST = 5  # moments listed
 
@@ -42,7 +40,7 @@ def summarise(timeline, strongest: int = STRONGEST) -> Summary:
     """Shares of the speech time per emotion (each moment counts for its nearest window) and the
     most confident speech windows: the strongest of each emotion first, so that one long
     stretch of anger does not fill the list, then the next strongest overall."""
-    seconds = dict.fromkeys(LABELS, 0.0)
+    seconds = dict.fromkeys(timeline.prediction.probabilities, 0.0)  # the model's labels
     for start, end, emotion in spans(timeline):
         if emotion:
             seconds[emotion] += end - start

@@ -12,7 +12,6 @@ benchmark chose on validation splits (`benchmarks/whisper_head.py`).
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from emotionnet.models.file import save_model_file
 from emotionnet.models.spec import ModelSpec, default_hparams
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
-from emotionnet.models.whisper.weights import ENCODER_NAME, WEIGHTS_ENV, load_encoder_tensors, tensors_digest
+from emotionnet.models.whisper.weights import ENCODER_NAME, load_encoder_tensors, tensors_digest
 from emotionnet.training.calibration import calibrate_temperature
 from emotionnet.training.encoder_cache import (
     HOP_SECONDS,
@@ -99,9 +98,11 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
         fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
 
 
-def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedStates, str]:
-    """The encoder cache for these records, filled where it lacks them, and where the weights came from."""
-    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
+def prepare_cache(records: list[Record], recipe: WhisperRecipe,
+                  encoder_weights: str | Path | None = None) -> tuple[CachedStates, str]:
+    """The encoder cache for these records, filled where it lacks them, and where the weights came from
+    (`encoder_weights`, else the installed weight packages)."""
+    tensors, where = load_encoder_tensors(encoder_weights)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
@@ -109,13 +110,14 @@ def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedS
     return CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest), where
 
 
-def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
+def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None, *,
+                        encoder_weights: str | Path | None = None,
                         sources: list[str] | None = None, progress: bool = True) -> dict:
     """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
     recipe = recipe or WhisperRecipe()
     start = time.time()
     records = collection.records
-    cache, where = prepare_cache(records, recipe)
+    cache, where = prepare_cache(records, recipe, encoder_weights)
     digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from emotionnet.errors import EmotionNetError
 from emotionnet.models.face.images import as_rgb
 
 WEIGHTS_FILE = "blazeface-short-range.onnx"
@@ -46,7 +47,7 @@ NMS_IOU = 0.3
 SCORE_CLIP = 100.0  # raw scores are clipped to +-100 before the sigmoid, as MediaPipe does
 
 
-class DetectorFileError(RuntimeError):
+class DetectorFileError(EmotionNetError, RuntimeError):
     """The shipped detector weights are missing or not the file the package was built with."""
 
 

@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from emotionnet.errors import EmotionNetError
+
 FORMATS = ("JPEG", "PNG", "WEBP")
 MAX_PIXELS = 100_000_000
 
 ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 
-class ImageError(ValueError):
+class ImageError(EmotionNetError, ValueError):
     """An image that cannot be used: the message names the input and the problem."""
 
 
