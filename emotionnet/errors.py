@@ -35,6 +35,11 @@ class AudioTooLongError(AudioError):
     """Audio longer than the caller's limit (`max_seconds`): the service answers it 413, not 400."""
 
 
+class ImageError(EmotionNetError, ValueError):
+    """An image that cannot be used (missing, not JPEG/PNG/WebP, damaged, too many pixels); the message names
+    the input and the problem."""
+
+
 class EncoderWeightsError(EmotionNetError, ValueError):
     """Pretrained encoder weights that are missing, unreadable or not the ones a model needs (the message says which)."""
 

@@ -25,6 +25,7 @@ from emotionnet.models.face.crop import CROP_MODES, CropMode, find_faces
 from emotionnet.models.face.detector import FaceDetector
 from emotionnet.models.face.images import ImageError, ImageSource, load_image
 from emotionnet.models.face.results import FacePrediction, ImagePrediction
+from emotionnet.models.family import FACE
 
 BATCH = 64  # faces per network call
 
@@ -45,7 +46,7 @@ class ImageResult:
 class FaceRecognizer:
     """A face-expression network with its labels and temperature, and the detector that finds its faces."""
 
-    modality = "face"
+    modality = FACE
 
     def __init__(self, network: nn.Module, labels: Sequence[str], answered: Sequence[int], temperature: float,
                  detector: FaceDetector | None = None, crop: CropMode = "auto", threads: int = 1,
@@ -94,6 +95,16 @@ class FaceRecognizer:
         # The box is the detector's (a face taken whole is the whole image); the crop is FER2013's square around it.
         return ImagePrediction(tuple(FacePrediction.from_probabilities(c.box.box if c.box else c.region, p, self.labels)
                                      for c, p in zip(crops, probabilities)))
+
+    def score_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        """Per video frame (H, W, 3 uint8 RGB), the calibrated probabilities of its largest face, or None.
+
+        A frame is a picture with a scene around the face, so the detector always runs (crop="detect").
+        """
+        crops = [find_faces(frame, self.detector, "detect", max_faces=1) for frame in frames]
+        found = [c[0].pixels for c in crops if c]
+        probabilities = iter(self.predict_faces(np.stack(found)) if found else [])
+        return [next(probabilities) if c else None for c in crops]
 
     def predict_files(self, paths: Iterable[str | Path], **options) -> Iterator[ImageResult]:
         """One result per path, in order; an unreadable image is its own error, the rest go on."""
