@@ -86,7 +86,7 @@ def speed(recognizer, face: np.ndarray, repeats: int) -> dict:
 
 def markdown(result: dict) -> str:
     v, d = result["validation"], result["detector"]
-    lines = [f"# Face model on FER2013 validation (PublicTest), six classes, each image alone\n",
+    lines = ["# Face model on FER2013 validation (PublicTest), six classes, each image alone\n",
              f"Model `{result['model']}` (sha256 {result['sha256'][:12]}...), {v['n']} images. "
              f"Command: `{result['command']}`.\n",
              "| what | accuracy | UAR | macro-F1 | ECE | collapse |", "| --- | --- | --- | --- | --- | --- |",

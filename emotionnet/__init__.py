@@ -28,8 +28,8 @@ _EXPORTS = {
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "EmotionNetError": "emotionnet.errors",
-    "ImageError": "emotionnet.models.face.images",
-    "DetectorFileError": "emotionnet.models.face.detector",
+    "ImageError": "emotionnet.errors",
+    "DetectorFileError": "emotionnet.errors",
     "EnvironmentSettingError": "emotionnet.environment",
     "EncoderWeightsError": "emotionnet.errors",
     "CTranslate2FormatError": "emotionnet.errors",
@@ -77,16 +77,16 @@ if TYPE_CHECKING:
         AudioError,
         AudioTooLongError,
         CTranslate2FormatError,
+        DetectorFileError,
         EmotionNetError,
         EncoderWeightsError,
+        ImageError,
     )
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
-    from emotionnet.models.face.detector import DetectorFileError
-    from emotionnet.models.face.images import ImageError
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.spec import ModelSpec, ModelSpecError
     from emotionnet.streaming.sources import MicrophoneError

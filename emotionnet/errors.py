@@ -40,6 +40,10 @@ class ImageError(EmotionNetError, ValueError):
     the input and the problem."""
 
 
+class DetectorFileError(EmotionNetError, RuntimeError):
+    """The shipped face detector's weights are missing or not the file the package was built with."""
+
+
 class EncoderWeightsError(EmotionNetError, ValueError):
     """Pretrained encoder weights that are missing, unreadable or not the ones a model needs (the message says which)."""
 

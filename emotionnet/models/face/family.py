@@ -56,7 +56,7 @@ def save_face_model(path: str | Path, network: nn.Module, temperature: float, fl
 
 
 FAMILY = ModelFamily(
-    name="face",
+    name="face-cnn",
     modality=MODALITY,
     description="the shipped face-expression model: BlazeFace + a small CNN on 48x48 FER2013-style crops",
     hparams=(
