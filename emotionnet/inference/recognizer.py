@@ -54,25 +54,50 @@ def resolve_model_path(path: str | Path | None = None) -> Path:
 
 
 class EmotionRecognizer:
-    """A trained model with its feature settings, window and calibration."""
+    """A trained model with its feature settings, window and calibration.
 
-    def __init__(self, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
-                 compute_type: str = "auto", encoder_weights: str | Path | None = None):
+    Built from what it needs: a network (a torch module, or the onnxruntime scorer of the onnx
+    backend) and the spec that says how it hears. `load_model` is the usual way in;
+    `from_file`, `from_onnx` and `from_model` build one from a file or a model in memory.
+    """
+
+    def __init__(self, network: Callable[[torch.Tensor], torch.Tensor], spec: ModelSpec, *,
+                 backend: str = "torch", vad: str = "auto", model_file: str | Path | None = None,
+                 metadata: dict | None = None):
+        """`vad`: the speech detector ("auto": silero-vad where installed, "silero", "energy");
+        `model_file` and `metadata`: the file it came from and that file's whole JSON, if any."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        self._scoring = WindowScorer(network, spec, vad_detector(vad))
+        self.backend = backend
+        self.model_file: Path | None = None if model_file is None else Path(model_file)
+        self.metadata: dict = spec.to_metadata() if metadata is None else metadata
+
+    @classmethod
+    def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
         """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
-        detector = vad_detector(vad)
-        self.model_file: Path | None = resolve_model_path(model_file)
+        vad_detector(vad)  # a bad choice is refused before the model is read
+        path = resolve_model_path(model_file)
         if backend == "onnx":
-            self._refuse_onnx(self.model_file)
-        options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
-        model, spec, self.metadata = load_model_file(self.model_file, options)
-        self.backend = backend
+            cls._refuse_onnx(path)
+        model, spec, metadata = load_model_file(path, LoadOptions(encoder_weights=encoder_weights,
+                                                                  compute_type=compute_type))
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            model = onnx_scorer(self.model_file, model, self.metadata, spec)
-        self._scoring = WindowScorer(model, spec, detector)
+            model = onnx_scorer(path, model, metadata, spec)
+        return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, vad: str = "auto") -> EmotionRecognizer:
+        """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
+        from emotionnet.inference.onnx_backend import read_onnx_file
+
+        scorer, spec, metadata = read_onnx_file(Path(path))
+        return cls(scorer, spec, backend="onnx", vad=vad, model_file=path, metadata=metadata)
 
     @staticmethod
     def _refuse_onnx(path: Path) -> None:
@@ -91,14 +116,9 @@ class EmotionRecognizer:
 
         `spec`, when the caller has parsed `metadata` already, saves parsing it again.
         """
-        recognizer = cls.__new__(cls)
-        recognizer.model_file = None
         if isinstance(metadata, ModelSpec):
             spec, metadata = metadata, metadata.to_metadata()
-        recognizer.metadata = metadata
-        recognizer.backend = "torch"
-        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata), vad_detector(vad))
-        return recognizer
+        return cls(model, spec or ModelSpec.from_metadata(metadata), vad=vad, metadata=metadata)
 
     @property
     def spec(self) -> ModelSpec:
@@ -275,18 +295,6 @@ def vad_detector(choice: str) -> str:
     return vad.detector_name(choice)
 
 
-def _load_onnx_file(path: Path, backend: str | None, detector: str) -> EmotionRecognizer:
-    """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
-    if backend == "torch":
-        raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
-    from emotionnet.inference.onnx_backend import read_onnx_file
-
-    scorer, spec, metadata = read_onnx_file(path)
-    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec, vad=detector)
-    recognizer.model_file, recognizer.backend = path, "onnx"
-    return recognizer
-
-
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
                compute_type: str = "auto", threads: int | None = None,
                encoder_weights: str | Path | None = None) -> EmotionRecognizer:
@@ -311,11 +319,13 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         torch.set_num_threads(threads)
     options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
     if isinstance(chosen, str) and chosen in MODELS:
-        return EmotionRecognizer(model_path(chosen), backend=backend or "torch", **options)
+        return EmotionRecognizer.from_file(model_path(chosen), backend=backend or "torch", **options)
     path = Path(chosen)
     if path.suffix.lower() == ".onnx":
-        return _load_onnx_file(path, backend, detector)
+        if backend == "torch":
+            raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
+        return EmotionRecognizer.from_onnx(path, vad=detector)
     if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
         raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(available_models())}; "
                                 "or give a .safetensors or .onnx file")
-    return EmotionRecognizer(path, backend=backend or "torch", **options)
+    return EmotionRecognizer.from_file(path, backend=backend or "torch", **options)
