@@ -2,7 +2,8 @@
 
 Every clip the model sees is exactly `frames` long: longer audio is cut into
 windows every `hop` frames (the last one aligned to the end, so no audio is
-dropped), shorter audio is repeated to fill one window. Training crops,
+dropped), shorter audio is repeated to fill one window (or, for a network that reads
+any length, filled with NOT_AUDIO frames that it leaves out). Training crops,
 evaluation, file prediction and streaming all go through these functions.
 """
 
@@ -25,16 +26,18 @@ def window_starts(n_frames: int, frames: int, hop_frames: int) -> list[int]:
 
 
 def cut_windows(
-    log_mel: torch.Tensor, frames: int, hop_frames: int, config: FeatureConfig, stats: BandStats | None = None
+    log_mel: torch.Tensor, frames: int, hop_frames: int, config: FeatureConfig, stats: BandStats | None = None,
+    tile: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
     """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts.
 
     `stats` are the speaker statistics for `speaker` normalisation (default: the whole recording's).
+    `tile` False fills audio shorter than the window with NOT_AUDIO instead of repeating it.
     """
     starts = window_starts(log_mel.shape[-1], frames, hop_frames)
     if config.normalisation == "speaker" and stats is None:
         stats = band_stats([log_mel])
-    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats) for s in starts]
+    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats, tile) for s in starts]
     return torch.stack(windows), starts
 
 

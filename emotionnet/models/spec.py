@@ -210,6 +210,13 @@ class ModelSpec:
         return window, hop
 
     @property
+    def tiles_short_windows(self) -> bool:
+        """Whether audio shorter than a window is repeated to fill it (networks of one input length)
+        rather than scored at its own length (whisper: its encoder reads any length up to 30 s, and
+        repeats would enter the head's statistics)."""
+        return self.arch != "whisper"
+
+    @property
     def input_shape(self) -> tuple[int, int]:
         """(n_mels, frames) of one model input: a window of the model's own length."""
         return self.features.n_mels, self.frames(self.window)
