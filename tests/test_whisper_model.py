@@ -180,3 +180,20 @@ def test_a_head_trained_on_3_s_windows_refuses_other_windows_with_one_line(tmp_p
     for window in (1.0, 6.0):
         with pytest.raises(ValueError, match=r"trained on 3 s windows and answers those only, not \d+ s"):
             recognizer.predict_timeline(voiced(2.0), 16_000, window=window)
+
+
+def test_onnx_refuses_whisper_base_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """Export used to write a 45 MB file onnxruntime then refused, and --backend onnx a traceback."""
+    from pathlib import Path
+
+    from emotionnet.cli.main import main
+
+    out = tmp_path / "w.onnx"
+    assert main(["export", "--onnx", str(out), "--model", "whisper-base"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: whisper models run on the torch backend only") and err.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+    clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
+    assert main(["predict", str(clip), "--model", "whisper-base", "--backend", "onnx"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: whisper-base runs on the torch backend only") and err.count("\n") == 1
