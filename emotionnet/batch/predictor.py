@@ -8,7 +8,8 @@
 Every input gives exactly one row; a file that cannot be read gives a row
 whose `error` says why and whose other fields are null. A file without speech
 (silence, noise, music) has `speech` false and `emotion` and `confidence` null;
-its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`. Each engine (a local
+its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`
+(null for digital silence, which the model is not asked about). Each engine (a local
 process pool, Ray actors) holds one predictor per worker.
 """
 
@@ -126,7 +127,8 @@ class BatchPredictor:
 
 def timeline_row(path: str, timeline) -> dict:
     p = timeline.prediction
-    speech = bool(timeline.speech)
-    return {"path": path, "duration": float(timeline.duration), "speech": speech,
-            "emotion": p.emotion if speech else None, "confidence": float(p.confidence) if speech else None,
-            **{f"p_{label}": float(p.probabilities[label]) for label in LABELS}, "error": None}
+    answer = p.most_likely  # the p_* columns: the answer, or without speech the guess (None: digital silence)
+    return {"path": path, "duration": float(timeline.duration), "speech": bool(p.speech),
+            "emotion": p.emotion, "confidence": p.confidence,
+            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in LABELS},
+            "error": None}

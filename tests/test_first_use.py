@@ -1,0 +1,225 @@
+"""What a new user hit (issue 31): digital silence is "no speech", a guess is not an answer, one window
+rule, speech time from the detector, the app's caption and times, integer-scale floats, smaller things."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import voiced, write_wav
+
+from emotionnet import LABELS, load_model
+from emotionnet.batch import BatchPredictor
+from emotionnet.cli.main import main
+
+SR = 16_000
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([*map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def zeros_file(tmp_path) -> Path:
+    """What `sox -n -r 16000 -c 1 -b 16 silence.wav trim 0 2` writes: two seconds of int16 zeros."""
+    return write_wav(tmp_path / "silence.wav", np.zeros(2 * SR, np.int16), subtype="PCM_16")
+
+
+# --- 1. digital silence is no speech, not an error ------------------------------------------------
+
+def test_digital_silence_is_no_speech_in_python_without_asking_the_model(tiny_model_file, zeros_file, monkeypatch):
+    recognizer = load_model(tiny_model_file)
+    asked = []
+    network = recognizer._scoring.network
+    monkeypatch.setattr(recognizer._scoring, "network", lambda x: asked.append(len(x)) or network(x))
+    for timeline in (recognizer.predict_timeline(zeros_file), recognizer.predict_timeline(np.zeros(7 * SR), SR),
+                     *recognizer.predict_arrays([np.zeros(SR, np.float32)])):
+        p = timeline.prediction
+        assert timeline.speech is False and p.speech is False
+        assert p.emotion is None and p.confidence is None and p.probabilities is None and p.guess is None
+        assert all(s.prediction is None and not s.speech for s in timeline.segments)
+    assert asked == []  # nothing to guess: the model was not asked
+    # shared batches: a silent clip beside a spoken one takes nothing from it
+    spoken, silent = recognizer.predict_arrays([voiced(2.0), np.zeros(SR, np.float32)])
+    assert spoken.prediction.emotion in LABELS and silent.prediction.speech is False
+
+
+def test_digital_silence_in_predict_text_and_json(capsys, tiny_model_file, zeros_file):
+    code, out, err = run(capsys, "predict", zeros_file, "--json", "--model", tiny_model_file)
+    assert code == 0 and err == ""
+    record = json.loads(out)
+    assert record["speech"] is False and record["emotion"] is None and record["guess"] is None
+    code, out, err = run(capsys, "predict", zeros_file, "--model", tiny_model_file)
+    assert code == 0 and err == "" and "NO SPEECH" in out and "nothing to guess" in out
+
+
+def test_digital_silence_in_a_long_file_scored_in_blocks(tiny_model_file, tmp_path, monkeypatch):
+    from emotionnet.inference import blocks
+
+    monkeypatch.setattr(blocks, "LONG_SECONDS", 5.0)
+    path = write_wav(tmp_path / "muted.wav", np.zeros(8 * SR, np.int16), subtype="PCM_16")
+    [result] = load_model(tiny_model_file).predict_files([path])
+    assert result.ok and result.timeline.speech is False and result.timeline.prediction.guess is None
+    assert len(result.timeline.segments) > 1
+
+
+def test_digital_silence_in_batch_rows_is_not_an_error(tiny_model_file, zeros_file, tmp_path):
+    [row] = BatchPredictor(str(tiny_model_file)).predict_paths([str(zeros_file)])
+    assert row["error"] is None and row["speech"] is False and row["emotion"] is None
+    assert all(row[f"p_{label}"] is None for label in LABELS)  # no guess
+    out = tmp_path / "r.parquet"
+    assert main(["batch", str(zeros_file), "--out", str(out), "--workers", "1", "--model", str(tiny_model_file)]) == 0
+
+
+def test_digital_silence_over_http(tiny_model_file, zeros_file):
+    pytest.importorskip("fastapi", reason="the service needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    from fastapi.testclient import TestClient
+
+    from emotionnet.serving import ServeSettings, create_app
+    from emotionnet.serving.model import ServedModel
+
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+        answer = client.post("/v1/predict", content=zeros_file.read_bytes())
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["speech"] is False and body["emotion"] is None and body["guess"] is None
+
+
+def test_listen_input_of_digital_silence_says_no_speech(capsys, tiny_model_file, zeros_file):
+    code, out, err = run(capsys, "listen", "--input", zeros_file, "--fast", "--json", "--model", tiny_model_file)
+    assert code == 0
+    results = [json.loads(line) for line in out.splitlines()]
+    assert results and all(r["speech"] is False and r["emotion"] is None for r in results)
+    assert "NO SPEECH" in err
+
+
+# --- 2. a guess is not the answer ----------------------------------------------------------------
+
+def test_a_guess_is_held_apart_from_the_answer_in_python_and_text(capsys, tiny_model_file, tmp_path):
+    hum = write_wav(tmp_path / "hum.wav", np.full(2 * SR, 1e-4, np.float32), subtype="FLOAT")
+    p = load_model(tiny_model_file).predict(hum)
+    assert p.speech is False and p.emotion is None and p.confidence is None and p.probabilities is None
+    assert p.guess.emotion in LABELS and sum(p.guess.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert p.most_likely == p.guess
+    code, out, _ = run(capsys, "predict", hum, "--model", tiny_model_file)
+    lines = out.splitlines()
+    assert code == 0 and lines[1].strip() == "NO SPEECH detected"  # first, where the answer would be
+    assert f"the model's guess on the non-speech audio: {p.guess.emotion}" in lines[2]
+    spoken = load_model(tiny_model_file).predict(voiced(2.0), SR)
+    assert spoken.guess is None and spoken.most_likely.emotion == spoken.emotion
+
+
+def test_evaluation_still_scores_a_clip_without_speech(tiny_model_file):
+    """evaluate counts every labelled clip: a clip the detector hears no speech in is scored by its guess."""
+    import torch
+
+    from emotionnet.features import log_mel
+
+    recognizer = load_model(tiny_model_file)
+    quiet = log_mel(np.full(2 * SR, 1e-5, np.float32), recognizer.features)
+    [timeline] = recognizer.predict_log_mels([torch.as_tensor(quiet)])
+    scored = recognizer.score_log_mels([torch.as_tensor(quiet)])[0]
+    assert timeline.speech is False
+    best = LABELS[int(np.argmax(scored.clip_probabilities(recognizer.temperature)))]
+    assert timeline.prediction.most_likely.emotion == best
+
+
+# --- 3. a timeline's window is that audio scored alone --------------------------------------------
+
+def test_a_timeline_window_is_the_cut_scored_alone_in_predict_listen_and_python(capsys, tiny_speaker_model_file,
+                                                                                tmp_path):
+    """Seconds 1.5-4.5 of a 16 kHz clip: the `predict --json` segment, the `listen --json` result and the
+    cut predicted alone give identical probabilities (a speaker-normalised model, as shipped)."""
+    audio = np.concatenate([voiced(4.0, seed=4), 0.3 * voiced(3.5, f0=220, seed=5)])
+    path = write_wav(tmp_path / "talk.wav", audio, subtype="FLOAT")
+    model = tiny_speaker_model_file
+    alone = load_model(model).predict(audio[int(1.5 * SR):int(4.5 * SR)], SR).probabilities
+
+    code, out, _ = run(capsys, "predict", path, "--json", "--model", model)
+    [segment] = [s for s in json.loads(out)["segments"] if s["start"] == 1.5]
+    assert code == 0 and segment["end"] == 4.5 and segment["speech"]
+    assert segment["probabilities"] == pytest.approx(alone, abs=1e-6)
+
+    code, out, _ = run(capsys, "listen", "--input", path, "--fast", "--json", "--model", model)
+    [result] = [json.loads(line) for line in out.splitlines() if json.loads(line)["start"] == 1.5]
+    assert code == 0 and result["time"] == 4.5
+    assert result["raw_probabilities"] == {k: round(v, 4) for k, v in alone.items()}  # listen rounds to 4 places
+
+
+def test_a_long_files_blocks_give_each_window_its_own_context(tiny_speaker_model_file, tmp_path, monkeypatch):
+    from emotionnet.inference import blocks
+
+    audio = np.concatenate([voiced(4.0, seed=4), 0.3 * voiced(3.5, f0=220, seed=5)])
+    path = write_wav(tmp_path / "talk.wav", audio, subtype="FLOAT")
+    recognizer = load_model(tiny_speaker_model_file)
+    whole = recognizer.predict_timeline(path)
+    monkeypatch.setattr(blocks, "LONG_SECONDS", 5.0)
+    blocked = recognizer.predict_timeline(path)
+    for a, b in zip(whole.segments, blocked.segments, strict=True):
+        assert (a.start, a.end) == (b.start, b.end)
+        assert a.prediction.probabilities == pytest.approx(b.prediction.probabilities, abs=1e-5)
+
+
+# --- 4. one window rule: no near-copies, a floor on the hop ----------------------------------------
+
+@pytest.mark.parametrize(("seconds", "starts"), [
+    (3.0, [0.0]), (3.01, [0.0]), (3.41, [0.2]),  # less than a quarter window over: one window, centred
+    (3.8, [0.0, 0.8]),  # 0.8 s of new audio earns a window of its own
+    (6.03, [0.01, 1.51, 3.01]),  # not 3.00-6.00 and 3.03-6.03
+    (7.5, [0.0, 1.5, 3.0, 4.5]),
+])
+def test_window_placement_has_no_near_copies(tiny_model_file, seconds, starts):
+    timeline = load_model(tiny_model_file).predict_timeline(voiced(seconds, seed=2), SR)
+    assert [s.start for s in timeline.segments] == starts
+    assert all(b - a >= 0.75 for a, b in zip(starts, starts[1:]))  # at least a quarter of the 3 s window apart
+
+
+def test_the_shipped_clip_answers_once(capsys):
+    from importlib import resources
+
+    clip = resources.files("emotionnet") / "assets" / "speech.wav"
+    code, out, _ = run(capsys, "predict", clip, "--json")
+    assert code == 0 and "segments" not in json.loads(out)
+    assert len(load_model().predict_timeline(str(clip)).segments) == 1
+
+
+def test_the_hop_floor_holds_at_every_entry_point(capsys, tiny_model_file, tmp_path):
+    from emotionnet.streaming import StreamEngine
+
+    recognizer = load_model(tiny_model_file)
+    path = write_wav(tmp_path / "talk.wav", voiced(4.0))
+    for call in (lambda: recognizer.predict_timeline(voiced(4.0), SR, hop=0.05),
+                 lambda: list(recognizer.predict_files([path], hop=0.05)),
+                 lambda: StreamEngine(recognizer, hop=0.05)):
+        with pytest.raises(ValueError, match="hop must be from 0.1 s"):
+            call()
+    assert len(recognizer.predict_timeline(voiced(4.0), SR, hop=0.1).segments) == 11  # the floor itself is fine
+    for command in ("predict", "listen --input"):
+        code, _, err = run(capsys, *command.split(), path, "--hop", "0.05", "--model", tiny_model_file)
+        assert code == 1 and "hop must be from 0.1 s" in err, command
+
+
+def test_the_service_takes_the_same_window_rule(tiny_model_file):
+    pytest.importorskip("fastapi", reason="the service needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    import io
+
+    import soundfile
+    from fastapi.testclient import TestClient
+
+    from emotionnet.serving import ServeSettings, create_app
+    from emotionnet.serving.model import ServedModel
+
+    out = io.BytesIO()
+    soundfile.write(out, voiced(4.0), SR, format="WAV")
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+        assert client.post("/v1/predict?hop=0.05", content=out.getvalue()).status_code == 422
+        assert client.post("/v1/predict?window=2&hop=2.5", content=out.getvalue()).status_code == 422
+        assert client.post("/v1/predict?hop=0.1", content=out.getvalue()).status_code == 200
+        with client.websocket_connect("/v1/stream?hop=0.05") as ws:
+            assert "0.1" in ws.receive_json()["error"]["message"]
