@@ -121,19 +121,21 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
         fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
 
 
-def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedStates, str]:
-    """The encoder cache for these records, filled where it lacks them, and where the weights came from."""
+def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bool = True) -> tuple[CachedStates, str]:
+    """The encoder cache for these records, filled where it lacks them (unless not `fill_missing`:
+    another process is filling it), and where the weights came from."""
     tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
     if recipe.lengths == "varied":
-        for variant in recipe.variants:
+        for variant in recipe.variants if fill_missing else ():
             chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
             fill_statistics(chosen, variant, 0, encoder, digest)
         return CachedStatistics(statistics_folder(digest), recipe.variants, encoder.n_states,
                                 encoder.positions.shape[1], digest), where
-    cache_states(records, recipe, encoder, digest)
+    if fill_missing:
+        cache_states(records, recipe, encoder, digest)
     return CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest), where
 
 
@@ -147,7 +149,7 @@ def _drawn(records: list[Record], clips_per_cell: dict | None) -> list[Record]:
 
 
 def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
-                        sources: list[str] | None = None, progress: bool = True) -> dict:
+                        sources: list[str] | None = None, progress: bool = True, fill_missing: bool = True) -> dict:
     """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
     recipe = recipe or WhisperRecipe()
     if recipe.lengths not in ("windows", "varied"):
@@ -156,7 +158,7 @@ def train_whisper_model(collection: Collection, out: str | Path, recipe: Whisper
         raise ValueError("a head fitted on varied lengths is the stats head (the statistics cache holds no frames)")
     start = time.time()
     records = _drawn(collection.records, recipe.clips_per_cell)
-    cache, where = prepare_cache(records, recipe)
+    cache, where = prepare_cache(records, recipe, fill_missing)
     digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}
