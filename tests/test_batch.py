@@ -63,7 +63,8 @@ def test_the_predictor_pickles_without_its_model_and_gives_one_row_per_input(tin
     rows = copy.predict_paths(paths)
     assert [r["path"] for r in rows] == paths and all(list(r) == COLUMNS for r in rows)
     assert rows[0]["error"] is None and rows[0]["duration"] == pytest.approx(1.5)
-    assert "not found" in rows[2]["error"] and rows[1]["error"] and "cannot read" in rows[4]["error"]
+    assert "not found" in rows[2]["error"] and rows[1]["error"] and "not found" in rows[4]["error"]
+    assert [r["error_kind"] for r in rows] == [None, "audio", "audio", None, "audio"]  # the files' own faults
     assert {k: v for k, v in rows[3].items() if k != "path"} == {k: v for k, v in rows[0].items() if k != "path"}
     arrays = copy.predict_arrays([("a", voiced(2.0, sample_rate=48_000), 48_000), ("z", np.zeros(SR), SR)])
     assert arrays[0]["emotion"] == load_model(tiny_model_file).predict(voiced(2.0, sample_rate=48_000), 48_000).emotion
