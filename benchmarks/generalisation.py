@@ -317,7 +317,7 @@ def run_voices(recognizer) -> dict:
                 wav = Path(folder) / f"{voice}-{i}.wav"
                 subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), sentence], check=True,
                                capture_output=True)
-                answers[voice].append(recognizer.predict(load_audio(wav), sample_rate=16_000).emotion)
+                answers[voice].append(recognizer.predict(load_audio(wav), sample_rate=16_000).most_likely.emotion)
     flat = [a for voice in answers.values() for a in voice]
     counts = {label: flat.count(label) for label in sorted(set(flat))}
     return {"answers": answers, "counts": counts, "collapse": max(counts.values()) / len(flat),

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.perf_counter()
             prediction = recognizer.predict(str(record.path))
             seconds[bfloat16] += time.perf_counter() - started
-            probs[bfloat16].append([prediction.probabilities[k] for k in LABELS])
+            probs[bfloat16].append([prediction.most_likely.probabilities[k] for k in LABELS])
     y = labels_of(records)
     p32, p16 = np.array(probs[False]), np.array(probs[True])
     change = np.abs(p32 - p16)

@@ -159,8 +159,6 @@ def prepare_array(
         raise _too_long(name, seconds, limits.max_seconds)
     if seconds < MIN_SECONDS:
         raise AudioError(f"{name}: too short ({seconds:.2f} s; at least {MIN_SECONDS} s is needed)")
-    if not np.any(samples):
-        raise AudioError(f"{name}: silent (all samples are zero)")
 
     if rate != SAMPLE_RATE:
         samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
@@ -252,9 +250,10 @@ def iter_audio_blocks(
     A file of at most one block is decoded whole, exactly as `prepare_array`
     would treat its samples. A longer one is read, checked and resampled one
     block at a time (memory: one block at the file's rate, whatever its
-    length or channel count: see `block_frames`); its silence, or a length its
-    header understated, is found as the blocks go, so an AudioError may come
-    after some blocks.
+    length or channel count: see `block_frames`); a length its header
+    understated is found as the blocks go, so an AudioError may come after some
+    blocks. Digital silence (every sample zero) is audio, not an error: the
+    recognizer answers it with "no speech".
     """
     name = name or source_name(source)
     limits = _limits(limits, max_seconds)
@@ -273,13 +272,12 @@ def iter_audio_blocks(
                 return
             resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
                 rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-            frames_read, audible = 0, False
+            frames_read = 0
             while len(block := f.read(frames_per_block, dtype="float32", always_2d=True)):
                 frames_read += len(block)
                 if frames_read > limits.max_seconds * rate:  # a header that understated the length
                     raise _too_long(name, frames_read / rate, limits.max_seconds)
                 mono = _to_float_mono(block, name)
-                audible = audible or bool(np.any(mono))
                 yield resampler.resample_chunk(mono) if resampler else mono
     except AudioError:
         raise
@@ -289,8 +287,6 @@ def iter_audio_blocks(
         if declared is not None:
             raise _truncated(name, frames_read / rate, declared)
         raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
-    if not audible:
-        raise AudioError(f"{name}: silent (all samples are zero)")
     if resampler is not None:
         yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 

@@ -101,12 +101,27 @@ def test_a_browser_recording_is_analysed(app, tiny_model_file):
     assert not app.warning  # speech was heard
 
 
-def test_silence_is_flagged_as_a_guess(app):
-    app.audio_input[0].upload("quiet.wav", wav_bytes(np.full(2 * SR, 1e-4, np.float32), subtype="FLOAT"))
+def test_silence_is_flagged_as_a_guess(app, tiny_model_file):
+    quiet = wav_bytes(np.full(2 * SR, 1e-4, np.float32), subtype="FLOAT")
+    app.audio_input[0].upload("quiet.wav", quiet)
     app.run()
     assert not app.exception and not app.error
     assert "No speech" in app.warning[0].value
-    assert shown(app)["strip"][0]["emotion"] == NO_SPEECH
+    view = shown(app)
+    assert view["strip"][0]["emotion"] == NO_SPEECH
+    # issue 31: the large figure is "No speech", not the guess; the guess is shown as one, beside it
+    guess = load_model(tiny_model_file).predict(quiet).guess
+    assert view["emotion"] == "No speech" and view["confidence"] == "a guess only"
+    assert view["probabilities"] == pytest.approx(guess.probabilities)
+    assert any(f"guess, not an answer: {guess.emotion}" in c.value for c in app.caption)
+
+
+def test_digital_silence_is_no_speech_with_nothing_to_guess(app):
+    app.audio_input[0].upload("muted.wav", wav_bytes(np.zeros(2 * SR, np.int16)))
+    app.run()
+    assert not app.exception and not app.error
+    assert app.metric[0].value == "No speech" and app.metric[0].delta == "nothing to guess"
+    assert "Every sample is zero" in app.warning[0].value
 
 
 def test_an_unreadable_upload_gets_a_friendly_error(app):

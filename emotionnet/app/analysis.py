@@ -68,12 +68,14 @@ class Analysis:
         return self.timeline.prediction
 
     def probability_rows(self) -> list[dict]:
-        """Rows for the probability chart, in label order."""
-        return [{"emotion": label, "probability": self.prediction.probabilities[label]} for label in LABELS]
+        """Rows for the probability chart, in label order: the answer's, or without speech the guess's
+        (none for digital silence, which the model is not asked about)."""
+        answer = self.prediction.most_likely
+        return [{"emotion": label, "probability": answer.probabilities[label]} for label in LABELS] if answer else []
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "model": self.model, "duration": round(self.duration, 3),
-                "speech": self.timeline.speech, **self.prediction.to_dict()}
+                **self.prediction.to_dict()}
         data["segments"] = [s.to_dict() for s in self.timeline.segments]
         return data
 
@@ -89,7 +91,8 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     samples = load_audio(data, max_seconds=max_seconds, name=name)  # errors name the upload
     mel = log_mel(samples, recognizer.features)
     timeline = recognizer.predict_timeline(data, max_seconds=max_seconds)
-    if not np.all(np.isfinite(list(timeline.prediction.probabilities.values()))):  # never "nan%" on the page
+    answer = timeline.prediction.most_likely
+    if answer and not np.all(np.isfinite(list(answer.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
     model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
     return Analysis(name, timeline.duration, timeline, mel.numpy(), recognizer.spec.frame_seconds, model,

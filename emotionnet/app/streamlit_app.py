@@ -128,7 +128,10 @@ def show(result: Analysis, data: bytes, mime: str | None, spectrogram: bytes) ->
     summary = summarise(result) if result.duration > SUMMARY_SECONDS and result.timeline.speech else None
     left, right = st.columns([1, 2], vertical_alignment="center")
     with left:
-        if summary:  # an average over many emotions says little about a long recording
+        if not p.speech:  # no answer: the guess, if any, is shown as one below, never here
+            st.metric("Emotion", "No speech", "a guess only" if p.guess else "nothing to guess",
+                      delta_color="off", delta_arrow="off")
+        elif summary:  # an average over many emotions says little about a long recording
             main_emotion = summary.main_emotion
             st.metric("Most of the speech", main_emotion, f"{summary.shares[main_emotion]:.0%} of the speech time",
                       delta_color="off", delta_arrow="off")
@@ -136,15 +139,22 @@ def show(result: Analysis, data: bytes, mime: str | None, spectrogram: bytes) ->
             st.metric("Emotion", p.emotion, f"{p.confidence:.0%} confidence", delta_color="off", delta_arrow="off")
         st.caption(f"{result.duration:.1f} s · {len(result.timeline.segments)} window(s) · model {result.model}")
     with right:
-        st.vega_lite_chart(share_spec(summary) if summary else probability_spec(result), width="stretch")
+        if summary:
+            st.vega_lite_chart(share_spec(summary), width="stretch")
+        elif result.probability_rows():
+            st.vega_lite_chart(probability_spec(result), width="stretch")
+            if not p.speech:
+                st.caption(f"The model's guess, not an answer: {p.guess.emotion} {p.guess.confidence:.0%}.")
     if summary:
         st.caption(f"Bars: each emotion's share of the {summary.speech_seconds:.0f} s of speech "
                    "(the most likely emotion at each moment).")
         st.subheader("Strongest moments")
         st.dataframe([{"start (s)": round(a, 1), "end (s)": round(b, 1), "emotion": e, "confidence": f"{c:.0%}"}
                       for a, b, e, c in summary.strongest], hide_index=True)
-    if not result.timeline.speech:
-        st.warning("No speech was detected: the answer above is a guess from silence or background sound.")
+    if not p.speech:
+        st.warning("No speech was detected. " + (
+            "The bars show what the model guessed from the silence or background sound: not an answer."
+            if p.guess else "Every sample is zero (a muted microphone?): there is nothing to guess."))
     st.audio(data, format=mime or "audio/wav")
 
     st.subheader("Timeline")

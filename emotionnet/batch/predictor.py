@@ -10,7 +10,8 @@ whose `error` says why and whose other fields are null; its `error_kind` says
 whose fault: "audio" (the file's: a re-run keeps the row) or "job" (a reading
 or scoring failure: a re-run tries the file again). A file without speech
 (silence, noise, music) has `speech` false and `emotion` and `confidence` null;
-its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`. Each engine (a local
+its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`
+(null for digital silence, which the model is not asked about). Each engine (a local
 process pool, Ray actors) holds one predictor per worker.
 """
 

@@ -17,6 +17,7 @@ from emotionnet.cli.common import (
     add_model_option,
     report_failure,
 )
+from emotionnet.labels import LABELS
 
 EXAMPLES = """  emotionnet predict speech.wav                        emotion, confidence and a bar per class
   emotionnet predict a.wav b.flac talk.mp3             several files, scored in shared batches
@@ -95,28 +96,41 @@ def _bar_chars() -> tuple[str, str]:
 
 
 def format_timeline(path: str, timeline, show_timeline: bool = True) -> str:
-    """The text block of one file: emotion, a bar per class, and the timeline of a long file."""
-    full, empty = _bar_chars()
-    p = timeline.prediction
+    """The text block of one file: emotion, a bar per class, and the timeline of a long file.
+
+    Without speech the first line says so, and the model's guess (if it was asked) follows under
+    its own name, never in the place of an answer."""
     from emotionnet.inference.summary import SUMMARY_SECONDS, format_summary, summarise
 
-    lines = [f"{path}  ({timeline.duration:.2f} s)", f"  {p.emotion}  {p.confidence:.2f}"]
-    if not timeline.speech:
-        lines[-1] += "  (no speech detected: a guess)"
-    elif timeline.duration > SUMMARY_SECONDS:  # an average over many emotions says little on its own
-        lines[-1] += "  (the average over the whole recording)"
-        lines += ["  " + line for line in format_summary(summarise(timeline))]
-    width = max(len(label) for label in p.probabilities)
-    for label, prob in p.probabilities.items():
-        filled = round(prob * BAR_WIDTH)
-        lines.append(f"    {label:<{width}}  {full * filled}{empty * (BAR_WIDTH - filled)} {prob:.2f}")
+    p = timeline.prediction
+    lines = [f"{path}  ({timeline.duration:.2f} s)"]
+    if not p.speech:
+        lines.append("  NO SPEECH detected" + ("" if p.guess else " (every sample is zero: nothing to guess)"))
+        if p.guess:
+            lines.append(f"  the model's guess on the non-speech audio: {p.guess.emotion}  {p.guess.confidence:.2f}")
+            lines += _bars(p.guess.probabilities)
+    else:
+        lines.append(f"  {p.emotion}  {p.confidence:.2f}")
+        if timeline.duration > SUMMARY_SECONDS:  # an average over many emotions says little on its own
+            lines[-1] += "  (the average over the whole recording)"
+            lines += ["  " + line for line in format_summary(summarise(timeline))]
+        lines += _bars(p.probabilities)
     if show_timeline and len(timeline.segments) > 1:
+        width = max(len(label) for label in LABELS)
         lines.append("  timeline:")
         for s in timeline.segments:
             span = f"{s.start:7.2f} - {s.end:7.2f} s"
             what = f"{s.prediction.emotion:<{width}}  {s.prediction.confidence:.2f}" if s.prediction else "(no speech)"
             lines.append(f"    {span}  {what}")
     return "\n".join(lines)
+
+
+def _bars(probabilities: dict[str, float]) -> list[str]:
+    """A bar per class."""
+    full, empty = _bar_chars()
+    width = max(len(label) for label in probabilities)
+    return [f"    {label:<{width}}  {full * round(prob * BAR_WIDTH)}{empty * (BAR_WIDTH - round(prob * BAR_WIDTH))} "
+            f"{prob:.2f}" for label, prob in probabilities.items()]
 
 
 def format_json(result, timeline: bool = True) -> str:
@@ -135,8 +149,8 @@ def error_json(path: str, message: str, code: str | None = None) -> str:
 
 def _finite(timeline) -> bool:
     """False when the model answered NaN or inf anywhere: such numbers are never printed."""
-    predictions = [timeline.prediction] + [s.prediction for s in timeline.segments if s.prediction]
-    return all(math.isfinite(p) for prediction in predictions for p in prediction.probabilities.values())
+    answers = [timeline.prediction.most_likely] + [s.prediction for s in timeline.segments if s.prediction]
+    return all(math.isfinite(p) for answer in answers if answer for p in answer.probabilities.values())
 
 
 def run(args) -> int:

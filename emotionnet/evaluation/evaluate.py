@@ -54,7 +54,7 @@ def evaluate_records(
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
     timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
     y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
-    y_pred = [LABELS.index(t.prediction.emotion) for t in timelines]
+    y_pred = [LABELS.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
     result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped)
     result["split_protocol"] = SPLIT_NAME

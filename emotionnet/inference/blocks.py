@@ -49,23 +49,25 @@ def is_long(source: str | Path | bytes, max_seconds: float | None = None,
 
 def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: float | None = None,
                limits: AudioLimits | None = None, block_seconds: float = BLOCK_SECONDS,
-               ) -> Iterator[tuple[torch.Tensor, int]]:
-    """(log-mel frames, samples decoded so far) per block: the frames of `log_mel` on the whole file.
+               ) -> Iterator[tuple[torch.Tensor, int, bool]]:
+    """(log-mel frames, samples decoded so far, whether any of them was not zero) per block: the
+    frames of `log_mel` on the whole file.
 
     Frame k spans samples [k * hop, k * hop + n_fft); the samples a block's last
     frames have not used yet are carried into the next block.
     """
     span = max(config.n_fft, config.win_length)
     carry = np.zeros(0, np.float32)
-    samples = 0
+    samples, audible = 0, False
     for block in iter_audio_blocks(source, max_seconds=max_seconds, limits=limits, block_seconds=block_seconds):
         samples += block.size
+        audible = audible or bool(np.any(block))
         buffer = np.concatenate([carry, block]) if carry.size else block
         frames = config.frames_of_samples(buffer.size)
         if frames == 0:
             carry = buffer
             continue
-        yield log_mel(buffer[:(frames - 1) * config.hop_length + span], config), samples
+        yield log_mel(buffer[:(frames - 1) * config.hop_length + span], config), samples, audible
         carry = buffer[frames * config.hop_length:]
 
 
@@ -79,8 +81,8 @@ def _detector_frames(source, decode: dict, n_frames: int) -> torch.Tensor | None
     return vad.frames_from_chunks(stream.finish(), n_frames)
 
 
-def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Tensor, int]:
-    """Every frame's level, and the samples decoded.
+def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Tensor, int, bool]:
+    """Every frame's level, the samples decoded, and whether any sample was not zero.
 
     The levels go into one tensor sized from the header up front: small tensors kept
     alive between the blocks' large temporary ones would pin the heap (glibc cannot
@@ -88,22 +90,22 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
     """
     _, seconds = audio_info(source, limits=decode["limits"])
     level = torch.empty(config.frames_of_samples(int(seconds * config.sample_rate)) + 1)
-    filled, samples = 0, 0
-    for mel, decoded in mel_blocks(source, config, **decode):
-        samples = decoded
+    filled, samples, audible = 0, 0, False
+    for mel, decoded, heard in mel_blocks(source, config, **decode):
+        samples, audible = decoded, heard
         new = vad.frame_levels(mel)
         if filled + new.numel() > level.numel():  # a header that understated the length
             level = torch.cat([level[:filled], torch.empty(filled + 2 * new.numel())])
         level[filled:filled + new.numel()] = new
         filled += new.numel()
-    return level[:filled].clone(), samples
+    return level[:filled].clone(), samples, audible
 
 
 def _speech_stats(source, config: FeatureConfig, speech: torch.Tensor, **decode) -> BandStats:
     """`band_stats([whole log-mel])`, summed block by block over the whole recording's speech mask."""
     use_all = not bool(speech.any())  # as band_sums: no speech at all, every frame counts
     count, total, squares, offset = 0.0, 0.0, 0.0, 0
-    for mel, _ in mel_blocks(source, config, **decode):
+    for mel, _, _ in mel_blocks(source, config, **decode):
         mask = speech[offset:offset + mel.shape[-1]]
         offset += mel.shape[-1]
         chosen = mel.double() if use_all else mel.double()[:, mask]
@@ -126,7 +128,9 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
     window, hop = window or scoring.spec.window, hop or scoring.spec.hop
     frames, hop_frames = scoring.spec.frames(window), scoring.spec.hop_frames(hop)
 
-    level, samples = _frame_levels(source, config, decode)
+    level, samples, audible = _frame_levels(source, config, decode)
+    if not audible:  # digital silence: nothing for the model to hear
+        return scoring.silent_timeline(level.numel(), samples / config.sample_rate, window, hop)
     speech = vad.speech_frames(level)
     stats = None
     if config.normalisation == "speaker":
@@ -135,7 +139,7 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
     starts = window_starts(level.numel(), frames, hop_frames)
     buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
     pending, logits = [], []
-    for mel, _ in mel_blocks(source, config, **decode):
+    for mel, _, _ in mel_blocks(source, config, **decode):
         buffer = torch.cat([buffer, mel], dim=-1)
         while next_window < len(starts) and starts[next_window] + frames <= buffer_start + buffer.shape[-1]:
             s = starts[next_window] - buffer_start

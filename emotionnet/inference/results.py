@@ -14,32 +14,60 @@ if TYPE_CHECKING:
     import torch
 
 
-@dataclass
-class Prediction:
-    """The model's answer. `speech` is False when the voice activity detector found no speech:
-    `emotion` is then the model's guess on non-speech audio, and the JSON object says
-    `"speech": false, "emotion": null` and keeps the guess under `"guess"`."""
+@dataclass(frozen=True)
+class Guess:
+    """What the model answered for audio that holds no speech: kept, under its own name, never the answer."""
 
     emotion: str
     confidence: float
     probabilities: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+@dataclass
+class Prediction:
+    """The model's answer. Without speech (`speech` False: the speech detector heard none) there is
+    no answer: `emotion`, `confidence` and `probabilities` are None and `guess` holds what the model
+    said on the non-speech audio, as the JSON object's `"guess"`. Digital silence (every sample
+    zero) is not shown to the model at all: its `guess` is None too."""
+
+    emotion: str | None
+    confidence: float | None
+    probabilities: dict[str, float] | None
     speech: bool = True
+    guess: Guess | None = None
 
     @classmethod
     def from_probabilities(cls, probs: np.ndarray, speech: bool = True) -> Prediction:
+        """The answer of calibrated probabilities (one per label); without speech, the guess."""
         best = int(np.argmax(probs))
-        return cls(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)}, speech)
+        answer = Guess(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)})
+        if not speech:
+            return cls.no_speech(answer)
+        return cls(answer.emotion, answer.confidence, answer.probabilities, True)
 
-    def answer(self) -> dict:
-        """emotion, confidence and probabilities: this prediction's, without the speech flag."""
-        return {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+    @classmethod
+    def no_speech(cls, guess: Guess | None = None) -> Prediction:
+        """No speech heard; `guess` is the model's answer, None where it was not asked (digital silence)."""
+        return cls(None, None, None, False, guess)
+
+    @property
+    def most_likely(self) -> Guess | None:
+        """The model's top emotion whether it heard speech or not (the guess without speech): what
+        evaluation scores, since every corpus clip is labelled. None for digital silence."""
+        if self.speech:
+            return Guess(self.emotion, self.confidence, self.probabilities)
+        return self.guess
 
     def to_dict(self) -> dict:
-        """`{"speech", "emotion", "confidence", "probabilities"}`; without speech those are null, the
-        model's answer kept as `"guess": {"emotion", "confidence", "probabilities"}`."""
+        """`{"speech", "emotion", "confidence", "probabilities"}`; without speech those are null and the
+        model's answer is `"guess": {"emotion", "confidence", "probabilities"}` (null for digital silence)."""
+        answer = {"emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
         if self.speech:
-            return {"speech": True, **self.answer()}
-        return {"speech": False, "emotion": None, "confidence": None, "probabilities": None, "guess": self.answer()}
+            return {"speech": True, **answer}
+        return {"speech": False, **answer, "guess": self.guess.to_dict() if self.guess else None}
 
 
 @dataclass
@@ -61,7 +89,7 @@ class Timeline:
     duration: float
     prediction: Prediction
     segments: list[Segment] = field(default_factory=list)
-    speech: bool = True  # False when no window held speech (`vad.has_speech`): the answer is then a guess
+    speech: bool = True  # False when no window held speech (`vad.has_speech`): the prediction is then a guess
 
     def to_dict(self, segments: bool = True) -> dict:
         """The `predict --json` object without its path; `segments=False` leaves the timeline out."""
@@ -99,14 +127,16 @@ class FileResult:
     def to_row(self) -> dict:
         """The `emotionnet batch` row: path, duration, speech, emotion, confidence, p_<label>..., error,
         error_kind (an error row's other fields null). Without speech, emotion and confidence are
-        null and the p_ columns hold the model's guess, as `"guess"` in `predict --json`."""
+        null and the p_ columns hold the model's guess, as `"guess"` in `predict --json` (null for
+        digital silence, which the model is not asked about)."""
         if self.timeline is None:
             return {"path": self.path, "duration": None, "speech": None, "emotion": None, "confidence": None,
                     "error": self.error, "error_kind": self.error_kind}
-        p, speech = self.timeline.prediction, bool(self.timeline.speech)
-        return {"path": self.path, "duration": float(self.timeline.duration), "speech": speech,
-                "emotion": p.emotion if speech else None, "confidence": float(p.confidence) if speech else None,
-                **{f"p_{label}": float(value) for label, value in p.probabilities.items()},
+        p = self.timeline.prediction
+        answer = p.most_likely  # the answer, or without speech the guess (None: digital silence)
+        return {"path": self.path, "duration": float(self.timeline.duration), "speech": bool(p.speech),
+                "emotion": p.emotion, "confidence": p.confidence,
+                **({f"p_{label}": float(value) for label, value in answer.probabilities.items()} if answer else {}),
                 "error": None, "error_kind": None}
 
     def to_dict(self, segments: bool = True) -> dict:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from emotionnet import vad
 from emotionnet.features import BandStats, FeatureConfig, band_stats
 from emotionnet.inference.results import Prediction, ScoredWindows, Segment, Timeline
-from emotionnet.inference.windows import cut_windows, window_logits
+from emotionnet.inference.windows import cut_windows, window_logits, window_starts
 from emotionnet.models.spec import ModelSpec
 
 Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> logits
@@ -96,9 +97,23 @@ class WindowScorer:
         step = self.spec.frame_seconds
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
-        masks = [vad.detector_frames(audio, mel.shape[-1]) for audio, mel in zip(audios, mels)] if audios else None
-        return [self.timeline(scored, durations[i] if durations else scored.frames * step, window)
-                for i, scored in enumerate(self.score_windows(mels, window, hop, contexts, masks))]
+        durations = list(durations) if durations else [mel.shape[-1] * step for mel in mels]
+        # Digital silence (every sample zero) holds nothing to hear: it is never shown to the model.
+        heard = [i for i in range(len(mels)) if not audios or np.any(audios[i])]
+        masks = [vad.detector_frames(audios[i], mels[i].shape[-1]) for i in heard] if audios else None
+        scored = self.score_windows([mels[i] for i in heard], window, hop, [contexts[i] for i in heard],
+                                    masks) if heard else []
+        answers = dict(zip(heard, scored))
+        return [self.timeline(answers[i], durations[i], window) if i in answers
+                else self.silent_timeline(mel.shape[-1], durations[i], window, hop) for i, mel in enumerate(mels)]
+
+    def silent_timeline(self, n_frames: int, duration: float, window: float, hop: float | None) -> Timeline:
+        """The timeline of digital silence: its windows, none holding speech, and no guess."""
+        step = self.spec.frame_seconds
+        starts = window_starts(n_frames, self.spec.frames(window), self.spec.hop_frames(hop or self.spec.hop))
+        segments = [Segment(round(s * step, 3), round(min(duration, s * step + window), 3), False, None)
+                    for s in starts]
+        return Timeline(duration, Prediction.no_speech(), segments, False)
 
     def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
         """The timeline of one clip's scored windows (`window` seconds each)."""
