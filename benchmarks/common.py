@@ -222,6 +222,65 @@ def speech_like(seconds: float, f0: float = 140.0, seed: int = 0, sample_rate: i
     return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- generated video
+
+# (container format, video codec, audio codec) for each container the video tests and benchmarks write
+VIDEO_FORMATS = {
+    "mp4": ("mp4", "libx264", "aac"),
+    "mkv": ("matroska", "libx264", "libopus"),
+    "webm": ("webm", "libvpx", "libopus"),
+    "mov": ("mov", "mpeg4", "pcm_s16le"),
+    "avi": ("avi", "mpeg4", "libmp3lame"),
+    "flv": ("flv", "flv", "libmp3lame"),
+}
+
+
+def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[int, int] = (64, 48),
+                colour_at=None, audio=None, audio_rate: int = 48_000, audio_start: float = 0.0,
+                video: bool = True, threads: int = 1) -> Path:
+    """A small video made with PyAV: frames of one colour each (`colour_at(t)` -> (r, g, b), default
+    grey) and an audio track (`audio`: (samples,) float32 at `audio_rate`, stereo on file, starting
+    at `audio_start` s; None: no audio track). The container and codecs follow the suffix
+    (`VIDEO_FORMATS`); `video=False` writes the audio alone."""
+    import av
+
+    path = Path(path)
+    form, video_codec, audio_codec = VIDEO_FORMATS[path.suffix.lstrip(".")]
+    with av.open(str(path), "w", format=form) as container:
+        picture = None
+        if video:
+            picture = container.add_stream(video_codec, rate=fps)
+            picture.width, picture.height = size
+            picture.pix_fmt = "yuv420p"
+            picture.thread_count = threads
+        sound = container.add_stream(audio_codec, rate=audio_rate, layout="stereo") if audio is not None else None
+        if sound is not None:
+            samples = np.ascontiguousarray(np.stack([audio, audio]).astype(np.float32))
+            codec_format = sound.codec_context.format.name  # what the encoder takes (fltp, s16, ...)
+            frame_size = sound.codec_context.frame_size or 1024
+            start = int(round(audio_start * audio_rate))
+            for offset in range(0, samples.shape[1], frame_size):
+                chunk = samples[:, offset:offset + frame_size]
+                frame = av.AudioFrame.from_ndarray(chunk if chunk.shape[1] else samples[:, :0], format="fltp",
+                                                   layout="stereo")
+                frame.sample_rate, frame.pts = audio_rate, start + offset
+                if codec_format != "fltp":
+                    frame = av.AudioResampler(format=codec_format, layout="stereo", rate=audio_rate).resample(frame)
+                for piece in frame if isinstance(frame, list) else [frame]:
+                    container.mux(sound.encode(piece))
+            container.mux(sound.encode(None))
+        if picture is not None:
+            for i in range(int(round(seconds * fps))):
+                rgb = colour_at(i / fps) if colour_at else (128, 128, 128)
+                image = np.empty((size[1], size[0], 3), np.uint8)
+                image[:] = rgb
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i
+                container.mux(picture.encode(frame))
+            container.mux(picture.encode(None))
+    return path
+
+
 # --------------------------------------------------------------------------- the tail of main()
 
 def percentiles(values: list[float]) -> dict:

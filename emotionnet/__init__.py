@@ -41,12 +41,15 @@ _EXPORTS = {
     "StaleOnnxWarning": "emotionnet.inference.onnx_backend",
     "MicrophoneError": "emotionnet.streaming.sources",
     "TrainingError": "emotionnet.training.trainer",
+    "VideoError": "emotionnet.video",
+    "open_video": "emotionnet.video",
 }
 
 __all__ = [
     "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
-    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "load_audio", "load_model",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
+    "open_video",
 ]
 
 
@@ -75,3 +78,4 @@ if TYPE_CHECKING:
     from emotionnet.models.whisper.weights import EncoderWeightsError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError
+    from emotionnet.video import VideoError, open_video

@@ -17,10 +17,11 @@ block at the file's own rate.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import numbers
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +239,73 @@ def block_frames(sample_rate: float, channels: int, block_seconds: float = BLOCK
     return max(1, min(int(block_seconds * sample_rate), BLOCK_VALUES // max(1, channels)))
 
 
+def resample_blocks(
+    blocks: Iterable[np.ndarray],
+    sample_rate: float,
+    name: str = "<stream>",
+    limits: AudioLimits | None = None,
+    frames_per_block: int | None = None,
+    declared: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Decoded audio at its own rate, in pieces of any size, as checked mono float32 blocks at 16 kHz.
+
+    `blocks` are float or integer arrays `(frames,)` or `(frames, channels)` at `sample_rate`
+    (a libsndfile read, a PyAV frame). Audio of at most one block (`frames_per_block`, default
+    `block_frames(sample_rate, 2)`) is treated whole, exactly as `prepare_array` treats it;
+    longer audio is regrouped into blocks of that size, each checked and resampled as it
+    comes (memory: one block at the source's rate), so an excess length may be found after
+    some blocks. `declared` is the length in seconds a header promised, for the error of a
+    truncated file.
+    """
+    limits = limits or DEFAULT_LIMITS
+    rate = check_sample_rate(sample_rate, name, limits)
+    frames_per_block = frames_per_block or block_frames(rate, 2)
+    pieces = iter(blocks)
+    first, held = [], 0
+    for piece in pieces:
+        first.append(piece)
+        held += len(piece)
+        if held > frames_per_block:
+            break
+    else:  # all of it fits in one block
+        if declared is not None and held / rate < MIN_SECONDS:
+            raise _truncated(name, held / rate, declared)
+        if not first:
+            raise AudioError(f"{name}: no audio samples (empty)")
+        whole = first[0] if len(first) == 1 else np.concatenate(first)
+        yield prepare_array(whole, rate, name=name, limits=limits)
+        return
+    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
+        rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    frames_read = 0
+    for block in _regrouped(itertools.chain(first, pieces), frames_per_block):
+        frames_read += len(block)
+        if frames_read > limits.max_seconds * rate:
+            raise _too_long(name, frames_read / rate, limits.max_seconds)
+        mono = _to_float_mono(block, name)
+        yield resampler.resample_chunk(mono) if resampler else mono
+    if frames_read / rate < MIN_SECONDS:  # only with blocks shorter than that
+        if declared is not None:
+            raise _truncated(name, frames_read / rate, declared)
+        raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def _regrouped(pieces: Iterable[np.ndarray], block_frames: int) -> Iterator[np.ndarray]:
+    """Pieces joined into blocks of at least `block_frames` (the last may be shorter); a piece
+    already that long passes as it is."""
+    held, count = [], 0
+    for piece in pieces:
+        held.append(piece)
+        count += len(piece)
+        if count >= block_frames:
+            yield held[0] if len(held) == 1 else np.concatenate(held)
+            held, count = [], 0
+    if held:
+        yield held[0] if len(held) == 1 else np.concatenate(held)
+
+
 def iter_audio_blocks(
     source: str | Path | bytes,
     max_seconds: float | None = None,
@@ -249,11 +317,11 @@ def iter_audio_blocks(
 
     A file of at most one block is decoded whole, exactly as `prepare_array`
     would treat its samples. A longer one is read, checked and resampled one
-    block at a time (memory: one block at the file's rate, whatever its
-    length or channel count: see `block_frames`); a length its header
-    understated is found as the blocks go, so an AudioError may come after some
-    blocks. Digital silence (every sample zero) is audio, not an error: the
-    recognizer answers it with "no speech".
+    block at a time (`resample_blocks`; memory: one block at the file's rate,
+    whatever its length or channel count: see `block_frames`); a length its
+    header understated is found as the blocks go, so an AudioError may come
+    after some blocks. Digital silence (every sample zero) is audio, not an
+    error: the recognizer answers it with "no speech".
     """
     name = name or source_name(source)
     limits = _limits(limits, max_seconds)
@@ -264,31 +332,13 @@ def iter_audio_blocks(
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             frames_per_block = block_frames(rate, f.channels, block_seconds)
-            declared = declared_seconds(f)
-            if f.frames <= frames_per_block:
-                if declared is not None and f.frames / rate < MIN_SECONDS:
-                    raise _truncated(name, f.frames / rate, declared)
-                yield prepare_array(f.read(dtype="float32", always_2d=True), rate, name=name, limits=limits)
-                return
-            resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-                rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-            frames_read = 0
-            while len(block := f.read(frames_per_block, dtype="float32", always_2d=True)):
-                frames_read += len(block)
-                if frames_read > limits.max_seconds * rate:  # a header that understated the length
-                    raise _too_long(name, frames_read / rate, limits.max_seconds)
-                mono = _to_float_mono(block, name)
-                yield resampler.resample_chunk(mono) if resampler else mono
+            reads = (f.read(frames_per_block, dtype="float32", always_2d=True) for _ in itertools.count())
+            pieces = itertools.takewhile(len, reads)  # until a read comes back empty
+            yield from resample_blocks(pieces, rate, name, limits, frames_per_block, declared_seconds(f))
     except AudioError:
         raise
     except Exception as exc:  # libsndfile raises several types for bad data
         raise _unreadable(name, exc, handle) from None
-    if frames_read / rate < MIN_SECONDS:  # a header that overstated it: a truncated file
-        if declared is not None:
-            raise _truncated(name, frames_read / rate, declared)
-        raise AudioError(f"{name}: too short ({frames_read / rate:.2f} s; at least {MIN_SECONDS} s is needed)")
-    if resampler is not None:
-        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def load_audio(

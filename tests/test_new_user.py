@@ -208,9 +208,9 @@ def test_listen_agrees_with_predict_on_the_shipped_clip(capsys):
 # --- 6. smaller ----------------------------------------------------------------------------------------
 
 def test_times_are_whole_milliseconds(tiny_model_file):
-    timeline = load_model(tiny_model_file).predict_timeline(voiced(3.41, seed=1), SR)
-    assert [s.start for s in timeline.segments] == [0.0, 0.41]
-    assert timeline.segments[-1].end == 3.41
+    timeline = load_model(tiny_model_file).predict_timeline(voiced(4.31, seed=1), SR)
+    assert [s.start for s in timeline.segments] == [0.0, 1.31]
+    assert timeline.segments[-1].end == 4.31
 
 
 def test_predict_no_timeline(capsys, tiny_model_file, tmp_path):

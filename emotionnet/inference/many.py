@@ -3,7 +3,7 @@
 `EmotionRecognizer.predict_files`, `emotionnet batch` (`BatchPredictor`) and
 the HTTP service all score many inputs through `score_inputs`:
 
-    for result in score_inputs(scoring, [AudioInput("a.wav", "a.wav"), AudioInput("up", data)], window, hop):
+    for result in score_inputs(scoring, [AudioInput("a.wav", "a.wav"), AudioInput("up", data)], windowing):
         result.to_dict()      # the `predict --json` object; result.to_row(): a batch row
 
 - Each input is decoded in its turn; one that cannot be (an `AudioError`: the
@@ -29,6 +29,7 @@ from emotionnet.features import log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.results import FileResult
 from emotionnet.inference.scoring import WindowScorer
+from emotionnet.models.spec import Windowing
 
 Source = str | Path | bytes | np.ndarray | Callable[[], bytes]
 
@@ -48,10 +49,10 @@ def as_input(item: AudioInput | str | Path) -> AudioInput:
 
 
 def score_inputs(
-    scoring: WindowScorer, inputs: Iterable[AudioInput | str | Path], window: float, hop: float, *,
+    scoring: WindowScorer, inputs: Iterable[AudioInput | str | Path], windowing: Windowing, *,
     batch_seconds: float = 120.0, max_seconds: float | None = None, same_speaker: bool = False,
 ) -> Iterator[FileResult]:
-    """A `FileResult` per input, in order. Window and hop (seconds) were checked by the caller.
+    """A `FileResult` per input, in order; `windowing` is the caller's, from the one window rule.
 
     `same_speaker`: the inputs are one speaker's, so a speaker-normalised model reads each
     against all of them: every input is decoded before any is scored, none in blocks.
@@ -71,17 +72,17 @@ def score_inputs(
             pending.append((item.name, None, _failed(item.name, "cannot read", exc)))
             continue
         if not same_speaker and not isinstance(source, np.ndarray) and blocks.is_long(source, max_seconds):
-            yield from _flush(scoring, pending, window, hop, same_speaker)
+            yield from _flush(scoring, pending, windowing, same_speaker)
             pending, seconds = [], 0.0
-            yield _score_long(scoring, item.name, source, window, hop, max_seconds)
+            yield _score_long(scoring, item.name, source, windowing, max_seconds)
             continue
         samples, failure = _decode(item.name, source, item.sample_rate, max_seconds)
         pending.append((item.name, samples, failure))
         seconds += 0 if samples is None else samples.size / rate
         if seconds >= batch_seconds:
-            yield from _flush(scoring, pending, window, hop, same_speaker)
+            yield from _flush(scoring, pending, windowing, same_speaker)
             pending, seconds = [], 0.0
-    yield from _flush(scoring, pending, window, hop, same_speaker)
+    yield from _flush(scoring, pending, windowing, same_speaker)
 
 
 def _failed(name: str, what: str, exc: BaseException) -> FileResult:
@@ -100,17 +101,17 @@ def _decode(name: str, source, sample_rate: int | None,
         return None, _failed(name, "cannot decode", exc)
 
 
-def _score_long(scoring: WindowScorer, name: str, source, window: float, hop: float,
+def _score_long(scoring: WindowScorer, name: str, source, windowing: Windowing,
                 max_seconds: float | None) -> FileResult:
     try:
-        return FileResult(name, blocks.score_in_blocks(scoring, source, window, hop, max_seconds))
+        return FileResult(name, blocks.score_in_blocks(scoring, source, windowing, max_seconds))
     except AudioError as exc:
         return FileResult(name, error=str(exc), cause=exc)
     except Exception as exc:
         return _failed(name, "scoring failed", exc)
 
 
-def _flush(scoring: WindowScorer, pending: list, window: float, hop: float,
+def _flush(scoring: WindowScorer, pending: list, windowing: Windowing,
            same_speaker: bool) -> Iterator[FileResult]:
     """The results of the gathered inputs, in their order: decoded clips scored together (each alone
     if their batch fails), failures in their place."""
@@ -118,12 +119,12 @@ def _flush(scoring: WindowScorer, pending: list, window: float, hop: float,
     timelines: list = []
     if loaded:
         try:
-            timelines = _timelines(scoring, [s for _, s in loaded], window, hop, same_speaker)
+            timelines = _timelines(scoring, [s for _, s in loaded], windowing, same_speaker)
         except Exception:  # one clip must not fail the clips it shares a batch with
             timelines = []
             for name, samples in loaded:
                 try:
-                    timelines.append(_timelines(scoring, [samples], window, hop, same_speaker)[0])
+                    timelines.append(_timelines(scoring, [samples], windowing, same_speaker)[0])
                 except Exception as exc:
                     timelines.append(_failed(name, "scoring failed", exc))
     scored = iter(timelines)
@@ -135,9 +136,9 @@ def _flush(scoring: WindowScorer, pending: list, window: float, hop: float,
         yield timeline if isinstance(timeline, FileResult) else FileResult(name, timeline)
 
 
-def _timelines(scoring: WindowScorer, audios: list[np.ndarray], window: float, hop: float,
+def _timelines(scoring: WindowScorer, audios: list[np.ndarray], windowing: Windowing,
                same_speaker: bool) -> list:
     mels = [log_mel(samples, scoring.features) for samples in audios]
     rate = scoring.features.sample_rate
     speakers = ["same"] * len(mels) if same_speaker else None
-    return scoring.timelines(mels, [s.size / rate for s in audios], window, hop, speakers, audios=audios)
+    return scoring.timelines(mels, windowing, [s.size / rate for s in audios], speakers, audios=audios)

@@ -3,8 +3,9 @@
 A model file's JSON is read into a `ModelSpec` (and written from one), checked
 field by field before anything is built: a crafted file gets one clear error,
 never a traceback, a NaN answer or a request for gigabytes. The defaults of a
-new model (window, hop, temperature, architecture widths) live here and only
-here; the feature defaults live in `FeatureConfig`.
+new model (temperature, architecture widths) live here and only here; the
+window rule and its defaults in `emotionnet.window_rule`, the feature defaults
+in `FeatureConfig`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 from emotionnet.audio import SAMPLE_RATE
 from emotionnet.features import NORMALISATIONS, FeatureConfig
 from emotionnet.labels import LABELS
+from emotionnet.window_rule import (  # noqa: F401 (the window rule's names, as this module has always had them)
+    DEFAULT_HOP,
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    MIN_HOP,
+    MIN_WINDOW,
+    check_window,
+)
 
 DEFAULT_ARCH = "crnn"
-DEFAULT_WINDOW = 3.0  # seconds the model hears at once
-DEFAULT_HOP = 1.5  # seconds between the windows of longer audio
 DEFAULT_TEMPERATURE = 1.0  # before calibration
-MIN_WINDOW = 0.5  # shorter windows leave the CRNN's pooled time axis a handful of steps
-MAX_WINDOW = 60.0
 
 # The hyper-parameters a new model gets unless the recipe says otherwise (the shipped ones).
 DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
@@ -72,12 +77,15 @@ def _mapping(value: Any, name: str) -> dict:
     return value
 
 
-def check_window(window: float, hop: float, longest: float = MAX_WINDOW) -> None:
-    """The one rule for analysis windows: MIN_WINDOW <= window <= longest, 0 < hop <= window."""
-    if not (isinstance(window, (int, float)) and math.isfinite(window) and MIN_WINDOW <= window <= longest + 1e-9):
-        raise ValueError(f"window must be from {MIN_WINDOW:g} s to {longest:g} s; got {window:g} s")
-    if not (isinstance(hop, (int, float)) and math.isfinite(hop) and 0 < hop <= window):
-        raise ValueError(f"hop must be more than 0 s and at most the window ({window:g} s); got {hop:g} s")
+@dataclass(frozen=True)
+class Windowing:
+    """Where the windows of a recording go, in feature frames: what scoring below the recognizer takes
+    (it has no defaults of its own). Made only by `ModelSpec.windowing`, which checks the rule."""
+
+    frames: int  # feature frames per window
+    hop_frames: int  # feature frames between window starts
+    seconds: float  # the window in seconds (a segment's end is its start plus this)
+    hop: float  # seconds between window starts
 
 
 def check_features(data: Any) -> FeatureConfig:
@@ -209,6 +217,13 @@ class ModelSpec:
         check_window(window, hop, longest)
         return window, hop
 
+    def windowing(self, window: float | None = None, hop: float | None = None,
+                  longest: float = MAX_WINDOW) -> Windowing:
+        """The one window rule at every entry point: seconds (this spec's where None) checked by
+        `check_window`, then turned into the frame counts scoring takes."""
+        window, hop = self.window_hop(window, hop, longest)
+        return Windowing(self.frames(window), self.hop_frames(hop), window, hop)
+
     @property
     def input_shape(self) -> tuple[int, int]:
         """(n_mels, frames) of one model input: a window of the model's own length."""
@@ -240,6 +255,6 @@ class ModelSpec:
         hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features.n_mels)
         inference = _mapping(meta.get("inference", {}), "inference")
         window = _number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
-        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", 1e-3, window)
+        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", MIN_HOP, window)
         temperature = _number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
         return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature))

@@ -31,8 +31,8 @@ from emotionnet.serving.metrics import MetricsMiddleware, ServiceMetrics
 from emotionnet.serving.model import ServedModel, is_too_long
 from emotionnet.serving.queue import InferenceQueue
 from emotionnet.serving.settings import ServeSettings
+from emotionnet.window_rule import MAX_WINDOW, MIN_HOP, MIN_WINDOW
 
-MIN_WINDOW = 0.5  # as `emotionnet predict --window`
 # Bodies that are certainly not audio; anything else is read as audio, whose format is judged by content
 # (form-urlencoded included: it is what `curl --data-binary @clip.wav` sends unless told otherwise).
 NOT_AUDIO = ("application/json",)
@@ -151,13 +151,15 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     async def predict(
         request: Request,
         timeline: bool = Query(True, description="include the timeline (`segments`) of audio longer than one window"),
-        window: float | None = Query(None, ge=MIN_WINDOW, le=60, description="seconds per timeline window"),
-        hop: float | None = Query(None, gt=0, le=60, description="seconds between window starts"),
+        window: float | None = Query(None, ge=MIN_WINDOW, le=MAX_WINDOW, description="seconds per timeline window"),
+        hop: float | None = Query(None, ge=MIN_HOP, le=MAX_WINDOW,
+                                  description="seconds between window starts, at most the window"),
     ) -> JSONResponse:
         """Answers the object `emotionnet predict --json` prints for a file."""
-        if hop is not None and hop > (window or service.model.window):
-            raise api_error(422, "invalid_request", f"hop {hop:g} must be at most the window "
-                           f"({window or service.model.window:g} s)")
+        try:
+            service.model.windowing(window, hop)  # the one window rule, before the upload is read
+        except ValueError as exc:
+            raise api_error(422, "invalid_request", str(exc)) from None
         data, name = await read_audio(request)
         try:
             result = await service.queue.submit(PredictJob(data, name or "<upload>", window, hop),

@@ -40,6 +40,10 @@ class ServedModel:
     def window(self) -> float:
         return self.recognizer.window
 
+    def windowing(self, window: float | None, hop: float | None):
+        """The one window rule for this model (ValueError when the window or hop breaks it)."""
+        return self.recognizer.windowing(window, hop)
+
     def decode(self, data: bytes, name: str, max_seconds: float) -> np.ndarray:
         """File bytes (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
         from emotionnet.audio import load_audio

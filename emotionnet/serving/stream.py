@@ -1,7 +1,7 @@
 """`WS /v1/stream`: PCM chunks in, one JSON object per hop out, through the live engine of `emotionnet listen`.
 
 Query: `sample_rate` (default 16000), `format` `s16le` (default) or `f32le`,
-`channels` (default 1, interleaved), `hop` seconds (default 0.5). The client
+`channels` (default 1, interleaved), `hop` seconds (default 0.5, at least 0.1: the window rule). The client
 sends binary messages of little-endian samples in any sizes; the server sends
 `StreamResult.to_dict()` objects (as `emotionnet listen --json`) as hops
 complete. A text message `end` flushes the last partial hop and closes.
@@ -19,6 +19,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from emotionnet.serving.errors import error_body
 from emotionnet.serving.limits import bearer_ok
+from emotionnet.window_rule import MIN_HOP, STREAM_HOP
 
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 8_000, 192_000
@@ -29,7 +30,7 @@ class StreamParams:
         try:
             self.sample_rate = int(query.get("sample_rate", 16000))
             self.channels = int(query.get("channels", 1))
-            self.hop = float(query.get("hop", 0.5))
+            self.hop = float(query.get("hop", STREAM_HOP))
         except ValueError as exc:
             raise ValueError(f"bad query parameter ({exc})") from None
         self.dtype = FORMATS.get(query.get("format", "s16le"))
@@ -39,8 +40,8 @@ class StreamParams:
             raise ValueError(f"sample_rate must be between {MIN_RATE} and {MAX_RATE}")
         if not 1 <= self.channels <= 8:
             raise ValueError("channels must be between 1 and 8")
-        if not 0.1 <= self.hop <= max_hop:
-            raise ValueError(f"hop must be between 0.1 and {max_hop:g} seconds")
+        if not MIN_HOP <= self.hop <= max_hop:
+            raise ValueError(f"hop must be between {MIN_HOP:g} and {max_hop:g} seconds")
         self.frame_bytes = self.dtype.itemsize * self.channels
 
 
