@@ -104,6 +104,7 @@ def test_a_scorer_that_miscounts_is_an_error(tmp_path, recognizer):
 
 
 @pytest.mark.corpus
+@pytest.mark.slow
 def test_crema_d_videos_end_to_end(shared_data):
     """The six real clips through the shipped voice model (the face model is not in yet: no scorer)."""
     folder = shared_data / "CREMA-D-video"
