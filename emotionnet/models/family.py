@@ -131,6 +131,9 @@ class ModelFamily:
     # asked before loading, and by whatever offers a choice of models (the app).
     require: Callable[[LoadOptions], None] | None = None
     onnx_refusal: str | None = None  # why this family is not exported to ONNX; None: it is
+    # A model file that states no `inference.window_range` was trained on its own window only (files
+    # written before the family trained on varied windows); False: it answers any window the rule allows.
+    own_window_if_unstated: bool = False
 
     def ready(self, options: LoadOptions | None = None) -> bool:
         """Whether what this family needs beyond a model file is installed (`require` does not raise)."""
