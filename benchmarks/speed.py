@@ -58,7 +58,7 @@ OPENSMILE_SETS = ("eGeMAPSv02", "ComParE_2016")
 # --------------------------------------------------------------------------- the model
 
 def model_info(path: Path) -> dict:
-    recognizer = EmotionRecognizer(path)
+    recognizer = EmotionRecognizer.from_file(path)
     meta = recognizer.metadata
     size = path.stat().st_size
     return {
@@ -178,7 +178,7 @@ def time_batched(recognizer: EmotionRecognizer, paths: Sequence[Path], audio: fl
 def neural_timings(model: Path, backend: str, threads: int, clips: list[Path], long_path: Path,
                    repeat: int) -> list[dict]:
     torch.set_num_threads(threads)  # set before the recognizer: its onnxruntime session copies it
-    recognizer = EmotionRecognizer(model, backend=backend)
+    recognizer = EmotionRecognizer.from_file(model, backend=backend)
     base = {"backend": backend, "threads": threads}
     rows = []
     clip_row = time_files(recognizer, clips, repeat)

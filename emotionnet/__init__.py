@@ -37,6 +37,7 @@ _EXPORTS = {
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
     "load_model": "emotionnet.inference.recognizer",
+    "available_models": "emotionnet.models.names",
     "UnknownModelError": "emotionnet.inference.recognizer",
     "FileResult": "emotionnet.inference.results",
     "Prediction": "emotionnet.inference.results",
@@ -53,7 +54,7 @@ _EXPORTS = {
 __all__ = [
     "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
-    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "available_models", "load_audio", "load_model",
     "open_video",
 ]
 
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
     from emotionnet.models.file import ModelFileError
+    from emotionnet.models.names import available_models
     from emotionnet.models.spec import ModelSpec, ModelSpecError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError

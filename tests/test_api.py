@@ -22,7 +22,7 @@ SR = 16_000
 
 def test_the_library_reads_no_environment_the_command_line_does(monkeypatch, tiny_model_file, capsys):
     monkeypatch.setenv(MODEL_ENV, str(tiny_model_file))
-    assert load_model().model_file == default_model_path() == EmotionRecognizer().model_file
+    assert load_model().model_file == default_model_path() == EmotionRecognizer.from_file().model_file
     clip = write_wav(Path(str(tiny_model_file)).parent / "clip.wav", voiced(2.0))
     assert emotionnet.cli.main.main(["predict", str(clip), "--json"]) == 0  # the CLI's default is the variable's
     assert json.loads(capsys.readouterr().out)["probabilities"] == load_model(tiny_model_file).predict(
@@ -32,7 +32,7 @@ def test_the_library_reads_no_environment_the_command_line_does(monkeypatch, tin
 def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
     methods = {name for name, _ in inspect.getmembers(EmotionRecognizer, callable) if not name.startswith("_")}
     assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model",
-                       "predict_arrays", "predict_log_mels", "score_log_mels", "windowing"}
+                       "from_file", "from_onnx", "predict_arrays", "predict_log_mels", "score_log_mels", "windowing"}
     recognizer = load_model(tiny_model_file)
     assert (recognizer.window, recognizer.hop, recognizer.temperature) == (3.0, 1.5, 1.0)
     assert recognizer.features is recognizer.spec.features and recognizer.labels == emotionnet.LABELS
@@ -179,3 +179,18 @@ def test_audio_over_the_limit_is_told_apart_by_its_class(tiny_model_file, tmp_pa
         emotionnet.load_audio(long, max_seconds=1.0)
     # a message that merely says "too long" is bad audio, not over the limit
     assert FileResult.failed("x", emotionnet.AudioError("x: name too long")).to_dict()["error"]["code"] == "bad_audio"
+
+
+def test_the_recognizer_is_built_by_its_constructor(tiny_model_file):
+    """from_file, from_onnx and from_model all end in the constructor: no attributes patched afterwards."""
+    from emotionnet.models.file import load_model_file
+
+    network, spec, metadata = load_model_file(tiny_model_file)
+    built = EmotionRecognizer(network, spec, vad="energy", model_file=tiny_model_file, metadata=metadata)
+    loaded = load_model(tiny_model_file, vad="energy")
+    assert (built.model_file, built.backend, built.vad, built.metadata) == (loaded.model_file, "torch", "energy",
+                                                                            loaded.metadata)
+    clip = voiced(2.0)
+    assert built.predict(clip, 16_000).probabilities == pytest.approx(loaded.predict(clip, 16_000).probabilities)
+    source = inspect.getsource(emotionnet.inference.recognizer)
+    assert "__new__" not in source and ".model_file, recognizer.backend =" not in source

@@ -16,10 +16,11 @@ from emotionnet.environment import ModelSettings, from_environment
 
 PACKAGE = Path(emotionnet.__file__).parent
 # The surfaces that may read the environment: the module that checks it, the command line, the
-# service's settings (how `serve --workers N` hands them over) and the app's server process.
+# service's settings (how `serve --workers N` hands them over), the app's server process, and
+# subprocesses.py, which hands this process's environment on to the processes it starts.
 # Left to do (issue 26): cache.py's EMOTIONNET_CACHE, trainer.py's EMOTIONNET_CHECKPOINT_SECONDS
 # and the encoder cache's own command (training/encoder_cache.py main).
-READS_ENVIRONMENT = {"environment.py", "serving/settings.py", "app/streamlit_app.py", "cache.py",
+READS_ENVIRONMENT = {"environment.py", "serving/settings.py", "app/streamlit_app.py", "subprocesses.py", "cache.py",
                      "training/trainer.py", "training/encoder_cache.py"}
 
 

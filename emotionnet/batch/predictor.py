@@ -6,7 +6,9 @@
     #   "p_angry": ..., ..., "p_sad": ..., "error": None}, ...]
 
 Every input gives exactly one row; a file that cannot be read gives a row
-whose `error` says why and whose other fields are null. A file without speech
+whose `error` says why and whose other fields are null; its `error_kind` says
+whose fault: "audio" (the file's: a re-run keeps the row) or "job" (a reading
+or scoring failure: a re-run tries the file again). A file without speech
 (silence, noise, music) has `speech` false and `emotion` and `confidence` null;
 its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`
 (null for digital silence, which the model is not asked about). Each engine (a local
@@ -23,7 +25,8 @@ from emotionnet.labels import LABELS
 
 def columns(labels: tuple[str, ...] = LABELS) -> list[str]:
     """The row's columns for a model answering `labels` (`recognizer.labels`): a `p_<label>` each."""
-    return ["path", "duration", "speech", "emotion", "confidence", *(f"p_{label}" for label in labels), "error"]
+    return ["path", "duration", "speech", "emotion", "confidence", *(f"p_{label}" for label in labels), "error",
+            "error_kind"]
 
 
 COLUMNS = columns()  # every shipped model's
@@ -35,15 +38,14 @@ def arrow_schema(labels: tuple[str, ...] = LABELS):
     return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
                       ("emotion", pa.string()),
                       ("confidence", pa.float64()), *[(f"p_{label}", pa.float64()) for label in labels],
-                      ("error", pa.string())])
-
-
-def error_row(path: str, message: str, labels: tuple[str, ...] = LABELS) -> dict:
-    return {**dict.fromkeys(columns(labels)), "path": path, "error": message}
+                      ("error", pa.string()), ("error_kind", pa.string())])
 
 
 class BatchPredictor:
-    """One model per process, loaded lazily; `threads` torch threads (1: one core per worker)."""
+    """One model per process, loaded once; `threads` torch threads (1: one core per worker).
+
+    A model that cannot be loaded raises (the job stops with one message): it is never a row per file.
+    """
 
     def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1,
                  load_options: dict | None = None):
@@ -65,61 +67,23 @@ class BatchPredictor:
             self._recognizer = load_model(self.model, **self.load_options)
         return self._recognizer
 
-    def decode(self, path: str) -> np.ndarray:
-        from emotionnet.audio import load_audio
-        from emotionnet.batch.inputs import is_uri, read_bytes
-
-        if is_uri(path):
-            try:
-                data = read_bytes(path)
-            except (OSError, ValueError) as exc:
-                raise AudioError(f"{path}: cannot read ({exc})") from None
-            return load_audio(data, max_seconds=self.max_seconds, name=path)
-        return load_audio(path, max_seconds=self.max_seconds)
-
-    def score(self, audios: list[np.ndarray]) -> list:
-        return self.recognizer().predict_arrays(audios)
-
     def predict_paths(self, paths: list[str]) -> list[dict]:
-        """One row per path, in order; bad files get error rows."""
-        decoded: list[tuple[str, np.ndarray | None, str | None]] = []
-        for path in paths:
-            try:
-                decoded.append((path, self.decode(path), None))
-            except AudioError as exc:
-                decoded.append((path, None, str(exc)))
-            except Exception as exc:  # a filesystem or decoder failure must not stop the job
-                decoded.append((path, None, f"{path}: {type(exc).__name__}: {exc}"))
-        return self._rows(decoded)
+        """One row per path, in order; bad files get error rows. Remote files (URIs) are read one at a time."""
+        from emotionnet.batch.inputs import is_uri
+        from emotionnet.inference.many import AudioInput
+
+        return self._rows(AudioInput(p, RemoteFile(p)) if is_uri(p) else AudioInput(p, p) for p in paths)
 
     def predict_arrays(self, items: list[tuple[str, np.ndarray, int]]) -> list[dict]:
         """Rows for `(name, samples, sample_rate)` items already in memory."""
-        from emotionnet.audio import prepare_array
+        from emotionnet.inference.many import AudioInput
 
-        decoded = []
-        for name, samples, rate in items:
-            try:
-                decoded.append((name, prepare_array(samples, rate, self.max_seconds, name=name), None))
-            except AudioError as exc:
-                decoded.append((name, None, str(exc)))
-        return self._rows(decoded)
+        return self._rows(AudioInput(name, samples, rate) for name, samples, rate in items)
 
-    def _rows(self, decoded: list[tuple[str, np.ndarray | None, str | None]]) -> list[dict]:
-        good = [(i, audio) for i, (_, audio, _) in enumerate(decoded) if audio is not None]
-        try:
-            timelines = dict(zip([i for i, _ in good], self.score([audio for _, audio in good]))) if good else {}
-        except Exception:  # score one by one, so one bad clip does not take its batch with it
-            timelines = {}
-            for i, audio in good:
-                try:
-                    timelines[i] = self.score([audio])[0]
-                except Exception as exc:
-                    decoded[i] = (decoded[i][0], None, f"{decoded[i][0]}: scoring failed ({exc})")
-        rows = []
-        for i, (path, _, error) in enumerate(decoded):
-            rows.append(error_row(path, error, self.recognizer().labels) if i not in timelines
-                        else timeline_row(path, timelines[i], self.recognizer().labels))
-        return rows
+    def _rows(self, inputs) -> list[dict]:
+        results = self.recognizer().predict_files(inputs, max_seconds=self.max_seconds)
+        names = columns(self.recognizer().labels)
+        return [dict(zip(names, map(result.to_row().get, names))) for result in results]
 
     def __call__(self, batch):
         """Ray Data's `map_batches`: a pyarrow table with a `path` column -> a table of rows."""
@@ -133,11 +97,16 @@ class BatchPredictor:
         return arrow_schema(self.recognizer().labels)
 
 
-def timeline_row(path: str, timeline, labels: tuple[str, ...] = LABELS) -> dict:
-    """The row of a file scored: a `p_<label>` per label of the model (`recognizer.labels`)."""
-    p = timeline.prediction
-    answer = p.most_likely  # the p_* columns: the answer, or without speech the guess (None: digital silence)
-    return {"path": path, "duration": float(timeline.duration), "speech": bool(p.speech),
-            "emotion": p.emotion, "confidence": p.confidence,
-            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in labels},
-            "error": None}
+class RemoteFile:
+    """The bytes of a file on s3://, gs://, file:// (pyarrow's filesystems), read when scoring reaches it."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def __call__(self) -> bytes:
+        from emotionnet.batch.inputs import read_bytes
+
+        try:
+            return read_bytes(self.uri)
+        except FileNotFoundError:
+            raise AudioError(f"{self.uri}: file not found") from None

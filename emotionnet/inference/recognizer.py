@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotionnet.audio import AudioError, AudioSource, to_audio
+from emotionnet.audio import AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import blocks
+from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
@@ -54,27 +55,52 @@ def resolve_model_path(path: str | Path | None = None) -> Path:
 
 
 class EmotionRecognizer:
-    """A trained model with its feature settings, window and calibration."""
+    """A trained model with its feature settings, window and calibration.
+
+    Built from what it needs: a network (a torch module, or the onnxruntime scorer of the onnx
+    backend) and the spec that says how it hears. `load_model` is the usual way in;
+    `from_file`, `from_onnx` and `from_model` build one from a file or a model in memory.
+    """
 
     modality = AUDIO  # what `predict` takes (a face model's recognizer takes images)
 
-    def __init__(self, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
-                 compute_type: str = "auto", encoder_weights: str | Path | None = None):
+    def __init__(self, network: Callable[[torch.Tensor], torch.Tensor], spec: ModelSpec, *,
+                 backend: str = "torch", vad: str = "auto", model_file: str | Path | None = None,
+                 metadata: dict | None = None):
+        """`vad`: the speech detector ("auto": silero-vad where installed, "silero", "energy");
+        `model_file` and `metadata`: the file it came from and that file's whole JSON, if any."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        self._scoring = WindowScorer(network, spec, vad_detector(vad))
+        self.backend = backend
+        self.model_file: Path | None = None if model_file is None else Path(model_file)
+        self.metadata: dict = spec.to_metadata() if metadata is None else metadata
+
+    @classmethod
+    def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
         """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
-        detector = vad_detector(vad)
-        self.model_file: Path | None = resolve_model_path(model_file)
+        vad_detector(vad)  # a bad choice is refused before the model is read
+        path = resolve_model_path(model_file)
         if backend == "onnx":
-            self._refuse_onnx(self.model_file)
-        options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
-        model, spec, self.metadata = load_model_file(self.model_file, options)
-        self.backend = backend
+            cls._refuse_onnx(path)
+        model, spec, metadata = load_model_file(path, LoadOptions(encoder_weights=encoder_weights,
+                                                                  compute_type=compute_type))
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            model = onnx_scorer(self.model_file, model, self.metadata, spec)
-        self._scoring = WindowScorer(model, spec, detector)
+            model = onnx_scorer(path, model, metadata, spec)
+        return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, vad: str = "auto") -> EmotionRecognizer:
+        """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
+        from emotionnet.inference.onnx_backend import read_onnx_file
+
+        scorer, spec, metadata = read_onnx_file(Path(path))
+        return cls(scorer, spec, backend="onnx", vad=vad, model_file=path, metadata=metadata)
 
     @staticmethod
     def _refuse_onnx(path: Path) -> None:
@@ -83,8 +109,10 @@ class EmotionRecognizer:
 
         family = family_of(read_model_spec(path))
         if family.onnx_refusal:
-            raise ValueError(f"{path.name}: a {family.name} model runs on the torch backend only "
-                             f"({family.onnx_refusal})")
+            from emotionnet.inference.onnx_backend import OnnxBackendError
+
+            raise OnnxBackendError(f"{path.name}: a {family.name} model runs on the torch backend only "
+                                   f"({family.onnx_refusal})")
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
@@ -93,14 +121,9 @@ class EmotionRecognizer:
 
         `spec`, when the caller has parsed `metadata` already, saves parsing it again.
         """
-        recognizer = cls.__new__(cls)
-        recognizer.model_file = None
         if isinstance(metadata, ModelSpec):
             spec, metadata = metadata, metadata.to_metadata()
-        recognizer.metadata = metadata
-        recognizer.backend = "torch"
-        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata), vad_detector(vad))
-        return recognizer
+        return cls(model, spec or ModelSpec.from_metadata(metadata), vad=vad, metadata=metadata)
 
     @property
     def spec(self) -> ModelSpec:
@@ -204,55 +227,20 @@ class EmotionRecognizer:
         return band_stats(mels)
 
     def predict_files(
-        self, paths: Iterable[str | Path], *, window: float | None = None, hop: float | None = None,
+        self, paths: Iterable[str | Path | AudioInput], *, window: float | None = None, hop: float | None = None,
         batch_seconds: float = 120.0, max_seconds: float | None = None, same_speaker: bool = False,
     ) -> Iterator[FileResult]:
-        """A `FileResult` per path, in order: its timeline, or the error of a file that could not be read.
+        """A `FileResult` per input, in order: its timeline, or the error of an input that could not be read.
 
-        Files are scored together in batches of about `batch_seconds` of audio.
-        `same_speaker` says the files are one speaker's: a speaker-normalised model then
-        reads each against all of them, so every file is loaded before any is scored.
-        Window and hop are checked here, before any file is read.
+        Inputs are paths, or `AudioInput`s (file bytes, arrays, remote readers, each with a name).
+        Files are scored together in batches of about `batch_seconds` of audio, a failed batch
+        item alone, a long file in blocks (`emotionnet.inference.many`: the loop the service and
+        `emotionnet batch` use too). `same_speaker` says the files are one speaker's: a
+        speaker-normalised model then reads each against all of them, so every file is loaded
+        before any is scored. Window and hop are checked here, before any file is read.
         """
-        windowing = self.windowing(window, hop)
-        return self._predict_files(paths, windowing, float("inf") if same_speaker else batch_seconds,
-                                   max_seconds, same_speaker)
-
-    def _predict_files(self, paths, windowing, batch_seconds, max_seconds, same_speaker) -> Iterator[FileResult]:
-        pending: list[tuple[str, np.ndarray | None, AudioError | None]] = []
-        seconds = 0.0
-
-        def flush() -> Iterator[FileResult]:
-            loaded = [(path, samples) for path, samples, _ in pending if samples is not None]
-            mels = [log_mel(samples, self.features) for _, samples in loaded]
-            speakers = ["same"] * len(mels) if same_speaker else None
-            timelines = iter(self._scoring.timelines(mels, windowing, [self._seconds(s) for _, s in loaded],
-                                                    speakers, audios=[s for _, s in loaded]) if mels else [])
-            for path, samples, error in pending:  # in the order given, failures in their place
-                yield FileResult.failed(path, error) if samples is None else FileResult(path, next(timelines))
-
-        for path in paths:
-            if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
-                if pending:
-                    yield from flush()
-                    pending, seconds = [], 0.0
-                try:
-                    yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, windowing, max_seconds))
-                except AudioError as exc:
-                    yield FileResult.failed(str(path), exc)
-                continue
-            try:
-                samples = to_audio(path, max_seconds=max_seconds)
-            except AudioError as exc:
-                pending.append((str(path), None, exc))
-                continue
-            pending.append((str(path), samples, None))
-            seconds += self._seconds(samples)
-            if seconds >= batch_seconds:
-                yield from flush()
-                pending, seconds = [], 0.0
-        if pending:
-            yield from flush()
+        return score_inputs(self._scoring, paths, self.windowing(window, hop), batch_seconds=batch_seconds,
+                            max_seconds=max_seconds, same_speaker=same_speaker)
 
     def _seconds(self, samples: np.ndarray) -> float:
         return samples.size / self.features.sample_rate
@@ -275,18 +263,6 @@ def vad_detector(choice: str) -> str:
     from emotionnet import vad
 
     return vad.detector_name(choice)
-
-
-def _load_onnx_file(path: Path, backend: str | None, detector: str) -> EmotionRecognizer:
-    """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
-    if backend == "torch":
-        raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
-    from emotionnet.inference.onnx_backend import read_onnx_file
-
-    scorer, spec, metadata = read_onnx_file(path)
-    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec, vad=detector)
-    recognizer.model_file, recognizer.backend = path, "onnx"
-    return recognizer
 
 
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
@@ -319,7 +295,9 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
     else:
         path = Path(chosen)
         if path.suffix.lower() == ".onnx":
-            return _load_onnx_file(path, backend, detector)
+            if backend == "torch":
+                raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
+            return EmotionRecognizer.from_onnx(path, vad=detector)
         if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
             raise UnknownModelError(f"unknown model {chosen!r}: the model names are "
                                     f"{', '.join(available_models())}; or give a .safetensors or .onnx file")
@@ -330,4 +308,4 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
                              f"({family.onnx_refusal})")
         load_options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
         return family.recognizer(load_model_file(path, load_options), path, load_options, threads or 1)
-    return EmotionRecognizer(path, backend=backend or "torch", **options)
+    return EmotionRecognizer.from_file(path, backend=backend or "torch", **options)

@@ -141,6 +141,10 @@ class ModelFamily:
         """Whether its input is audio (its model files then record the audio front end, `features`)."""
         return self.modality == AUDIO
 
+    # A model file that states no `inference.window_range` was trained on its own window only (files
+    # written before the family trained on varied windows); False: it answers any window the rule allows.
+    own_window_if_unstated: bool = False
+
     def ready(self, options: LoadOptions | None = None) -> bool:
         """Whether what this family needs beyond a model file is installed (`require` does not raise)."""
         if self.require is None:

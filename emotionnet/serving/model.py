@@ -46,9 +46,8 @@ class ServedModel:
 
         self.turns = turns or Turns()
         network = ScheduledNetwork(recognizer.network, self.turns)
-        self.recognizer = EmotionRecognizer.from_model(network, recognizer.metadata, recognizer.spec,
-                                                       vad=recognizer.vad)
-        self.recognizer.model_file, self.recognizer.backend = recognizer.model_file, recognizer.backend
+        self.recognizer = EmotionRecognizer(network, recognizer.spec, backend=recognizer.backend, vad=recognizer.vad,
+                                            model_file=recognizer.model_file, metadata=recognizer.metadata)
 
     @classmethod
     def load(cls, path: str | None = None, load_options: dict | None = None) -> ServedModel:

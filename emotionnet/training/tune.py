@@ -190,7 +190,7 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     corpora = sorted({r.corpus for r in records})
     if len(corpora) < 2:
         raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
-    cache, _ = prepare_cache(records, base, encoder_weights)
+    cache, _ = prepare_cache(records, base, encoder_weights=encoder_weights)
     # Corpora differ far more than recipes do: judge a trial on half the folds before pruning it.
     study = _open_study(out, seed, progress, warmup_steps=len(corpora) // 2)
 

@@ -85,4 +85,6 @@ FAMILY = ModelFamily(
     attach=_attach,
     require=_require,
     onnx_refusal="its Whisper encoder is not exported to ONNX",
+    # Heads written before varied-length training heard their own window only (short clips repeated).
+    own_window_if_unstated=True,
 )
