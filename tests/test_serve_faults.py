@@ -109,7 +109,7 @@ def test_short_requests_go_before_a_long_one(recognizer):
         seconds = [timed_post(client, clip) for _ in range(2)]
         long_done = "long" in answers
         long.join(30)
-    assert not long_done and max(seconds) < 1.5, seconds  # not behind the long one's 3.6 s
+    assert not long_done and max(seconds) < 2.0, seconds  # not behind the long one's 3.6 s
     assert answers["long"].status_code == 200
 
 
