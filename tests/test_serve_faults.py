@@ -113,6 +113,17 @@ def test_short_requests_go_before_a_long_one(recognizer):
     assert answers["long"].status_code == 200
 
 
+def test_a_long_file_is_scored_in_blocks_as_the_python_api_scores_it(recognizer):
+    long = wav_bytes(voiced(130.0, seed=6))  # over 120 s: blocks; 86 windows: the heavy thread
+    with client_for(recognizer) as client:
+        response = client.post("/v1/predict", files={"file": ("talk.wav", long)})
+    assert response.status_code == 200, response.text
+    expected = recognizer.predict_timeline(long)
+    body = response.json()
+    assert body["path"] == "talk.wav" and body["duration"] == pytest.approx(130.0)
+    assert len(body["segments"]) == len(expected.segments)
+
+
 # Item 6: bodies spooled to disk, bytes in flight capped
 
 

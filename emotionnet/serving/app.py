@@ -79,9 +79,12 @@ class PredictJob:
 def make_work(model: ServedModel, settings: ServeSettings, heavy: bool = False):
     """The function a worker thread runs on a batch of jobs: decode each, score them together.
 
-    Light work (`heavy` False) goes before heavy work on the model; work whose requests all gave up stops.
+    Light work goes before heavy work on the model. Heavy work (`heavy`: long requests, one at a time) is
+    decoded and scored straight from the upload, a long file in blocks. Work whose requests all gave up stops.
     """
-    turns = model.turns.heavy if heavy else model.turns.light
+    if heavy:
+        return lambda jobs: [_score_file(model, job, settings) for job in jobs]
+    turns = model.turns.light
 
     def work(jobs: list[PredictJob]) -> list:
         results: list = [None] * len(jobs)
@@ -112,6 +115,16 @@ def make_work(model: ServedModel, settings: ServeSettings, heavy: bool = False):
         return results
 
     return work
+
+
+def _score_file(model: ServedModel, job: PredictJob, settings: ServeSettings):
+    if job.abandoned.is_set():
+        return Abandoned("the request gave up")
+    try:
+        with model.turns.heavy(job.abandoned.is_set):
+            return model.score_file(job.source, job.name, job.window, job.hop, settings.max_audio_seconds)
+    except Exception as exc:  # bad audio: 400 or 413; gave up: answered to no one; else 500, to this request only
+        return exc
 
 
 def _score_alone(model: ServedModel, turns, job: PredictJob, audio, window, hop):

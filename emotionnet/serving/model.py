@@ -101,6 +101,17 @@ class ServedModel:
 
         return load_audio(data, max_seconds=max_seconds, name=name)
 
+    def score_file(self, source: bytes | str, name: str, window: float | None, hop: float | None,
+                   max_seconds: float):
+        """The timeline of file bytes or a file, decoded and scored in one go; a long one in blocks, in memory
+        that does not grow with its length (`EmotionRecognizer.predict_timeline`), or an AudioError naming `name`."""
+        try:
+            return self.recognizer.predict_timeline(source, window=window, hop=hop, max_seconds=max_seconds)
+        except AudioError as exc:
+            from emotionnet.audio import source_name
+
+            raise AudioError(str(exc).replace(source_name(source), name)) from None
+
     def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
         """Timelines of several decoded clips, their windows scored in shared batches."""
         return self.recognizer.predict_arrays(audios, window=window, hop=hop)
