@@ -132,9 +132,9 @@ class RecordingModel(ServedModel):
 
     sources: list = []
 
-    def decode(self, data, name, max_seconds):
-        RecordingModel.sources.append(data)
-        return super().decode(data, name, max_seconds)
+    def score_uploads(self, uploads, window, hop, max_seconds):
+        RecordingModel.sources.extend(source for _, source in uploads)
+        return super().score_uploads(uploads, window, hop, max_seconds)
 
 
 def test_a_large_body_is_spooled_to_disk_and_deleted_after(recognizer):
@@ -157,9 +157,9 @@ def test_a_large_body_is_spooled_to_disk_and_deleted_after(recognizer):
 class HeldModel(ServedModel):
     release = threading.Event()
 
-    def decode(self, data, name, max_seconds):
+    def score_uploads(self, uploads, window, hop, max_seconds):
         assert HeldModel.release.wait(30)
-        return super().decode(data, name, max_seconds)
+        return super().score_uploads(uploads, window, hop, max_seconds)
 
 
 def test_bodies_in_flight_are_capped(recognizer):
