@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "EmotionNetError": "emotionnet.errors",
+    "BatchJobError": "emotionnet.batch.job",
+    "OutputError": "emotionnet.batch.output",
     "ImageError": "emotionnet.models.face.images",
     "DetectorFileError": "emotionnet.models.face.detector",
     "EnvironmentSettingError": "emotionnet.environment",
@@ -52,7 +54,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioTooLongError", "BatchJobError", "OutputError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "available_models", "load_audio", "load_model",
     "open_video",
@@ -73,6 +75,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from emotionnet.audio import load_audio
+    from emotionnet.batch.job import BatchJobError
+    from emotionnet.batch.output import OutputError
     from emotionnet.environment import EnvironmentSettingError
     from emotionnet.errors import (
         AudioError,

@@ -178,7 +178,8 @@ def test_audio_over_the_limit_is_told_apart_by_its_class(tiny_model_file, tmp_pa
     with pytest.raises(emotionnet.AudioTooLongError):
         emotionnet.load_audio(long, max_seconds=1.0)
     # a message that merely says "too long" is bad audio, not over the limit
-    assert FileResult.failed("x", emotionnet.AudioError("x: name too long")).to_dict()["error"]["code"] == "bad_audio"
+    named = emotionnet.AudioError("x: name too long")
+    assert FileResult("x", error=str(named), cause=named).to_dict()["error"]["code"] == "bad_audio"
 
 
 def test_the_recognizer_is_built_by_its_constructor(tiny_model_file):

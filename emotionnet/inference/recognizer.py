@@ -33,7 +33,6 @@ from emotionnet.inference.scoring import WindowScorer
 from emotionnet.models.family import LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file
 from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
-from emotionnet.models.registry import family_of
 from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
 BACKENDS = ("torch", "onnx")
@@ -103,14 +102,10 @@ class EmotionRecognizer:
     @staticmethod
     def _refuse_onnx(path: Path) -> None:
         """A family that is not exported to ONNX says so before anything heavy is loaded."""
+        from emotionnet.inference.onnx_backend import check_exportable
         from emotionnet.models.file import read_model_spec
 
-        family = family_of(read_model_spec(path))
-        if family.onnx_refusal:
-            from emotionnet.inference.onnx_backend import OnnxBackendError
-
-            raise OnnxBackendError(f"{path.name}: a {family.name} model runs on the torch backend only "
-                                   f"({family.onnx_refusal})")
+        check_exportable(read_model_spec(path))
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
