@@ -171,12 +171,14 @@ class Video:
         blocks = list(self.audio_blocks())
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
-    def frames(self, fps: float = DEFAULT_FPS, threads: int = 1) -> Iterator[VideoFrame]:
+    def frames(self, fps: float = DEFAULT_FPS, threads: int = 1, skip_deblocking: bool = False) -> Iterator[VideoFrame]:
         """Frames sampled at `fps` on the file's clock: for each time k / fps, the first frame shown at or
         after it (each decoded frame at most once). Nothing without a video track.
 
         Every frame is decoded (inter-coded video needs them all); only those kept are converted
-        to RGB. `threads`: FFmpeg's decoding threads.
+        to RGB. `threads`: FFmpeg's decoding threads. `skip_deblocking` leaves out H.264/H.265's
+        in-loop deblocking filter: about a quarter less decoding on 720p H.264
+        (docs/results/video-decode.md) for slightly blocky pictures.
         """
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
@@ -185,6 +187,8 @@ class Video:
         with self._container() as container:
             stream = next(s for s in container.streams.video if not _is_cover_art(s))
             stream.thread_count = threads
+            if skip_deblocking:
+                stream.codec_context.options = {"skip_loop_filter": "all"}
             step, wanted = 1.0 / fps, 0  # the next frame wanted is number `wanted`, at wanted * step
             for frame in self._decoded(container, stream):
                 if frame.time is None:
