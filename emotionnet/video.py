@@ -152,11 +152,12 @@ class Video:
                 samples = converted.to_ndarray().T  # (channels, samples) planes -> (samples, channels)
                 if converted.time is not None:
                     start = round((converted.time - self.origin) * rate)
-                    if start > position:  # the track starts late, or a gap: silence keeps the clock
-                        yield np.zeros((start - position, samples.shape[1]), np.float32)
-                        position = start
-                    elif start < position and position == 0:  # before time 0 (an encoder's priming)
+                    if start < position and position == 0:  # before time 0 (an encoder's priming)
                         samples = samples[position - start:]
+                    while start > position:  # the track starts late, or a gap: silence keeps the clock
+                        gap = min(start - position, rate)  # a second at a time: a long gap stays small
+                        yield np.zeros((gap, samples.shape[1]), np.float32)
+                        position += gap
                 position += len(samples)
                 if len(samples):
                     yield samples
