@@ -223,3 +223,20 @@ def test_the_service_takes_the_same_window_rule(tiny_model_file):
         assert client.post("/v1/predict?hop=0.1", content=out.getvalue()).status_code == 200
         with client.websocket_connect("/v1/stream?hop=0.05") as ws:
             assert "0.1" in ws.receive_json()["error"]["message"]
+
+
+# --- 5. speech time from the speech detector ---------------------------------------------------------
+
+def test_the_summary_counts_the_detectors_speech_not_whole_windows(capsys, tiny_model_file, tmp_path):
+    """13 bursts of 0.6 s of speech, 2.4 s apart (39 s): every window holds speech, but only 7.8 s is."""
+    from emotionnet.inference.summary import summarise
+
+    burst = np.concatenate([voiced(0.6, seed=1), np.zeros(int(2.4 * SR), np.float32)])
+    path = write_wav(tmp_path / "bursts.wav", np.tile(burst, 13), subtype="FLOAT")
+    timeline = load_model(tiny_model_file).predict_timeline(path)
+    assert all(s.speech for s in timeline.segments)  # the windows all count as speech ...
+    summary = summarise(timeline)
+    assert 6.0 < summary.speech_seconds < 9.5  # ... but the speech is the bursts (old: 39 s)
+    assert sum(summary.shares.values()) == pytest.approx(1.0)
+    code, out, _ = run(capsys, "predict", path, "--model", tiny_model_file)
+    assert code == 0 and f"share of the {summary.speech_seconds:.0f} s of speech" in out

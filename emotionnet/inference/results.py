@@ -90,6 +90,9 @@ class Timeline:
     prediction: Prediction
     segments: list[Segment] = field(default_factory=list)
     speech: bool = True  # False when no window held speech (`vad.has_speech`): the prediction is then a guess
+    # (start, end) seconds of each run of speech by the speech detector in use; None: not known
+    # (a timeline built by hand), and a summary then counts the speech windows' time instead
+    speech_runs: list[tuple[float, float]] | None = None
 
     def to_dict(self, segments: bool = True) -> dict:
         """The `predict --json` object without its path; `segments=False` leaves the timeline out."""
@@ -142,6 +145,7 @@ class ScoredWindows:
     starts: list[int]
     speech: list[bool]
     logits: torch.Tensor  # (windows, classes), before temperature
+    speech_frames: torch.Tensor | None = None  # the detector's speech flag per feature frame
 
     @property
     def chosen(self) -> np.ndarray:
