@@ -205,7 +205,7 @@ class EmotionRecognizer:
                                    max_seconds, same_speaker)
 
     def _predict_files(self, paths, windowing, batch_seconds, max_seconds, same_speaker) -> Iterator[FileResult]:
-        pending: list[tuple[str, np.ndarray | None, str | None]] = []
+        pending: list[tuple[str, np.ndarray | None, AudioError | None]] = []
         seconds = 0.0
 
         def flush() -> Iterator[FileResult]:
@@ -215,7 +215,7 @@ class EmotionRecognizer:
             timelines = iter(self._scoring.timelines(mels, windowing, [self._seconds(s) for _, s in loaded],
                                                     speakers, audios=[s for _, s in loaded]) if mels else [])
             for path, samples, error in pending:  # in the order given, failures in their place
-                yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
+                yield FileResult.failed(path, error) if samples is None else FileResult(path, next(timelines))
 
         for path in paths:
             if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
@@ -225,12 +225,12 @@ class EmotionRecognizer:
                 try:
                     yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, windowing, max_seconds))
                 except AudioError as exc:
-                    yield FileResult(str(path), error=str(exc))
+                    yield FileResult.failed(path, exc)
                 continue
             try:
                 samples = to_audio(path, max_seconds=max_seconds)
             except AudioError as exc:
-                pending.append((str(path), None, str(exc)))
+                pending.append((str(path), None, exc))
                 continue
             pending.append((str(path), samples, None))
             seconds += self._seconds(samples)

@@ -111,6 +111,12 @@ class FileResult:
     path: str
     timeline: Timeline | None = None
     error: str | None = None  # the AudioError message, naming the input and the problem
+    code: str = "bad_audio"  # the error's short stable name (`AudioError.code`): not_found, audio_too_long, ...
+
+    @classmethod
+    def failed(cls, path: str, exc: Exception) -> FileResult:
+        """The result of an input that raised `exc` (an AudioError, or another failure as bad_audio)."""
+        return cls(str(path), error=str(exc), code=getattr(exc, "code", "bad_audio"))
 
     @property
     def ok(self) -> bool:
@@ -119,15 +125,8 @@ class FileResult:
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
-            return {"path": self.path, "error": {"code": error_code(self.error), "message": self.error}}
+            return {"path": self.path, "error": {"code": self.code, "message": self.error}}
         return {"path": self.path, **self.timeline.to_dict(segments)}
-
-
-def error_code(message: str | None) -> str:
-    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`)."""
-    if message and "too long" in message:
-        return "audio_too_long"
-    return "bad_audio"
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
