@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -220,6 +222,69 @@ def speech_like(seconds: float, f0: float = 140.0, seed: int = 0, sample_rate: i
     if speech_every:
         envelope = envelope * ((t % speech_every[1]) < speech_every[0])
     return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the service in a process
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The real service in its own process (and its workers'), stopped on exit."""
+
+    def __init__(self, model: str | None, workers: int = 1, threads: int = 1, queue: int = 64,
+                 options: Sequence[str] = (), preexec_fn=None):
+        """`options`: more `serve` arguments; `preexec_fn`: run in the child before it starts (limits)."""
+        self.port = free_port()
+        command = [sys.executable, "-m", "emotionnet", "serve", "--port", str(self.port), "--workers", str(workers),
+                   "--threads", str(threads), "--queue", str(queue), *options] + (["--model", model] if model else [])
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=preexec_fn)
+        deadline = time.monotonic() + 120
+        while not self.ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+
+    def ready(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            connection.request("GET", "/readyz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def processes(self):
+        import psutil
+
+        parent = psutil.Process(self.process.pid)
+        return [parent, *parent.children(recursive=True)]
+
+    def rss_mb(self) -> float:
+        return sum(p.memory_info().rss for p in self.processes()) / 2**20
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes())
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGINT (the graceful stop); SIGKILL to all its processes after `grace` seconds."""
+        import signal
+
+        processes = self.processes()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            for process in processes:
+                try:
+                    process.kill()
+                except Exception:  # gone already
+                    pass
+            self.process.wait(10)
 
 
 # --------------------------------------------------------------------------- generated video

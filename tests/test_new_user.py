@@ -70,7 +70,7 @@ def test_the_http_answer_says_no_speech(tiny_model_file, silent_file):
     from emotionnet.serving.model import ServedModel
 
     app = create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:  # a keyless service answers loopback names
         answer = client.post("/v1/predict", content=silent_file.read_bytes())
         speech = client.post("/v1/predict", content=write_wav(silent_file.parent / "v.wav", voiced(2.0)).read_bytes())
     assert answer.status_code == 200

@@ -6,9 +6,13 @@ module, so a change of that API is a change here only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from emotionnet.audio import AudioError
+from emotionnet.serving.scheduling import ScheduledNetwork, Turns
 
 
 def is_too_long(exc: AudioError) -> bool:
@@ -16,11 +20,33 @@ def is_too_long(exc: AudioError) -> bool:
     return "too long" in str(exc)
 
 
-class ServedModel:
-    """The recognizer loaded once per process, shared by every request and stream."""
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file's header says, read before anything is decoded."""
 
-    def __init__(self, recognizer):
-        self.recognizer = recognizer
+    sample_rate: float
+    seconds: float
+    channels: int
+
+    @property
+    def samples(self) -> float:
+        """Samples to decode, all channels counted: what decoding costs."""
+        return self.seconds * self.sample_rate * self.channels
+
+
+class ServedModel:
+    """The recognizer loaded once per process, shared by every request and stream.
+
+    Its network asks `turns` before each batch of windows (see `emotionnet.serving.scheduling`).
+    """
+
+    def __init__(self, recognizer, turns: Turns | None = None):
+        from emotionnet.inference.recognizer import EmotionRecognizer
+
+        self.turns = turns or Turns()
+        network = ScheduledNetwork(recognizer.network, self.turns)
+        self.recognizer = EmotionRecognizer.from_model(network, recognizer.metadata, recognizer.spec)
+        self.recognizer.model_file, self.recognizer.backend = recognizer.model_file, recognizer.backend
 
     @classmethod
     def load(cls, path: str | None = None) -> ServedModel:
@@ -31,6 +57,11 @@ class ServedModel:
     @property
     def name(self) -> str:
         return str(self.recognizer.model_file or "<in memory>")
+
+    @property
+    def public_name(self) -> str:
+        """The model file's name without its folder: what anyone may be shown."""
+        return Path(self.recognizer.model_file).name if self.recognizer.model_file else "<in memory>"
 
     @property
     def sample_rate(self) -> int:
@@ -44,8 +75,28 @@ class ServedModel:
         """The one window rule for this model (ValueError when the window or hop breaks it)."""
         return self.recognizer.windowing(window, hop)
 
-    def decode(self, data: bytes, name: str, max_seconds: float) -> np.ndarray:
-        """File bytes (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
+    def header(self, source: bytes | str, name: str) -> AudioHeader:
+        """The header of file bytes or a file, or an AudioError (unreadable, an absurd rate)."""
+        import io
+
+        import soundfile
+
+        from emotionnet.audio import audio_info
+
+        rate, seconds = audio_info(source, name=name)
+        channels = soundfile.info(io.BytesIO(source) if isinstance(source, bytes) else source).channels
+        return AudioHeader(rate, seconds, channels)
+
+    def count_windows(self, seconds: float, window: float | None, hop: float | None) -> int:
+        """How many windows `score` would cut from `seconds` of audio (window and hop checked already)."""
+        from emotionnet.inference.windows import window_starts
+
+        windowing = self.windowing(window, hop)
+        frames = self.recognizer.features.frames_of_samples(int(seconds * self.sample_rate))
+        return len(window_starts(frames, windowing.frames, windowing.hop_frames))
+
+    def decode(self, data: bytes | str, name: str, max_seconds: float) -> np.ndarray:
+        """File bytes or a file (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
         from emotionnet.audio import load_audio
 
         return load_audio(data, max_seconds=max_seconds, name=name)
