@@ -24,6 +24,8 @@ _EXPORTS = {
     "LABELS": "emotionnet.labels",
     "AudioError": "emotionnet.audio",
     "AudioWarning": "emotionnet.audio",
+    "AudioNotFoundError": "emotionnet.audio",
+    "AudioTooLongError": "emotionnet.audio",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
@@ -47,7 +49,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "AudioWarning", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
     "open_video",
@@ -68,7 +70,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import AudioError, AudioWarning, load_audio
+    from emotionnet.audio import AudioError, AudioNotFoundError, AudioTooLongError, AudioWarning, load_audio
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model

@@ -83,7 +83,8 @@ def test_digital_silence_over_http(tiny_model_file, zeros_file):
     from emotionnet.serving import ServeSettings, create_app
     from emotionnet.serving.model import ServedModel
 
-    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file))),
+                    base_url="http://127.0.0.1:8000") as client:  # a keyless service answers loopback names only
         answer = client.post("/v1/predict", content=zeros_file.read_bytes())
     assert answer.status_code == 200
     body = answer.json()
@@ -217,11 +218,12 @@ def test_the_service_takes_the_same_window_rule(tiny_model_file):
 
     out = io.BytesIO()
     soundfile.write(out, voiced(4.0), SR, format="WAV")
-    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file))),
+                    base_url="http://127.0.0.1:8000") as client:  # a keyless service answers loopback names only
         assert client.post("/v1/predict?hop=0.05", content=out.getvalue()).status_code == 422
         assert client.post("/v1/predict?window=2&hop=2.5", content=out.getvalue()).status_code == 422
         assert client.post("/v1/predict?hop=0.1", content=out.getvalue()).status_code == 200
-        with client.websocket_connect("/v1/stream?hop=0.05") as ws:
+        with client.websocket_connect("ws://127.0.0.1:8000/v1/stream?sample_rate=16000&hop=0.05") as ws:
             assert "0.1" in ws.receive_json()["error"]["message"]
 
 
