@@ -139,9 +139,8 @@ def format_json(result, timeline: bool = True) -> str:
 
 def error_json(path: str, message: str, code: str | None = None) -> str:
     """The JSON line of an input that failed: `{"path", "error": {"code", "message"}}`."""
-    from emotionnet.inference.results import FileResult
-
-    return json.dumps(FileResult(str(path), error=message, code=code or "bad_audio").to_dict(), ensure_ascii=False)
+    return json.dumps({"path": str(path), "error": {"code": code or "bad_audio", "message": message}},
+                      ensure_ascii=False)
 
 
 def _finite(timeline) -> bool:

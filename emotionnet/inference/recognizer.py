@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotionnet.audio import AudioError, AudioSource, to_audio
+from emotionnet.audio import AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import blocks
+from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
@@ -190,55 +191,20 @@ class EmotionRecognizer:
         return band_stats(mels)
 
     def predict_files(
-        self, paths: Iterable[str | Path], *, window: float | None = None, hop: float | None = None,
+        self, paths: Iterable[str | Path | AudioInput], *, window: float | None = None, hop: float | None = None,
         batch_seconds: float = 120.0, max_seconds: float | None = None, same_speaker: bool = False,
     ) -> Iterator[FileResult]:
-        """A `FileResult` per path, in order: its timeline, or the error of a file that could not be read.
+        """A `FileResult` per input, in order: its timeline, or the error of an input that could not be read.
 
-        Files are scored together in batches of about `batch_seconds` of audio.
-        `same_speaker` says the files are one speaker's: a speaker-normalised model then
-        reads each against all of them, so every file is loaded before any is scored.
-        Window and hop are checked here, before any file is read.
+        Inputs are paths, or `AudioInput`s (file bytes, arrays, remote readers, each with a name).
+        Files are scored together in batches of about `batch_seconds` of audio, a failed batch
+        item alone, a long file in blocks (`emotionnet.inference.many`: the loop the service and
+        `emotionnet batch` use too). `same_speaker` says the files are one speaker's: a
+        speaker-normalised model then reads each against all of them, so every file is loaded
+        before any is scored. Window and hop are checked here, before any file is read.
         """
-        windowing = self.windowing(window, hop)
-        return self._predict_files(paths, windowing, float("inf") if same_speaker else batch_seconds,
-                                   max_seconds, same_speaker)
-
-    def _predict_files(self, paths, windowing, batch_seconds, max_seconds, same_speaker) -> Iterator[FileResult]:
-        pending: list[tuple[str, np.ndarray | None, AudioError | None]] = []
-        seconds = 0.0
-
-        def flush() -> Iterator[FileResult]:
-            loaded = [(path, samples) for path, samples, _ in pending if samples is not None]
-            mels = [log_mel(samples, self.features) for _, samples in loaded]
-            speakers = ["same"] * len(mels) if same_speaker else None
-            timelines = iter(self._scoring.timelines(mels, windowing, [self._seconds(s) for _, s in loaded],
-                                                    speakers, audios=[s for _, s in loaded]) if mels else [])
-            for path, samples, error in pending:  # in the order given, failures in their place
-                yield FileResult.failed(path, error) if samples is None else FileResult(path, next(timelines))
-
-        for path in paths:
-            if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
-                if pending:
-                    yield from flush()
-                    pending, seconds = [], 0.0
-                try:
-                    yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, windowing, max_seconds))
-                except AudioError as exc:
-                    yield FileResult.failed(path, exc)
-                continue
-            try:
-                samples = to_audio(path, max_seconds=max_seconds)
-            except AudioError as exc:
-                pending.append((str(path), None, exc))
-                continue
-            pending.append((str(path), samples, None))
-            seconds += self._seconds(samples)
-            if seconds >= batch_seconds:
-                yield from flush()
-                pending, seconds = [], 0.0
-        if pending:
-            yield from flush()
+        return score_inputs(self._scoring, paths, self.windowing(window, hop), batch_seconds=batch_seconds,
+                            max_seconds=max_seconds, same_speaker=same_speaker)
 
     def _seconds(self, samples: np.ndarray) -> float:
         return samples.size / self.features.sample_rate
@@ -273,7 +239,9 @@ def _load_whisper_base(backend: str) -> EmotionRecognizer:
     from emotionnet.models.whisper.weights import weights_available
 
     if backend != "torch":
-        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
+        from emotionnet.inference.onnx_backend import OnnxBackendError
+
+        raise OnnxBackendError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
     if not weights_available():
         raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
     return EmotionRecognizer(whisper_base_model_path(), backend=backend)

@@ -110,23 +110,51 @@ class FileResult:
 
     path: str
     timeline: Timeline | None = None
-    error: str | None = None  # the AudioError message, naming the input and the problem
-    code: str = "bad_audio"  # the error's short stable name (`AudioError.code`): not_found, audio_too_long, ...
-
-    @classmethod
-    def failed(cls, path: str, exc: Exception) -> FileResult:
-        """The result of an input that raised `exc` (an AudioError, or another failure as bad_audio)."""
-        return cls(str(path), error=str(exc), code=getattr(exc, "code", "bad_audio"))
+    error: str | None = None  # the message, naming the input and the problem
+    cause: BaseException | None = field(default=None, repr=False, compare=False)  # what was raised
 
     @property
     def ok(self) -> bool:
         return self.timeline is not None
+
+    @property
+    def error_kind(self) -> str | None:
+        """None when scored; "audio" when the input itself is bad (an `AudioError`: trying again gives the
+        same answer); "job" when the run failed it (a scoring or reading failure: worth another try)."""
+        if self.timeline is not None:
+            return None
+        from emotionnet.audio import AudioError  # here: results import no decoder
+
+        return "audio" if self.cause is None or isinstance(self.cause, AudioError) else "job"
+
+    def to_row(self) -> dict:
+        """The `emotionnet batch` row: path, duration, speech, emotion, confidence, p_<label>..., error,
+        error_kind (an error row's other fields null). Without speech, emotion and confidence are
+        null and the p_ columns hold the model's guess, as `"guess"` in `predict --json` (null for
+        digital silence, which the model is not asked about)."""
+        if self.timeline is None:
+            return {"path": self.path, "duration": None, "speech": None, "emotion": None, "confidence": None,
+                    "error": self.error, "error_kind": self.error_kind}
+        p = self.timeline.prediction
+        answer = p.most_likely  # the answer, or without speech the guess (None: digital silence)
+        return {"path": self.path, "duration": float(self.timeline.duration), "speech": bool(p.speech),
+                "emotion": p.emotion, "confidence": p.confidence,
+                **({f"p_{label}": float(value) for label, value in answer.probabilities.items()} if answer else {}),
+                "error": None, "error_kind": None}
 
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
             return {"path": self.path, "error": {"code": self.code, "message": self.error}}
         return {"path": self.path, **self.timeline.to_dict(segments)}
+
+    @property
+    def code(self) -> str | None:
+        """The error's short stable name, as JSON errors carry it (`AudioError.code`: bad_audio, not_found,
+        audio_too_long); None when scored. Read from what was raised, never from the message."""
+        if self.timeline is not None:
+            return None
+        return getattr(self.cause, "code", "bad_audio")
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:

@@ -69,7 +69,8 @@ class WindowScorer:
         inputs, scored = [], []
         for mel, context, mask in zip(mels, contexts or [None] * len(mels), masks or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
-            windows, starts = cut_windows(mel, frames, windowing.hop_frames, self.features, context)
+            windows, starts = cut_windows(mel, frames, windowing.hop_frames, self.features, context,
+                                          self.spec.tiles_short_windows)
             speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
