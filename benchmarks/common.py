@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -222,6 +224,69 @@ def speech_like(seconds: float, f0: float = 140.0, seed: int = 0, sample_rate: i
     return (0.2 * wave * envelope + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- the service in a process
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The real service in its own process (and its workers'), stopped on exit."""
+
+    def __init__(self, model: str | None, workers: int = 1, threads: int = 1, queue: int = 64,
+                 options: Sequence[str] = (), preexec_fn=None):
+        """`options`: more `serve` arguments; `preexec_fn`: run in the child before it starts (limits)."""
+        self.port = free_port()
+        command = [sys.executable, "-m", "emotionnet", "serve", "--port", str(self.port), "--workers", str(workers),
+                   "--threads", str(threads), "--queue", str(queue), *options] + (["--model", model] if model else [])
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=preexec_fn)
+        deadline = time.monotonic() + 120
+        while not self.ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+
+    def ready(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            connection.request("GET", "/readyz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def processes(self):
+        import psutil
+
+        parent = psutil.Process(self.process.pid)
+        return [parent, *parent.children(recursive=True)]
+
+    def rss_mb(self) -> float:
+        return sum(p.memory_info().rss for p in self.processes()) / 2**20
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes())
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGINT (the graceful stop); SIGKILL to all its processes after `grace` seconds."""
+        import signal
+
+        processes = self.processes()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            for process in processes:
+                try:
+                    process.kill()
+                except Exception:  # gone already
+                    pass
+            self.process.wait(10)
+
+
 # --------------------------------------------------------------------------- generated video
 
 # (container format, video codec, audio codec) for each container the video tests and benchmarks write
@@ -236,12 +301,13 @@ VIDEO_FORMATS = {
 
 
 def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[int, int] = (64, 48),
-                colour_at=None, audio=None, audio_rate: int = 48_000, audio_start: float = 0.0,
-                video: bool = True, threads: int = 1) -> Path:
-    """A small video made with PyAV: frames of one colour each (`colour_at(t)` -> (r, g, b), default
-    grey) and an audio track (`audio`: (samples,) float32 at `audio_rate`, stereo on file, starting
-    at `audio_start` s; None: no audio track). The container and codecs follow the suffix
-    (`VIDEO_FORMATS`); `video=False` writes the audio alone."""
+                colour_at=None, image_at=None, audio=None, audio_rate: int = 48_000, audio_start: float = 0.0,
+                video: bool = True, threads: int = 1, options: dict | None = None) -> Path:
+    """A video made with PyAV: frames of one colour each (`colour_at(t)` -> (r, g, b), default grey)
+    or whole pictures (`image_at(t)` -> (height, width, 3) uint8), and an audio track (`audio`:
+    (samples,) float32 at `audio_rate`, stereo on file, starting at `audio_start` s; None: no audio
+    track). The container and codecs follow the suffix (`VIDEO_FORMATS`); `options` go to the video
+    encoder (e.g. {"preset": "veryfast"}); `video=False` writes the audio alone."""
     import av
 
     path = Path(path)
@@ -253,6 +319,7 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[
             picture.width, picture.height = size
             picture.pix_fmt = "yuv420p"
             picture.thread_count = threads
+            picture.options = dict(options or {})
         sound = container.add_stream(audio_codec, rate=audio_rate, layout="stereo") if audio is not None else None
         if sound is not None:
             samples = np.ascontiguousarray(np.stack([audio, audio]).astype(np.float32))
@@ -271,9 +338,11 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[
             container.mux(sound.encode(None))
         if picture is not None:
             for i in range(int(round(seconds * fps))):
-                rgb = colour_at(i / fps) if colour_at else (128, 128, 128)
-                image = np.empty((size[1], size[0], 3), np.uint8)
-                image[:] = rgb
+                if image_at is not None:
+                    image = image_at(i / fps)
+                else:
+                    image = np.empty((size[1], size[0], 3), np.uint8)
+                    image[:] = colour_at(i / fps) if colour_at else (128, 128, 128)
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 frame.pts = i
                 container.mux(picture.encode(frame))

@@ -32,8 +32,6 @@ import io
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,10 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import finish, percentiles, speech_like
+from benchmarks.common import Server, finish, percentiles, speech_like
 from emotionnet.digest import file_digest
-
-REPO = Path(__file__).resolve().parents[1]
 
 SR = 16_000
 
@@ -55,58 +51,6 @@ def wav_bytes(audio: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, SR, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """The real service in its own process (and its workers'), stopped on exit."""
-
-    def __init__(self, model: str | None, workers: int, threads: int, queue: int):
-        self.port = free_port()
-        command = [sys.executable, "-m", "emotionnet", "serve", "--port", str(self.port), "--workers", str(workers),
-                   "--threads", str(threads), "--queue", str(queue)] + (["--model", model] if model else [])
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        self.process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not self.ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
-
-    def ready(self) -> bool:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            connection.request("GET", "/readyz")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-
-    def processes(self):
-        import psutil
-
-        parent = psutil.Process(self.process.pid)
-        return [parent, *parent.children(recursive=True)]
-
-    def rss_mb(self) -> float:
-        return sum(p.memory_info().rss for p in self.processes()) / 2**20
-
-    def cpu_seconds(self) -> float:
-        return sum(sum(p.cpu_times()[:2]) for p in self.processes())
-
-    def stop(self) -> None:
-        import signal
-
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def load(port: int, body: bytes, clients: int, max_requests: int, max_seconds: float, on_tick=None) -> dict:

@@ -329,6 +329,8 @@ def iter_audio_blocks(
     try:
         with soundfile.SoundFile(handle) as f:
             rate = check_sample_rate(f.samplerate, name, limits)
+            if f.channels > MAX_ARRAY_CHANNELS:
+                raise AudioError(f"{name}: {f.channels} channels; at most {MAX_ARRAY_CHANNELS} are supported")
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             frames_per_block = block_frames(rate, f.channels, block_seconds)

@@ -271,3 +271,33 @@ def test_a_nan_answer_is_an_error_not_nan_percent(tiny_model_file, talk):
     recognizer._scoring.network = lambda inputs: torch.full((len(inputs), 6), float("nan"))
     with pytest.raises(ValueError, match="talk.wav: the model answered NaN"):
         analyse(recognizer, wav_bytes(talk), "talk.wav")
+
+
+def test_the_app_server_imports_the_package_not_a_folder_named_emotionnet_here(tiny_model_file, monkeypatch,
+                                                                               tmp_path):
+    """Issue 30 item 3: started from a folder holding a folder named `emotionnet` (a `git clone`), the
+    Streamlit server (`python -m streamlit`, the current folder first on its path) imported that folder
+    and said "model file not found" for the shipped model."""
+    import subprocess
+    import sys
+
+    import emotionnet
+
+    environments = []
+
+    class Server:
+        def __init__(self, command, env):
+            environments.append(env)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Server)
+    assert main(["app", "--port", "8766", "--model", str(tiny_model_file)]) == 0
+    here = tmp_path / "parent-of-clone"
+    (here / "emotionnet" / "docs").mkdir(parents=True)  # a clone's root: no __init__.py
+    env = {k: v for k, v in environments[0].items()}
+    monkeypatch.undo()
+    imported = subprocess.run([sys.executable, "-c", "import emotionnet; print(emotionnet.__file__)"], cwd=here,
+                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == emotionnet.__file__  # the launcher's own package, not None (a namespace folder)

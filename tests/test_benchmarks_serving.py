@@ -28,6 +28,20 @@ def test_serve_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     assert "req/s" in capsys.readouterr().out
 
 
+def test_serve_faults_benchmark_smoke(tiny_model_file, tmp_path, capsys):
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    pytest.importorskip("websockets", reason="needs websockets")
+    pytest.importorskip("psutil", reason="needs psutil")
+    from benchmarks import serve_faults
+
+    out = tmp_path / "faults.json"
+    assert serve_faults.main(["--model", str(tiny_model_file), "--probes", "heavy_stream", "--json", str(out)]) == 0
+    probe = json.loads(out.read_text())["probes"]["heavy_stream"]
+    assert probe["idle_rss_mb"] > 0 and probe["normal_requests"] > 0 and "1009" in probe["one_message"]["end"]
+    assert probe["pieces"]["results"] > 0
+    assert "heavy_stream" in capsys.readouterr().out
+
+
 def test_batch_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     from benchmarks import batch
 

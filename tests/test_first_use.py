@@ -127,3 +127,99 @@ def test_evaluation_still_scores_a_clip_without_speech(tiny_model_file):
     assert timeline.speech is False
     best = LABELS[int(np.argmax(scored.clip_probabilities(recognizer.temperature)))]
     assert timeline.prediction.most_likely.emotion == best
+
+
+# --- 3. a timeline's window is that audio scored alone --------------------------------------------
+
+def test_a_timeline_window_is_the_cut_scored_alone_in_predict_listen_and_python(capsys, tiny_speaker_model_file,
+                                                                                tmp_path):
+    """Seconds 1.5-4.5 of a 16 kHz clip: the `predict --json` segment, the `listen --json` result and the
+    cut predicted alone give identical probabilities (a speaker-normalised model, as shipped)."""
+    audio = np.concatenate([voiced(4.0, seed=4), 0.3 * voiced(3.5, f0=220, seed=5)])
+    path = write_wav(tmp_path / "talk.wav", audio, subtype="FLOAT")
+    model = tiny_speaker_model_file
+    alone = load_model(model).predict(audio[int(1.5 * SR):int(4.5 * SR)], SR).probabilities
+
+    code, out, _ = run(capsys, "predict", path, "--json", "--model", model)
+    [segment] = [s for s in json.loads(out)["segments"] if s["start"] == 1.5]
+    assert code == 0 and segment["end"] == 4.5 and segment["speech"]
+    assert segment["probabilities"] == pytest.approx(alone, abs=1e-6)
+
+    code, out, _ = run(capsys, "listen", "--input", path, "--fast", "--json", "--model", model)
+    [result] = [json.loads(line) for line in out.splitlines() if json.loads(line)["start"] == 1.5]
+    assert code == 0 and result["time"] == 4.5
+    assert result["raw_probabilities"] == {k: round(v, 4) for k, v in alone.items()}  # listen rounds to 4 places
+
+
+def test_a_long_files_blocks_give_each_window_its_own_context(tiny_speaker_model_file, tmp_path, monkeypatch):
+    from emotionnet.inference import blocks
+
+    audio = np.concatenate([voiced(4.0, seed=4), 0.3 * voiced(3.5, f0=220, seed=5)])
+    path = write_wav(tmp_path / "talk.wav", audio, subtype="FLOAT")
+    recognizer = load_model(tiny_speaker_model_file)
+    whole = recognizer.predict_timeline(path)
+    monkeypatch.setattr(blocks, "LONG_SECONDS", 5.0)
+    blocked = recognizer.predict_timeline(path)
+    for a, b in zip(whole.segments, blocked.segments, strict=True):
+        assert (a.start, a.end) == (b.start, b.end)
+        assert a.prediction.probabilities == pytest.approx(b.prediction.probabilities, abs=1e-5)
+
+
+# --- 4. one window rule: no near-copies, a floor on the hop ----------------------------------------
+
+@pytest.mark.parametrize(("seconds", "starts"), [
+    (3.0, [0.0]), (3.01, [0.0]), (3.41, [0.2]),  # less than a quarter window over: one window, centred
+    (3.8, [0.0, 0.8]),  # 0.8 s of new audio earns a window of its own
+    (6.03, [0.01, 1.51, 3.01]),  # not 3.00-6.00 and 3.03-6.03
+    (7.5, [0.0, 1.5, 3.0, 4.5]),
+])
+def test_window_placement_has_no_near_copies(tiny_model_file, seconds, starts):
+    timeline = load_model(tiny_model_file).predict_timeline(voiced(seconds, seed=2), SR)
+    assert [s.start for s in timeline.segments] == starts
+    assert all(b - a >= 0.75 for a, b in zip(starts, starts[1:]))  # at least a quarter of the 3 s window apart
+
+
+def test_the_shipped_clip_answers_once(capsys):
+    from importlib import resources
+
+    clip = resources.files("emotionnet") / "assets" / "speech.wav"
+    code, out, _ = run(capsys, "predict", clip, "--json")
+    assert code == 0 and "segments" not in json.loads(out)
+    assert len(load_model().predict_timeline(str(clip)).segments) == 1
+
+
+def test_the_hop_floor_holds_at_every_entry_point(capsys, tiny_model_file, tmp_path):
+    from emotionnet.streaming import StreamEngine
+
+    recognizer = load_model(tiny_model_file)
+    path = write_wav(tmp_path / "talk.wav", voiced(4.0))
+    for call in (lambda: recognizer.predict_timeline(voiced(4.0), SR, hop=0.05),
+                 lambda: list(recognizer.predict_files([path], hop=0.05)),
+                 lambda: StreamEngine(recognizer, hop=0.05)):
+        with pytest.raises(ValueError, match="hop must be from 0.1 s"):
+            call()
+    assert len(recognizer.predict_timeline(voiced(4.0), SR, hop=0.1).segments) == 11  # the floor itself is fine
+    for command in ("predict", "listen --input"):
+        code, _, err = run(capsys, *command.split(), path, "--hop", "0.05", "--model", tiny_model_file)
+        assert code == 1 and "hop must be from 0.1 s" in err, command
+
+
+def test_the_service_takes_the_same_window_rule(tiny_model_file):
+    pytest.importorskip("fastapi", reason="the service needs the serve extra")
+    pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+    import io
+
+    import soundfile
+    from fastapi.testclient import TestClient
+
+    from emotionnet.serving import ServeSettings, create_app
+    from emotionnet.serving.model import ServedModel
+
+    out = io.BytesIO()
+    soundfile.write(out, voiced(4.0), SR, format="WAV")
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+        assert client.post("/v1/predict?hop=0.05", content=out.getvalue()).status_code == 422
+        assert client.post("/v1/predict?window=2&hop=2.5", content=out.getvalue()).status_code == 422
+        assert client.post("/v1/predict?hop=0.1", content=out.getvalue()).status_code == 200
+        with client.websocket_connect("/v1/stream?hop=0.05") as ws:
+            assert "0.1" in ws.receive_json()["error"]["message"]

@@ -197,8 +197,8 @@ def test_saving_refuses_a_description_that_would_not_load(tmp_path, tiny):
 
 def test_window_rule():
     check_window(0.5, 0.5)
-    check_window(3.0, 0.01)
-    for window, hop, words in [(0.4, 0.2, "window"), (3.0, 0.0, "hop"), (2.0, 2.5, "hop"),
+    check_window(3.0, 0.1)
+    for window, hop, words in [(0.4, 0.2, "window"), (3.0, 0.0, "hop"), (2.0, 2.5, "hop"), (3.0, 0.09, "from 0.1 s"),
                                (math.nan, 1.0, "window"), (3.0, math.inf, "hop")]:
         with pytest.raises(ValueError, match=words):
             check_window(window, hop)

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from emotionnet import LABELS, load_model  # noqa: E402
 from emotionnet.cli.main import main  # noqa: E402
+from emotionnet.inference.recognizer import EmotionRecognizer  # noqa: E402
 from emotionnet.inference.results import FileResult  # noqa: E402
 from emotionnet.serving import ServeSettings, create_app  # noqa: E402
 from emotionnet.serving.docs import swagger_assets  # noqa: E402
@@ -49,9 +50,14 @@ def clip() -> bytes:
     return wav_bytes(voiced(3.0, seed=7))
 
 
+LOCAL = "http://127.0.0.1:8000"  # a keyless service answers its loopback names only (TestClient's own is testserver)
+STREAM = "ws://127.0.0.1:8000/v1/stream"
+
+
 def client_for(recognizer, model_class=ServedModel, **settings) -> TestClient:
     # Server errors come back as answers (as over the network), not as exceptions in the test.
-    return TestClient(create_app(ServeSettings(**settings), model_class(recognizer)), raise_server_exceptions=False)
+    return TestClient(create_app(ServeSettings(**settings), model_class(recognizer)), raise_server_exceptions=False,
+                      base_url=LOCAL)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +112,6 @@ def test_long_audio_has_a_timeline_unless_asked_not_to(client):
 
 def test_bad_audio_is_400(client):
     assert_error(client.post("/v1/predict", content=b"RIFF, but not a wave file at all"), 400, "bad_audio")
-    assert_error(client.post("/v1/predict", content=b""), 400, "bad_audio")
     assert_error(client.post("/v1/predict", content=wav_bytes(voiced(0.1))), 400, "bad_audio")  # too short
     silence = client.post("/v1/predict", content=wav_bytes(np.zeros(SR, np.float32)))  # not bad: no speech
     assert silence.status_code == 200 and silence.json()["speech"] is False
@@ -122,7 +127,10 @@ def test_invalid_requests_are_422(client, clip):
     assert_error(client.post("/v1/predict?window=0.1", content=clip), 422, "invalid_request")
     assert_error(client.post("/v1/predict?window=2&hop=3", content=clip), 422, "invalid_request")
     assert_error(client.post("/v1/predict?timeline=maybe", content=clip), 422, "invalid_request")
+    # No audio in the request, however it happens: one status and code (issue 31)
     assert_error(client.post("/v1/predict", files={"audio": ("a.wav", clip)}), 422, "missing_file")
+    assert_error(client.post("/v1/predict", content=b""), 422, "missing_file")
+    assert_error(client.post("/v1/predict"), 422, "missing_file")
     assert_error(client.post("/v1/predict", data={"file": "not a file"}, files={"other": ("x", b"x")}),
                  422, "missing_file")
     two = client.post("/v1/predict", files=[("file", ("a.wav", clip)), ("file", ("b.wav", clip))])
@@ -153,9 +161,14 @@ def test_api_key(recognizer, clip):
         assert_error(keyed.post("/v1/predict", content=clip, headers={"Authorization": "Bearer nope"}),
                      401, "unauthorized")
         assert_error(keyed.get("/metrics"), 401, "unauthorized")
+        # the API's description follows the API's rule (issue 31)
+        assert_error(keyed.get("/openapi.json"), 401, "unauthorized")
+        assert_error(keyed.get("/docs"), 401, "unauthorized")
+        key = {"Authorization": "Bearer s3cret"}
+        assert keyed.get("/openapi.json", headers=key).json()["paths"] and keyed.get("/docs", headers=key).status_code == 200
         assert keyed.post("/v1/predict", content=clip, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert keyed.get("/healthz").status_code == 200 and keyed.get("/readyz").status_code == 200
-        with keyed.websocket_connect("/v1/stream") as ws:
+        with keyed.websocket_connect(f"{STREAM}?sample_rate=16000") as ws:
             assert ws.receive_json()["error"]["code"] == "unauthorized"
 
 
@@ -164,9 +177,9 @@ class BlockingModel(ServedModel):
 
     release = threading.Event()
 
-    def score(self, audios, window, hop):
+    def score_uploads(self, uploads, window, hop, max_seconds):
         assert self.release.wait(30)
-        return super().score(audios, window, hop)
+        return super().score_uploads(uploads, window, hop, max_seconds)
 
 
 def wait_for(condition, seconds: float = 20.0) -> None:
@@ -210,9 +223,14 @@ def test_a_request_over_its_time_limit_is_503(recognizer, clip):
         assert "timed out" in body["error"]["message"] and response.headers["Retry-After"]
 
 
-class BrokenModel(ServedModel):
-    def score(self, audios, window, hop):
+class BrokenNetwork:
+    def __call__(self, inputs):
         raise RuntimeError("a bug deep inside")
+
+
+class BrokenModel(ServedModel):
+    def __init__(self, recognizer):
+        super().__init__(EmotionRecognizer.from_model(BrokenNetwork(), recognizer.metadata, recognizer.spec))
 
 
 def test_an_internal_error_is_json_without_a_traceback(recognizer, clip):
@@ -222,24 +240,30 @@ def test_an_internal_error_is_json_without_a_traceback(recognizer, clip):
         assert "deep inside" not in response.text
 
 
-class PickyModel(ServedModel):
-    """Fails on clips of exactly 2 s, as a bug might on some rare input."""
+class PickyNetwork:
+    """Fails on its first call (the shared batch) and its third (the second clip, scored alone), as a bug might
+    on some rare input."""
 
-    def score(self, audios, window, hop):
-        if any(audio.size == 2 * SR for audio in audios):
+    def __init__(self, network):
+        self.network, self.calls = network, 0
+
+    def __call__(self, inputs):
+        self.calls += 1
+        if self.calls in (1, 3):
             raise RuntimeError("cannot score this one")
-        return super().score(audios, window, hop)
+        return self.network(inputs)
 
 
 def test_a_failing_clip_does_not_fail_the_requests_batched_with_it(recognizer):
     from emotionnet.serving.app import PredictJob, make_work
 
-    work = make_work(PickyModel(recognizer), ServeSettings())
+    picky = EmotionRecognizer.from_model(PickyNetwork(recognizer.network), recognizer.metadata, recognizer.spec)
+    work = make_work(ServedModel(picky), ServeSettings())
     jobs = [PredictJob(wav_bytes(voiced(seconds, seed=1)), "clip", None, None) for seconds in (3.0, 2.0, 1.0)]
     jobs.append(PredictJob(b"junk", "junk", None, None))
     good, bad, other, junk = work(jobs)
     assert good.duration == pytest.approx(3.0) and other.duration == pytest.approx(1.0)
-    assert isinstance(bad, RuntimeError) and "junk" in str(junk)
+    assert isinstance(bad, RuntimeError) and isinstance(junk, ValueError) and "junk" in str(junk)
 
 
 def test_unknown_paths_and_methods_are_json(client):
@@ -297,7 +321,7 @@ def stream_results(ws, chunks: list[bytes]) -> list[dict]:
 
 def test_stream_sends_one_result_per_hop(client):
     pcm = (voiced(3.0, seed=5) * 32767).astype("<i2").tobytes()
-    with client.websocket_connect("/v1/stream?sample_rate=16000&hop=0.5") as ws:
+    with client.websocket_connect(f"{STREAM}?sample_rate=16000&hop=0.5") as ws:
         results = stream_results(ws, [pcm[i:i + 3001] for i in range(0, len(pcm), 3001)])  # odd sizes
     assert [r["time"] for r in results] == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     assert set(results[0]) == STREAM_KEYS and results[-1]["emotion"] in LABELS
@@ -306,23 +330,32 @@ def test_stream_sends_one_result_per_hop(client):
 def test_stream_of_float32_stereo_at_48_khz(client):
     mono = voiced(2.0, sample_rate=48_000, seed=6)
     stereo = np.stack([mono, mono], axis=1).astype("<f4").tobytes()
-    with client.websocket_connect("/v1/stream?sample_rate=48000&format=f32le&channels=2") as ws:
+    with client.websocket_connect(f"{STREAM}?sample_rate=48000&format=f32le&channels=2") as ws:
         results = stream_results(ws, [stereo[i:i + 38_400] for i in range(0, len(stereo), 38_400)])
     assert len(results) == 4 and results[-1]["time"] == pytest.approx(2.0, abs=0.02)
 
 
-@pytest.mark.parametrize("query", ["format=mp3", "sample_rate=100", "hop=0", "channels=x"])
-def test_stream_refuses_bad_parameters(client, query):
-    with client.websocket_connect(f"/v1/stream?{query}") as ws:
-        assert ws.receive_json()["error"]["code"] == "invalid_request"
+@pytest.mark.parametrize("query, problem", [
+    ("sample_rate=16000&format=mp3", "format must be one of s16le, f32le"),
+    ("sample_rate=100", "sample_rate must be between"),
+    ("sample_rate=16000&hop=0", "hop must be between"),
+    ("sample_rate=16000&channels=x", "bad query parameter"),
+    ("hop=0.5", "sample_rate is required"),  # raw PCM does not say its rate: no silent 16 kHz (issue 31)
+])
+def test_stream_refuses_bad_parameters_with_the_reason_in_the_close(client, query, problem):
+    with client.websocket_connect(f"{STREAM}?{query}") as ws:
+        error = ws.receive_json()["error"]
+        assert error["code"] == "invalid_request" and problem in error["message"]
+        close = ws.receive()
+    assert close["type"] == "websocket.close" and close["code"] == 1003 and problem in close["reason"]
 
 
 def test_streams_over_the_limit_are_refused(recognizer):
     with client_for(recognizer, max_streams=1) as limited:
-        with limited.websocket_connect("/v1/stream?hop=0.5") as first:
+        with limited.websocket_connect(f"{STREAM}?sample_rate=16000&hop=0.5") as first:
             first.send_bytes((voiced(0.5) * 32767).astype("<i2").tobytes())
             assert first.receive_json()["time"] == pytest.approx(0.5)  # the first stream is open and running
-            with limited.websocket_connect("/v1/stream") as second:
+            with limited.websocket_connect(f"{STREAM}?sample_rate=16000") as second:
                 assert second.receive_json()["error"]["code"] == "busy"
         assert limited.get("/readyz").json()["streams"] == 0
 
@@ -373,7 +406,7 @@ def test_the_real_server_answers_http_and_websocket(tiny_model_file, clip):
         assert response.status_code == 200 and response.json()["path"] == "clip.wav"
         assert httpx.post(f"{base}/v1/predict", content=b"junk", timeout=30).json()["error"]["code"] == "bad_audio"
         pcm = (voiced(1.0) * 32767).astype("<i2").tobytes()
-        with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream?hop=0.25", open_timeout=30) as ws:
+        with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream?sample_rate=16000&hop=0.25", open_timeout=30) as ws:
             ws.send(pcm)
             ws.send("end")
             results = [json.loads(message) for message in ws]  # until the server closes
@@ -402,7 +435,7 @@ def test_worker_processes_build_their_app_from_the_environment(tiny_model_file, 
     threads = torch.get_num_threads()
     try:
         with TestClient(create_app_from_env()) as worker:
-            assert worker.get("/readyz").json()["model"] == str(tiny_model_file)
+            assert worker.get("/readyz").json()["model"] == tiny_model_file.name  # not where it lies on disk
             assert_error(worker.post("/v1/predict", content=clip), 401, "unauthorized")
             response = worker.post("/v1/predict", content=clip, headers={"Authorization": "Bearer k"})
             assert_error(response, 413, "audio_too_long")

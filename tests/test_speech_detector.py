@@ -81,7 +81,7 @@ def test_long_files_in_blocks_get_the_same_speech_flags(silero, tiny_model_file,
     path = write_wav(tmp_path / "talk.wav", audio)
     recognizer = load_model(tiny_model_file)
     whole = recognizer.predict_timeline(path, hop=0.5)
-    blocked = blocks.score_in_blocks(recognizer._scoring, path, hop=0.5, block_seconds=2.3)
+    blocked = blocks.score_in_blocks(recognizer._scoring, path, recognizer.windowing(hop=0.5), block_seconds=2.3)
     assert [s.speech for s in blocked.segments] == [s.speech for s in whole.segments]
     assert any(s.speech for s in whole.segments) and not all(s.speech for s in whole.segments)
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -18,15 +21,30 @@ from emotionnet.batch.predictor import BatchPredictor
 ENGINES = ("local", "ray")
 
 _worker_predictor: BatchPredictor | None = None  # one per pool process
+_load_failure: Exception | None = None  # why its model did not load
 
 
-def _init_worker(predictor: BatchPredictor) -> None:
+def _init_worker(predictor: BatchPredictor, driver: int) -> None:
     global _worker_predictor
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="exit-with-driver").start()
     _worker_predictor = predictor
-    predictor.recognizer()  # load the model once, before the first chunk
+    try:
+        predictor.recognizer()  # load the model once, before the first chunk
+    except Exception as exc:  # raised with each chunk, so the driver hears why (not "pool broken")
+        global _load_failure
+        _load_failure = exc
+
+
+def _exit_with(driver: int, every: float = 1.0) -> None:
+    """Exit once the driver is gone (killed with -9, say): a pool worker would otherwise wait for work for good."""
+    while os.getppid() == driver:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _predict_chunk(paths: list[str]) -> list[dict]:
+    if _load_failure is not None:
+        raise _load_failure
     return _worker_predictor.predict_paths(paths)
 
 
@@ -40,7 +58,7 @@ def run_local(paths: list[str], predictor: BatchPredictor, workers: int, chunk: 
     context = multiprocessing.get_context("spawn")
     pending_chunks = chunks(paths, chunk)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(predictor,)) as pool:
+                             initargs=(predictor, os.getpid())) as pool:
         try:
             running = set()
             for part in pending_chunks:
@@ -54,8 +72,10 @@ def run_local(paths: list[str], predictor: BatchPredictor, workers: int, chunk: 
                     if part is not None:
                         running.add(pool.submit(_predict_chunk, part))
                     yield future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a crash: stop at once
+        except BaseException:  # Ctrl-C, SIGTERM or a crash: stop at once, leaving no worker behind
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in multiprocessing.active_children():  # this process's children: the pool's workers
+                worker.terminate()
             raise
 
 
@@ -66,11 +86,14 @@ def start_ray(address: str | None, workers: int | None) -> int:
     """
     import ray
 
+    from emotionnet.subprocesses import package_search_path
+
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"PYTHONPATH": package_search_path()}})
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 

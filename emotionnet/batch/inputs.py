@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import os
 from pathlib import Path
 
 GLOB_CHARS = set("*?[")
@@ -30,7 +31,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
 
     A folder means every audio file under it; a glob (quoted, `"calls/**/*.wav"`)
     every match; a `.csv` the column `path` and a `.txt` one path a line, both
-    relative to their own folder. Anything else is one file, even if missing:
+    relative to their own folder (in a list, `#` starts a comment line; `\\#x.wav` names `#x.wav`).
+    A path that exists is that file, even with `?` or `[` in its name. Anything else is one file, even if missing:
     it then gets an error row like any bad file.
     """
     from emotionnet.corpora import audio_files
@@ -43,7 +45,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
             found = read_remote_list(item, suffix) if suffix in LIST_SUFFIXES | {".csv"} else [item]
         elif Path(item).is_dir():
             found = [str(p) for p in audio_files(item)]
-        elif GLOB_CHARS & set(item):
+        elif GLOB_CHARS & set(item) and not Path(item).is_file():  # `take[1].wav` that exists is that file
             found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
         elif Path(item).suffix.lower() == ".csv" and Path(item).is_file():
             found = read_path_column(Path(item))
@@ -58,14 +60,15 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def file_key(path: str) -> str:
-    """What names a file in the results: its resolved absolute path, or the full URL of a remote one.
+    """What names a file in the results: its absolute path, or the full URL of a remote one.
 
     `batchin/a.wav`, `work/batchin/a.wav` and the same path from the filesystem root are one file,
-    scored once and skipped on a re-run under any of these spellings.
+    scored once and skipped on a re-run under any of these spellings. A symbolic link keeps its
+    own name (the user's), not its target's.
     """
     if is_uri(path):
         return path
-    return str(Path(path).expanduser().resolve())
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def _resolve(base: Path | str, path: str) -> str:
@@ -83,7 +86,15 @@ def path_column(text: str, base: Path | str, name: str) -> list[str]:
 
 
 def path_lines(text: str, base: Path | str) -> list[str]:
-    return [_resolve(base, line.strip()) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    """One path a line; blank lines and lines starting with `#` are skipped. A file whose name starts
+    with `#` is written `./#name` or `\\#name` (the backslash is dropped)."""
+    paths = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        paths.append(_resolve(base, line[1:] if line.startswith("\\#") else line))
+    return paths
 
 
 def read_path_column(csv_path: Path) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,16 +36,26 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+class BatchJobError(RuntimeError):
+    """The job stopped before its end (a worker that could not load the model or crashed, a lost
+    cluster): the rows it finished are kept, and running it again goes on from there."""
+
+
 def run_batch(
     inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
-    progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0,
+    progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0, retry_errors: bool = False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
     Rows are written as a new part once `part_rows` have gathered or `part_seconds`
     have passed since the last part: a killed job loses at most that much work,
-    and a million files make a thousand parts, not sixty thousand.
+    and a million files make a thousand parts, not sixty thousand. Error rows of the
+    job's own making (`error_kind` "job": a scoring or reading failure) are tried again;
+    `retry_errors` tries the files' own (bad audio) too. Another job writing to `out`
+    is waited for (`on_wait` is told); an `out` that cannot be written is an `OutputError`
+    before any scoring, a job that stops early a `BatchJobError`, both with the finished rows kept.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -55,32 +66,56 @@ def run_batch(
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)
-    done = results.rows_done()
-    todo = [f for f in files if f not in done]
-    errors = {f: done[f] for f in files if done.get(f)}  # error rows an earlier run left for these inputs
-    predictor = BatchPredictor(model, max_seconds)
-    scored = failed = 0
-    from tqdm import tqdm
-
-    with tqdm(total=len(files), initial=len(files) - len(todo), unit="file", disable=not progress,
-              dynamic_ncols=True) as bar:
-        if todo:
-            batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
-                       else run_ray(todo, predictor, workers, chunk, address))
-            pending: list[dict] = []
-            last_write = time.monotonic()
-            try:
-                for rows in batches:
-                    pending.extend(rows)
-                    scored += len(rows)
-                    failed += sum(1 for row in rows if row["error"])
-                    errors.update((row["path"], row["error"]) for row in rows if row["error"])
-                    bar.update(len(rows))
-                    if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
-                        results.write(pending)
-                        pending, last_write = [], time.monotonic()
-            finally:
-                results.write(pending)  # finished rows are kept on Ctrl-C or an engine failure too
+    with results.locked(on_wait):
+        done = results.rows_done()
+        todo = [f for f in files if f not in done or _retry(*done[f], retry_errors)]
+        retried = sum(1 for f in todo if f in done)
+        again = set(todo)
+        errors = {f: done[f][0] for f in files if f in done and done[f][0] and f not in again}
+        scored, failed = _score(todo, results, errors, engine, workers, chunk, BatchPredictor(model, max_seconds),
+                                address, progress, len(files), part_rows, part_seconds, retried)
     failed_paths = [f for f in files if f in errors]  # in input order
     return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start,
                         failed_paths)
+
+
+def _retry(error: str | None, kind: str | None, retry_errors: bool) -> bool:
+    return error is not None and (retry_errors or kind == "job")
+
+
+def _score(todo, results, errors, engine, workers, chunk, predictor, address, progress, total,
+           part_rows, part_seconds, retried) -> tuple[int, int]:
+    """Run the engine over `todo`, writing parts as rows gather; (rows written, of them errors)."""
+    from tqdm import tqdm
+
+    scored = failed = 0
+    with tqdm(total=total, initial=total - len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+        if not todo:
+            return 0, 0
+        batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
+                   else run_ray(todo, predictor, workers, chunk, address))
+        pending: list[dict] = []
+        last_write = time.monotonic()
+        try:
+            for rows in batches:
+                pending.extend(rows)
+                scored += len(rows)
+                failed += sum(1 for row in rows if row["error"])
+                errors.update((row["path"], row["error"]) for row in rows if row["error"])
+                bar.update(len(rows))
+                if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
+                    results.write(pending)
+                    pending, last_write = [], time.monotonic()
+        except Exception as exc:  # KeyboardInterrupt (Ctrl-C, SIGTERM) goes up as it is
+            raise BatchJobError(f"the job stopped: {type(exc).__name__}: {_last_line(exc)}") from exc
+        finally:
+            results.write(pending)  # finished rows are kept on Ctrl-C or an engine failure too
+            if retried:
+                results.drop_superseded()  # the error rows that were tried again
+    return scored, failed
+
+
+def _last_line(exc: BaseException) -> str:
+    """The line of an engine's error that says what went wrong (a Ray error ends its remote traceback with it)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"

@@ -6,7 +6,9 @@
     #   "p_angry": ..., ..., "p_sad": ..., "error": None}, ...]
 
 Every input gives exactly one row; a file that cannot be read gives a row
-whose `error` says why and whose other fields are null. A file without speech
+whose `error` says why and whose other fields are null; its `error_kind` says
+whose fault: "audio" (the file's: a re-run keeps the row) or "job" (a reading
+or scoring failure: a re-run tries the file again). A file without speech
 (silence, noise, music) has `speech` false and `emotion` and `confidence` null;
 its `p_*` columns then hold the model's guess, as `"guess"` does in `predict --json`
 (null for digital silence, which the model is not asked about). Each engine (a local
@@ -21,7 +23,7 @@ from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
 
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
-COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error"]
+COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error", "error_kind"]
 
 
 def arrow_schema():
@@ -30,15 +32,14 @@ def arrow_schema():
     return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
                       ("emotion", pa.string()),
                       ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROBABILITY_COLUMNS],
-                      ("error", pa.string())])
-
-
-def error_row(path: str, message: str) -> dict:
-    return {**dict.fromkeys(COLUMNS), "path": path, "error": message}
+                      ("error", pa.string()), ("error_kind", pa.string())])
 
 
 class BatchPredictor:
-    """One model per process, loaded lazily; `threads` torch threads (1: one core per worker)."""
+    """One model per process, loaded once; `threads` torch threads (1: one core per worker).
+
+    A model that cannot be loaded raises (the job stops with one message): it is never a row per file.
+    """
 
     def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1):
         self.model, self.max_seconds, self.threads = model, max_seconds, threads
@@ -58,60 +59,22 @@ class BatchPredictor:
             self._recognizer = load_model(self.model)
         return self._recognizer
 
-    def decode(self, path: str) -> np.ndarray:
-        from emotionnet.audio import load_audio
-        from emotionnet.batch.inputs import is_uri, read_bytes
-
-        if is_uri(path):
-            try:
-                data = read_bytes(path)
-            except (OSError, ValueError) as exc:
-                raise AudioError(f"{path}: cannot read ({exc})") from None
-            return load_audio(data, max_seconds=self.max_seconds, name=path)
-        return load_audio(path, max_seconds=self.max_seconds)
-
-    def score(self, audios: list[np.ndarray]) -> list:
-        return self.recognizer().predict_arrays(audios)
-
     def predict_paths(self, paths: list[str]) -> list[dict]:
-        """One row per path, in order; bad files get error rows."""
-        decoded: list[tuple[str, np.ndarray | None, str | None]] = []
-        for path in paths:
-            try:
-                decoded.append((path, self.decode(path), None))
-            except AudioError as exc:
-                decoded.append((path, None, str(exc)))
-            except Exception as exc:  # a filesystem or decoder failure must not stop the job
-                decoded.append((path, None, f"{path}: {type(exc).__name__}: {exc}"))
-        return self._rows(decoded)
+        """One row per path, in order; bad files get error rows. Remote files (URIs) are read one at a time."""
+        from emotionnet.batch.inputs import is_uri
+        from emotionnet.inference.many import AudioInput
+
+        return self._rows(AudioInput(p, RemoteFile(p)) if is_uri(p) else AudioInput(p, p) for p in paths)
 
     def predict_arrays(self, items: list[tuple[str, np.ndarray, int]]) -> list[dict]:
         """Rows for `(name, samples, sample_rate)` items already in memory."""
-        from emotionnet.audio import prepare_array
+        from emotionnet.inference.many import AudioInput
 
-        decoded = []
-        for name, samples, rate in items:
-            try:
-                decoded.append((name, prepare_array(samples, rate, self.max_seconds, name=name), None))
-            except AudioError as exc:
-                decoded.append((name, None, str(exc)))
-        return self._rows(decoded)
+        return self._rows(AudioInput(name, samples, rate) for name, samples, rate in items)
 
-    def _rows(self, decoded: list[tuple[str, np.ndarray | None, str | None]]) -> list[dict]:
-        good = [(i, audio) for i, (_, audio, _) in enumerate(decoded) if audio is not None]
-        try:
-            timelines = dict(zip([i for i, _ in good], self.score([audio for _, audio in good]))) if good else {}
-        except Exception:  # score one by one, so one bad clip does not take its batch with it
-            timelines = {}
-            for i, audio in good:
-                try:
-                    timelines[i] = self.score([audio])[0]
-                except Exception as exc:
-                    decoded[i] = (decoded[i][0], None, f"{decoded[i][0]}: scoring failed ({exc})")
-        rows = []
-        for i, (path, _, error) in enumerate(decoded):
-            rows.append(error_row(path, error) if i not in timelines else timeline_row(path, timelines[i]))
-        return rows
+    def _rows(self, inputs) -> list[dict]:
+        results = self.recognizer().predict_files(inputs, max_seconds=self.max_seconds)
+        return [dict(zip(COLUMNS, map(result.to_row().get, COLUMNS))) for result in results]
 
     def __call__(self, batch):
         """Ray Data's `map_batches`: a pyarrow table with a `path` column -> a table of rows."""
@@ -125,10 +88,16 @@ class BatchPredictor:
         return arrow_schema()
 
 
-def timeline_row(path: str, timeline) -> dict:
-    p = timeline.prediction
-    answer = p.most_likely  # the p_* columns: the answer, or without speech the guess (None: digital silence)
-    return {"path": path, "duration": float(timeline.duration), "speech": bool(p.speech),
-            "emotion": p.emotion, "confidence": p.confidence,
-            **{f"p_{label}": float(answer.probabilities[label]) if answer else None for label in LABELS},
-            "error": None}
+class RemoteFile:
+    """The bytes of a file on s3://, gs://, file:// (pyarrow's filesystems), read when scoring reaches it."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def __call__(self) -> bytes:
+        from emotionnet.batch.inputs import read_bytes
+
+        try:
+            return read_bytes(self.uri)
+        except FileNotFoundError:
+            raise AudioError(f"{self.uri}: file not found") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ def run(args) -> int:
     from emotionnet.cli.common import load_recognizer
     from emotionnet.extras import require
     from emotionnet.inference.recognizer import MODELS
+    from emotionnet.subprocesses import child_environment
 
     for package in ("streamlit", "matplotlib"):  # here, not as a traceback from the server
         require(package, "the app", "app")
@@ -42,7 +42,7 @@ def run(args) -> int:
     if not port_free(args.port):
         raise CLIError(f"port {args.port} on 127.0.0.1 is in use", "choose another with --port N")
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = child_environment(OMP_NUM_THREADS=str(args.threads))  # not a folder named emotionnet here
     if model:  # a name as it is, a file by its absolute path (the server runs elsewhere)
         env[MODEL_ENV] = model if model in MODELS else str(Path(model).resolve())
     script = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"

@@ -13,7 +13,10 @@ EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              
 Rows: path, duration, speech, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error;
 a file without speech has speech false and emotion null, its p_* the model's guess). Files are keyed by
 their absolute path (remote ones by URL): the same file under another spelling is not scored twice.
-Exit 2 while the results hold error rows for these inputs (the failed files are named), on a re-run too.
+Exit 2 while the results hold error rows for these inputs (the failed files are named), on a re-run too;
+exit 2 also for a model that cannot load, an output that cannot be written, or a job that stopped early.
+Error rows of the job's own making (error_kind "job") are tried again on a re-run; --retry-errors tries all.
+A second job on the same output waits for the first, then scores what is still missing.
 results.parquet is a folder of parts written as the job goes: a killed job keeps them, and running the
 same command again skips the files already there. Read it with pandas.read_parquet("results.parquet")."""
 
@@ -37,11 +40,19 @@ def add_parser(sub) -> None:
                    help="rows per written part; a part is also written every 30 s (default 1000)")
     add_model_option(p)
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="score again the files whose rows hold an error of their own (bad audio); errors of "
+                        "the job (a failed read or scoring) are always tried again")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import signal
+
     from emotionnet.batch import run_batch
+    from emotionnet.batch.job import BatchJobError
+    from emotionnet.batch.output import OutputError
+    from emotionnet.cli.common import load_recognizer
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
@@ -54,16 +65,26 @@ def run(args) -> int:
             import ray  # noqa: F401
         except ImportError:
             raise CLIError("--engine ray needs Ray", "pip install 'emotionnet[ray]'") from None
-    if args.model:
-        from emotionnet.cli.common import load_recognizer
-
-        load_recognizer(args.model)  # a bad model file is one clean error here, not one per worker
+    try:
+        load_recognizer(args.model)  # a model that cannot load is one line here, never a row per file
+    except CLIError as exc:
+        exc.code = EXIT_SOME_FAILED
+        raise
+    # SIGTERM (docker stop, Kubernetes, systemd) as Ctrl-C: finished rows written, workers stopped
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
                             model=args.model, max_seconds=args.max_seconds, address=args.address,
-                            progress=sys.stderr.isatty(), part_rows=args.part_rows)
+                            progress=sys.stderr.isatty(), part_rows=args.part_rows, retry_errors=args.retry_errors,
+                            on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True))
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    except OutputError as exc:
+        raise CLIError(str(exc), "nothing was scored: give --out a folder you can write to",
+                       code=EXIT_SOME_FAILED) from None
+    except BatchJobError as exc:
+        raise CLIError(str(exc), "the finished rows are kept: run the same command again to go on",
+                       code=EXIT_SOME_FAILED) from None
     for item in summary.empty_inputs:
         report_failure(item, "matches no audio files")
     print(f"emotionnet: {summary.files} files: {summary.scored} scored ({summary.failed} with an error), "
@@ -72,6 +93,10 @@ def run(args) -> int:
         print(failed_files_line(summary.failed_paths, args.out), file=sys.stderr)
     # exit 2 whenever the output holds error rows for these inputs, on a re-run too
     return EXIT_SOME_FAILED if summary.output_has_errors or summary.empty_inputs else EXIT_OK
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def failed_files_line(paths: list[str], out: str, shown: int = SHOWN_FAILURES) -> str:

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from emotionnet.cli.common import EXIT_SOME_FAILED, CLIError, add_command, add_model_option, load_recognizer
 from emotionnet.labels import LABELS
+from emotionnet.window_rule import MIN_HOP, MIN_WINDOW, STREAM_HOP
 
 EXAMPLES = """  emotionnet listen                                  the default microphone; Ctrl-C stops
   emotionnet listen --list-devices                   input devices and their ids
@@ -42,8 +43,10 @@ def add_parser(sub) -> None:
     p.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object per hop instead of the live view")
     p.add_argument("--window", type=float, metavar="S",
-                   help="seconds of audio behind each result, 0.5 s up to the model's window (default: the model's, 3 s)")
-    p.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between results (default 0.5)")
+                   help=f"seconds of audio behind each result, {MIN_WINDOW:g} s up to the model's window "
+                        "(default: the model's, 3 s)")
+    p.add_argument("--hop", type=float, default=STREAM_HOP, metavar="S",
+                   help=f"seconds between results, at least {MIN_HOP:g} s (default {STREAM_HOP:g})")
     adapt = p.add_mutually_exclusive_group()
     adapt.add_argument("--adapt", dest="adapt", action="store_true", default=False,
                        help="read each window against the voice heard so far (speaker-normalised models; "

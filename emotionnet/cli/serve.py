@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import sys
 
@@ -52,18 +53,25 @@ def is_loopback(host: str) -> bool:
 
 
 def settings_from(args):
+    """The service's settings from the command line, each checked here: one line names a bad value."""
     from emotionnet.serving.settings import ServeSettings
 
     for name in ("max_upload_mb", "max_seconds", "timeout"):
-        if getattr(args, name) <= 0:
-            raise CLIError(f"--{name.replace('_', '-')} must be positive")
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):  # nan would turn a limit off, inf is no limit
+            raise CLIError(f"--{name.replace('_', '-')} {value:g} is not allowed", "give a positive finite number")
     for name in ("queue", "workers", "threads"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be at least 1")
-    if not is_loopback(args.host) and not args.api_key:
+    if not 1 <= args.port <= 65535:
+        raise CLIError(f"--port {args.port} is not a port number", "use 1-65535")
+    api_key = args.api_key.strip() if args.api_key else None  # a key read from a file often ends in a newline
+    if api_key == "":
+        raise CLIError("the API key is only whitespace", f"give a key with --api-key KEY or ${API_KEY_ENV}")
+    if not is_loopback(args.host) and not api_key:
         raise CLIError(f"--host {args.host} is reachable from other machines",
                        f"add --api-key KEY (or set ${API_KEY_ENV}), or keep the default 127.0.0.1")
-    return ServeSettings(model=args.model, api_key=args.api_key or None, max_upload_mb=args.max_upload_mb,
+    return ServeSettings(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
                          max_audio_seconds=args.max_seconds, request_timeout=args.timeout,
                          queue_size=args.queue, threads=args.threads)
 
@@ -73,6 +81,7 @@ def run(args) -> int:
         import uvicorn
 
         from emotionnet.serving.app import create_app
+        from emotionnet.serving.connections import uvicorn_options
         from emotionnet.serving.model import ServedModel
         from emotionnet.serving.settings import SETTINGS_ENV
     except ImportError as exc:
@@ -88,7 +97,8 @@ def run(args) -> int:
     print(f"emotionnet: serving {model.name} on http://{args.host}:{args.port} "
           f"(docs at /docs; {args.workers} worker(s) x {args.threads} thread(s)); Ctrl-C stops",
           file=sys.stderr, flush=True)
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "ws_max_size": 4 * 2**20}
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "ws_max_size": 4 * 2**20,
+              **uvicorn_options(settings)}
     try:
         if args.workers == 1:
             uvicorn.run(create_app(settings, model), **common)

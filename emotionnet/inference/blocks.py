@@ -8,13 +8,12 @@ feature frame (16 kB per minute):
 
 1. the level of every frame: the energy gate's reference is the loudest frame
    of the whole recording;
-2. the recording's speech statistics (only for `speaker`-normalised models,
-   whose lone recording is its own speaker context);
-3. the windows, cut from a rolling buffer of frames and scored a batch at a time;
-4. with silero-vad as the detector in use (`vad.detector_name`), its speech
+2. the windows, cut from a rolling buffer of frames and scored a batch at a time
+   (each its own context, unless the caller gives a speaker's);
+3. with silero-vad as the detector in use (`vad.detector_name`), its speech
    decisions, its state carried from block to block (a float per 32 ms).
 
-The frames, windows, gate and statistics are those of the whole-file path
+The frames, windows and gate are those of the whole-file path
 (`WindowScorer.timelines`), so both give the same timeline up to rounding.
 """
 
@@ -32,6 +31,7 @@ from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
 from emotionnet.inference.results import Timeline
 from emotionnet.inference.scoring import ScoredWindows, WindowScorer
 from emotionnet.inference.windows import window_logits, window_starts
+from emotionnet.models.spec import Windowing
 
 LONG_SECONDS = 120.0  # files longer than this are scored in blocks
 BLOCK_SECONDS = 60.0
@@ -101,49 +101,33 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
     return level[:filled].clone(), samples, audible
 
 
-def _speech_stats(source, config: FeatureConfig, speech: torch.Tensor, **decode) -> BandStats:
-    """`band_stats([whole log-mel])`, summed block by block over the whole recording's speech mask."""
-    use_all = not bool(speech.any())  # as band_sums: no speech at all, every frame counts
-    count, total, squares, offset = 0.0, 0.0, 0.0, 0
-    for mel, _, _ in mel_blocks(source, config, **decode):
-        mask = speech[offset:offset + mel.shape[-1]]
-        offset += mel.shape[-1]
-        chosen = mel.double() if use_all else mel.double()[:, mask]
-        count += chosen.shape[-1]
-        total = total + chosen.sum(dim=-1)
-        squares = squares + chosen.square().sum(dim=-1)
-    return BandStats.from_sums(count, total, squares)
-
-
-def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: float | None = None,
-                    hop: float | None = None, max_seconds: float | None = None, limits: AudioLimits | None = None,
+def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing: Windowing,
+                    max_seconds: float | None = None, limits: AudioLimits | None = None,
                     block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None) -> Timeline:
     """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
 
-    `context` (a speaker's statistics) stands in for the recording's own, as there. Window and
-    hop (seconds; None: the spec's) were checked by the recognizer.
+    `context` (a speaker's statistics) stands in for each window's own, as there. `windowing`
+    comes from the one window rule (`ModelSpec.windowing`), applied by the recognizer.
     """
     config = scoring.features
     decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
-    window, hop = window or scoring.spec.window, hop or scoring.spec.hop
-    frames, hop_frames = scoring.spec.frames(window), scoring.spec.hop_frames(hop)
+    frames = windowing.frames
 
     level, samples, audible = _frame_levels(source, config, decode)
     if not audible:  # digital silence: nothing for the model to hear
-        return scoring.silent_timeline(level.numel(), samples / config.sample_rate, window, hop)
+        return scoring.silent_timeline(level.numel(), samples / config.sample_rate, windowing)
     speech = vad.speech_frames(level)
-    stats = None
-    if config.normalisation == "speaker":
-        stats = context if context is not None else _speech_stats(source, config, speech, **decode)
+    stats = context if config.normalisation == "speaker" else None
 
-    starts = window_starts(level.numel(), frames, hop_frames)
+    starts = window_starts(level.numel(), frames, windowing.hop_frames)
     buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
     pending, logits = [], []
     for mel, _, _ in mel_blocks(source, config, **decode):
         buffer = torch.cat([buffer, mel], dim=-1)
         while next_window < len(starts) and starts[next_window] + frames <= buffer_start + buffer.shape[-1]:
             s = starts[next_window] - buffer_start
-            pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats))
+            pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats,
+                                       scoring.spec.tiles_short_windows))
             next_window += 1
             if len(pending) == BATCH_WINDOWS:
                 logits.append(window_logits(scoring.network, torch.stack(pending)))
@@ -155,4 +139,4 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, window: f
     detected = _detector_frames(source, decode, level.numel())
     flags = [vad.is_speech((speech if detected is None else detected)[s:s + frames]) for s in starts]
     scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
-    return scoring.timeline(scored, samples / config.sample_rate, window)
+    return scoring.timeline(scored, samples / config.sample_rate, windowing)

@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotionnet.audio import AudioError, AudioSource, to_audio
+from emotionnet.audio import AudioSource, to_audio
 from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
 from emotionnet.inference import blocks
+from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
 from emotionnet.labels import LABELS
 from emotionnet.models.file import ModelFileError, load_model_file
-from emotionnet.models.spec import ModelSpec
+from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
 MODEL_ENV = "EMOTIONNET_MODEL"  # the model (name or file) used when none is named (the CLI and the app honour it)
 BACKENDS = ("torch", "onnx")
@@ -139,22 +140,22 @@ class EmotionRecognizer:
 
         `context` (from `speaker_context`) reads the clip against its speaker's voice.
         """
-        window, hop = self._window_hop(window, hop)
+        windowing = self.windowing(window, hop)
         if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
-            return blocks.score_in_blocks(self._scoring, audio, window, hop, max_seconds, context=context)
+            return blocks.score_in_blocks(self._scoring, audio, windowing, max_seconds, context=context)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
         contexts = [context if self.features.normalisation == "speaker" else None]
-        return self._scoring.timelines([mel], [self._seconds(samples)], window, hop, contexts=contexts,
+        return self._scoring.timelines([mel], windowing, [self._seconds(samples)], contexts=contexts,
                                        audios=[samples])[0]
 
     def predict_arrays(self, audios: Sequence[np.ndarray], *, window: float | None = None,
                        hop: float | None = None) -> list[Timeline]:
         """A `Timeline` per decoded clip (16 kHz mono float32, as `emotionnet.audio.load_audio` gives),
         every clip its own context, all their windows scored in shared batches."""
-        window, hop = self._window_hop(window, hop)
+        windowing = self.windowing(window, hop)
         mels = [log_mel(audio, self.features) for audio in audios]
-        return self._scoring.timelines(mels, [self._seconds(audio) for audio in audios], window, hop,
+        return self._scoring.timelines(mels, windowing, [self._seconds(audio) for audio in audios],
                                        audios=list(audios))
 
     def predict_log_mels(
@@ -168,8 +169,7 @@ class EmotionRecognizer:
         or None) marks clips of one speaker, which a `speaker`-normalised model then reads
         against each other; `contexts` gives each clip's statistics directly instead.
         """
-        window, hop = self._window_hop(window, hop)
-        return self._scoring.timelines(list(log_mels), durations, window, hop, speakers, contexts)
+        return self._scoring.timelines(list(log_mels), self.windowing(window, hop), durations, speakers, contexts)
 
     def score_log_mels(
         self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
@@ -178,10 +178,10 @@ class EmotionRecognizer:
         """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
         (before the temperature) and speech flags, for a caller that calibrates or averages them
         itself (`ScoredWindows.clip_probabilities(temperature)`)."""
-        window, hop = self._window_hop(window, hop)
+        windowing = self.windowing(window, hop)
         if contexts is None:
             contexts = self._scoring.speaker_stats(log_mels, speakers)
-        return self._scoring.score_windows(list(log_mels), window, hop, contexts)
+        return self._scoring.score_windows(list(log_mels), windowing, contexts)
 
     def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None) -> BandStats:
         """The statistics of one speaker's audio (files, bytes or arrays at `sample_rate`), for `context=`."""
@@ -191,66 +191,35 @@ class EmotionRecognizer:
         return band_stats(mels)
 
     def predict_files(
-        self, paths: Iterable[str | Path], *, window: float | None = None, hop: float | None = None,
+        self, paths: Iterable[str | Path | AudioInput], *, window: float | None = None, hop: float | None = None,
         batch_seconds: float = 120.0, max_seconds: float | None = None, same_speaker: bool = False,
     ) -> Iterator[FileResult]:
-        """A `FileResult` per path, in order: its timeline, or the error of a file that could not be read.
+        """A `FileResult` per input, in order: its timeline, or the error of an input that could not be read.
 
-        Files are scored together in batches of about `batch_seconds` of audio.
-        `same_speaker` says the files are one speaker's: a speaker-normalised model then
-        reads each against all of them, so every file is loaded before any is scored.
-        Window and hop are checked here, before any file is read.
+        Inputs are paths, or `AudioInput`s (file bytes, arrays, remote readers, each with a name).
+        Files are scored together in batches of about `batch_seconds` of audio, a failed batch
+        item alone, a long file in blocks (`emotionnet.inference.many`: the loop the service and
+        `emotionnet batch` use too). `same_speaker` says the files are one speaker's: a
+        speaker-normalised model then reads each against all of them, so every file is loaded
+        before any is scored. Window and hop are checked here, before any file is read.
         """
-        window, hop = self._window_hop(window, hop)
-        return self._predict_files(paths, window, hop, float("inf") if same_speaker else batch_seconds,
-                                   max_seconds, same_speaker)
-
-    def _predict_files(self, paths, window, hop, batch_seconds, max_seconds, same_speaker) -> Iterator[FileResult]:
-        pending: list[tuple[str, np.ndarray | None, str | None]] = []
-        seconds = 0.0
-
-        def flush() -> Iterator[FileResult]:
-            loaded = [(path, samples) for path, samples, _ in pending if samples is not None]
-            mels = [log_mel(samples, self.features) for _, samples in loaded]
-            speakers = ["same"] * len(mels) if same_speaker else None
-            timelines = iter(self._scoring.timelines(mels, [self._seconds(s) for _, s in loaded], window, hop,
-                                                    speakers, audios=[s for _, s in loaded]) if mels else [])
-            for path, samples, error in pending:  # in the order given, failures in their place
-                yield FileResult(path, error=error) if samples is None else FileResult(path, next(timelines))
-
-        for path in paths:
-            if not same_speaker and blocks.is_long(path):  # bounded memory (issue 13)
-                if pending:
-                    yield from flush()
-                    pending, seconds = [], 0.0
-                try:
-                    yield FileResult(str(path), blocks.score_in_blocks(self._scoring, path, window, hop, max_seconds))
-                except AudioError as exc:
-                    yield FileResult(str(path), error=str(exc))
-                continue
-            try:
-                samples = to_audio(path, max_seconds=max_seconds)
-            except AudioError as exc:
-                pending.append((str(path), None, str(exc)))
-                continue
-            pending.append((str(path), samples, None))
-            seconds += self._seconds(samples)
-            if seconds >= batch_seconds:
-                yield from flush()
-                pending, seconds = [], 0.0
-        if pending:
-            yield from flush()
+        return score_inputs(self._scoring, paths, self.windowing(window, hop), batch_seconds=batch_seconds,
+                            max_seconds=max_seconds, same_speaker=same_speaker)
 
     def _seconds(self, samples: np.ndarray) -> float:
         return samples.size / self.features.sample_rate
 
-    def _window_hop(self, window: float | None, hop: float | None) -> tuple[float, float]:
-        """The one check of window and hop on every path in (the scoring below trusts them)."""
-        window, hop = self.spec.window_hop(window, hop)
-        if self.backend == "onnx" and self.spec.frames(window) != self.spec.frames(self.window):
-            raise ValueError(f"window {window:g} s with the onnx backend: the ONNX network takes the model's "
-                             f"own {self.window:g} s window (use the torch backend for another window)")
-        return window, hop
+    def windowing(self, window: float | None = None, hop: float | None = None,
+                  longest: float | None = None) -> Windowing:
+        """The one window rule (`ModelSpec.windowing`) for this model and backend, on every path in:
+        the scoring below takes its frame counts and has no defaults of its own. `longest` caps the
+        window (a live stream holds at most the model's own)."""
+        windowing = self.spec.windowing(window, hop, MAX_WINDOW if longest is None else longest)
+        if self.backend == "onnx" and windowing.frames != self.spec.frames(self.window):
+            raise ValueError(f"window {windowing.seconds:g} s with the onnx backend: the ONNX network takes the "
+                             f"model's own {self.window:g} s window (use the torch backend for another window)")
+        return windowing
+
 
 
 def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
@@ -270,7 +239,9 @@ def _load_whisper_base(backend: str) -> EmotionRecognizer:
     from emotionnet.models.whisper.weights import weights_available
 
     if backend != "torch":
-        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
+        from emotionnet.inference.onnx_backend import OnnxBackendError
+
+        raise OnnxBackendError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
     if not weights_available():
         raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
     return EmotionRecognizer(whisper_base_model_path(), backend=backend)

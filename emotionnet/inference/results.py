@@ -107,11 +107,37 @@ class FileResult:
 
     path: str
     timeline: Timeline | None = None
-    error: str | None = None  # the AudioError message, naming the input and the problem
+    error: str | None = None  # the message, naming the input and the problem
+    cause: BaseException | None = field(default=None, repr=False, compare=False)  # what was raised
 
     @property
     def ok(self) -> bool:
         return self.timeline is not None
+
+    @property
+    def error_kind(self) -> str | None:
+        """None when scored; "audio" when the input itself is bad (an `AudioError`: trying again gives the
+        same answer); "job" when the run failed it (a scoring or reading failure: worth another try)."""
+        if self.timeline is not None:
+            return None
+        from emotionnet.audio import AudioError  # here: results import no decoder
+
+        return "audio" if self.cause is None or isinstance(self.cause, AudioError) else "job"
+
+    def to_row(self) -> dict:
+        """The `emotionnet batch` row: path, duration, speech, emotion, confidence, p_<label>..., error,
+        error_kind (an error row's other fields null). Without speech, emotion and confidence are
+        null and the p_ columns hold the model's guess, as `"guess"` in `predict --json` (null for
+        digital silence, which the model is not asked about)."""
+        if self.timeline is None:
+            return {"path": self.path, "duration": None, "speech": None, "emotion": None, "confidence": None,
+                    "error": self.error, "error_kind": self.error_kind}
+        p = self.timeline.prediction
+        answer = p.most_likely  # the answer, or without speech the guess (None: digital silence)
+        return {"path": self.path, "duration": float(self.timeline.duration), "speech": bool(p.speech),
+                "emotion": p.emotion, "confidence": p.confidence,
+                **({f"p_{label}": float(value) for label, value in answer.probabilities.items()} if answer else {}),
+                "error": None, "error_kind": None}
 
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""

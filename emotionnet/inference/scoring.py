@@ -2,10 +2,10 @@
 
 This is the engine under the public recognizer, shared as it is by evaluation
 (which reads cached features), training (validation and calibration of a model
-in memory) and the live stream. Long audio is cut into windows (the spec's
-window and hop); windows the energy gate judges to be non-speech get no
-emotion; a clip's answer is the mean of its speech windows' calibrated
-probabilities.
+in memory) and the live stream. Long audio is cut into windows (a `Windowing`,
+made by the one window rule at the entry point: nothing here re-defaults);
+windows the speech detector judges to be non-speech get no emotion; a clip's
+answer is the mean of its speech windows' calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from emotionnet import vad
 from emotionnet.features import BandStats, FeatureConfig, band_stats
 from emotionnet.inference.results import Prediction, ScoredWindows, Segment, Timeline
 from emotionnet.inference.windows import cut_windows, window_logits, window_starts
-from emotionnet.models.spec import ModelSpec
+from emotionnet.models.spec import ModelSpec, Windowing
 
 Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> logits
 
@@ -54,23 +54,23 @@ class WindowScorer:
         return [None if speaker is None else pooled[speaker] for speaker in speakers]
 
     def score_windows(
-        self, mels: list[torch.Tensor], window: float | None = None, hop: float | None = None,
+        self, mels: list[torch.Tensor], windowing: Windowing,
         contexts: Sequence[BandStats | None] | None = None,
         masks: Sequence[torch.Tensor | None] | None = None,
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
-        `contexts` hold each log-mel's speaker statistics (see `speaker_stats`); `masks`
-        each one's speech frames by the detector in use (`vad.detector_frames`; None: the
-        energy gate on the log-mel). Window and hop (seconds; None: the spec's) were checked
-        by the recognizer.
+        `windowing` comes from the one window rule (`ModelSpec.windowing`, applied by the
+        recognizer or the live engine). `contexts` hold each log-mel's speaker statistics (see
+        `speaker_stats`); `masks` each one's speech frames by the detector in use
+        (`vad.detector_frames`; None: the energy gate on the log-mel).
         """
-        window, hop = window or self.spec.window, hop or self.spec.hop
-        frames, hop_frames = self.spec.frames(window), self.spec.hop_frames(hop)
+        frames = windowing.frames
         inputs, scored = [], []
         for mel, context, mask in zip(mels, contexts or [None] * len(mels), masks or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
-            windows, starts = cut_windows(mel, frames, hop_frames, self.features, context)
+            windows, starts = cut_windows(mel, frames, windowing.hop_frames, self.features, context,
+                                          self.spec.tiles_short_windows)
             speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
@@ -81,8 +81,7 @@ class WindowScorer:
         return scored
 
     def timelines(
-        self, mels: list[torch.Tensor], durations: list[float] | None = None,
-        window: float | None = None, hop: float | None = None,
+        self, mels: list[torch.Tensor], windowing: Windowing, durations: list[float] | None = None,
         speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
         audios: Sequence | None = None,
     ) -> list[Timeline]:
@@ -93,7 +92,6 @@ class WindowScorer:
         statistics directly instead. `audios` (the 16 kHz samples of each log-mel) let the
         detector in use (`vad.detector_name`) judge speech; without them, the energy gate does.
         """
-        window = window or self.spec.window
         step = self.spec.frame_seconds
         if contexts is None:
             contexts = self.speaker_stats(mels, speakers)
@@ -101,30 +99,29 @@ class WindowScorer:
         # Digital silence (every sample zero) holds nothing to hear: it is never shown to the model.
         heard = [i for i in range(len(mels)) if not audios or np.any(audios[i])]
         masks = [vad.detector_frames(audios[i], mels[i].shape[-1]) for i in heard] if audios else None
-        scored = self.score_windows([mels[i] for i in heard], window, hop, [contexts[i] for i in heard],
+        scored = self.score_windows([mels[i] for i in heard], windowing, [contexts[i] for i in heard],
                                     masks) if heard else []
         answers = dict(zip(heard, scored))
-        return [self.timeline(answers[i], durations[i], window) if i in answers
-                else self.silent_timeline(mel.shape[-1], durations[i], window, hop) for i, mel in enumerate(mels)]
+        return [self.timeline(answers[i], durations[i], windowing) if i in answers
+                else self.silent_timeline(mel.shape[-1], durations[i], windowing) for i, mel in enumerate(mels)]
 
-    def silent_timeline(self, n_frames: int, duration: float, window: float, hop: float | None) -> Timeline:
+    def silent_timeline(self, n_frames: int, duration: float, windowing: Windowing) -> Timeline:
         """The timeline of digital silence: its windows, none holding speech, and no guess."""
-        step = self.spec.frame_seconds
-        starts = window_starts(n_frames, self.spec.frames(window), self.spec.hop_frames(hop or self.spec.hop))
-        segments = [Segment(round(s * step, 3), round(min(duration, s * step + window), 3), False, None)
-                    for s in starts]
+        starts = window_starts(n_frames, windowing.frames, windowing.hop_frames)
+        segments = [Segment(*self._span(s, duration, windowing), False, None) for s in starts]
         return Timeline(duration, Prediction.no_speech(), segments, False)
 
-    def timeline(self, scored: ScoredWindows, duration: float, window: float) -> Timeline:
-        """The timeline of one clip's scored windows (`window` seconds each)."""
-        step = self.spec.frame_seconds
+    def _span(self, start: int, duration: float, windowing: Windowing) -> tuple[float, float]:
+        """A window's (start, end) in seconds, in whole milliseconds: 0.41, not 0.41000000000000003."""
+        seconds = start * self.spec.frame_seconds
+        return round(seconds, 3), round(min(duration, seconds + windowing.seconds), 3)
+
+    def timeline(self, scored: ScoredWindows, duration: float, windowing: Windowing) -> Timeline:
+        """The timeline of one clip's scored windows."""
         temperature = self.spec.temperature
         probs = scored.window_probabilities(temperature)
-        segments = [  # times in whole milliseconds: 0.41, not 0.41000000000000003
-            Segment(round(s * step, 3), round(min(duration, s * step + window), 3), sp,
-                    Prediction.from_probabilities(p) if sp else None)
-            for s, sp, p in zip(scored.starts, scored.speech, probs)
-        ]
+        segments = [Segment(*self._span(s, duration, windowing), sp, Prediction.from_probabilities(p) if sp else None)
+                     for s, sp, p in zip(scored.starts, scored.speech, probs)]
         speech = vad.has_speech(scored.speech)
         overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech)
         return Timeline(duration, overall, segments, speech)

@@ -88,6 +88,8 @@ def _check_shapes(path: Path, spec: ModelSpec, shapes: dict[str, list[int]]) -> 
 
 
 def _open_checked(path: Path) -> tuple[dict[str, torch.Tensor], dict, ModelSpec]:
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:

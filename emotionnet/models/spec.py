@@ -3,8 +3,9 @@
 A model file's JSON is read into a `ModelSpec` (and written from one), checked
 field by field before anything is built: a crafted file gets one clear error,
 never a traceback, a NaN answer or a request for gigabytes. The defaults of a
-new model (window, hop, temperature, architecture widths) live here and only
-here; the feature defaults live in `FeatureConfig`.
+new model (temperature, architecture widths) live here and only here; the
+window rule and its defaults in `emotionnet.window_rule`, the feature defaults
+in `FeatureConfig`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 from emotionnet.audio import SAMPLE_RATE
 from emotionnet.features import NORMALISATIONS, FeatureConfig
 from emotionnet.labels import LABELS
+from emotionnet.window_rule import (  # noqa: F401 (the window rule's names, as this module has always had them)
+    DEFAULT_HOP,
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    MIN_HOP,
+    MIN_WINDOW,
+    check_window,
+)
 
 DEFAULT_ARCH = "crnn"
-DEFAULT_WINDOW = 3.0  # seconds the model hears at once
-DEFAULT_HOP = 1.5  # seconds between the windows of longer audio
 DEFAULT_TEMPERATURE = 1.0  # before calibration
-MIN_WINDOW = 0.5  # shorter windows leave the CRNN's pooled time axis a handful of steps
-MAX_WINDOW = 60.0
 
 # The hyper-parameters a new model gets unless the recipe says otherwise (the shipped ones).
 DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
@@ -36,7 +41,8 @@ DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
 ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
 # Defaults of switches a model file may leave out (files written before the switch existed).
 OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {"head": "attentive"}}
-WHISPER_HEADS = ("attentive", "stats")  # models/whisper/head.py: EmotionHead, StatsHead
+WHISPER_HEADS = ("attentive", "stats")
+SHORT_AUDIO = ("tile", "own length")  # ModelSpec.short_audio  # models/whisper/head.py: EmotionHead, StatsHead
 
 # Bounds on what a model file may ask for: far beyond any sensible model, far below
 # what would exhaust memory before the weights are even compared.
@@ -72,12 +78,15 @@ def _mapping(value: Any, name: str) -> dict:
     return value
 
 
-def check_window(window: float, hop: float, longest: float = MAX_WINDOW) -> None:
-    """The one rule for analysis windows: MIN_WINDOW <= window <= longest, 0 < hop <= window."""
-    if not (isinstance(window, (int, float)) and math.isfinite(window) and MIN_WINDOW <= window <= longest + 1e-9):
-        raise ValueError(f"window must be from {MIN_WINDOW:g} s to {longest:g} s; got {window:g} s")
-    if not (isinstance(hop, (int, float)) and math.isfinite(hop) and 0 < hop <= window):
-        raise ValueError(f"hop must be more than 0 s and at most the window ({window:g} s); got {hop:g} s")
+@dataclass(frozen=True)
+class Windowing:
+    """Where the windows of a recording go, in feature frames: what scoring below the recognizer takes
+    (it has no defaults of its own). Made only by `ModelSpec.windowing`, which checks the rule."""
+
+    frames: int  # feature frames per window
+    hop_frames: int  # feature frames between window starts
+    seconds: float  # the window in seconds (a segment's end is its start plus this)
+    hop: float  # seconds between window starts
 
 
 def check_features(data: Any) -> FeatureConfig:
@@ -178,6 +187,12 @@ class ModelSpec:
     window: float = DEFAULT_WINDOW
     hop: float = DEFAULT_HOP
     temperature: float = DEFAULT_TEMPERATURE
+    # The windows (seconds, shortest and longest) the model was trained to answer; any other is refused.
+    # None: any window check_window allows (the CRNN's crops make it robust to the window).
+    window_range: tuple[float, float] | None = None
+    # "tile": audio shorter than a window is repeated to fill it (networks of one input length, and
+    # heads trained on repeated clips); "own length": scored at its own length, over its real frames.
+    short_audio: str = "tile"
 
     @property
     def sample_rate(self) -> int:
@@ -206,8 +221,28 @@ class ModelSpec:
         """(window, hop) in seconds, this spec's where None, checked by the one rule (`check_window`)."""
         window = self.window if window is None else window
         hop = self.hop if hop is None else hop
+        check_window(window, window, longest)  # the window first: a refused window is what to say
+        if self.window_range is not None:
+            shortest, longest_trained = self.window_range
+            if not shortest - 1e-9 <= window <= longest_trained + 1e-9:
+                trained = (f"{shortest:g} s windows" if shortest == longest_trained
+                           else f"windows of {shortest:g} to {longest_trained:g} s")
+                raise ValueError(f"this model was trained on {trained} and answers those only, not "
+                                 f"{window:g} s")
         check_window(window, hop, longest)
         return window, hop
+
+    def windowing(self, window: float | None = None, hop: float | None = None,
+                  longest: float = MAX_WINDOW) -> Windowing:
+        """The one window rule at every entry point: seconds (this spec's where None) checked by
+        `check_window`, then turned into the frame counts scoring takes."""
+        window, hop = self.window_hop(window, hop, longest)
+        return Windowing(self.frames(window), self.hop_frames(hop), window, hop)
+
+    @property
+    def tiles_short_windows(self) -> bool:
+        """Whether audio shorter than a window is repeated to fill it (`short_audio`)."""
+        return self.short_audio == "tile"
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -220,7 +255,8 @@ class ModelSpec:
             "features": self.features.to_dict(),
             "sample_rate": self.sample_rate,
             "temperature": self.temperature,
-            "inference": {"window": self.window, "hop": self.hop},
+            "inference": {"window": self.window, "hop": self.hop, "short_audio": self.short_audio,
+                          **({"window_range": list(self.window_range)} if self.window_range else {})},
             "model": {"arch": self.arch, "hparams": self.model_hparams},
         }
 
@@ -240,6 +276,23 @@ class ModelSpec:
         hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features.n_mels)
         inference = _mapping(meta.get("inference", {}), "inference")
         window = _number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
-        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", 1e-3, window)
+        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", MIN_HOP, window)
         temperature = _number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
-        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature))
+        short_audio = inference.get("short_audio", "tile")
+        if short_audio not in SHORT_AUDIO:
+            raise ModelSpecError(f"inference.short_audio {short_audio!r} is not one of {SHORT_AUDIO}")
+        window_range = inference.get("window_range")
+        if window_range is None and model["arch"] == "whisper":
+            # A whisper head written before varied-length training saw its own window only (short
+            # clips repeated to fill it): elsewhere its standardised statistics are off the scale.
+            window_range = [window, window]
+        if window_range is not None:
+            if not (isinstance(window_range, list) and len(window_range) == 2):
+                raise ModelSpecError(f"inference.window_range must be [shortest, longest], got {window_range!r}")
+            shortest = _number(window_range[0], "inference.window_range[0]", MIN_WINDOW, MAX_WINDOW)
+            longest = _number(window_range[1], "inference.window_range[1]", shortest, MAX_WINDOW)
+            if not shortest <= window <= longest:
+                raise ModelSpecError(f"inference.window {window:g} is outside inference.window_range")
+            window_range = (float(shortest), float(longest))
+        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature),
+                   window_range, short_audio)

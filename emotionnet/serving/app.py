@@ -4,38 +4,47 @@
     app = create_app()                 # loads the shipped model at start-up
     # uvicorn.run(app, host="127.0.0.1", port=8000)
 
-The model is loaded once per process. Requests wait in a bounded queue (full:
-503 with Retry-After) and are scored in worker threads, several at a time when
-several are waiting. Errors are `{"error": {"code", "message"}}`.
+The model is loaded once per process. A request's body is spooled to disk past
+1 MB, its header read, and its cost judged before anything is decoded: audio
+over the limits, or asking for more than `max_windows` windows, is refused at
+once. Requests then wait in a bounded queue (full: 503 with Retry-After):
+short ones for the inference threads, several scored together when several
+are waiting; long ones (over `HEAVY_WINDOWS` windows) for a thread of their
+own that lets the short ones go first (`emotionnet.serving.scheduling`). A
+request that times out is answered 503 and its work stops. Errors are
+`{"error": {"code", "message"}}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from emotionnet import __version__
 from emotionnet.audio import AudioError
+from emotionnet.serving.connections import ReadDeadlineMiddleware
 from emotionnet.serving.docs import install_docs, swagger_assets
 from emotionnet.serving.errors import api_error, install_handlers
-from emotionnet.serving.limits import BodyLimitMiddleware, bearer_ok, unauthorized
+from emotionnet.serving.limits import BodyLimitMiddleware, LoopbackGuardMiddleware, bearer_ok, unauthorized
 from emotionnet.serving.metrics import MetricsMiddleware, ServiceMetrics
 from emotionnet.serving.model import ServedModel, is_too_long
 from emotionnet.serving.queue import InferenceQueue
+from emotionnet.serving.scheduling import Abandoned
 from emotionnet.serving.settings import ServeSettings
+from emotionnet.serving.stream import STREAM_PROTOCOL, add_stream_route
+from emotionnet.serving.uploads import read_upload
+from emotionnet.window_rule import MAX_WINDOW, MIN_HOP, MIN_WINDOW
 
-MIN_WINDOW = 0.5  # as `emotionnet predict --window`
-# Bodies that are certainly not audio; anything else is read as audio, whose format is judged by content
-# (form-urlencoded included: it is what `curl --data-binary @clip.wav` sends unless told otherwise).
-NOT_AUDIO = ("application/json",)
+HEAVY_WINDOWS = 64  # requests of more windows are scored on the heavy thread, after the short ones
+# Decoding costs samples x channels: at most this many per second of the audio limit (600 s of 96 kHz stereo).
+DECODE_SAMPLES_PER_SECOND = 192_000
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
@@ -44,80 +53,131 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "audio/*": {"schema": {"type": "string", "format": "binary"}},
 }}}
 ERRORS = {status: {"description": what} for status, what in {
-    400: "bad audio (unreadable, empty, too short, silent)", 401: "missing or wrong API key",
-    413: "body over --max-upload-mb, or audio over the duration limit", 415: "a body that is not audio",
-    422: "invalid query or form", 503: "busy or timed out; see Retry-After"}.items()}
+    400: "`bad_audio`: unreadable, too short or silent audio", 401: "`unauthorized`: missing or wrong API key",
+    403: "`forbidden`: a keyless service refuses other sites' pages (Origin) and other host names (Host)",
+    413: "`too_large` (body over --max-upload-mb), `audio_too_long` (over --max-seconds), `audio_too_large` "
+         "(too many samples x channels to decode) or `too_many_windows` (a hop too small for the audio)",
+    415: "`unsupported_media_type`: a body that is not audio (JSON, text)",
+    422: "`missing_file` (no audio in the request: no body, or no multipart field 'file') or `invalid_request` "
+         "(a bad query or multipart body)",
+    503: "`busy`: the queue or the uploads in flight are full, or no answer in time; see Retry-After"}.items()}
+DESCRIPTION = ("Six emotions (angry, disgust, fear, happy, neutral, sad) from speech audio.\n\n"
+               "Without an API key the service answers this machine only: requests with a `Host` other than "
+               "127.0.0.1, localhost or [::1], and POSTs and WebSockets from another site's page (`Origin`), "
+               "get 403.\n\n" + STREAM_PROTOCOL)
 
 
 @dataclass
 class PredictJob:
-    data: bytes
+    source: bytes | str  # file bytes, or a spooled upload's path
     name: str
     window: float | None
     hop: float | None
+    abandoned: threading.Event = field(default_factory=threading.Event)  # set when the request gave up
 
 
-def make_work(model: ServedModel, settings: ServeSettings):
-    """The function worker threads run on a batch of jobs: decode each, score them together."""
+def make_work(model: ServedModel, settings: ServeSettings, heavy: bool = False):
+    """The function a worker thread runs on a batch of jobs: the jobs of one window and hop scored together
+    (`ServedModel.score_uploads`); a result, or an exception, per job.
+
+    Light work goes before heavy work on the model (`heavy`: long requests, one at a time, on their own
+    thread); work whose requests have all given up stops.
+    """
+    turns = model.turns.heavy if heavy else model.turns.light
 
     def work(jobs: list[PredictJob]) -> list:
-        results: list = [None] * len(jobs)
-        groups: dict[tuple, list[tuple[int, object]]] = {}
+        results: list = [Abandoned("the request gave up") if job.abandoned.is_set() else None for job in jobs]
+        groups: dict[tuple, list[int]] = {}
         for i, job in enumerate(jobs):
-            try:
-                audio = model.decode(job.data, job.name, settings.max_audio_seconds)
-            except AudioError as exc:
-                results[i] = exc
-                continue
-            groups.setdefault((job.window, job.hop), []).append((i, audio))
-        for (window, hop), items in groups.items():
-            try:
-                timelines = model.score([audio for _, audio in items], window, hop)
-            except Exception:
-                # One clip must not fail the requests it happened to share a batch with: score each alone.
-                timelines = [_score_alone(model, audio, window, hop) for _, audio in items]
-            for (i, _), timeline in zip(items, timelines):
-                results[i] = timeline
+            if results[i] is None:
+                groups.setdefault((job.window, job.hop), []).append(i)
+        for (window, hop), members in groups.items():
+            with turns(lambda members=members: all(jobs[i].abandoned.is_set() for i in members)):
+                scored = model.score_uploads([(jobs[i].name, jobs[i].source) for i in members], window, hop,
+                                             settings.max_audio_seconds)
+            for i, result in zip(members, scored):
+                results[i] = result
         return results
 
     return work
 
 
-def _score_alone(model: ServedModel, audio, window, hop):
-    try:
-        return model.score([audio], window, hop)[0]
-    except Exception as exc:  # answered 500 to this request only
-        return exc
-
-
 class Service:
-    """What the app holds while it runs: settings, model, queue, thread pool, metrics."""
+    """What the app holds while it runs: settings, model, queues, thread pools, metrics."""
 
     def __init__(self, settings: ServeSettings, model: ServedModel | None):
         self.settings, self.model = settings, model
         self.metrics = ServiceMetrics()
         self.executor: ThreadPoolExecutor | None = None
-        self.queue: InferenceQueue | None = None
+        self.heavy_executor: ThreadPoolExecutor | None = None
+        self.queue: InferenceQueue | None = None  # short requests, on the inference threads
+        self.heavy_queue: InferenceQueue | None = None  # long requests, one at a time, after the short ones
         self.ready = False
         self.streams = 0
 
     async def start(self) -> None:
         if self.model is None:
             self.model = await asyncio.to_thread(ServedModel.load, self.settings.model)
-        self.executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="emotionnet-infer")
-        self.queue = InferenceQueue(make_work(self.model, self.settings), self.executor, self.settings.queue_size,
-                                    self.settings.threads, self.settings.max_batch)
-        self.metrics.queue_waiting.set_function(lambda: self.queue.waiting if self.queue else 0)
+        settings = self.settings
+        self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="emotionnet-infer")
+        self.heavy_executor = ThreadPoolExecutor(1, thread_name_prefix="emotionnet-heavy")
+        self.queue = InferenceQueue(make_work(self.model, settings), self.executor, settings.queue_size,
+                                    settings.threads, settings.max_batch)
+        self.heavy_queue = InferenceQueue(make_work(self.model, settings, heavy=True), self.heavy_executor,
+                                          settings.queue_size, 1, 1)
+        self.metrics.queue_waiting.set_function(lambda: self.waiting)
         await self.queue.start()
+        await self.heavy_queue.start()
         self.ready = True
+
+    @property
+    def waiting(self) -> int:
+        return sum(queue.waiting for queue in (self.queue, self.heavy_queue) if queue is not None)
 
     async def stop(self) -> None:
         self.ready = False
-        await self.queue.stop()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for queue in (self.queue, self.heavy_queue):
+            await queue.stop()
+        for executor in (self.executor, self.heavy_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def busy(self, message: str):
         return api_error(503, "busy", message, {"Retry-After": str(self.settings.retry_after)})
+
+    async def predict(self, source: bytes | str, name: str | None, window: float | None, hop: float | None):
+        """The timeline of one upload: its header judged first, then queued by its cost, then decoded and scored."""
+        settings, model = self.settings, self.model
+        shown = name or "<upload>"
+        try:
+            header = await asyncio.to_thread(model.header, source, shown)
+        except AudioError as exc:
+            raise api_error(400, "bad_audio", str(exc)) from None
+        if header.seconds > settings.max_audio_seconds:
+            raise api_error(413, "audio_too_long", f"{shown}: too long ({header.seconds:.1f} s; the limit is "
+                            f"{settings.max_audio_seconds:g} s)")
+        most = settings.max_audio_seconds * DECODE_SAMPLES_PER_SECOND
+        if header.samples > most:
+            raise api_error(413, "audio_too_large", f"{shown}: {header.channels} channels at {header.sample_rate:g} Hz "
+                            f"for {header.seconds:.1f} s is {header.samples / 1e6:.0f} million samples to decode; the "
+                            f"limit is {most / 1e6:.0f} million ({settings.max_audio_seconds:g} s of 96 kHz stereo)")
+        windows = model.count_windows(header.seconds, window, hop)
+        if windows > settings.max_windows:
+            raise api_error(413, "too_many_windows", f"{shown}: {header.seconds:.1f} s at hop "
+                            f"{hop or model.recognizer.hop:g} s is {windows} windows; at most {settings.max_windows} "
+                            "per request (use a larger hop)")
+        queue = self.heavy_queue if windows > HEAVY_WINDOWS else self.queue
+        job = PredictJob(source, shown, window, hop)
+        try:
+            return await queue.submit(job, settings.request_timeout)
+        except asyncio.QueueFull as exc:
+            raise self.busy(f"the service is busy: {exc}; retry shortly") from None
+        except TimeoutError as exc:
+            job.abandoned.set()  # its work stops at the next batch of windows
+            raise self.busy(f"the request timed out: {exc}; retry shortly") from None
+        except AudioError as exc:
+            if is_too_long(exc):
+                raise api_error(413, "audio_too_long", str(exc)) from None
+            raise api_error(400, "bad_audio", str(exc)) from None
 
 
 def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None) -> FastAPI:
@@ -131,47 +191,44 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
         yield
         await service.stop()
 
-    assets = swagger_assets()
-    app = FastAPI(title="EmotionNet", version=__version__, lifespan=lifespan, redoc_url=None,
-                  docs_url=None if assets else "/docs",  # the default page loads Swagger UI from a CDN
-                  description="Six emotions (angry, disgust, fear, happy, neutral, sad) from speech audio.")
-    if assets:
-        install_docs(app, assets)
+    app = FastAPI(title="EmotionNet", version=__version__, lifespan=lifespan, redoc_url=None, docs_url=None,
+                  openapi_url=None, description=DESCRIPTION)
     app.state.service = service
     install_handlers(app, service.metrics.error)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes, count_error=service.metrics.error)
+    app.add_middleware(ReadDeadlineMiddleware, read_timeout=settings.read_timeout)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes, inflight_limit=settings.max_inflight_bytes,
+                       count_error=service.metrics.error, retry_after=settings.retry_after)
+    if settings.keyless:
+        app.add_middleware(LoopbackGuardMiddleware, count_error=service.metrics.error)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # added last: outermost, sees every answer
 
     async def require_key(request: Request) -> None:  # async: a sync dependency would cost a thread hop
         if not bearer_ok(request.headers.get("authorization"), settings.api_key):
             raise unauthorized()
 
+    install_docs(app, swagger_assets(), dependencies=[Depends(require_key)])
+
     @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=PREDICT_BODY, responses=ERRORS,
               summary="The emotion of one audio file (multipart field `file`, or the raw bytes as the body)")
     async def predict(
         request: Request,
         timeline: bool = Query(True, description="include the timeline (`segments`) of audio longer than one window"),
-        window: float | None = Query(None, ge=MIN_WINDOW, le=60, description="seconds per timeline window"),
-        hop: float | None = Query(None, gt=0, le=60, description="seconds between window starts"),
+        window: float | None = Query(None, ge=MIN_WINDOW, le=MAX_WINDOW, description="seconds per timeline window"),
+        hop: float | None = Query(None, ge=MIN_HOP, le=MAX_WINDOW,
+                                  description="seconds between window starts, at most the window"),
     ) -> JSONResponse:
         """Answers the object `emotionnet predict --json` prints for a file."""
-        if hop is not None and hop > (window or service.model.window):
-            raise api_error(422, "invalid_request", f"hop {hop:g} must be at most the window "
-                           f"({window or service.model.window:g} s)")
-        data, name = await read_audio(request)
         try:
-            result = await service.queue.submit(PredictJob(data, name or "<upload>", window, hop),
-                                                settings.request_timeout)
-        except asyncio.QueueFull as exc:
-            raise service.busy(f"the service is busy: {exc}; retry shortly") from None
-        except TimeoutError as exc:
-            raise service.busy(f"the request timed out: {exc}; retry shortly") from None
-        except AudioError as exc:
-            if is_too_long(exc):
-                raise api_error(413, "audio_too_long", str(exc)) from None
-            raise api_error(400, "bad_audio", str(exc)) from None
+            service.model.windowing(window, hop)  # the one window rule, before the upload is read
+        except ValueError as exc:
+            raise api_error(422, "invalid_request", str(exc)) from None
+        upload = await read_upload(request)
+        try:
+            result = await service.predict(upload.source, upload.name, window, hop)
+        finally:
+            upload.close()
         service.metrics.audio_seconds.labels("predict").inc(result.duration)
-        body = service.model.result(name, result)
+        body = service.model.result(upload.name, result)
         if not timeline:
             body.pop("segments", None)
         return JSONResponse(body)
@@ -185,7 +242,7 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     async def readyz() -> JSONResponse:
         if not service.ready:
             return JSONResponse({"status": "not ready"}, status_code=503)
-        return JSONResponse({"status": "ready", "model": service.model.name, "waiting": service.queue.waiting,
+        return JSONResponse({"status": "ready", "model": service.model.public_name, "waiting": service.waiting,
                              "streams": service.streams})
 
     @app.get("/metrics", dependencies=[Depends(require_key)], summary="Prometheus metrics",
@@ -193,36 +250,8 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    from emotionnet.serving.stream import add_stream_route
-
     add_stream_route(app, service)
     return app
-
-
-async def read_audio(request: Request) -> tuple[bytes, str | None]:
-    """The uploaded bytes and the file's name: multipart field `file`, or the whole body."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=1, max_fields=16)
-        except HTTPException as exc:
-            if isinstance(exc.detail, dict):  # ours: the body is over the size limit
-                raise
-            # Starlette's 400 for too many files or fields
-            raise api_error(422, "invalid_request", f"bad multipart body ({exc.detail})") from None
-        except Exception as exc:  # malformed multipart: python-multipart raises several types
-            raise api_error(422, "invalid_request", f"malformed multipart body ({exc})") from None
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise api_error(422, "missing_file", "multipart body without a file field named 'file'")
-            return await upload.read(), upload.filename
-        finally:
-            await form.close()
-    if content_type in NOT_AUDIO or content_type.startswith("text/"):
-        raise api_error(415, "unsupported_media_type", f"a body of type {content_type} is not audio (send the "
-                       "file's bytes, e.g. as application/octet-stream, or multipart with a field 'file')")
-    return await request.body(), None
 
 
 def create_app_from_env() -> FastAPI:

@@ -12,13 +12,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("emotionnet.serving")
 
 # The code a plain HTTP status gets when nothing more specific was said.
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
 
 
 def api_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> StarletteHTTPException:
     """An answer other than 200: the status, a stable machine code and a message for people."""
     return StarletteHTTPException(status, detail={"code": code, "message": message}, headers=headers)
+
+
+def close_reason(message: str) -> str:
+    """A WebSocket close reason: at most 123 bytes of UTF-8 by the protocol."""
+    return message.encode()[:120].decode(errors="ignore")
 
 
 def error_body(code: str, message: str) -> dict:

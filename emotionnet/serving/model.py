@@ -6,9 +6,11 @@ module, so a change of that API is a change here only.
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from pathlib import Path
 
 from emotionnet.audio import AudioError
+from emotionnet.serving.scheduling import ScheduledNetwork, Turns
 
 
 def is_too_long(exc: AudioError) -> bool:
@@ -16,11 +18,33 @@ def is_too_long(exc: AudioError) -> bool:
     return "too long" in str(exc)
 
 
-class ServedModel:
-    """The recognizer loaded once per process, shared by every request and stream."""
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file's header says, read before anything is decoded."""
 
-    def __init__(self, recognizer):
-        self.recognizer = recognizer
+    sample_rate: float
+    seconds: float
+    channels: int
+
+    @property
+    def samples(self) -> float:
+        """Samples to decode, all channels counted: what decoding costs."""
+        return self.seconds * self.sample_rate * self.channels
+
+
+class ServedModel:
+    """The recognizer loaded once per process, shared by every request and stream.
+
+    Its network asks `turns` before each batch of windows (see `emotionnet.serving.scheduling`).
+    """
+
+    def __init__(self, recognizer, turns: Turns | None = None):
+        from emotionnet.inference.recognizer import EmotionRecognizer
+
+        self.turns = turns or Turns()
+        network = ScheduledNetwork(recognizer.network, self.turns)
+        self.recognizer = EmotionRecognizer.from_model(network, recognizer.metadata, recognizer.spec)
+        self.recognizer.model_file, self.recognizer.backend = recognizer.model_file, recognizer.backend
 
     @classmethod
     def load(cls, path: str | None = None) -> ServedModel:
@@ -33,6 +57,11 @@ class ServedModel:
         return str(self.recognizer.model_file or "<in memory>")
 
     @property
+    def public_name(self) -> str:
+        """The model file's name without its folder: what anyone may be shown."""
+        return Path(self.recognizer.model_file).name if self.recognizer.model_file else "<in memory>"
+
+    @property
     def sample_rate(self) -> int:
         return self.recognizer.features.sample_rate
 
@@ -40,15 +69,49 @@ class ServedModel:
     def window(self) -> float:
         return self.recognizer.window
 
-    def decode(self, data: bytes, name: str, max_seconds: float) -> np.ndarray:
-        """File bytes (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
-        from emotionnet.audio import load_audio
+    def windowing(self, window: float | None, hop: float | None):
+        """The one window rule for this model (ValueError when the window or hop breaks it)."""
+        return self.recognizer.windowing(window, hop)
 
-        return load_audio(data, max_seconds=max_seconds, name=name)
+    def header(self, source: bytes | str, name: str) -> AudioHeader:
+        """The header of file bytes or a file, or an AudioError (unreadable, an absurd rate)."""
+        import io
 
-    def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
-        """Timelines of several decoded clips, their windows scored in shared batches."""
-        return self.recognizer.predict_arrays(audios, window=window, hop=hop)
+        import soundfile
+
+        from emotionnet.audio import audio_info
+
+        rate, seconds = audio_info(source, name=name)
+        channels = soundfile.info(io.BytesIO(source) if isinstance(source, bytes) else source).channels
+        return AudioHeader(rate, seconds, channels)
+
+    def count_windows(self, seconds: float, window: float | None, hop: float | None) -> int:
+        """How many windows `score` would cut from `seconds` of audio (window and hop checked already)."""
+        from emotionnet.inference.windows import window_starts
+
+        windowing = self.windowing(window, hop)
+        frames = self.recognizer.features.frames_of_samples(int(seconds * self.sample_rate))
+        return len(window_starts(frames, windowing.frames, windowing.hop_frames))
+
+    def score_uploads(self, uploads: list[tuple[str, bytes | str]], window: float | None, hop: float | None,
+                      max_seconds: float) -> list:
+        """A timeline, or the exception that stopped it (an AudioError for bad audio), per upload (its name and
+        its bytes or spooled file), through the package's one loop for many inputs (`predict_files`): decoded in
+        turn, scored in shared batches (each alone should a batch fail), a long file in blocks."""
+        from emotionnet.audio import source_name
+        from emotionnet.inference.many import AudioInput
+
+        results = self.recognizer.predict_files([AudioInput(name, source) for name, source in uploads],
+                                                window=window, hop=hop, max_seconds=max_seconds)
+        answers: list = []
+        for (name, source), result in zip(uploads, results):
+            if result.ok:
+                answers.append(result.timeline)
+            elif isinstance(result.cause, AudioError):  # a long file's blocks name the buffer or the spooled file
+                answers.append(AudioError(str(result.cause).replace(source_name(source), name)))
+            else:
+                answers.append(result.cause or RuntimeError(result.error))
+        return answers
 
     def result(self, name: str | None, timeline) -> dict:
         """The `emotionnet predict --json` object of one clip."""

@@ -54,8 +54,8 @@ from emotionnet.features import BandStats, log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.inference.results import Prediction
 from emotionnet.labels import LABELS
+from emotionnet.window_rule import STREAM_HOP
 
-DEFAULT_HOP = 0.5
 MIN_FLUSH_SECONDS = 0.1  # the least audio after the last hop that earns a result of its own
 
 # The gate (levels in dBFS, see emotionnet.vad).
@@ -223,7 +223,7 @@ class StreamEngine:
         self,
         recognizer: EmotionRecognizer,
         window: float | None = None,
-        hop: float = DEFAULT_HOP,
+        hop: float = STREAM_HOP,
         smoothing: float = 1.0,
         reset_after: float = 2.0,
         on_result: Callable[[StreamResult], None] | None = None,
@@ -232,10 +232,11 @@ class StreamEngine:
         self.recognizer = recognizer
         self.features = recognizer.features
         spec = recognizer.spec
-        window, hop = spec.window_hop(window, hop, longest=spec.window)  # a stream holds at most the model's window
+        # the one window rule (hop floor included); a stream holds at most the model's window
+        windowing = spec.windowing(window, hop, longest=spec.window)
         # Whole feature frames, so every window starts on a frame boundary of the stream.
-        self.window_samples = spec.hop_frames(window) * self.features.hop_length
-        self.hop_samples = spec.hop_frames(hop) * self.features.hop_length
+        self.window_samples = spec.hop_frames(windowing.seconds) * self.features.hop_length
+        self.hop_samples = windowing.hop_frames * self.features.hop_length
         self.window = self.window_samples / self.features.sample_rate
         self.hop = self.hop_samples / self.features.sample_rate
         self.smoothing = smoothing
