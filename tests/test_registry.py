@@ -19,6 +19,7 @@ PACKAGE = Path(emotionnet.__file__).parent
 MAY_NAME_FAMILIES = {"models/registry.py", "models/family.py", "models/names.py",
                      "training/whisper_recipe.py", "training/encoder_cache.py", "training/head_training.py",
                      "training/face_recipe.py",
+                     "training/statistics_cache.py",
                      # the feature normalisation called "whisper" (Whisper's log-mel scaling), a name model files hold
                      "features.py"}
 
