@@ -78,7 +78,9 @@ def test_every_family_declares_what_loading_and_training_ask():
     for name, family in FAMILIES.items():
         assert family.name == name and family.modality in ("audio", "face") and family.recipe
         hparams = family.default_hparams()
-        assert hparams["n_mels"] == family.features.n_mels and hparams["n_classes"] == 6
+        assert hparams["n_classes"] == 6
+        if family.features is not None:  # an audio family's network hears its front end's mel bands
+            assert hparams["n_mels"] == family.features.n_mels
         network = build_model(name)
         assert sum(p.numel() for p in network.parameters()) > 0
 
