@@ -34,12 +34,14 @@ from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_dige
 from emotionnet.training.encoder_cache import encoder_folder, window_shape
 from emotionnet.training.head_training import (
     CachedStates,
+    CachedStatistics,
     HeadConfig,
     clip_logits,
     clip_probabilities,
     per_corpus_uar,
     train_head,
 )
+from emotionnet.training.statistics_cache import statistics_folder
 from emotionnet.training.whisper_recipe import fit_temperature
 
 CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser")
@@ -103,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "several processes can share the folds, then --combine reports")
     parser.add_argument("--combine", help="report the folds saved in this folder (choose the scale, read test once)")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="cached variants to train on")
+    parser.add_argument("--cache", choices=("frames", "statistics"), default="frames",
+                        help="frames: 3 s windows' states (encoder_cache.py); statistics: each clip whole, "
+                             "crops and augmented copies as layer statistics (statistics_cache.py; stats head only)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
@@ -110,17 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return combine(Path(args.combine), args.json)
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
     digest = tensors_digest(tensors)
-    shape = window_shape(WhisperEncoder.from_ctranslate2(tensors))  # what each cached window holds
+    encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
     variants = tuple(args.variants.split(","))
-    cache = CachedStates(encoder_folder(digest), variants, shape, digest)
+    if args.cache == "statistics":
+        cache = CachedStatistics(statistics_folder(digest), variants, encoder.n_states, encoder.positions.shape[1],
+                                 digest)
+    else:
+        cache = CachedStates(encoder_folder(digest), variants, window_shape(encoder), digest)
     records = find_records([args.data]).records
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     result = {"benchmark": "whisper-head", "split": "v3", "config": config.to_dict(), "variants": list(variants),
-              "encoder_digest": digest}
+              "cache": args.cache, "encoder_digest": digest}
     folds = []
     for corpus in [c for c in args.corpora.split(",") if c]:
         log(f"LOCO fold without {corpus}")

@@ -189,8 +189,32 @@ def tile_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
     return features[..., :frames]
 
 
+NOT_AUDIO = float("nan")  # fills the frames after audio shorter than its window (`pad_frames`)
+
+
+def pad_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """Fill a short feature sequence out to `frames` with NOT_AUDIO (or cut a long one).
+
+    For models that read any length (Whisper's encoder): the network scores the real frames
+    only (`real_frames`), so a short clip gets the answer it gets alone at its own length.
+    """
+    have = features.shape[-1]
+    if have < frames:
+        fill = features.new_full((*features.shape[:-1], frames - have), NOT_AUDIO)
+        features = torch.cat([features, fill], dim=-1)
+    return features[..., :frames]
+
+
+def real_frames(windows: torch.Tensor) -> torch.Tensor:
+    """(windows, n_mels, frames) -> (windows,) frames before each window's NOT_AUDIO fill."""
+    return (~torch.isnan(windows[:, 0, :])).sum(dim=-1)
+
+
 def model_input(
-    features: torch.Tensor, config: FeatureConfig, frames: int, stats: BandStats | None = None
+    features: torch.Tensor, config: FeatureConfig, frames: int, stats: BandStats | None = None,
+    tile: bool = True,
 ) -> torch.Tensor:
-    """Normalise an un-normalised log-mel window, then fit it to the model's frame count."""
-    return tile_frames(normalise(features, config.normalisation, stats), frames)
+    """Normalise an un-normalised log-mel window, then fit it to the model's frame count: a short
+    one repeated (`tile`, for networks of one input length) or filled with NOT_AUDIO (`pad_frames`)."""
+    normalised = normalise(features, config.normalisation, stats)
+    return tile_frames(normalised, frames) if tile else pad_frames(normalised, frames)

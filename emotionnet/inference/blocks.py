@@ -126,7 +126,8 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
         buffer = torch.cat([buffer, mel], dim=-1)
         while next_window < len(starts) and starts[next_window] + frames <= buffer_start + buffer.shape[-1]:
             s = starts[next_window] - buffer_start
-            pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats))
+            pending.append(model_input(buffer[:, s:s + frames].float(), config, frames, stats,
+                                       scoring.spec.tiles_short_windows))
             next_window += 1
             if len(pending) == BATCH_WINDOWS:
                 logits.append(window_logits(scoring.network, torch.stack(pending)))
@@ -136,6 +137,7 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
     if pending:
         logits.append(window_logits(scoring.network, torch.stack(pending)))
     detected = _detector_frames(source, decode, level.numel())
-    flags = [vad.is_speech((speech if detected is None else detected)[s:s + frames]) for s in starts]
-    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
+    speech = speech if detected is None else detected
+    flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
+    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits), speech)
     return scoring.timeline(scored, samples / config.sample_rate, windowing)

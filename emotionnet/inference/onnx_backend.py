@@ -62,12 +62,26 @@ def cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
+def check_exportable(spec: ModelSpec) -> None:
+    """OnnxBackendError, before anything is exported or written, for a model ONNX cannot run.
+
+    whisper: the encoder's export loads in onnxruntime only to be refused (`NOT_IMPLEMENTED ...
+    MatMul(13)` for its float16 products), and a head on windows of any length is not one graph
+    of one input length; it runs on the torch backend.
+    """
+    if spec.arch == "whisper":
+        raise OnnxBackendError("whisper models run on the torch backend only: their Whisper encoder is not "
+                               "exported to ONNX (the fast model is: --model fast)")
+
+
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,
                  spec: ModelSpec | None = None) -> bytes:
     """The serialised ONNX model of `model`, its metadata stored in metadata_props (`spec`: parsed already)."""
+    spec = spec or ModelSpec.from_metadata(metadata)
+    check_exportable(spec)
     onnx = require("onnx", "ONNX export", "onnx")
 
-    n_mels, frames = (spec or ModelSpec.from_metadata(metadata)).input_shape
+    n_mels, frames = spec.input_shape
     example = torch.zeros(1, n_mels, frames)
     model = model.eval()
     proto = _export(model, example)
@@ -219,6 +233,7 @@ def onnx_scorer(
     model_file: str | Path | None, model: torch.nn.Module, metadata: dict, spec: ModelSpec
 ) -> OnnxScorer:
     """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
+    check_exportable(spec)
     n_mels, frames = spec.input_shape
     path = locate_onnx(model_file, model, metadata, spec) if model_file is not None else None
     if path is not None:

@@ -239,7 +239,9 @@ def _load_whisper_base(backend: str) -> EmotionRecognizer:
     from emotionnet.models.whisper.weights import weights_available
 
     if backend != "torch":
-        raise ValueError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
+        from emotionnet.inference.onnx_backend import OnnxBackendError
+
+        raise OnnxBackendError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
     if not weights_available():
         raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
     return EmotionRecognizer(whisper_base_model_path(), backend=backend)

@@ -2,9 +2,10 @@
 
 Every clip the model sees is exactly `frames` long: longer audio is cut into
 windows every `hop` frames (`window_starts` says where the last one goes),
-shorter audio is repeated to fill one window. Each window is normalised on its
-own (or against a speaker context the caller gives), so a timeline's window
-gets exactly the answer its audio gets scored alone. Training crops,
+shorter audio is repeated to fill one window (or, for a network that reads any
+length, filled with NOT_AUDIO frames that it leaves out). Each window is
+normalised on its own (or against a speaker context the caller gives), so a
+timeline's window gets exactly the answer its audio gets scored alone. Training crops,
 evaluation, file prediction and streaming all go through these functions.
 """
 
@@ -40,15 +41,17 @@ def window_starts(n_frames: int, frames: int, hop_frames: int) -> list[int]:
 
 
 def cut_windows(
-    log_mel: torch.Tensor, frames: int, hop_frames: int, config: FeatureConfig, stats: BandStats | None = None
+    log_mel: torch.Tensor, frames: int, hop_frames: int, config: FeatureConfig, stats: BandStats | None = None,
+    tile: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
     """(n_mels, n_frames) un-normalised -> (windows, n_mels, frames) model inputs, and their starts.
 
     `stats` are the speaker statistics for `speaker` normalisation; without them each window is
-    its own context, exactly as its audio scored alone.
+    its own context, exactly as its audio scored alone. `tile` False fills audio shorter than the
+    window with NOT_AUDIO instead of repeating it.
     """
     starts = window_starts(log_mel.shape[-1], frames, hop_frames)
-    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats) for s in starts]
+    windows = [model_input(log_mel[:, s:s + frames].float(), config, frames, stats, tile) for s in starts]
     return torch.stack(windows), starts
 
 

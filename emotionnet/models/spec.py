@@ -41,7 +41,8 @@ DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
 ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
 # Defaults of switches a model file may leave out (files written before the switch existed).
 OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {"head": "attentive"}}
-WHISPER_HEADS = ("attentive", "stats")  # models/whisper/head.py: EmotionHead, StatsHead
+WHISPER_HEADS = ("attentive", "stats")
+SHORT_AUDIO = ("tile", "own length")  # ModelSpec.short_audio  # models/whisper/head.py: EmotionHead, StatsHead
 
 # Bounds on what a model file may ask for: far beyond any sensible model, far below
 # what would exhaust memory before the weights are even compared.
@@ -186,6 +187,12 @@ class ModelSpec:
     window: float = DEFAULT_WINDOW
     hop: float = DEFAULT_HOP
     temperature: float = DEFAULT_TEMPERATURE
+    # The windows (seconds, shortest and longest) the model was trained to answer; any other is refused.
+    # None: any window check_window allows (the CRNN's crops make it robust to the window).
+    window_range: tuple[float, float] | None = None
+    # "tile": audio shorter than a window is repeated to fill it (networks of one input length, and
+    # heads trained on repeated clips); "own length": scored at its own length, over its real frames.
+    short_audio: str = "tile"
 
     @property
     def sample_rate(self) -> int:
@@ -214,6 +221,14 @@ class ModelSpec:
         """(window, hop) in seconds, this spec's where None, checked by the one rule (`check_window`)."""
         window = self.window if window is None else window
         hop = self.hop if hop is None else hop
+        check_window(window, window, longest)  # the window first: a refused window is what to say
+        if self.window_range is not None:
+            shortest, longest_trained = self.window_range
+            if not shortest - 1e-9 <= window <= longest_trained + 1e-9:
+                trained = (f"{shortest:g} s windows" if shortest == longest_trained
+                           else f"windows of {shortest:g} to {longest_trained:g} s")
+                raise ValueError(f"this model was trained on {trained} and answers those only, not "
+                                 f"{window:g} s")
         check_window(window, hop, longest)
         return window, hop
 
@@ -223,6 +238,11 @@ class ModelSpec:
         `check_window`, then turned into the frame counts scoring takes."""
         window, hop = self.window_hop(window, hop, longest)
         return Windowing(self.frames(window), self.hop_frames(hop), window, hop)
+
+    @property
+    def tiles_short_windows(self) -> bool:
+        """Whether audio shorter than a window is repeated to fill it (`short_audio`)."""
+        return self.short_audio == "tile"
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -235,7 +255,8 @@ class ModelSpec:
             "features": self.features.to_dict(),
             "sample_rate": self.sample_rate,
             "temperature": self.temperature,
-            "inference": {"window": self.window, "hop": self.hop},
+            "inference": {"window": self.window, "hop": self.hop, "short_audio": self.short_audio,
+                          **({"window_range": list(self.window_range)} if self.window_range else {})},
             "model": {"arch": self.arch, "hparams": self.model_hparams},
         }
 
@@ -257,4 +278,21 @@ class ModelSpec:
         window = _number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
         hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", MIN_HOP, window)
         temperature = _number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
-        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature))
+        short_audio = inference.get("short_audio", "tile")
+        if short_audio not in SHORT_AUDIO:
+            raise ModelSpecError(f"inference.short_audio {short_audio!r} is not one of {SHORT_AUDIO}")
+        window_range = inference.get("window_range")
+        if window_range is None and model["arch"] == "whisper":
+            # A whisper head written before varied-length training saw its own window only (short
+            # clips repeated to fill it): elsewhere its standardised statistics are off the scale.
+            window_range = [window, window]
+        if window_range is not None:
+            if not (isinstance(window_range, list) and len(window_range) == 2):
+                raise ModelSpecError(f"inference.window_range must be [shortest, longest], got {window_range!r}")
+            shortest = _number(window_range[0], "inference.window_range[0]", MIN_WINDOW, MAX_WINDOW)
+            longest = _number(window_range[1], "inference.window_range[1]", shortest, MAX_WINDOW)
+            if not shortest <= window <= longest:
+                raise ModelSpecError(f"inference.window {window:g} is outside inference.window_range")
+            window_range = (float(shortest), float(longest))
+        return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature),
+                   window_range, short_audio)

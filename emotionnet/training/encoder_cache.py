@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +75,11 @@ def encode_windows(encoder: WhisperEncoder, windows: torch.Tensor) -> torch.Tens
 
 @dataclass
 class StateStore:
-    """The cached states of one variant: a float16 memmap per shard and an index of clip keys."""
+    """The cached rows of one variant: a memmap per shard (float16 states; the statistics cache
+    stores float32 rows) and an index of clip keys."""
 
     folder: Path
+    dtype: type = np.float16
 
     def shard_paths(self, shard: int) -> tuple[Path, Path]:
         return self.folder / f"states-{shard}.f16", self.folder / f"index-{shard}.jsonl"
@@ -93,8 +95,8 @@ class StateStore:
                 entry = json.loads(line)
                 index[entry["key"]] = (len(arrays), entry["start"], entry["windows"])
                 count = max(count, entry["start"] + entry["windows"])
-            arrays.append(np.memmap(states_path, dtype=np.float16, mode="r", shape=(count, *window_shape))
-                          if count else np.zeros((0, *window_shape), np.float16))
+            arrays.append(np.memmap(states_path, dtype=self.dtype, mode="r", shape=(count, *window_shape))
+                          if count else np.zeros((0, *window_shape), self.dtype))
         return arrays, index
 
 
@@ -104,16 +106,25 @@ def clip_key(path: str | Path, encoder_digest: str, variant: str) -> str:
 
 def _variant_audio(record: Record, variant: str, key_seed: str, cfg: WaveAugmentConfig) -> np.ndarray:
     samples = load_audio(record.path)
-    if variant == "clean":
+    if not variant.startswith("aug"):  # "clean", and the statistics cache's "crop"
         return samples
     rng = np.random.default_rng(int(key_seed[:16], 16))
     return augment_wave(samples, cfg, rng)
 
 
 def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int, encoder: WhisperEncoder,
-         encoder_digest: str, cfg: WaveAugmentConfig | None = None) -> int:
-    """Encode the records not yet in this shard; returns how many were added. Resumable."""
+         encoder_digest: str, cfg: WaveAugmentConfig | None = None,
+         encode: Callable[[np.ndarray, str], np.ndarray] | None = None,
+         row_shape: tuple[int, ...] | None = None) -> int:
+    """Encode the records not yet in this shard; returns how many were added. Resumable.
+
+    `encode(samples, key)` turns a clip into the rows stored for it (default: its windows' pooled
+    states, `encode_windows`, of `window_shape`); every row has `row_shape` and the store's dtype.
+    """
     cfg = cfg or WaveAugmentConfig()
+    if encode is None:
+        def encode(samples: np.ndarray, key: str) -> np.ndarray:
+            return encode_windows(encoder, encoder_inputs(samples)).numpy()
     store.folder.mkdir(parents=True, exist_ok=True)
     states_path, index_path = store.shard_paths(shard)
     done, next_window = set(), 0
@@ -123,7 +134,7 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
             done.add(entry["key"])
             if other == index_path:
                 next_window = max(next_window, entry["start"] + entry["windows"])
-    window_bytes = int(np.prod(window_shape(encoder))) * 2
+    window_bytes = int(np.prod(row_shape or window_shape(encoder))) * np.dtype(store.dtype).itemsize
     if states_path.exists():  # drop the bytes of a window written after its clip's last index line
         with open(states_path, "r+b") as f:
             f.truncate(next_window * window_bytes)
@@ -138,7 +149,7 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
                 announced = True
             try:
                 samples = _variant_audio(record, variant, key, cfg)
-                states = encode_windows(encoder, encoder_inputs(samples)).numpy()
+                states = np.ascontiguousarray(encode(samples, key), dtype=store.dtype)
             except (AudioError, ValueError) as exc:
                 print(f"skipped {record.path}: {exc}", flush=True)
                 continue

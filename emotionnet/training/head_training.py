@@ -64,7 +64,8 @@ class HeadConfig:
 class CachedStates:
     """Every variant's cached windows (float16, memory-mapped: processes share the page cache), by record."""
 
-    def __init__(self, folder, variants: Sequence[str], window_shape: tuple[int, ...], encoder_digest: str):
+    def __init__(self, folder, variants: Sequence[str], window_shape: tuple[int, ...], encoder_digest: str,
+                 dtype: type = np.float16):
         self.encoder_digest = encoder_digest
         self.shards: dict[str, list[torch.Tensor]] = {}
         self.offsets: dict[str, np.ndarray] = {}
@@ -72,7 +73,7 @@ class CachedStates:
         self._keys: dict[str, str] = {}
         self._statistics: dict[str, torch.Tensor] = {}
         for variant in variants:
-            arrays, index = StateStore(folder / variant).load(window_shape)
+            arrays, index = StateStore(folder / variant, dtype).load(window_shape)
             offsets = np.cumsum([0, *[len(a) for a in arrays]])
             with warnings.catch_warnings():  # read-only maps: nothing here writes to them
                 warnings.simplefilter("ignore", UserWarning)
@@ -124,6 +125,29 @@ class CachedStates:
         table = self._statistics[variant]
         columns = table.shape[1] // self.shards[variant][0].shape[1] * states
         return table[torch.as_tensor(np.asarray(rows, dtype=np.int64)), :columns]
+
+
+class CachedStatistics(CachedStates):
+    """The statistics cache (statistics_cache.py): each row is already a stretch's `layer_statistics`,
+    so the "stats" head reads them as they are; a clip's "clean" row is the clip whole."""
+
+    def __init__(self, folder, variants: Sequence[str], n_states: int, width: int, encoder_digest: str):
+        super().__init__(folder, variants, (n_states * 2 * width,), encoder_digest, np.float32)
+        self.columns_per_state = 2 * width
+
+    def gather(self, variant: str, rows: Sequence[int], states: int | None = None) -> torch.Tensor:
+        raise TypeError("the statistics cache holds no frame states: only the stats head trains on it")
+
+    def statistics(self, variant: str, rows: Sequence[int], states: int) -> torch.Tensor:
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = states * self.columns_per_state
+        shard_of = np.searchsorted(self.offsets[variant], rows, side="right") - 1
+        out = torch.empty((len(rows), columns), dtype=torch.float32)
+        for shard in np.unique(shard_of):
+            mine = np.flatnonzero(shard_of == shard)
+            local = torch.as_tensor(rows[mine] - self.offsets[variant][shard])
+            out[torch.as_tensor(mine)] = self.shards[variant][shard].index_select(0, local)[:, :columns]
+        return out
 
 
 def _frame_dropout(states: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:

@@ -42,11 +42,19 @@ from emotionnet.training.encoder_cache import (
 )
 from emotionnet.training.head_training import (
     CachedStates,
+    CachedStatistics,
     HeadConfig,
     as_scored,
     clip_logits,
     clip_probabilities,
     train_head,
+)
+from emotionnet.training.statistics_cache import (
+    LONGEST_CROP_S,
+    SHORTEST_CROP_S,
+    at_most_per_cell,
+    fill_statistics,
+    statistics_folder,
 )
 
 # Chosen by the LOCO benchmark on validation clips only (docs/results/whisper-head-loco.md).
@@ -60,23 +68,37 @@ class WhisperRecipe:
     head: HeadConfig = field(default_factory=HeadConfig)
     augmented_copies: int = 2  # of each training clip, beside the clean one (chosen by the LOCO study)
     unseen_corpus_temperature_scale: float = UNSEEN_CORPUS_TEMPERATURE_SCALE
+    # "windows": the head fits 3 s windows (short clips repeated) from the frame cache and answers
+    # 3 s windows only. "varied": the stats head fits each clip whole and a 1-10 s crop of it, over
+    # real frames (statistics_cache.py), and answers any window of `window_range` at any length.
+    lengths: str = "windows"
+    window: float = WINDOW_SECONDS  # the default window of a "varied" model (long files are cut into them)
+    window_range: tuple[float, float] = (SHORTEST_CROP_S, LONGEST_CROP_S)
+    # At most this many clips per corpus x emotion of each split ({"train": 100, ...}; None: all).
+    clips_per_cell: dict | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
-        return ("clean", *(f"aug{i + 1}" for i in range(self.augmented_copies)))
+        crops = ("crop",) if self.lengths == "varied" else ()
+        return ("clean", *crops, *(f"aug{i + 1}" for i in range(self.augmented_copies)))
 
     def to_dict(self) -> dict:
         return {"arch": "whisper", "head": self.head.to_dict(), "augmented_copies": self.augmented_copies,
-                "unseen_corpus_temperature_scale": self.unseen_corpus_temperature_scale}
+                "unseen_corpus_temperature_scale": self.unseen_corpus_temperature_scale, "lengths": self.lengths,
+                "window": self.window, "window_range": list(self.window_range),
+                "clips_per_cell": self.clips_per_cell}
 
     @classmethod
     def from_dict(cls, data: dict) -> WhisperRecipe:
         """The inverse of `to_dict` (as `emotionnet tune --arch whisper` writes it); unknown keys are an error."""
-        unknown = set(data) - {"arch", "head", "augmented_copies", "unseen_corpus_temperature_scale"}
+        unknown = set(data) - {"arch", "head", "augmented_copies", "unseen_corpus_temperature_scale", "lengths",
+                               "window", "window_range", "clips_per_cell"}
         if unknown or data.get("arch", "whisper") != "whisper":
             raise ValueError(f"not a whisper recipe (unknown keys: {', '.join(sorted(unknown)) or 'none'}, "
                              f"arch {data.get('arch')!r})")
         rest = {k: v for k, v in data.items() if k not in ("arch", "head")}
+        if "window_range" in rest:
+            rest["window_range"] = tuple(rest["window_range"])
         # A recipe written before the stats head names no kind: it was the attentive head, with masks.
         return cls(HeadConfig(**{"kind": "attentive", "class_masks": True, **data.get("head", {})}), **rest)
 
@@ -99,23 +121,44 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
         fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
 
 
-def prepare_cache(records: list[Record], recipe: WhisperRecipe) -> tuple[CachedStates, str]:
-    """The encoder cache for these records, filled where it lacks them, and where the weights came from."""
+def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bool = True) -> tuple[CachedStates, str]:
+    """The encoder cache for these records, filled where it lacks them (unless not `fill_missing`:
+    another process is filling it), and where the weights came from."""
     tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
-    cache_states(records, recipe, encoder, digest)
+    if recipe.lengths == "varied":
+        for variant in recipe.variants if fill_missing else ():
+            chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
+            fill_statistics(chosen, variant, 0, encoder, digest)
+        return CachedStatistics(statistics_folder(digest), recipe.variants, encoder.n_states,
+                                encoder.positions.shape[1], digest), where
+    if fill_missing:
+        cache_states(records, recipe, encoder, digest)
     return CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest), where
 
 
+def _drawn(records: list[Record], clips_per_cell: dict | None) -> list[Record]:
+    """The records of `clips_per_cell`'s fixed draw (at most so many per corpus x emotion of each split)."""
+    if not clips_per_cell:
+        return records
+    kept = {r.path for split, limit in clips_per_cell.items()
+            for r in at_most_per_cell([r for r in records if split_of(r) == split], limit)}
+    return [r for r in records if r.path in kept or split_of(r) not in clips_per_cell]
+
+
 def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
-                        sources: list[str] | None = None, progress: bool = True) -> dict:
+                        sources: list[str] | None = None, progress: bool = True, fill_missing: bool = True) -> dict:
     """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
     recipe = recipe or WhisperRecipe()
+    if recipe.lengths not in ("windows", "varied"):
+        raise ValueError(f"lengths must be windows or varied, got {recipe.lengths!r}")
+    if recipe.lengths == "varied" and recipe.head.kind != "stats":
+        raise ValueError("a head fitted on varied lengths is the stats head (the statistics cache holds no frames)")
     start = time.time()
-    records = collection.records
-    cache, where = prepare_cache(records, recipe)
+    records = _drawn(collection.records, recipe.clips_per_cell)
+    cache, where = prepare_cache(records, recipe, fill_missing)
     digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}
@@ -127,7 +170,11 @@ def train_whisper_model(collection: Collection, out: str | Path, recipe: Whisper
     hparams = recipe.hparams(digest)
     model = build_model("whisper", **hparams)
     model.head.load_state_dict(head.state_dict())
-    spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, WINDOW_SECONDS, INFERENCE_HOP_SECONDS, temperature)
+    if recipe.lengths == "varied":  # windows do not overlap, as below
+        spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, recipe.window, recipe.window, temperature,
+                         recipe.window_range, "own length")
+    else:
+        spec = ModelSpec("whisper", hparams, WHISPER_FEATURES, WINDOW_SECONDS, INFERENCE_HOP_SECONDS, temperature)
     metrics = {}
     for name in ("val", "test"):
         if parts[name]:
@@ -144,7 +191,9 @@ def train_whisper_model(collection: Collection, out: str | Path, recipe: Whisper
                         "unseen_corpus_scale": recipe.unseen_corpus_temperature_scale, "temperature": temperature},
         "training": {
             "recipe": {"head": recipe.head.to_dict(), "augmented_copies": recipe.augmented_copies,
-                       "window_seconds": WINDOW_SECONDS, "cache_hop_seconds": HOP_SECONDS},
+                       **({"lengths": "varied", "variants": list(recipe.variants),
+                           "clips_per_cell": recipe.clips_per_cell} if recipe.lengths == "varied" else
+                          {"window_seconds": WINDOW_SECONDS, "cache_hop_seconds": HOP_SECONDS})},
             "corpora": collection.per_corpus(), "clips": {k: len(v) for k, v in parts.items()},
             "sources": sources or [], "split": SPLIT_NAME,
             "excluded": [Path(p).name for p in collection.excluded], "skipped_labels": dict(collection.skipped),

@@ -20,10 +20,13 @@ model file can be checked on the meta device without touching 80 MB.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotionnet.features import real_frames
 from emotionnet.models.whisper.encoder import WhisperEncoder
 
 CACHE_POOL = 4  # encoder frames (20 ms each) averaged before the encoder cache stores them
@@ -41,6 +44,19 @@ def layer_statistics(states: torch.Tensor) -> torch.Tensor:
     """(batch, states, frames, width) -> (batch, states * 2 * width): each state's mean and std over time."""
     states = states.float()
     return torch.cat([states.mean(dim=-2), states.std(dim=-2, correction=0)], dim=-1).flatten(1)
+
+
+def window_statistics(states: torch.Tensor, encoder_lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """(batch, states, encoder frames, width) -> `layer_statistics` of the CACHE_POOL-pooled frames.
+
+    `encoder_lengths` (each window's real encoder frames) keeps padding out of the statistics: a
+    window shorter than the batch's is pooled and summarised over its own frames only, so its
+    answer is the one it gets alone.
+    """
+    if encoder_lengths is None:
+        return layer_statistics(pool_frames(states, CACHE_POOL))
+    return torch.cat([layer_statistics(pool_frames(states[i:i + 1, :, :n], CACHE_POOL))
+                      for i, n in enumerate(encoder_lengths)])
 
 
 class StatsHead(nn.Module):
@@ -145,6 +161,21 @@ class WhisperEmotionNet(nn.Module):
         return pool_frames(torch.stack(self.encoder(mel, layers=self.layers), dim=1), CACHE_POOL)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """Logits of each window over its real frames: windows filled out with NOT_AUDIO (audio
+        shorter than the window, `features.pad_frames`) are encoded at their own length, grouped
+        by length, so padding never enters the encoder's attention or the head's statistics."""
+        lengths = real_frames(mel)
+        if bool((lengths == mel.shape[-1]).all()):
+            return self._logits(mel)
+        if bool((lengths == 0).any()):
+            raise ValueError("a window holds no audio frames")
+        logits = torch.empty(len(mel), self.head.classify.out_features)
+        for length in lengths.unique().tolist():
+            same = (lengths == length).nonzero()[:, 0]
+            logits[same] = self._logits(mel[same, :, :length])
+        return logits
+
+    def _logits(self, mel: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             states = self.encoder_states(mel)
         return self.head(states)
