@@ -21,8 +21,9 @@ PACKAGE = Path(emotionnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras"),  # the root imports nothing when loaded
-    ("emotionnet.audio",),
+    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",  # the root imports nothing when loaded
+     "emotionnet.fusion"),  # voice and face probabilities in one answer: labels and NumPy only
+    ("emotionnet.audio", "emotionnet.video"),  # a video's audio track goes through the audio contract
     ("emotionnet.vad",),
     ("emotionnet.features",),
     ("emotionnet.cache",),  # the feature cache and the one cache root
