@@ -329,3 +329,15 @@ def test_evaluate_scores_the_split_protocol_asked_for(capsys, tiny_model_file, t
     assert reports["v2"]["split_protocol"] == "v2" and reports["v2"]["overall"]["n"] == 2  # BanglaSER is v3's
     assert reports["v3"]["split_protocol"] == "v3" and reports["v3"]["overall"]["n"] == 4
     assert reports["test"] == reports["v3"]  # v3 is the default
+
+
+def test_every_model_option_lists_the_model_names(capsys):
+    from emotionnet.cli.common import MODEL_NAMES
+    from emotionnet.inference.recognizer import MODELS
+
+    assert MODEL_NAMES == tuple(MODELS)  # the help's names are load_model's
+    for command in ("predict", "evaluate", "listen", "app", "serve", "batch"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(name in text for name in MODELS), command

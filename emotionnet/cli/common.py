@@ -57,7 +57,11 @@ def load_collection(folders: list[str], manifest: str | None):
     return collection
 
 
-MODEL_HELP = "a model name (default: the shipped model), a model file, or an .onnx file 'emotionnet export' wrote"
+# The names `load_model` takes (`emotionnet.inference.recognizer.MODELS`, which a test holds this to),
+# written out here because `--help` must not import torch to list them.
+MODEL_NAMES = ("default", "whisper-base")
+MODEL_HELP = (f"a model name, {' or '.join(MODEL_NAMES)} (without --model: {MODEL_NAMES[0]}, the shipped CRNN), "
+              "a model file, or an .onnx file 'emotionnet export' wrote")
 
 
 def add_model_option(parser) -> None:
