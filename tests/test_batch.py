@@ -141,6 +141,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_engine_scores_a_folder_and_resumes_after_an_interruption(local_ray, tiny_model_file, folder, tmp_path,
                                                                        monkeypatch):
     out = tmp_path / "ray.parquet"

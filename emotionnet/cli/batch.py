@@ -55,7 +55,7 @@ def run(args) -> int:
     from emotionnet.batch import run_batch
     from emotionnet.batch.job import BatchJobError
     from emotionnet.batch.output import OutputError
-    from emotionnet.cli.common import load_recognizer
+    from emotionnet.cli.common import load_recognizer, model_settings
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
@@ -70,8 +70,10 @@ def run(args) -> int:
             import ray  # noqa: F401
         except ImportError:
             raise CLIError("--engine ray needs Ray", "pip install 'emotionnet[ray]'") from None
+    environment = model_settings()  # read once here; the workers get what it says as arguments
+    model = args.model or environment.model
     try:
-        load_recognizer(args.model)  # a model that cannot load is one line here, never a row per file
+        load_recognizer(model)  # a model that cannot load is one line here, never a row per file
     except CLIError as exc:
         exc.code = EXIT_SOME_FAILED
         raise
@@ -79,10 +81,10 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
-                            model=args.model, max_seconds=args.max_seconds, address=args.address,
+                            model=model, max_seconds=args.max_seconds, address=args.address,
                             progress=sys.stderr.isatty(), part_rows=args.part_rows, retry_errors=args.retry_errors,
                             on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True),
-                            verbose=args.verbose)
+                            load_options=environment.load_options(), verbose=args.verbose)
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except OutputError as exc:
