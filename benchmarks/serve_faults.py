@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from benchmarks.common import Server, finish, speech_like, write_json
+from benchmarks.common import Server, finish, write_json
+from emotionnet.evaluation.signals import speech_like
 
 SR = 16_000
 PROBES = ("tiny_hop", "long_file", "hostile_flac", "uploads", "slowloris", "idle_streams", "heavy_stream")

@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

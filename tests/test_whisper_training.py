@@ -9,7 +9,7 @@ from conftest import make_toy_corpus
 from emotionnet.corpora import read_manifest
 from emotionnet.models.whisper.weights import installed_parts
 
-pytestmark = pytest.mark.whisper
+pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypat
     from emotionnet.models.whisper import weights
 
     monkeypatch.setattr(weights, "installed_parts", lambda: None)
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("EMOTIONNET_WHISPER", raising=False)
     code = main(["predict", "x.wav", "--model", "whisper-base"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1
@@ -241,3 +241,14 @@ def test_a_stats_head_trains_by_lbfgs_and_the_recognizer_gives_the_caches_answer
     recognizer = load_model(toy / "s0.safetensors")
     direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
     assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16
+
+
+def test_a_varied_length_recipe_reads_back_as_written():
+    """The recipe file `emotionnet train --recipe` reads: lengths, window range, draw and crops survive."""
+    from emotionnet.training.whisper_recipe import WhisperRecipe
+
+    recipe = WhisperRecipe(lengths="varied", window=6.0, window_range=(1.0, 10.0), crops=False,
+                           clips_per_cell={"train": 100, "val": 60}, augmented_copies=1)
+    again = WhisperRecipe.from_dict(recipe.to_dict())
+    assert again == recipe and again.to_dict() == recipe.to_dict()
+    assert again.variants == ("clean", "aug1") and WhisperRecipe(lengths="varied").variants == ("clean", "crop", "aug1", "aug2")
