@@ -78,8 +78,10 @@ class Analysis:
 
 
 def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
-            max_seconds: float = MAX_SECONDS) -> Analysis:
+            max_seconds: float = MAX_SECONDS, model: str | None = None) -> Analysis:
     """Decode audio bytes (any format libsndfile reads) and predict its timeline.
+
+    `model` is the name the page chose the model by (its selector's); without one, the model file's name.
 
     Raises `AudioError` with a message for people (unreadable, empty, too short, too long).
     The timeline is `predict_timeline`'s (long recordings scored in blocks, as `predict` does);
@@ -91,7 +93,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     answer = timeline.prediction.most_likely
     if answer and not np.all(np.isfinite(list(answer.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
-    model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
+    model = model or (Path(recognizer.model_file).name if recognizer.model_file else "in-memory model")
     return Analysis(name, timeline.duration, timeline, mel.numpy(), recognizer.spec.frame_seconds, model,
                     recognizer.window)
 
@@ -100,6 +102,12 @@ def check_upload(size: int, name: str) -> None:
     """Refuse an upload over MAX_UPLOAD_MB before anything decodes it."""
     if size > MAX_UPLOAD_MB * 2**20:
         raise AudioError(f"{name}: too large ({size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB)")
+
+
+def moment_rows(summary: Summary) -> list[dict]:
+    """The "Strongest moments" table: times as text with one decimal each (204.0, not 204 beside 169.5)."""
+    return [{"start (s)": f"{a:.1f}", "end (s)": f"{b:.1f}", "emotion": e, "confidence": f"{c:.0%}"}
+            for a, b, e, c in summary.strongest]
 
 
 def summarise(analysis: Analysis, strongest: int = STRONGEST) -> Summary:
@@ -283,25 +291,20 @@ def spectrogram_png(analysis: Analysis, dpi: int = 110) -> bytes:
 
 # Faces and video: the same answers as `emotionnet predict` gives for an image or a video file.
 
-def model_name(model) -> str:
-    """The file name of a loaded model (voice or face), as captions name it."""
-    return Path(model.model_file).name if model.model_file else "in-memory model"
-
-
 def face_rows(probabilities: dict[str, float]) -> list[dict]:
     """Rows for `bars_spec` from one face's (or one answer's) probabilities, in label order."""
     return [{"emotion": label, "probability": probabilities[label]} for label in LABELS if label in probabilities]
 
 
-def faces_png(data: bytes, prediction, name: str = "image") -> bytes:
+def faces_png(data: bytes, prediction) -> bytes:
     """The picture with each face's box and emotion drawn on it (largest face first, numbered), as PNG.
 
-    The picture is read as the face model read it (`load_image`), so the boxes sit on the same pixels."""
-    from PIL import Image, ImageDraw
+    `data` is a picture the face model has read already (a bad one raised ImageError there); it is turned
+    upright by its EXIF orientation as the model's reader turns it, so the boxes sit on the same pixels."""
+    from PIL import Image, ImageDraw, ImageOps
 
-    from emotionnet.models.face.images import load_image
-
-    picture = Image.fromarray(load_image(data, name=name))
+    with Image.open(io.BytesIO(data)) as image:
+        picture = ImageOps.exif_transpose(image).convert("RGB")
     draw = ImageDraw.Draw(picture)
     line = max(2, round(min(picture.size) / 150))  # visible on a phone photo and on a 48x48 crop alike
     for number, face in enumerate(prediction.faces, 1):
@@ -326,6 +329,6 @@ def video_rows(video: dict) -> list[dict]:
             return absent
         return f"{part['emotion']} {part['confidence']:.0%}"
 
-    return [{"start (s)": round(s["start"], 1), "end (s)": round(s["end"], 1),
+    return [{"start (s)": f"{s['start']:.1f}", "end (s)": f"{s['end']:.1f}",  # as moment_rows: one decimal each
              "voice and face": answer(s, "-"), "voice": answer(s.get("voice"), "no speech"),
              "face": answer(s.get("face"), "no face")} for s in video["segments"]]

@@ -31,7 +31,7 @@ from emotionnet.app.analysis import (
     face_rows,
     faces_png,
     model_choices,
-    model_name,
+    moment_rows,
     probability_spec,
     release_memory,
     share_spec,
@@ -48,7 +48,7 @@ from emotionnet.environment import MODEL_ENV, from_environment
 from emotionnet.errors import ImageError
 from emotionnet.labels import LABELS
 from emotionnet.media import media_kind
-from emotionnet.models.names import FACE_MODEL, models_help
+from emotionnet.models.names import DEFAULT_MODEL, FACE_MODEL, models_help
 
 RECORD, UPLOAD, PHOTO = "Record in the browser", "Upload a file", "Take a photo"
 
@@ -69,7 +69,7 @@ def get_recognizer(path: str | None):
 @st.cache_data(max_entries=8, ttl=1800, show_spinner="Analysing…")
 def get_analysis(data: bytes, name: str, path: str | None) -> Analysis:
     try:
-        return analyse(get_recognizer(path), data, name)
+        return analyse(get_recognizer(path), data, name, model=path)  # the caption names the selector's choice
     finally:
         release_memory()  # decoding and the STFT of a long upload are hundreds of MB, briefly
 
@@ -85,7 +85,7 @@ def get_face_model():
 def get_faces(data: bytes, name: str) -> tuple[dict, bytes]:
     """The picture's JSON answer (as `predict photo.jpg --json`) and the picture with the boxes drawn."""
     prediction = get_face_model().predict(data, name=name)
-    return prediction.to_json(), faces_png(data, prediction, name)
+    return prediction.to_json(), faces_png(data, prediction)
 
 
 @st.cache_data(max_entries=4, ttl=1800, show_spinner="Analysing the video…")
@@ -196,8 +196,7 @@ def show(result: Analysis, data: bytes, mime: str | None, spectrogram: bytes) ->
         st.caption(f"Bars: each emotion's share of the {summary.speech_seconds:.0f} s of speech "
                    "(the most likely emotion at each moment).")
         st.subheader("Strongest moments")
-        st.dataframe([{"start (s)": round(a, 1), "end (s)": round(b, 1), "emotion": e, "confidence": f"{c:.0%}"}
-                      for a, b, e, c in summary.strongest], hide_index=True)
+        st.dataframe(moment_rows(summary), hide_index=True)
     if not p.speech:
         st.warning("No speech was detected. " + (
             "The bars show what the model guessed from the silence or background sound: not an answer."
@@ -239,12 +238,10 @@ def show_picture_or_video(upload, kind: str, path: str | None) -> None:
     except Exception as exc:  # never a traceback page
         st.error(f"Something went wrong while analysing this {kind}: {exc}")
         return
-    face_model = model_name(get_face_model())
-    if kind == "image":
-        show_faces(answer, drawn, face_model)
+    if kind == "image":  # the captions name the models as the page chose them, as the audio's does
+        show_faces(answer, drawn, FACE_MODEL)
     else:
-        show_video(video, data, upload.type, f"voice model {model_name(get_recognizer(path))}, "
-                                             f"face model {face_model}")
+        show_video(video, data, upload.type, f"voice model {path or DEFAULT_MODEL}, face model {FACE_MODEL}")
 
 
 def show_faces(answer: dict, drawn: bytes, face_model: str) -> None:
