@@ -196,4 +196,4 @@ def test_onnx_refuses_whisper_base_in_one_line_and_writes_nothing(tmp_path, caps
     clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
     assert main(["predict", str(clip), "--model", "whisper-base", "--backend", "onnx"]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("emotionnet: error: whisper-base runs on the torch backend only") and err.count("\n") == 1
+    assert err.startswith("emotionnet: error: whisper models run on the torch backend only") and err.count("\n") == 1
