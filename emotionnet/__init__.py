@@ -32,8 +32,8 @@ _EXPORTS = {
     "EmotionNetError": "emotionnet.errors",
     "BatchJobError": "emotionnet.batch.job",
     "OutputError": "emotionnet.batch.output",
-    "ImageError": "emotionnet.models.face.images",
-    "DetectorFileError": "emotionnet.models.face.detector",
+    "ImageError": "emotionnet.errors",
+    "DetectorFileError": "emotionnet.errors",
     "EnvironmentSettingError": "emotionnet.environment",
     "EncoderWeightsError": "emotionnet.errors",
     "CTranslate2FormatError": "emotionnet.errors",
@@ -88,16 +88,16 @@ if TYPE_CHECKING:
         AudioNotFoundError,
         AudioTooLongError,
         CTranslate2FormatError,
+        DetectorFileError,
         EmotionNetError,
         EncoderWeightsError,
+        ImageError,
     )
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
-    from emotionnet.models.face.detector import DetectorFileError
-    from emotionnet.models.face.images import ImageError
     from emotionnet.models.file import ModelFileError
     from emotionnet.models.names import available_models
     from emotionnet.models.spec import ModelSpec, ModelSpecError

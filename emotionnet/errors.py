@@ -47,6 +47,15 @@ class AudioTooLongError(AudioError):
     code = "audio_too_long"
 
 
+class ImageError(EmotionNetError, ValueError):
+    """An image that cannot be used (missing, not JPEG/PNG/WebP, damaged, too many pixels); the message names
+    the input and the problem."""
+
+
+class DetectorFileError(EmotionNetError, RuntimeError):
+    """The shipped face detector's weights are missing or not the file the package was built with."""
+
+
 class EncoderWeightsError(EmotionNetError, ValueError):
     """Pretrained encoder weights that are missing, unreadable or not the ones a model needs (the message says which)."""
 

@@ -28,7 +28,8 @@ LAYERS = [
     ("emotionnet.vad",),
     ("emotionnet.features",),
     ("emotionnet.cache",),  # the feature cache and the one cache root
-    ("emotionnet.corpora",),
+    ("emotionnet.corpora",  # finding files: corpus parsers, and which modality a file holds
+     "emotionnet.media"),
     ("emotionnet.models",),
     ("emotionnet.inference",  # scoring under the public recognizer, the ONNX backend
      "emotionnet.environment"),  # the variables the surfaces read, checked (names models)

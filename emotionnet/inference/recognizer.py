@@ -30,9 +30,10 @@ from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
-from emotionnet.models.family import LoadOptions
-from emotionnet.models.file import ModelFileError, load_model_file
+from emotionnet.models.family import AUDIO, LoadOptions
+from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
 from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
 BACKENDS = ("torch", "onnx")
@@ -60,6 +61,8 @@ class EmotionRecognizer:
     backend) and the spec that says how it hears. `load_model` is the usual way in;
     `from_file`, `from_onnx` and `from_model` build one from a file or a model in memory.
     """
+
+    modality = AUDIO  # what `predict` takes (a face model's recognizer takes images)
 
     def __init__(self, network: Callable[[torch.Tensor], torch.Tensor], spec: ModelSpec, *,
                  backend: str = "torch", vad: str = "auto", model_file: str | Path | None = None,
@@ -271,6 +274,8 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
     threads: torch's threads for this process (None: leave them as they are).
     encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
     The environment is read by the command line and the service, never here.
+    A model whose family reads no audio is answered by that family's recognizer: `load_model("face")`
+    gives a FaceRecognizer, whose `predict` takes images.
     """
     chosen = name_or_path or DEFAULT_MODEL
     if backend is not None and backend not in BACKENDS:
@@ -282,13 +287,21 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         torch.set_num_threads(threads)
     options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
     if isinstance(chosen, str) and chosen in MODELS:
-        return EmotionRecognizer.from_file(model_path(chosen), backend=backend or "torch", **options)
-    path = Path(chosen)
-    if path.suffix.lower() == ".onnx":
-        if backend == "torch":
-            raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
-        return EmotionRecognizer.from_onnx(path, vad=detector)
-    if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
-        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(available_models())}; "
-                                "or give a .safetensors or .onnx file")
+        path = model_path(chosen)
+    else:
+        path = Path(chosen)
+        if path.suffix.lower() == ".onnx":
+            if backend == "torch":
+                raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
+            return EmotionRecognizer.from_onnx(path, vad=detector)
+        if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
+            raise UnknownModelError(f"unknown model {chosen!r}: the model names are "
+                                    f"{', '.join(available_models())}; or give a .safetensors or .onnx file")
+    family = family_of(read_model_spec(path)) if path.is_file() else None
+    if family is not None and family.recognizer is not None:  # a model that reads no audio (the face model)
+        if backend == "onnx":
+            raise ValueError(f"{path.name}: a {family.name} model runs on the torch backend only "
+                             f"({family.onnx_refusal})")
+        load_options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
+        return family.recognizer(load_model_file(path, load_options), path, load_options, threads or 1)
     return EmotionRecognizer.from_file(path, backend=backend or "torch", **options)

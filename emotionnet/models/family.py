@@ -29,7 +29,8 @@ from torch import nn
 from emotionnet.errors import EmotionNetError
 from emotionnet.features import FeatureConfig
 
-MODALITIES = ("audio", "face")
+AUDIO, FACE = "audio", "face"  # what a model reads: a log-mel of 16 kHz audio, or face crops of images
+MODALITIES = (AUDIO, FACE)
 COMPUTE_TYPES = ("auto", "float32", "bfloat16")  # "auto": bfloat16 products only where the CPU has them natively
 
 # Bounds shared by families: far beyond any sensible model, far below what would exhaust memory
@@ -133,6 +134,15 @@ class ModelFamily:
     # asked before loading, and by whatever offers a choice of models (the app).
     require: Callable[[LoadOptions], None] | None = None
     onnx_refusal: str | None = None  # why this family is not exported to ONNX; None: it is
+    # How a loaded model of a family that does not read audio answers: (LoadedModel, path, LoadOptions,
+    # threads) -> its recognizer (the face family's FaceRecognizer). None: the audio EmotionRecognizer.
+    recognizer: Callable[..., Any] | None = None
+
+    @property
+    def hears_audio(self) -> bool:
+        """Whether its input is audio (its model files then record the audio front end, `features`)."""
+        return self.modality == AUDIO
+
     # A model file that states no `inference.window_range` was trained on its own window only (files
     # written before the family trained on varied windows); False: it answers any window the rule allows.
     own_window_if_unstated: bool = False

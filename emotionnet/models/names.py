@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_MODEL = "default"  # what `load_model()` and every command without `--model` use
+FACE_MODEL = "face"  # what images and video frames are read with unless `--face-model` says otherwise
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ MODELS: dict[str, ShippedModel] = {
     DEFAULT_MODEL: ShippedModel("model.safetensors", "the CRNN shipped in the package: fast, exportable to ONNX"),
     "whisper-base": ShippedModel("whisper-base.safetensors",
                                  "a head on the frozen Whisper-base encoder (needs the Whisper-base weights)"),
+    FACE_MODEL: ShippedModel("face.safetensors", "faces in images and video frames: BlazeFace + a small CNN "
+                                                 "trained on FER2013"),
 }
 
 

@@ -15,10 +15,11 @@ from torch import nn
 
 from emotionnet.models.cnn.family import FAMILY as CNN_FAMILY
 from emotionnet.models.crnn.family import FAMILY as CRNN_FAMILY
+from emotionnet.models.face.family import FAMILY as FACE_FAMILY
 from emotionnet.models.family import ModelFamily, ModelSpecError
 from emotionnet.models.whisper.family import FAMILY as WHISPER_FAMILY
 
-_DECLARED = (CNN_FAMILY, CRNN_FAMILY, WHISPER_FAMILY)
+_DECLARED = (CNN_FAMILY, CRNN_FAMILY, WHISPER_FAMILY, FACE_FAMILY)
 FAMILIES: dict[str, ModelFamily] = {family.name: family for family in _DECLARED}
 
 

@@ -218,15 +218,19 @@ class ModelSpec:
     def from_metadata(cls, meta: Any) -> ModelSpec:
         """The spec a model file's JSON describes; ModelSpecError naming the first bad field."""
         meta = _mapping(meta, "the model description")
-        if "features" not in meta:
-            raise ModelSpecError("no 'features' in the model description")
-        features = check_features(meta["features"])
-        if meta.get("sample_rate", features.sample_rate) != features.sample_rate:
-            raise ModelSpecError(f"sample_rate {meta['sample_rate']!r} differs from the features' "
-                                 f"{features.sample_rate}")
         if "model" not in meta:
             raise ModelSpecError("no 'model' (architecture and hyper-parameters) in the model description")
         model = _mapping(meta["model"], "model")
+        family = get_family(model.get("arch"))
+        if not family.hears_audio:  # a face model: no audio front end to read (the default stands in, unused)
+            features = FeatureConfig()
+        elif "features" not in meta:
+            raise ModelSpecError("no 'features' in the model description")
+        else:
+            features = check_features(meta["features"])
+        if meta.get("sample_rate", features.sample_rate) != features.sample_rate:
+            raise ModelSpecError(f"sample_rate {meta['sample_rate']!r} differs from the features' "
+                                 f"{features.sample_rate}")
         labels = check_labels(meta.get("labels", list(LABELS)), "labels")  # files without them mean the six
         answers = check_labels(meta["answers"], "answers", labels) if "answers" in meta else None
         hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features, len(labels))
