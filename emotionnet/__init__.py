@@ -23,6 +23,9 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
     "AudioError": "emotionnet.audio",
+    "AudioWarning": "emotionnet.audio",
+    "AudioNotFoundError": "emotionnet.audio",
+    "AudioTooLongError": "emotionnet.audio",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
@@ -46,7 +49,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
     "open_video",
@@ -62,11 +65,12 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    """The public names, each once (not the module's own imports: `importlib`, `TYPE_CHECKING`, ...)."""
+    return sorted({*__all__, "__version__"})
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import AudioError, load_audio
+    from emotionnet.audio import AudioError, AudioNotFoundError, AudioTooLongError, AudioWarning, load_audio
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model

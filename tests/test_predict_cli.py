@@ -221,7 +221,7 @@ def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
     record, failed = json_lines(done.stdout)
     assert record["path"] == str(clips / "a.wav") and record["emotion"] in LABELS
     assert failed == {"path": str(clips / "none.wav"),
-                      "error": {"code": "bad_audio", "message": f"{clips / 'none.wav'}: file not found"}}
+                      "error": {"code": "not_found", "message": f"{clips / 'none.wav'}: file not found"}}
     assert done.stderr == f"emotionnet: error: {clips / 'none.wav'}: file not found\n"
 
 

@@ -139,12 +139,8 @@ def format_json(result, timeline: bool = True) -> str:
 
 def error_json(path: str, message: str, code: str | None = None) -> str:
     """The JSON line of an input that failed: `{"path", "error": {"code", "message"}}`."""
-    from emotionnet.inference.results import FileResult
-
-    data = FileResult(str(path), error=message).to_dict()
-    if code:
-        data["error"]["code"] = code
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps({"path": str(path), "error": {"code": code or "bad_audio", "message": message}},
+                      ensure_ascii=False)
 
 
 def _finite(timeline) -> bool:
@@ -203,7 +199,7 @@ def run(args) -> int:
                 with tqdm.external_write_mode(file=sys.stderr):
                     report_failure(result.path, message)
                     if args.json:  # one line per input file, failed ones included
-                        print(error_json(result.path, message, None if not result.ok else "model_error"),
+                        print(error_json(result.path, message, result.code if not result.ok else "model_error"),
                               flush=True)
                 empty_folders_before(done)
                 continue
