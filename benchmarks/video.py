@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import comma_list, finish, machine_info, speech_like, write_video
+from benchmarks.common import comma_list, finish, machine_info, write_video
+from emotionnet.evaluation.signals import speech_like
 
 SIZE = (1280, 720)  # 720p, as DESIGN.md's video target
 RATE = 30

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from emotionnet.errors import DetectorFileError
 from emotionnet.models.face.images import as_rgb
 
 WEIGHTS_FILE = "blazeface-short-range.onnx"
@@ -44,10 +45,6 @@ KEYPOINTS: tuple[str, ...] = ("right_eye", "left_eye", "nose_tip", "mouth_center
 MIN_SCORE = 0.5  # MediaPipe's short-range graph
 NMS_IOU = 0.3
 SCORE_CLIP = 100.0  # raw scores are clipped to +-100 before the sigmoid, as MediaPipe does
-
-
-class DetectorFileError(RuntimeError):
-    """The shipped detector weights are missing or not the file the package was built with."""
 
 
 @dataclass(frozen=True)
