@@ -71,7 +71,7 @@ def check_exportable(spec: ModelSpec) -> None:
     """
     if spec.arch == "whisper":
         raise OnnxBackendError("whisper models run on the torch backend only: their Whisper encoder is not "
-                               "exported to ONNX (the fast model is: --model fast)")
+                               "exported to ONNX (CRNN and CNN model files are)")
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,
