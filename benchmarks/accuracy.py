@@ -153,7 +153,7 @@ def run_shipped(model: Path, records: list[Record], collection: Collection, prog
     from emotionnet.evaluation.evaluate import evaluate_records
     from emotionnet.inference.recognizer import EmotionRecognizer
 
-    recognizer = EmotionRecognizer(model)
+    recognizer = EmotionRecognizer.from_file(model)
     contexts = {"shipped": "speaker"}
     if recognizer.features.normalisation == "speaker":
         contexts["shipped_clip"] = "clip"
@@ -184,7 +184,7 @@ def run_loco(records: list[Record], collection: Collection, corpora: Sequence[st
         recipe = recipe_for(LOCO_METHOD, seed, epochs, steps_per_epoch)
         path, meta, reused = train_or_reuse(f"loco-{held_out}-{LOCO_METHOD}", seed, subset, recipe, cache, retrain,
                                             progress)
-        report = evaluate_records(EmotionRecognizer(path), test, "test", progress=progress)
+        report = evaluate_records(EmotionRecognizer.from_file(path), test, "test", progress=progress)
         figures = report["per_corpus"].get(held_out) or summary([], [])
         table[held_out] = {**figures, "train_clips": meta["training"]["clips"]["train"], "model_file": path.name,
                            "reused": reused}

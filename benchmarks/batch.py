@@ -33,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import finish, speech_like
+from benchmarks.common import finish
 from emotionnet.batch.predictor import BatchPredictor, arrow_schema
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 
 REPO = Path(__file__).resolve().parents[1]
 

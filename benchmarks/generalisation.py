@@ -169,7 +169,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         subset = Collection(records=train, skipped=collection.skipped, excluded=collection.excluded)
         started = time.perf_counter()
         path, meta, reused = train_or_reuse(f"loco-{held_out}", seed, subset, recipe, cache, progress=progress)
-        recognizer = EmotionRecognizer(path)
+        recognizer = EmotionRecognizer.from_file(path)
         records, mels = load_split(test, recognizer.features, progress)
         y = np.array([LABEL_INDEX[r.emotion] for r in records])
         scored = recognizer.score_log_mels(mels)  # scored once: the figures and the calibration curves
@@ -335,7 +335,7 @@ def run(model: Path, data: Path, only: Sequence[str], loco_epochs: int | None, l
     started = time.perf_counter()
     collection = find_records([data])
     test = select(collection.records, split)  # in-domain and channels; "val" when choosing between models
-    recognizer = EmotionRecognizer(model)
+    recognizer = EmotionRecognizer.from_file(model)
     result = {
         "benchmark": "generalisation", "split": SPLIT_NAME, "scored_split": split, "model_file": shown(model),
         "sha256": file_digest(model, "sha256"), "normalisation": recognizer.features.normalisation,

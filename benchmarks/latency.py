@@ -26,8 +26,9 @@ import os
 import platform
 import time
 
-from benchmarks.common import percentiles, speech_like
+from benchmarks.common import percentiles
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 
 
 def measure(model: str | None, seconds: float, hop: float, window: float | None, threads: int,

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import soundfile
 
-from benchmarks.common import run_measured, speech_like, write_json
+from benchmarks.common import run_measured, write_json
+from emotionnet.evaluation.signals import speech_like
 
 RATIO_TARGET = {"predict": 1.5, "batch": 1.2}
 

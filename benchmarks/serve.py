@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Server, finish, percentiles, speech_like
+from benchmarks.common import Server, finish, percentiles
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 
 SR = 16_000
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import speech_like, write_json
+from benchmarks.common import write_json
+from emotionnet.evaluation.signals import speech_like
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 0.1

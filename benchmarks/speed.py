@@ -46,6 +46,7 @@ from benchmarks import common
 from benchmarks.common import SAMPLE_RATE, comma_list, shown
 from emotionnet.audio import load_audio
 from emotionnet.digest import file_digest
+from emotionnet.evaluation.signals import speech_like
 from emotionnet.features import log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer, resolve_model_path
 from emotionnet.models import count_parameters
@@ -57,7 +58,7 @@ OPENSMILE_SETS = ("eGeMAPSv02", "ComParE_2016")
 # --------------------------------------------------------------------------- the model
 
 def model_info(path: Path) -> dict:
-    recognizer = EmotionRecognizer(path)
+    recognizer = EmotionRecognizer.from_file(path)
     meta = recognizer.metadata
     size = path.stat().st_size
     return {
@@ -108,7 +109,7 @@ def generated_clips(folder: Path, n: int, seconds: float = 3.0) -> list[Path]:
     paths = []
     for i in range(n):
         path = folder / f"generated_{i:03d}.wav"
-        soundfile.write(str(path), common.speech_like(seconds, 100 + 7 * (i % 20), seed=i, random_phase=True), SAMPLE_RATE)
+        soundfile.write(str(path), speech_like(seconds, 100 + 7 * (i % 20), seed=i, random_phase=True), SAMPLE_RATE)
         paths.append(path)
     return paths
 
@@ -177,7 +178,7 @@ def time_batched(recognizer: EmotionRecognizer, paths: Sequence[Path], audio: fl
 def neural_timings(model: Path, backend: str, threads: int, clips: list[Path], long_path: Path,
                    repeat: int) -> list[dict]:
     torch.set_num_threads(threads)  # set before the recognizer: its onnxruntime session copies it
-    recognizer = EmotionRecognizer(model, backend=backend)
+    recognizer = EmotionRecognizer.from_file(model, backend=backend)
     base = {"backend": backend, "threads": threads}
     rows = []
     clip_row = time_files(recognizer, clips, repeat)
@@ -280,10 +281,13 @@ def training_throughput(arch: str, hparams: dict, device: str, mixed_precision: 
 def gpu_training(batch_sizes: Sequence[int], steps: int) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA GPU (torch.cuda.is_available() is False)"}
-    from emotionnet.models.spec import DEFAULT_ARCH_HPARAMS
+    from emotionnet.models.registry import FAMILIES
 
     rows = []
-    for arch, hparams in DEFAULT_ARCH_HPARAMS.items():
+    for arch, family in FAMILIES.items():
+        if family.recipe != "log-mel":  # a family on a pretrained encoder trains its head on cached states
+            continue
+        hparams = {k: v for k, v in family.default_hparams().items() if k not in ("n_mels", "n_classes")}
         for batch_size in batch_sizes:
             for mixed in (False, True):
                 rows.append(training_throughput(arch, hparams, "cuda", mixed, batch_size, steps))

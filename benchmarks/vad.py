@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_DATA, SAMPLE_RATE, finish, machine_info, speech_like
+from benchmarks.common import DEFAULT_DATA, SAMPLE_RATE, finish, machine_info
+from emotionnet.evaluation.signals import speech_like
 
 HOP = 160  # samples per feature frame (10 ms)
 CLIP_SECONDS = 3.0
@@ -150,10 +151,11 @@ class Silero:
     def frames(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         """silero-vad's speech flag per 32 ms chunk, spread over the 10 ms frames whose centre it covers."""
         from emotionnet import vad
+        from emotionnet.features import FeatureConfig
 
         stream = vad.SileroStream()
         stream.feed(audio)
-        return vad.frames_from_chunks(stream.finish(), n_frames).numpy()
+        return vad.frames_from_chunks(stream.finish(), n_frames, FeatureConfig()).numpy()
 
 
 def clip_speech(mask: np.ndarray, window_frames: int, hop_frames: int) -> bool:

@@ -22,19 +22,26 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 # Public name -> the module that defines it.
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
-    "AudioError": "emotionnet.audio",
+    "AudioError": "emotionnet.errors",
     "AudioWarning": "emotionnet.audio",
-    "AudioNotFoundError": "emotionnet.audio",
-    "AudioTooLongError": "emotionnet.audio",
+    "AudioNotFoundError": "emotionnet.errors",
+    "AudioTooLongError": "emotionnet.errors",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
-    "EncoderWeightsError": "emotionnet.models.whisper.weights",
-    "CTranslate2FormatError": "emotionnet.models.whisper.ctranslate2_file",
+    "EmotionNetError": "emotionnet.errors",
+    "BatchJobError": "emotionnet.batch.job",
+    "OutputError": "emotionnet.batch.output",
+    "ImageError": "emotionnet.errors",
+    "DetectorFileError": "emotionnet.errors",
+    "EnvironmentSettingError": "emotionnet.environment",
+    "EncoderWeightsError": "emotionnet.errors",
+    "CTranslate2FormatError": "emotionnet.errors",
     "ModelSpec": "emotionnet.models.spec",
     "ModelSpecError": "emotionnet.models.spec",
     "EmotionRecognizer": "emotionnet.inference.recognizer",
     "load_model": "emotionnet.inference.recognizer",
+    "available_models": "emotionnet.models.names",
     "UnknownModelError": "emotionnet.inference.recognizer",
     "FileResult": "emotionnet.inference.results",
     "Prediction": "emotionnet.inference.results",
@@ -49,9 +56,11 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "CTranslate2FormatError", "EmotionRecognizer", "EncoderWeightsError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "BatchJobError", "OutputError",
+    "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError",
+    "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
-    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "load_audio", "load_model",
+    "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "available_models", "load_audio", "load_model",
     "open_video",
 ]
 
@@ -70,16 +79,28 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import AudioError, AudioNotFoundError, AudioTooLongError, AudioWarning, load_audio
+    from emotionnet.audio import AudioWarning, load_audio
+    from emotionnet.batch.job import BatchJobError
+    from emotionnet.batch.output import OutputError
+    from emotionnet.environment import EnvironmentSettingError
+    from emotionnet.errors import (
+        AudioError,
+        AudioNotFoundError,
+        AudioTooLongError,
+        CTranslate2FormatError,
+        DetectorFileError,
+        EmotionNetError,
+        EncoderWeightsError,
+        ImageError,
+    )
     from emotionnet.extras import MissingExtraError
     from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
     from emotionnet.inference.recognizer import EmotionRecognizer, UnknownModelError, load_model
     from emotionnet.inference.results import FileResult, Prediction, Segment, Timeline
     from emotionnet.labels import LABELS
     from emotionnet.models.file import ModelFileError
+    from emotionnet.models.names import available_models
     from emotionnet.models.spec import ModelSpec, ModelSpecError
-    from emotionnet.models.whisper.ctranslate2_file import CTranslate2FormatError
-    from emotionnet.models.whisper.weights import EncoderWeightsError
     from emotionnet.streaming.sources import MicrophoneError
     from emotionnet.training.trainer import TrainingError
     from emotionnet.video import VideoError, open_video

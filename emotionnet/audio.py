@@ -29,6 +29,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from emotionnet.errors import AudioError, AudioNotFoundError, AudioTooLongError
+
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
 # Float audio is nominally within [-1, 1]; PCM values stored as floats reach 2^31.
@@ -48,25 +50,6 @@ BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 BLOCK_VALUES = 60 * 48_000 * 2
 
 AudioSource = str | Path | bytes | np.ndarray
-
-
-class AudioError(ValueError):
-    """Audio that cannot be used: the message names the input and the problem; `code` is the short
-    stable name of the problem that JSON errors carry."""
-
-    code = "bad_audio"
-
-
-class AudioNotFoundError(AudioError):
-    """No file at the path given."""
-
-    code = "not_found"
-
-
-class AudioTooLongError(AudioError):
-    """Audio over the duration limit."""
-
-    code = "audio_too_long"
 
 
 class AudioWarning(UserWarning):
@@ -124,7 +107,7 @@ def check_sample_rate(sample_rate: object, name: str = "<array>", limits: AudioL
     return rate
 
 
-def _too_long(name: str, seconds: float, limit: float) -> AudioError:
+def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
     return AudioTooLongError(f"{name}: too long ({seconds:.1f} s; the limit is {limit:g} s)")
 
 

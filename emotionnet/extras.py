@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from emotionnet.errors import EmotionNetError
 
-class MissingExtraError(ImportError):
+
+class MissingExtraError(EmotionNetError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
 
     def __init__(self, what: str, package: str, extra: str):

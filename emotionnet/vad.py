@@ -15,21 +15,24 @@ Two detectors answer the same question per 10 ms feature frame:
   nothing; it also picks the frames the features' normalisation statistics use
   (`features.band_sums`), whichever detector decides speech.
 
-`EMOTIONNET_VAD` chooses: `silero`, `energy`, or `auto` (the default: silero
-where installed). Cached features (evaluation, training) have no audio and use
+The caller chooses (`load_model(..., vad=)`; the command line reads
+`EMOTIONNET_VAD`): `silero`, `energy`, or `auto` (the default: silero where installed). Cached features (evaluation, training) have no audio and use
 the gate. A window holds speech when at least MIN_SPEECH of its frames do; a
 clip or file when any window does (`has_speech`).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # the model's front end (features.py, a layer above) says where its frames lie
+    from emotionnet.features import FeatureConfig
 
 # 10*log10 of a frame's summed mel power is about this many dB above its RMS
 # level in dBFS (measured with noise and sines: 25-29 dB, depending on spectrum).
@@ -75,11 +78,8 @@ def has_speech(window_flags) -> bool:
 
 # --------------------------------------------------------------------------- the detector in use
 
-DETECTOR_ENV = "EMOTIONNET_VAD"
 DETECTORS = ("auto", "silero", "energy")
 SAMPLE_RATE = 16_000
-HOP_SAMPLES = 160  # a feature frame every 10 ms ...
-FRAME_CENTRE = 256  # ... centred 256 samples into its 512-sample span (torch.stft, center=False)
 SILERO_CHUNK = 512  # samples per silero-vad decision (32 ms)
 SILERO_CONTEXT = 64  # samples of the previous chunk silero-vad reads with each chunk
 SILERO_THRESHOLD = 0.5  # silero-vad's own default
@@ -90,13 +90,12 @@ def silero_available() -> bool:
     return find_spec("silero_vad") is not None
 
 
-def detector_name() -> str:
-    """`silero` or `energy`: $EMOTIONNET_VAD, where `auto` (the default) means silero where installed."""
-    choice = (os.environ.get(DETECTOR_ENV) or "auto").strip().lower()
+def detector_name(choice: str = "auto") -> str:
+    """The detector `choice` means: `silero` or `energy`, where `auto` means silero where installed."""
     if choice not in DETECTORS:
-        raise ValueError(f"{DETECTOR_ENV}={choice!r}: choose one of {', '.join(DETECTORS)}")
+        raise ValueError(f"speech detector {choice!r}: choose one of {', '.join(DETECTORS)}")
     if choice == "silero" and not silero_available():
-        raise ValueError(f"{DETECTOR_ENV}=silero, but silero-vad is not installed (pip install silero-vad)")
+        raise ValueError("the silero speech detector, but silero-vad is not installed (pip install silero-vad)")
     if choice == "auto":
         return "silero" if silero_available() else "energy"
     return choice
@@ -142,22 +141,30 @@ class SileroStream:
             self.probabilities.append(probabilities)
 
 
-def frames_from_chunks(probabilities: np.ndarray, n_frames: int) -> torch.Tensor:
-    """silero-vad's chunk decisions spread over the feature frames whose centre each chunk holds."""
+def frame_centres(n_frames: int, features: FeatureConfig) -> np.ndarray:
+    """The sample at the centre of each feature frame: a frame every `hop_length` samples, each spanning
+    max(n_fft, win_length) samples (torch.stft, center=False): 256 into the log-mel models' 512-sample
+    frames, 200 into Whisper's 400."""
+    return np.arange(n_frames) * features.hop_length + max(features.n_fft, features.win_length) // 2
+
+
+def frames_from_chunks(probabilities: np.ndarray, n_frames: int, features: FeatureConfig) -> torch.Tensor:
+    """silero-vad's chunk decisions spread over the feature frames (of `features`) whose centre each chunk holds."""
     if n_frames <= 0 or probabilities.size == 0:
         return torch.zeros(max(n_frames, 0), dtype=torch.bool)
-    chunk = np.minimum((np.arange(n_frames) * HOP_SAMPLES + FRAME_CENTRE) // SILERO_CHUNK, probabilities.size - 1)
+    chunk = np.minimum(frame_centres(n_frames, features) // SILERO_CHUNK, probabilities.size - 1)
     return torch.from_numpy(probabilities[chunk] >= SILERO_THRESHOLD)
 
 
-def detector_frames(audio: np.ndarray | None, n_frames: int) -> torch.Tensor | None:
-    """The speech frames of 16 kHz audio by the detector in use; None when it is the energy gate
-    (which the caller runs on its log-mel, as `speech_frames(frame_levels(mel))`)."""
-    if audio is None or detector_name() != "silero":
+def detector_frames(audio: np.ndarray | None, n_frames: int, detector: str,
+                    features: FeatureConfig) -> torch.Tensor | None:
+    """The speech frames (of `features`) of 16 kHz audio by `detector` (`detector_name`'s); None when it is
+    the energy gate (which the caller runs on its log-mel, as `speech_frames(frame_levels(mel))`)."""
+    if audio is None or detector != "silero":
         return None
     stream = SileroStream()
     stream.feed(audio)
-    return frames_from_chunks(stream.finish(), n_frames)
+    return frames_from_chunks(stream.finish(), n_frames, features)
 
 
 _runner = None

@@ -10,17 +10,39 @@ import numpy as np
 import pytest
 import soundfile
 
+from emotionnet.evaluation.signals import speech_like
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-if str(REPO) not in sys.path:  # the generated speech is the benchmarks' (benchmarks/common.py)
+if str(REPO) not in sys.path:  # tests of the benchmarks import them
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import speech_like  # noqa: E402
-
 # The tests' speech is generated (`voiced`: a gliding harmonic tone with bursts), which the energy
-# gate hears as speech and silero-vad, rightly, does not: the suite runs with the gate (subprocesses
-# too), and tests of silero-vad choose it (tests/test_speech_detector.py).
+# gate hears as speech and silero-vad, rightly, does not. The library reads no environment: in this
+# process `vad="auto"` finds silero-vad "not installed" (the fixture below) and takes the gate; the
+# command-line processes tests start read EMOTIONNET_VAD, as a user's do. Tests of silero-vad ask for
+# `silero_installed` (tests/test_speech_detector.py's `silero`), which gives the detector back.
 os.environ["EMOTIONNET_VAD"] = "energy"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _energy_gate_unless_silero():
+    """Session-wide (fixtures of every scope are made after it); `silero` undoes it for one test."""
+    from emotionnet import vad
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vad, "silero_available", lambda: False)
+        yield
+
+
+@pytest.fixture
+def silero_installed(monkeypatch):
+    """silero-vad as this machine has it (tests/test_speech_detector.py's `silero` builds on it)."""
+    from importlib.util import find_spec
+
+    from emotionnet import vad
+
+    monkeypatch.setattr(vad, "silero_available", lambda: find_spec("silero_vad") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,25 +12,27 @@ import pytest
 from conftest import voiced, write_wav
 
 import emotionnet
+import emotionnet.cli.main
 from emotionnet import EmotionRecognizer, FileResult, load_model
-from emotionnet.inference.recognizer import MODEL_ENV, default_model_path
+from emotionnet.environment import MODEL_ENV
+from emotionnet.inference.recognizer import default_model_path
 
 SR = 16_000
 
 
-def test_load_model_honours_the_environment(monkeypatch, tiny_model_file, tiny_speaker_model_file):
-    monkeypatch.delenv(MODEL_ENV, raising=False)
-    assert load_model().model_file == default_model_path()
+def test_the_library_reads_no_environment_the_command_line_does(monkeypatch, tiny_model_file, capsys):
     monkeypatch.setenv(MODEL_ENV, str(tiny_model_file))
-    assert load_model().model_file == tiny_model_file
-    assert EmotionRecognizer().model_file == tiny_model_file  # the class and the function agree
-    assert load_model(tiny_speaker_model_file).model_file == tiny_speaker_model_file  # a named file wins
+    assert load_model().model_file == default_model_path() == EmotionRecognizer.from_file().model_file
+    clip = write_wav(Path(str(tiny_model_file)).parent / "clip.wav", voiced(2.0))
+    assert emotionnet.cli.main.main(["predict", str(clip), "--json"]) == 0  # the CLI's default is the variable's
+    assert json.loads(capsys.readouterr().out)["probabilities"] == load_model(tiny_model_file).predict(
+        clip).probabilities
 
 
 def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
     methods = {name for name, _ in inspect.getmembers(EmotionRecognizer, callable) if not name.startswith("_")}
     assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model",
-                       "predict_arrays", "predict_log_mels", "score_log_mels",
+                       "from_file", "from_onnx", "predict_arrays", "predict_log_mels", "score_log_mels",
                        "windowing"}  # the one window rule for this model, as the live engine and the service apply it
     recognizer = load_model(tiny_model_file)
     assert (recognizer.window, recognizer.hop, recognizer.temperature) == (3.0, 1.5, 1.0)
@@ -85,8 +88,9 @@ def test_every_public_exception_is_exported():
     classes = _exception_classes()
     assert {"AudioError", "ModelFileError", "ModelSpecError", "OnnxBackendError", "MicrophoneError"} <= set(classes)
     private = {name for name in classes if name.startswith("_")}
-    # CLIError belongs to the command line (it becomes a message and an exit status), not to the API.
-    missing = set(classes) - private - {"CLIError"} - set(emotionnet.__all__)
+    # CLIError belongs to the command line (it becomes a message and an exit status), not to the API;
+    # Abandoned is the service's signal to a batch whose requests went away, never raised to a caller.
+    missing = set(classes) - private - {"CLIError", "Abandoned"} - set(emotionnet.__all__)
     assert missing == set()
     for name in emotionnet.__all__:
         assert getattr(emotionnet, name) is not None
@@ -109,8 +113,6 @@ def test_load_model_takes_a_name_a_model_file_or_an_onnx_file(tiny_model_file, t
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert "default" in MODELS and load_model("default").model_file == default_model_path()
-    monkeypatch.setenv(MODEL_ENV, "default")  # the variable may name a model too
-    assert load_model().model_file == default_model_path()
     with pytest.raises(UnknownModelError, match="unknown model 'no-such-model'.*default"):
         load_model("no-such-model")
     recognizer = load_model(tiny_model_file)
@@ -157,3 +159,42 @@ def test_no_module_outside_inference_touches_the_recognizers_internals():
             if isinstance(node, ast.ImportFrom) and node.module == "emotionnet.inference.scoring":
                 offenders.append(f"{path.name}:{node.lineno} imports the scoring module")
     assert not offenders
+
+
+def test_every_error_is_an_emotionnet_error_and_keeps_its_builtin_base():
+    """One `except EmotionNetError` catches what EmotionNet refuses; `except ValueError` still works."""
+    classes = _exception_classes()
+    for name in set(classes) - {"CLIError", "Abandoned"}:
+        if issubclass(getattr(emotionnet, name), Warning):  # a warning is not a refusal
+            continue
+        assert issubclass(getattr(emotionnet, name), emotionnet.EmotionNetError), name
+    assert issubclass(emotionnet.AudioTooLongError, emotionnet.AudioError)
+    assert issubclass(emotionnet.AudioError, ValueError) and issubclass(emotionnet.MissingExtraError, ImportError)
+
+
+def test_audio_over_the_limit_is_told_apart_by_its_class(tiny_model_file, tmp_path):
+    from emotionnet.inference.results import FileResult
+
+    long = write_wav(tmp_path / "long.wav", voiced(3.0))
+    [result] = load_model(tiny_model_file).predict_files([long], max_seconds=1.0)
+    assert result.to_dict()["error"]["code"] == "audio_too_long"
+    with pytest.raises(emotionnet.AudioTooLongError):
+        emotionnet.load_audio(long, max_seconds=1.0)
+    # a message that merely says "too long" is bad audio, not over the limit
+    named = emotionnet.AudioError("x: name too long")
+    assert FileResult("x", error=str(named), cause=named).to_dict()["error"]["code"] == "bad_audio"
+
+
+def test_the_recognizer_is_built_by_its_constructor(tiny_model_file):
+    """from_file, from_onnx and from_model all end in the constructor: no attributes patched afterwards."""
+    from emotionnet.models.file import load_model_file
+
+    network, spec, metadata = load_model_file(tiny_model_file)
+    built = EmotionRecognizer(network, spec, vad="energy", model_file=tiny_model_file, metadata=metadata)
+    loaded = load_model(tiny_model_file, vad="energy")
+    assert (built.model_file, built.backend, built.vad, built.metadata) == (loaded.model_file, "torch", "energy",
+                                                                            loaded.metadata)
+    clip = voiced(2.0)
+    assert built.predict(clip, 16_000).probabilities == pytest.approx(loaded.predict(clip, 16_000).probabilities)
+    source = inspect.getsource(emotionnet.inference.recognizer)
+    assert "__new__" not in source and ".model_file, recognizer.backend =" not in source

@@ -16,8 +16,9 @@ from conftest import voiced
 from streamlit.testing.v1 import AppTest
 
 from emotionnet import load_model
-from emotionnet.app.analysis import MAX_SECONDS, MODEL_ENV, NO_SPEECH, analyse, spans, to_csv, to_json
+from emotionnet.app.analysis import MAX_SECONDS, NO_SPEECH, analyse, spans, to_csv, to_json
 from emotionnet.cli.main import main
+from emotionnet.environment import MODEL_ENV
 from emotionnet.labels import LABELS
 
 APP = Path(__file__).resolve().parents[1] / "emotionnet" / "app" / "streamlit_app.py"

@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -28,6 +30,7 @@ def test_serve_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     assert "req/s" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a server start, five requests and a probe of at most 40 s
 def test_serve_faults_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     pytest.importorskip("fastapi", reason="needs the serve extra")
     pytest.importorskip("websockets", reason="needs websockets")

@@ -22,7 +22,7 @@ from conftest import voiced, write_wav
 
 from emotionnet.labels import LABELS
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"

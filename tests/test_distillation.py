@@ -16,6 +16,8 @@ from emotionnet.models.file import load_model_file
 from emotionnet.training.distillation import teacher_probabilities
 from emotionnet.training.losses import distillation_loss, masked_cross_entropy
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 TINY = ["--epochs", "1", "--arch", "cnn", "--steps-per-epoch", "3", "--batch-size", "8", "--channels", "8,16",
         "--window", "1.0", "--quiet"]
 

@@ -24,7 +24,7 @@ def talk(seconds: int, rate: int) -> np.ndarray:
 @pytest.mark.parametrize("rate", [16_000, 44_100])
 @pytest.mark.parametrize("model", ["tiny_model_file", "tiny_speaker_model_file"])
 def test_blocks_give_the_whole_file_timeline(rate, model, request, tmp_path):
-    recognizer = EmotionRecognizer(request.getfixturevalue(model))
+    recognizer = EmotionRecognizer.from_file(request.getfixturevalue(model))
     path = write_wav(tmp_path / "talk.wav", talk(24, rate), rate)
     samples = load_audio(path)
     whole = recognizer.predict_log_mels([log_mel(samples, recognizer.features)], [samples.size / 16_000])[0]
@@ -42,7 +42,7 @@ def test_blocks_give_the_whole_file_timeline(rate, model, request, tmp_path):
 
 
 def test_long_files_take_the_block_path(tiny_model_file, tmp_path, monkeypatch):
-    recognizer = EmotionRecognizer(tiny_model_file)
+    recognizer = EmotionRecognizer.from_file(tiny_model_file)
     path = write_wav(tmp_path / "talk.wav", talk(12, 16_000))
     calls = []
     score = blocks.score_in_blocks

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from emotionnet.features import FeatureConfig
 from emotionnet.labels import LABELS
-from emotionnet.models import ARCHITECTURES, build_model, count_parameters
+from emotionnet.models import FAMILIES, build_model, count_parameters
 from emotionnet.models.file import (
     FORMAT,
     METADATA_KEY,
@@ -156,10 +156,13 @@ def test_metadata_not_json(tmp_path):
         load_model_file(path)
 
 
-def test_wrong_labels(tmp_path, tiny_model_file):
+def test_labels_are_the_files_own(tmp_path, tiny_model_file):
+    """A file's labels name its outputs: in another order they are another model's answers, not an error."""
     path = tmp_path / "labels.safetensors"
     _rewrite_meta(tiny_model_file, path, lambda m: m.update(labels=sorted(LABELS, reverse=True)))
-    with pytest.raises(ModelFileError, match="labels"):
+    assert load_model_file(path).spec.labels == tuple(sorted(LABELS, reverse=True))
+    _rewrite_meta(tiny_model_file, path, lambda m: m.update(labels=["angry", "calm", "sad"]))
+    with pytest.raises(ModelFileError, match="labels"):  # three names for six outputs
         load_model_file(path)
 
 
@@ -199,7 +202,7 @@ def test_missing_model_description(tmp_path, tiny_model_file):
 # The architectures.
 
 def test_architecture_names():
-    assert set(ARCHITECTURES) == {"cnn", "crnn", "whisper"}
+    assert set(FAMILIES) == {"cnn", "crnn", "whisper", "face-cnn"}
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("mlp")
 
@@ -256,7 +259,7 @@ def test_models_take_any_length():
 
 
 def test_the_defaults_are_the_shipped_models():
-    """One set of defaults (models/spec.py), and it is what ships; the classes hold none."""
+    """One set of defaults (each family's declaration), and it is what ships; the classes hold none."""
     from emotionnet.inference.recognizer import default_model_path
     from emotionnet.models.spec import default_hparams
 
@@ -265,7 +268,7 @@ def test_the_defaults_are_the_shipped_models():
     model = build_model(arch)
     assert count_parameters(model) == meta["model"]["parameters"]
     assert {**default_hparams(arch), **meta["model"]["hparams"]} == default_hparams(arch)
-    for name, cls in ARCHITECTURES.items():
+    for name, family in FAMILIES.items():
         with pytest.raises(TypeError):
-            cls()  # no second set of defaults in the class
+            family.build()  # no second set of defaults in the class
         assert count_parameters(build_model(name)) * 4 < 5e6  # every default model fits in 5 MB of float32

@@ -22,8 +22,9 @@ from safetensors.torch import save_file
 from emotionnet import ModelFileError, ModelSpec, ModelSpecError
 from emotionnet.features import FeatureConfig
 from emotionnet.models import file as model_file
+from emotionnet.models.family import MAX_WIDTH
 from emotionnet.models.file import METADATA_KEY, load_model_file, read_model_file
-from emotionnet.models.spec import MAX_WIDTH, check_window, default_hparams
+from emotionnet.models.spec import check_window, default_hparams
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,12 @@ CRAFTED = [
     ("model.hparams.layers", 12, "no hyper-parameter layers"),
     ("model.hparams.n_mels", 32, "model.hparams.n_mels is 32 but the features have 64"),
     ("model.hparams.n_classes", 7, "model.hparams.n_classes is 7"),
-    ("labels", _DELETE, "labels None differ"),
+    ("labels", "angry", "labels must be a list"),
+    ("labels", ["angry"], "labels must be a list of 2"),
+    ("labels", ["angry", "angry", "sad"], "name a label twice"),
+    ("labels", ["angry", 3, "sad"], "each of labels must be a name"),
+    ("labels", ["angry", "sad"], "head.weight is [6, 32], the description gives [2, 32]"),
+    ("answers", ["angry", "bored"], "answers ['bored'] are not among the labels"),
     ("format", "1", "format '1'"),
 ]
 

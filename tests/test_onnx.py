@@ -73,7 +73,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
     (graph_output,) = proto.graph.output
     assert graph_input.name == "features" and graph_output.name == "logits"
     dims = graph_input.type.tensor_type.shape.dim
-    frames = EmotionRecognizer(tiny_model_file).spec.frames(3.0)
+    frames = EmotionRecognizer.from_file(tiny_model_file).spec.frames(3.0)
     assert dims[0].dim_param and not dims[0].dim_value  # dynamic batch
     assert [d.dim_value for d in dims[1:]] == [64, frames]
     props = read_onnx_metadata(out)
@@ -82,7 +82,7 @@ def test_export_writes_a_self_describing_onnx(tmp_path, tiny_model_file):
 
 
 def test_onnxruntime_matches_torch_logits(tmp_path, tiny_model_file, clips):
-    recognizer = EmotionRecognizer(tiny_model_file)
+    recognizer = EmotionRecognizer.from_file(tiny_model_file)
     out = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")
     inputs = model_inputs(recognizer, clips)
     assert len(inputs) >= len(clips)
@@ -112,7 +112,7 @@ def test_the_crnn_exports_too(tmp_path):
 
 
 def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
-    recognizer = EmotionRecognizer(model_copy, backend="onnx")
+    recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
     cached = cache / f"{file_digest(model_copy)}.onnx"
     assert recognizer.network.source == cached and cached.is_file()
 
@@ -120,7 +120,7 @@ def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(onnx_backend, "export_onnx", refuse)
-    assert EmotionRecognizer(model_copy, backend="onnx")._scoring.network.source == cached
+    assert EmotionRecognizer.from_file(model_copy, backend="onnx")._scoring.network.source == cached
 
 
 def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy, tmp_path, cache):
@@ -130,7 +130,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     assert f"wrote {sibling}" in out
     difference = float(out.split("max |logit difference| ")[1].split()[0])
     assert difference < TOLERANCE
-    assert EmotionRecognizer(model_copy, backend="onnx")._scoring.network.source == sibling
+    assert EmotionRecognizer.from_file(model_copy, backend="onnx")._scoring.network.source == sibling
     assert not cache.exists()
 
     # Another model's export under this model's name: not used, with a warning.
@@ -140,7 +140,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
             p.add_(0.1)
     export_onnx(model, metadata, sibling, source_sha1="0" * 40)
     with pytest.warns(UserWarning, match="was not exported from"):
-        recognizer = EmotionRecognizer(model_copy, backend="onnx")
+        recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
     assert recognizer.network.source == cache / f"{file_digest(model_copy)}.onnx"
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     assert main(["predict", str(clip), "--model", str(model_copy), "--backend", "onnx", "--json"]) == 0
@@ -157,10 +157,10 @@ def test_a_tampered_onnx_with_a_copied_tag_is_not_trusted(model_copy, tmp_path):
             p.mul_(-1.5)
     export_onnx(model, metadata, sibling, source_sha1=file_digest(model_copy))  # the right tag, other weights
     with pytest.warns(UserWarning, match="answers differently"):
-        recognizer = EmotionRecognizer(model_copy, backend="onnx")
+        recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
     assert isinstance(recognizer.network.source, bytes)  # exported afresh, in memory
     clip = voiced(2.0)
-    torch_answer = EmotionRecognizer(model_copy).predict(clip, 16_000).probabilities
+    torch_answer = EmotionRecognizer.from_file(model_copy).predict(clip, 16_000).probabilities
     onnx_answer = recognizer.predict(clip, 16_000).probabilities
     assert max(abs(torch_answer[k] - onnx_answer[k]) for k in torch_answer) < TOLERANCE
 
@@ -169,7 +169,7 @@ def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypa
     blocker = tmp_path / "a_file"
     blocker.write_text("the cache cannot be made under a file")
     monkeypatch.setenv("EMOTIONNET_CACHE", str(blocker))
-    recognizer = EmotionRecognizer(model_copy, backend="onnx")
+    recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
     assert isinstance(recognizer.network.source, bytes)
     assert recognizer.predict(voiced(2.0), 16_000).emotion
 

@@ -21,7 +21,7 @@ RESAMPLED = 0.02  # resampling moves samples slightly
 def recognizer(tiny_model_file) -> EmotionRecognizer:
     # The untrained model's probabilities all sit near 1/6; a low temperature spreads
     # them so that a different input moves them by far more than RESAMPLED.
-    recognizer = EmotionRecognizer(tiny_model_file)
+    recognizer = EmotionRecognizer.from_file(tiny_model_file)
     recognizer._scoring.spec = dataclasses.replace(recognizer.spec, temperature=0.05)
     return recognizer
 
@@ -223,7 +223,7 @@ def test_predict_files_reports_bad_files_and_goes_on(recognizer, clip, tmp_path)
 def test_clips_of_one_speaker_share_their_normalisation(tiny_speaker_model_file, tiny_model_file, clip):
     from emotionnet.features import log_mel
 
-    speaker_model = EmotionRecognizer(tiny_speaker_model_file)
+    speaker_model = EmotionRecognizer.from_file(tiny_speaker_model_file)
     speaker_model._scoring.spec = dataclasses.replace(speaker_model.spec, temperature=0.05)
     mels = [log_mel(clip, speaker_model.features), log_mel(0.5 * clip, speaker_model.features)]
 
@@ -242,5 +242,5 @@ def test_clips_of_one_speaker_share_their_normalisation(tiny_speaker_model_file,
     for two_speakers, one in zip(answers(speaker_model, ["a", "b"]), alone, strict=True):
         assert two_speakers == pytest.approx(one, abs=1e-6)
     # A model normalised per utterance has no use for speakers.
-    utterance_model = EmotionRecognizer(tiny_model_file)
+    utterance_model = EmotionRecognizer.from_file(tiny_model_file)
     assert answers(utterance_model, ["a", "a"]) == answers(utterance_model, None)

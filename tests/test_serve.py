@@ -29,6 +29,8 @@ from emotionnet.serving import ServeSettings, create_app  # noqa: E402
 from emotionnet.serving.docs import swagger_assets  # noqa: E402
 from emotionnet.serving.model import ServedModel  # noqa: E402
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 SR = 16_000
 STREAM_KEYS = {"time", "start", "speech", "emotion", "confidence", "probabilities", "raw_probabilities",
                "level_db", "latency_ms", "partial"}

@@ -26,6 +26,8 @@ from emotionnet.training.batches import BatchMaker
 from emotionnet.training.calibration import validation_temperature
 from emotionnet.training.recipe import Recipe
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 REPORT_KEYS = {"model", "split", "data", "overall", "per_class", "per_corpus", "confusion"}
 
 
@@ -251,7 +253,7 @@ def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
     with torch.no_grad():
         # Loaded models run channels-last, which only reorders the sums (as in test_model_file).
         assert torch.allclose(loaded(x), model(x), atol=1e-5, rtol=0)
-    from_file = EmotionRecognizer(path).predict(clip)
+    from_file = EmotionRecognizer.from_file(path).predict(clip)
     in_memory = EmotionRecognizer.from_model(model, {**meta, "format": 1, "labels": list(LABELS)}).predict(clip)
     assert from_file.emotion == in_memory.emotion
     assert np.allclose(list(from_file.probabilities.values()), list(in_memory.probabilities.values()))
@@ -381,7 +383,7 @@ def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generate
     assert "resuming from" in after_a_kill  # a killed run's checkpoint was read back, not thrown away
     model, _, meta = load_model_file(out)
     assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
-    prediction = EmotionRecognizer(out).predict(voiced(1.0), 16_000)  # the resumed weights answer, finitely
+    prediction = EmotionRecognizer.from_file(out).predict(voiced(1.0), 16_000)  # the resumed weights answer, finitely
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5) and 0 < prediction.confidence <= 1
 
 

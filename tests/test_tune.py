@@ -8,6 +8,8 @@ from conftest import make_toy_corpus
 from emotionnet.cli.main import main
 from emotionnet.training.recipe import Recipe
 
+pytestmark = pytest.mark.slow  # browser, Ray, service and training tests (pyproject markers)
+
 optuna = pytest.importorskip("optuna", reason="emotionnet tune needs optuna (the tune extra)")
 
 FAST = ["--epochs", "2", "--steps-per-epoch", "2", "--arch", "cnn"]

@@ -103,15 +103,14 @@ def test_bfloat16_products_give_float32s_answer_and_the_cache_stays_float32(tmp_
     assert not torch.allclose(cached, pool_frames(fast[-1], CACHE_POOL), atol=2e-3, rtol=2e-3)
 
 
-def test_bfloat16_is_chosen_by_the_cpu_unless_the_environment_says(monkeypatch):
-    from emotionnet.models.whisper.weights import BFLOAT16_ENV, use_bfloat16_matmuls
+def test_bfloat16_is_chosen_by_the_cpu_unless_the_caller_says():
+    from emotionnet.models.whisper.weights import use_bfloat16_matmuls
 
-    for setting, expected in (("0", False), ("1", True), ("false", False)):
-        monkeypatch.setenv(BFLOAT16_ENV, setting)
-        assert use_bfloat16_matmuls() is expected
-    monkeypatch.delenv(BFLOAT16_ENV)
+    assert use_bfloat16_matmuls("float32") is False and use_bfloat16_matmuls("bfloat16") is True
     native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    assert use_bfloat16_matmuls() is native
+    assert use_bfloat16_matmuls() is use_bfloat16_matmuls("auto") is native
+    with pytest.raises(ValueError, match="compute_type 'half'"):
+        use_bfloat16_matmuls("half")
 
 
 def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
@@ -120,9 +119,10 @@ def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
     from pathlib import Path
 
     from emotionnet.cli.main import main
-    from emotionnet.inference.recognizer import load_model, whisper_base_model_path
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.models.names import model_path
 
-    path = whisper_base_model_path()
+    path = model_path("whisper-base")
     assert path.stat().st_size <= 5_000_000
     recognizer = load_model("whisper-base")
     assert recognizer.spec.arch == "whisper" and recognizer.spec.hparams["encoder_digest"] == DIGEST
@@ -196,7 +196,7 @@ def test_onnx_refuses_whisper_base_in_one_line_and_writes_nothing(tmp_path, caps
     clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
     assert main(["predict", str(clip), "--model", "whisper-base", "--backend", "onnx"]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("emotionnet: error: whisper-base runs on the torch backend only") and err.count("\n") == 1
+    assert err.startswith("emotionnet: error: whisper models run on the torch backend only") and err.count("\n") == 1
 
 
 PROPERTY_WINDOWS = (1.0, 2.0, 3.0, 6.0, 10.0)

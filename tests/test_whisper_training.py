@@ -9,7 +9,7 @@ from conftest import make_toy_corpus
 from emotionnet.corpora import read_manifest
 from emotionnet.models.whisper.weights import installed_parts
 
-pytestmark = pytest.mark.whisper
+pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypat
     from emotionnet.models.whisper import weights
 
     monkeypatch.setattr(weights, "installed_parts", lambda: None)
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("EMOTIONNET_WHISPER", raising=False)
     code = main(["predict", "x.wav", "--model", "whisper-base"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1

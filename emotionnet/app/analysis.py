@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from emotionnet.audio import AudioError, load_audio
 from emotionnet.features import log_mel
-from emotionnet.inference.recognizer import MODEL_ENV, EmotionRecognizer, Timeline
+from emotionnet.inference.recognizer import EmotionRecognizer, Timeline
 from emotionnet.inference.summary import STRONGEST, SUMMARY_SECONDS, Summary  # noqa: F401 (the app's names)
 from emotionnet.inference.summary import spans as timeline_spans
 from emotionnet.inference.summary import summarise as summarise_timeline
@@ -38,19 +37,16 @@ NON_SPEECH = "#d9d9d9"
 NO_SPEECH = "no speech"
 
 
-def model_path() -> str | None:
-    """The model (a name or a file) the app starts with: $EMOTIONNET_MODEL, or None for the shipped one."""
-    return os.environ.get(MODEL_ENV) or None
+def model_choices(started_with: str | None) -> list[str]:
+    """The models the page offers: the one it was started with (None: the default) first, then the
+    named ones whose family has what it needs installed."""
+    from emotionnet.models.file import read_model_spec
+    from emotionnet.models.names import DEFAULT_MODEL, available_models
+    from emotionnet.models.names import model_path as shipped_path
+    from emotionnet.models.registry import family_of
 
-
-def model_choices() -> list[str]:
-    """The models the page offers: the one it was started with first, then the named ones installed."""
-    from emotionnet.models.whisper.weights import weights_available
-
-    choices = [model_path() or "default", "default"]
-    if weights_available():
-        choices.append("whisper-base")
-    return list(dict.fromkeys(choices))
+    installed = [name for name in available_models() if family_of(read_model_spec(shipped_path(name))).ready()]
+    return list(dict.fromkeys([started_with or DEFAULT_MODEL, *installed]))
 
 
 @dataclass

@@ -37,7 +37,9 @@ from emotionnet.app.analysis import (
     warm_up,
 )
 from emotionnet.audio import AudioError
+from emotionnet.environment import MODEL_ENV, from_environment
 from emotionnet.labels import LABELS
+from emotionnet.models.names import models_help
 
 RECORD, UPLOAD = "Record in the browser", "Upload a file"
 
@@ -46,7 +48,8 @@ RECORD, UPLOAD = "Record in the browser", "Upload a file"
 def get_recognizer(path: str | None):
     from emotionnet.inference.recognizer import load_model
 
-    recognizer = load_model(path)
+    # The app's server process is a surface too: it reads the options once (the model is `path`).
+    recognizer = load_model(path, **from_environment(model=False).load_options())
     try:
         warm_up(recognizer)  # so the first recording is answered as fast as the next ones
     except Exception:
@@ -84,9 +87,9 @@ def main() -> None:
                  "(127.0.0.1), or set EMOTIONNET_APP_REMOTE=1 to serve other machines on purpose.")
         return
 
-    path = st.selectbox("Model", model_choices(), key="model",
-                        help="default: the fast model shipped in the package; whisper-base: a head on the Whisper "
-                             "base encoder, slower, better with voices and languages no training corpus had")
+    # `emotionnet app` hands its --model to this server process as $EMOTIONNET_MODEL; it is checked when loaded.
+    path = st.selectbox("Model", model_choices(os.environ.get(MODEL_ENV) or None), key="model",
+                        help=models_help())
     try:
         get_recognizer(path)
     except Exception as exc:  # ModelFileError mostly; the page must still explain itself

@@ -12,6 +12,7 @@ from emotionnet.batch.engines import ENGINES, run_local, run_ray
 from emotionnet.batch.inputs import expand_inputs
 from emotionnet.batch.output import ResultsFolder
 from emotionnet.batch.predictor import BatchPredictor
+from emotionnet.errors import EmotionNetError
 
 
 @dataclass
@@ -36,7 +37,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-class BatchJobError(RuntimeError):
+class BatchJobError(EmotionNetError, RuntimeError):
     """The job stopped before its end (a worker that could not load the model or crashed, a lost
     cluster): the rows it finished are kept, and running it again goes on from there."""
 
@@ -45,17 +46,18 @@ def run_batch(
     inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
     progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0, retry_errors: bool = False,
-    on_wait: Callable[[str], None] | None = None,
+    on_wait: Callable[[str], None] | None = None, load_options: dict | None = None, verbose: bool = False,
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
-    Rows are written as a new part once `part_rows` have gathered or `part_seconds`
-    have passed since the last part: a killed job loses at most that much work,
+    Rows are written as a new part once `part_rows` have gathered or the oldest of them
+    is `part_seconds` old: a killed job loses at most that much work,
     and a million files make a thousand parts, not sixty thousand. Error rows of the
     job's own making (`error_kind` "job": a scoring or reading failure) are tried again;
     `retry_errors` tries the files' own (bad audio) too. Another job writing to `out`
     is waited for (`on_wait` is told); an `out` that cannot be written is an `OutputError`
     before any scoring, a job that stops early a `BatchJobError`, both with the finished rows kept.
+    `load_options` are `load_model`'s (vad, compute_type, encoder_weights), the same in every worker.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -66,14 +68,15 @@ def run_batch(
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)
+    predictor = BatchPredictor(model, max_seconds, load_options=load_options)
     with results.locked(on_wait):
         done = results.rows_done()
         todo = [f for f in files if f not in done or _retry(*done[f], retry_errors)]
         retried = sum(1 for f in todo if f in done)
         again = set(todo)
         errors = {f: done[f][0] for f in files if f in done and done[f][0] and f not in again}
-        scored, failed = _score(todo, results, errors, engine, workers, chunk, BatchPredictor(model, max_seconds),
-                                address, progress, len(files), part_rows, part_seconds, retried)
+        scored, failed = _score(todo, results, errors, engine, workers, chunk, predictor,
+                                address, progress, len(files), part_rows, part_seconds, retried, verbose)
     failed_paths = [f for f in files if f in errors]  # in input order
     return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start,
                         failed_paths)
@@ -84,7 +87,7 @@ def _retry(error: str | None, kind: str | None, retry_errors: bool) -> bool:
 
 
 def _score(todo, results, errors, engine, workers, chunk, predictor, address, progress, total,
-           part_rows, part_seconds, retried) -> tuple[int, int]:
+           part_rows, part_seconds, retried, verbose=False) -> tuple[int, int]:
     """Run the engine over `todo`, writing parts as rows gather; (rows written, of them errors)."""
     from tqdm import tqdm
 
@@ -93,19 +96,21 @@ def _score(todo, results, errors, engine, workers, chunk, predictor, address, pr
         if not todo:
             return 0, 0
         batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
-                   else run_ray(todo, predictor, workers, chunk, address))
+                   else run_ray(todo, predictor, workers, chunk, address, verbose))
         pending: list[dict] = []
-        last_write = time.monotonic()
+        oldest = 0.0  # when the oldest row not yet written arrived: at most part_seconds of work is at risk
         try:
             for rows in batches:
+                if not pending:
+                    oldest = time.monotonic()
                 pending.extend(rows)
                 scored += len(rows)
                 failed += sum(1 for row in rows if row["error"])
                 errors.update((row["path"], row["error"]) for row in rows if row["error"])
                 bar.update(len(rows))
-                if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
+                if len(pending) >= part_rows or time.monotonic() - oldest >= part_seconds:
                     results.write(pending)
-                    pending, last_write = [], time.monotonic()
+                    pending = []
         except Exception as exc:  # KeyboardInterrupt (Ctrl-C, SIGTERM) goes up as it is
             raise BatchJobError(f"the job stopped: {type(exc).__name__}: {_last_line(exc)}") from exc
         finally:

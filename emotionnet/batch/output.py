@@ -32,13 +32,15 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from emotionnet.errors import EmotionNetError
+
 PART = re.compile(r"^part-(\d+)\.parquet$")
 LOCK_NAME = ".lock"
 SET_ASIDE = "_set_aside"
 REQUIRED_COLUMNS = ("path", "error")
 
 
-class OutputError(OSError):
+class OutputError(EmotionNetError, OSError):
     """The results folder cannot be written (read-only, full, not a folder): found before any scoring."""
 
 
@@ -132,7 +134,8 @@ class ResultsFolder:
 
         done: dict[str, tuple[str | None, str | None]] = {}
         for part in self.parts():
-            table = pq.read_table(part)
+            names = pq.read_schema(part).names
+            table = pq.read_table(part, columns=[c for c in ("path", "error", "error_kind") if c in names])
             kinds = (table.column("error_kind").to_pylist() if "error_kind" in table.column_names
                      else [None] * table.num_rows)
             for path, error, kind in zip(table.column("path").to_pylist(), table.column("error").to_pylist(), kinds):

@@ -22,16 +22,22 @@ import numpy as np
 from emotionnet.audio import AudioError
 from emotionnet.labels import LABELS
 
-PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
-COLUMNS = ["path", "duration", "speech", "emotion", "confidence", *PROBABILITY_COLUMNS, "error", "error_kind"]
+
+def columns(labels: tuple[str, ...] = LABELS) -> list[str]:
+    """The row's columns for a model answering `labels` (`recognizer.labels`): a `p_<label>` each."""
+    return ["path", "duration", "speech", "emotion", "confidence", *(f"p_{label}" for label in labels), "error",
+            "error_kind"]
 
 
-def arrow_schema():
+COLUMNS = columns()  # every shipped model's
+
+
+def arrow_schema(labels: tuple[str, ...] = LABELS):
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("duration", pa.float64()), ("speech", pa.bool_()),
                       ("emotion", pa.string()),
-                      ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROBABILITY_COLUMNS],
+                      ("confidence", pa.float64()), *[(f"p_{label}", pa.float64()) for label in labels],
                       ("error", pa.string()), ("error_kind", pa.string())])
 
 
@@ -41,8 +47,10 @@ class BatchPredictor:
     A model that cannot be loaded raises (the job stops with one message): it is never a row per file.
     """
 
-    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1):
+    def __init__(self, model: str | None = None, max_seconds: float | None = None, threads: int = 1,
+                 load_options: dict | None = None):
         self.model, self.max_seconds, self.threads = model, max_seconds, threads
+        self.load_options = dict(load_options or {})  # load_model's vad, compute_type, encoder_weights
         self._recognizer = None
 
     def __getstate__(self) -> dict:
@@ -56,7 +64,7 @@ class BatchPredictor:
             from emotionnet import load_model
 
             torch.set_num_threads(self.threads)
-            self._recognizer = load_model(self.model)
+            self._recognizer = load_model(self.model, **self.load_options)
         return self._recognizer
 
     def predict_paths(self, paths: list[str]) -> list[dict]:
@@ -74,7 +82,8 @@ class BatchPredictor:
 
     def _rows(self, inputs) -> list[dict]:
         results = self.recognizer().predict_files(inputs, max_seconds=self.max_seconds)
-        return [dict(zip(COLUMNS, map(result.to_row().get, COLUMNS))) for result in results]
+        names = columns(self.recognizer().labels)
+        return [dict(zip(names, map(result.to_row().get, names))) for result in results]
 
     def __call__(self, batch):
         """Ray Data's `map_batches`: a pyarrow table with a `path` column -> a table of rows."""
@@ -84,8 +93,8 @@ class BatchPredictor:
         return pa.Table.from_pylist(rows, schema=self.schema())
 
     def schema(self):
-        """The columns of the rows (a subclass that adds columns says so here)."""
-        return arrow_schema()
+        """The columns of the rows: a probability per label of the model (a subclass that adds columns says so here)."""
+        return arrow_schema(self.recognizer().labels)
 
 
 class RemoteFile:

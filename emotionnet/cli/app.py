@@ -25,10 +25,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from emotionnet.app.analysis import MAX_UPLOAD_MB, MODEL_ENV, model_path
-    from emotionnet.cli.common import load_recognizer
+    from emotionnet.app.analysis import MAX_UPLOAD_MB
+    from emotionnet.cli.common import load_recognizer, model_settings
+    from emotionnet.environment import MODEL_ENV
     from emotionnet.extras import require
-    from emotionnet.inference.recognizer import MODELS
+    from emotionnet.models.names import MODELS
     from emotionnet.subprocesses import child_environment
 
     for package in ("streamlit", "matplotlib"):  # here, not as a traceback from the server
@@ -37,7 +38,7 @@ def run(args) -> int:
         raise CLIError(f"--port {args.port} is not a port number", "use 1024-65535")
     if args.threads < 1:
         raise CLIError("--threads must be at least 1")
-    model = args.model or model_path()
+    model = args.model or model_settings().model
     load_recognizer(model)  # a bad model is reported here, not as an error page in the browser
     if not port_free(args.port):
         raise CLIError(f"port {args.port} on 127.0.0.1 is in use", "choose another with --port N")

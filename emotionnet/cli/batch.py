@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, add_model_option, report_failure
 
@@ -40,6 +41,8 @@ def add_parser(sub) -> None:
                    help="rows per written part; a part is also written every 30 s (default 1000)")
     add_model_option(p)
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
+    p.add_argument("--verbose", action="store_true",
+                   help="with --engine ray: show Ray's own warnings and log lines (default: errors of the job only)")
     p.add_argument("--retry-errors", action="store_true",
                    help="score again the files whose rows hold an error of their own (bad audio); errors of "
                         "the job (a failed read or scoring) are always tried again")
@@ -52,7 +55,7 @@ def run(args) -> int:
     from emotionnet.batch import run_batch
     from emotionnet.batch.job import BatchJobError
     from emotionnet.batch.output import OutputError
-    from emotionnet.cli.common import load_recognizer
+    from emotionnet.cli.common import load_recognizer, model_settings
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
@@ -61,12 +64,16 @@ def run(args) -> int:
     if args.chunk < 1 or args.part_rows < 1:
         raise CLIError("--chunk and --part-rows must be at least 1")
     if args.engine == "ray":
+        if not args.verbose:  # Ray's deprecation and future warnings are its own business
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
         try:
             import ray  # noqa: F401
         except ImportError:
             raise CLIError("--engine ray needs Ray", "pip install 'emotionnet[ray]'") from None
+    environment = model_settings()  # read once here; the workers get what it says as arguments
+    model = args.model or environment.model
     try:
-        load_recognizer(args.model)  # a model that cannot load is one line here, never a row per file
+        load_recognizer(model)  # a model that cannot load is one line here, never a row per file
     except CLIError as exc:
         exc.code = EXIT_SOME_FAILED
         raise
@@ -74,9 +81,10 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(args.inputs, args.out, engine=args.engine, workers=args.workers, chunk=args.chunk,
-                            model=args.model, max_seconds=args.max_seconds, address=args.address,
+                            model=model, max_seconds=args.max_seconds, address=args.address,
                             progress=sys.stderr.isatty(), part_rows=args.part_rows, retry_errors=args.retry_errors,
-                            on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True))
+                            on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True),
+                            load_options=environment.load_options(), verbose=args.verbose)
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except OutputError as exc:

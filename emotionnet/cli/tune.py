@@ -6,7 +6,14 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from emotionnet.cli.common import CLIError, add_command, load_collection, whisper_recipe
+from emotionnet.cli.common import (
+    CLIError,
+    add_command,
+    encoder_head_recipe,
+    load_collection,
+    model_family,
+    model_settings,
+)
 from emotionnet.extras import MissingExtraError
 
 EXAMPLES = """  emotionnet tune ../shared/data --trials 20 --out tune/          search; re-run to resume after a kill
@@ -28,9 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default="tune", help="study folder (default: tune/)")
     p.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study (default 20)")
     p.add_argument("--recipe", metavar="JSON", help="base recipe (default: the default recipe)")
-    p.add_argument("--arch", choices=("cnn", "crnn", "whisper"),
-                   help="architecture of every trial (default: the recipe's); whisper searches the whisper-base "
-                        "head, its objective the mean validation UAR of corpora left out of training")
+    p.add_argument("--arch", type=model_family, metavar="FAMILY",
+                   help="the model family of every trial (default: the recipe's): cnn, crnn, or whisper, which "
+                        "searches the whisper-base head, its objective the mean validation UAR of corpora left "
+                        "out of training")
     p.add_argument("--epochs", type=int, help="maximum epochs per trial")
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the clips)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
@@ -46,8 +54,12 @@ def run(args) -> int:
     if args.trials < 1 or (args.epochs is not None and args.epochs < 1):
         raise CLIError("--trials and --epochs must be at least 1")
     collection = load_collection(args.folders, args.manifest)
-    if args.arch == "whisper":
-        return _run_whisper(args, collection)
+    if args.arch:
+        from emotionnet.models.registry import get_family
+
+        family = get_family(args.arch)
+        if family.recipe == "encoder-head":
+            return _run_encoder_head(args, family, collection)
     try:
         base = Recipe.read(args.recipe) if args.recipe else Recipe()
     except ValueError as exc:
@@ -73,15 +85,16 @@ def _show(trial) -> None:
     print(f"trial {trial.number:3d}  {trial.state.name.lower():8s}  best val UAR {value}  {trial.params}", flush=True)
 
 
-def _run_whisper(args, collection) -> int:
+def _run_encoder_head(args, family, collection) -> int:
     from emotionnet.training.tune import tune_whisper
 
-    base = whisper_recipe(args, "tune --arch whisper", ("epochs", "steps_per_epoch", "seed"))
+    base = encoder_head_recipe(args, family, ("epochs", "steps_per_epoch", "seed"))
     out = Path(args.out)
-    print(f"tuning the whisper head on {len(collection.records)} clips {collection.per_corpus()}, judged on corpora "
+    print(f"tuning the {family.name} head on {len(collection.records)} clips {collection.per_corpus()}, judged on corpora "
           f"left out; study {out / 'study.db'}", flush=True)
     try:
-        study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show)
+        study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show,
+                             encoder_weights=model_settings().encoder_weights)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return _write_results(study, out, "folds")

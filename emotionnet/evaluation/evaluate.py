@@ -12,7 +12,6 @@ from emotionnet.corpora import SPLIT_NAME, Record
 from emotionnet.corpora.naming import PARSERS
 from emotionnet.evaluation.metrics import report
 from emotionnet.inference.recognizer import EmotionRecognizer
-from emotionnet.labels import LABEL_INDEX, LABELS
 
 
 def default_split(records: list[Record], manifest_only: bool = False) -> str:
@@ -49,15 +48,20 @@ def evaluate_records(
     mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
     for message in errors.values():
         print(f"emotionnet: error: {message}", file=sys.stderr)
-    kept = [(r, m) for r, m in zip(records, mels) if m is not None]
+    labels = recognizer.labels  # the model's: a clip of an emotion it does not answer is left out, counted
+    skipped = dict(skipped or {})
+    for r, m in zip(records, mels):
+        if m is not None and r.emotion not in labels:
+            skipped[r.emotion] = skipped.get(r.emotion, 0) + 1
+    kept = [(r, m) for r, m in zip(records, mels) if m is not None and r.emotion in labels]
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
     timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
-    y_true = [LABEL_INDEX[r.emotion] for r, _ in kept]
-    y_pred = [LABELS.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
+    y_true = [labels.index(r.emotion) for r, _ in kept]
+    y_pred = [labels.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
-    result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped)
+    result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped, labels)
     result["split_protocol"] = protocol  # the version whose corpora `records` were chosen from
     result["normalisation"] = recognizer.features.normalisation
     if recognizer.features.normalisation == "speaker":

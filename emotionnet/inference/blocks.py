@@ -10,7 +10,7 @@ feature frame (16 kB per minute):
    of the whole recording;
 2. the windows, cut from a rolling buffer of frames and scored a batch at a time
    (each its own context, unless the caller gives a speaker's);
-3. with silero-vad as the detector in use (`vad.detector_name`), its speech
+3. with silero-vad as the scorer's detector, its speech
    decisions, its state carried from block to block (a float per 32 ms).
 
 The frames, windows and gate are those of the whole-file path
@@ -30,7 +30,7 @@ from emotionnet.audio import AudioLimits, audio_info, iter_audio_blocks
 from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
 from emotionnet.inference.results import Timeline
 from emotionnet.inference.scoring import ScoredWindows, WindowScorer
-from emotionnet.inference.windows import window_logits, window_starts
+from emotionnet.inference.windows import window_starts
 from emotionnet.models.spec import Windowing
 
 LONG_SECONDS = 120.0  # files longer than this are scored in blocks
@@ -71,14 +71,15 @@ def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: f
         carry = buffer[frames * config.hop_length:]
 
 
-def _detector_frames(source, decode: dict, n_frames: int) -> torch.Tensor | None:
+def _detector_frames(source, decode: dict, n_frames: int, detector: str,
+                     features: FeatureConfig) -> torch.Tensor | None:
     """The speech frames by silero-vad, read block by block; None when the energy gate is the detector."""
-    if vad.detector_name() != "silero":
+    if detector != "silero":
         return None
     stream = vad.SileroStream()
     for block in iter_audio_blocks(source, **decode):
         stream.feed(block)
-    return vad.frames_from_chunks(stream.finish(), n_frames)
+    return vad.frames_from_chunks(stream.finish(), n_frames, features)
 
 
 def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Tensor, int, bool]:
@@ -130,13 +131,13 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
                                        scoring.spec.tiles_short_windows))
             next_window += 1
             if len(pending) == BATCH_WINDOWS:
-                logits.append(window_logits(scoring.network, torch.stack(pending)))
+                logits.append(scoring.logits(torch.stack(pending)))
                 pending = []
         keep_from = starts[next_window] - buffer_start if next_window < len(starts) else buffer.shape[-1]
         buffer, buffer_start = buffer[:, keep_from:].clone(), buffer_start + keep_from
     if pending:
-        logits.append(window_logits(scoring.network, torch.stack(pending)))
-    detected = _detector_frames(source, decode, level.numel())
+        logits.append(scoring.logits(torch.stack(pending)))
+    detected = _detector_frames(source, decode, level.numel(), scoring.detector, config)
     speech = speech if detected is None else detected
     flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
     scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits), speech)

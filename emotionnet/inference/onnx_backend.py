@@ -38,8 +38,10 @@ import torch
 
 from emotionnet.cache import cache_root
 from emotionnet.digest import file_digest
+from emotionnet.errors import EmotionNetError
 from emotionnet.extras import MissingExtraError, require
 from emotionnet.models.file import METADATA_KEY
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import ModelSpec, ModelSpecError
 
 OPSET = 17
@@ -47,7 +49,7 @@ SHA1_KEY = f"{METADATA_KEY}.model_sha1"
 INPUT_NAME, OUTPUT_NAME = "features", "logits"
 
 
-class OnnxBackendError(RuntimeError):
+class OnnxBackendError(EmotionNetError, RuntimeError):
     """The ONNX model could not be exported, loaded or run."""
 
 
@@ -65,13 +67,14 @@ def cache_dir() -> Path:
 def check_exportable(spec: ModelSpec) -> None:
     """OnnxBackendError, before anything is exported or written, for a model ONNX cannot run.
 
-    whisper: the encoder's export loads in onnxruntime only to be refused (`NOT_IMPLEMENTED ...
-    MatMul(13)` for its float16 products), and a head on windows of any length is not one graph
-    of one input length; it runs on the torch backend.
+    The model's family says (`ModelFamily.onnx_refusal`); the whisper family's encoder export loads
+    in onnxruntime only to be refused (`NOT_IMPLEMENTED ... MatMul(13)` for its float16 products),
+    and a head on windows of any length is not one graph of one input length.
     """
-    if spec.arch == "whisper":
-        raise OnnxBackendError("whisper models run on the torch backend only: their Whisper encoder is not "
-                               "exported to ONNX (CRNN and CNN model files are)")
+    family = family_of(spec)
+    if family.onnx_refusal:
+        raise OnnxBackendError(f"{family.name} models run on the torch backend only: {family.onnx_refusal} "
+                               "(CRNN and CNN model files are)")
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,

@@ -1,6 +1,6 @@
 """EmotionRecognizer: the public way to load a model once and call it on audio.
 
-    recognizer = load_model()                      # $EMOTIONNET_MODEL, else the model shipped in the package
+    recognizer = load_model()                      # the model shipped in the package (available_models())
     recognizer = load_model("model.onnx")          # a model name, a .safetensors file or an exported .onnx file
     recognizer.predict("clip.wav").emotion         # 'angry'
     recognizer.predict_timeline(array, 48000)      # windows over a long recording
@@ -18,9 +18,7 @@ energy gate, calibration: `inference/scoring.py`) is private to `inference/`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -32,72 +30,105 @@ from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
 from emotionnet.inference.scoring import WindowScorer
-from emotionnet.labels import LABELS
-from emotionnet.models.file import ModelFileError, load_model_file
+from emotionnet.models.family import AUDIO, LoadOptions
+from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
+from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
-MODEL_ENV = "EMOTIONNET_MODEL"  # the model (name or file) used when none is named (the CLI and the app honour it)
 BACKENDS = ("torch", "onnx")
-DEFAULT_MODEL = "default"
 
 
 class UnknownModelError(ModelFileError):
-    """A model name that is not in `MODELS` (and not a file)."""
+    """A model name that is not in `available_models()` (and not a file)."""
 
 
 def default_model_path() -> Path:
-    """The model shipped inside the package."""
-    return Path(str(resources.files("emotionnet") / "assets" / "model.safetensors"))
-
-
-def whisper_base_model_path() -> Path:
-    """The `whisper-base` head shipped inside the package (its encoder comes from the weight packages)."""
-    return Path(str(resources.files("emotionnet") / "assets" / "whisper-base.safetensors"))
+    """The model shipped inside the package that `load_model()` uses."""
+    return model_path(DEFAULT_MODEL)
 
 
 def resolve_model_path(path: str | Path | None = None) -> Path:
-    """`path`, else $EMOTIONNET_MODEL, else the shipped model; a model name is its shipped file."""
-    chosen = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    named = {DEFAULT_MODEL: default_model_path, "whisper-base": whisper_base_model_path}
-    return named[chosen]() if chosen in named else Path(chosen)
+    """`path`, else the shipped model; a model name is its shipped file."""
+    chosen = path or DEFAULT_MODEL
+    return model_path(chosen) if isinstance(chosen, str) and chosen in MODELS else Path(chosen)
 
 
 class EmotionRecognizer:
-    """A trained model with its feature settings, window and calibration."""
+    """A trained model with its feature settings, window and calibration.
 
-    def __init__(self, model_file: str | Path | None = None, backend: str = "torch"):
-        """A .safetensors model file (default: $EMOTIONNET_MODEL, else the shipped model); see also `load_model`."""
+    Built from what it needs: a network (a torch module, or the onnxruntime scorer of the onnx
+    backend) and the spec that says how it hears. `load_model` is the usual way in;
+    `from_file`, `from_onnx` and `from_model` build one from a file or a model in memory.
+    """
+
+    modality = AUDIO  # what `predict` takes (a face model's recognizer takes images)
+
+    def __init__(self, network: Callable[[torch.Tensor], torch.Tensor], spec: ModelSpec, *,
+                 backend: str = "torch", vad: str = "auto", model_file: str | Path | None = None,
+                 metadata: dict | None = None):
+        """`vad`: the speech detector ("auto": silero-vad where installed, "silero", "energy");
+        `model_file` and `metadata`: the file it came from and that file's whole JSON, if any."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
-        self.model_file: Path | None = resolve_model_path(model_file)
-        model, spec, self.metadata = load_model_file(self.model_file)
+        self._scoring = WindowScorer(network, spec, vad_detector(vad))
         self.backend = backend
+        self.model_file: Path | None = None if model_file is None else Path(model_file)
+        self.metadata: dict = spec.to_metadata() if metadata is None else metadata
+
+    @classmethod
+    def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+        """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        vad_detector(vad)  # a bad choice is refused before the model is read
+        path = resolve_model_path(model_file)
+        if backend == "onnx":
+            cls._refuse_onnx(path)
+        model, spec, metadata = load_model_file(path, LoadOptions(encoder_weights=encoder_weights,
+                                                                  compute_type=compute_type))
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            self._scoring = WindowScorer(onnx_scorer(self.model_file, model, self.metadata, spec), spec)
-        else:
-            self._scoring = WindowScorer(model, spec)
+            model = onnx_scorer(path, model, metadata, spec)
+        return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, vad: str = "auto") -> EmotionRecognizer:
+        """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
+        from emotionnet.inference.onnx_backend import read_onnx_file
+
+        scorer, spec, metadata = read_onnx_file(Path(path))
+        return cls(scorer, spec, backend="onnx", vad=vad, model_file=path, metadata=metadata)
+
+    @staticmethod
+    def _refuse_onnx(path: Path) -> None:
+        """A family that is not exported to ONNX says so before anything heavy is loaded."""
+        from emotionnet.inference.onnx_backend import check_exportable
+        from emotionnet.models.file import read_model_spec
+
+        check_exportable(read_model_spec(path))
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,
-                   spec: ModelSpec | None = None) -> EmotionRecognizer:
+                   spec: ModelSpec | None = None, *, vad: str = "auto") -> EmotionRecognizer:
         """Wrap a model in memory (during training, say) with its would-be file metadata or its spec.
 
         `spec`, when the caller has parsed `metadata` already, saves parsing it again.
         """
-        recognizer = cls.__new__(cls)
-        recognizer.model_file = None
         if isinstance(metadata, ModelSpec):
             spec, metadata = metadata, metadata.to_metadata()
-        recognizer.metadata = metadata
-        recognizer.backend = "torch"
-        recognizer._scoring = WindowScorer(model, spec or ModelSpec.from_metadata(metadata))
-        return recognizer
+        return cls(model, spec or ModelSpec.from_metadata(metadata), vad=vad, metadata=metadata)
 
     @property
     def spec(self) -> ModelSpec:
         return self._scoring.spec
+
+    @property
+    def vad(self) -> str:
+        """The speech detector that judges this recognizer's audio: "silero" or "energy"."""
+        return self._scoring.detector
 
     @property
     def network(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -123,7 +154,8 @@ class EmotionRecognizer:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return LABELS
+        """The emotions this model answers with (its file's; the six of `emotionnet.LABELS` for every shipped one)."""
+        return self.spec.answer_labels
 
     def predict(
         self, audio: AudioSource, sample_rate: int | None = None, context: BandStats | None = None
@@ -222,55 +254,54 @@ class EmotionRecognizer:
 
 
 
-def _load_onnx_file(path: Path, backend: str | None) -> EmotionRecognizer:
-    """A recognizer run entirely from an exported .onnx file (its metadata holds the model's description)."""
-    if backend == "torch":
-        raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
-    from emotionnet.inference.onnx_backend import read_onnx_file
+def vad_detector(choice: str) -> str:
+    """The speech detector a `vad=` choice means (auto: silero-vad where installed); ValueError naming the choices."""
+    from emotionnet import vad
 
-    scorer, spec, metadata = read_onnx_file(path)
-    recognizer = EmotionRecognizer.from_model(scorer, metadata, spec)
-    recognizer.model_file, recognizer.backend = path, "onnx"
-    return recognizer
+    return vad.detector_name(choice)
 
 
-def _load_whisper_base(backend: str) -> EmotionRecognizer:
-    from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
+def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
+               compute_type: str = "auto", threads: int | None = None,
+               encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+    """A model by name (`available_models()`: "default" is the shipped one, also used for None), a
+    .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
-    if backend != "torch":
-        from emotionnet.inference.onnx_backend import OnnxBackendError
-
-        raise OnnxBackendError("whisper-base runs on the torch backend only (its encoder is not exported to ONNX)")
-    if not weights_available():
-        raise MissingExtraError("the whisper-base model", "the Whisper-base weights", "whisper")
-    return EmotionRecognizer(whisper_base_model_path(), backend=backend)
-
-
-# Model names -> how to load them (given the backend, "torch" or "onnx"). A new model
-# family is one entry here.
-MODELS: dict[str, Callable[[str], EmotionRecognizer]] = {
-    DEFAULT_MODEL: lambda backend: EmotionRecognizer(default_model_path(), backend=backend),
-    "whisper-base": _load_whisper_base,
-}
-
-
-def load_model(name_or_path: str | Path | None = None, backend: str | None = None) -> EmotionRecognizer:
-    """A model by name (see `MODELS`: "default" is the shipped one), a .safetensors model file, or an
-    .onnx file written by `emotionnet export` (run with onnxruntime).
-
-    None: $EMOTIONNET_MODEL (a name or a file), else the shipped model. `backend` runs a
-    .safetensors model's network with torch (the default) or onnxruntime.
+    backend: "torch" (the default) or "onnx" runs a .safetensors model's network.
+    vad: the speech detector: "auto" (silero-vad where installed), "silero" or "energy".
+    compute_type: "auto", "float32" or "bfloat16" for a pretrained encoder's matrix products
+      (the whisper family's; "auto": bfloat16 where the CPU has it natively).
+    threads: torch's threads for this process (None: leave them as they are).
+    encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
+    The environment is read by the command line and the service, never here.
+    A model whose family reads no audio is answered by that family's recognizer: `load_model("face")`
+    gives a FaceRecognizer, whose `predict` takes images.
     """
-    chosen = name_or_path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    chosen = name_or_path or DEFAULT_MODEL
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+    detector = vad_detector(vad)
+    if threads is not None:
+        if not (isinstance(threads, int) and threads >= 1):
+            raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
     if isinstance(chosen, str) and chosen in MODELS:
-        return MODELS[chosen](backend or "torch")
-    path = Path(chosen)
-    if path.suffix.lower() == ".onnx":
-        return _load_onnx_file(path, backend)
-    if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
-        raise UnknownModelError(f"unknown model {chosen!r}: the model names are {', '.join(MODELS)}; "
-                                "or give a .safetensors or .onnx file")
-    return EmotionRecognizer(path, backend=backend or "torch")
+        path = model_path(chosen)
+    else:
+        path = Path(chosen)
+        if path.suffix.lower() == ".onnx":
+            if backend == "torch":
+                raise ValueError(f"{path} is an ONNX file: it runs with the onnx backend (or pass the .safetensors file)")
+            return EmotionRecognizer.from_onnx(path, vad=detector)
+        if isinstance(chosen, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
+            raise UnknownModelError(f"unknown model {chosen!r}: the model names are "
+                                    f"{', '.join(available_models())}; or give a .safetensors or .onnx file")
+    family = family_of(read_model_spec(path)) if path.is_file() else None
+    if family is not None and family.recognizer is not None:  # a model that reads no audio (the face model)
+        if backend == "onnx":
+            raise ValueError(f"{path.name}: a {family.name} model runs on the torch backend only "
+                             f"({family.onnx_refusal})")
+        load_options = LoadOptions(encoder_weights=encoder_weights, compute_type=compute_type)
+        return family.recognizer(load_model_file(path, load_options), path, load_options, threads or 1)
+    return EmotionRecognizer.from_file(path, backend=backend or "torch", **options)

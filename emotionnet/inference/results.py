@@ -40,10 +40,14 @@ class Prediction:
     guess: Guess | None = None
 
     @classmethod
-    def from_probabilities(cls, probs: np.ndarray, speech: bool = True) -> Prediction:
-        """The answer of calibrated probabilities (one per label); without speech, the guess."""
+    def from_probabilities(cls, probs: np.ndarray, speech: bool = True,
+                           labels: tuple[str, ...] = LABELS) -> Prediction:
+        """The answer of calibrated probabilities, one per label of the model (`ModelSpec.answer_labels`);
+        without speech, the guess."""
+        if len(probs) != len(labels):
+            raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
         best = int(np.argmax(probs))
-        answer = Guess(LABELS[best], float(probs[best]), {label: float(p) for label, p in zip(LABELS, probs)})
+        answer = Guess(labels[best], float(probs[best]), {label: float(p) for label, p in zip(labels, probs)})
         if not speech:
             return cls.no_speech(answer)
         return cls(answer.emotion, answer.confidence, answer.probabilities, True)

@@ -26,11 +26,13 @@ Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> l
 
 
 class WindowScorer:
-    """A network (torch module or ONNX session) with the spec that says how it hears."""
+    """A network (torch module or ONNX session) with the spec that says how it hears, and the speech
+    detector that judges its windows' audio (`vad.detector_name`: "silero" or "energy")."""
 
-    def __init__(self, network: Network, spec: ModelSpec):
+    def __init__(self, network: Network, spec: ModelSpec, detector: str = "energy"):
         self.network = network
         self.spec = spec
+        self.detector = detector
 
     @property
     def features(self) -> FeatureConfig:
@@ -53,6 +55,12 @@ class WindowScorer:
         pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
         return [None if speaker is None else pooled[speaker] for speaker in speakers]
 
+    def logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """(windows, classes answered) logits of model inputs: outputs the model does not answer
+        with (`ModelSpec.answers`) are left out before any softmax."""
+        logits = window_logits(self.network, windows)
+        return logits if self.spec.answer_index is None else logits[:, self.spec.answer_index]
+
     def score_windows(
         self, mels: list[torch.Tensor], windowing: Windowing,
         contexts: Sequence[BandStats | None] | None = None,
@@ -62,7 +70,7 @@ class WindowScorer:
 
         `windowing` comes from the one window rule (`ModelSpec.windowing`, applied by the
         recognizer or the live engine). `contexts` hold each log-mel's speaker statistics (see
-        `speaker_stats`); `masks` each one's speech frames by the detector in use
+        `speaker_stats`); `masks` each one's speech frames by the scorer's detector
         (`vad.detector_frames`; None: the energy gate on the log-mel).
         """
         frames = windowing.frames
@@ -75,7 +83,7 @@ class WindowScorer:
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0), speech_mask))
-        logits = window_logits(self.network, torch.cat(inputs))
+        logits = self.logits(torch.cat(inputs))
         for item, part in zip(scored, torch.split(logits, [len(w) for w in inputs])):
             item.logits = part
         return scored
@@ -90,7 +98,7 @@ class WindowScorer:
         `speakers` (one key per log-mel, or None) marks clips of one speaker, which a
         `speaker`-normalised model then reads against each other; `contexts` gives the
         statistics directly instead. `audios` (the 16 kHz samples of each log-mel) let the
-        detector in use (`vad.detector_name`) judge speech; without them, the energy gate does.
+        scorer's detector judge speech; without them, the energy gate does.
         """
         step = self.spec.frame_seconds
         if contexts is None:
@@ -98,7 +106,8 @@ class WindowScorer:
         durations = list(durations) if durations else [mel.shape[-1] * step for mel in mels]
         # Digital silence (every sample zero) holds nothing to hear: it is never shown to the model.
         heard = [i for i in range(len(mels)) if not audios or np.any(audios[i])]
-        masks = [vad.detector_frames(audios[i], mels[i].shape[-1]) for i in heard] if audios else None
+        masks = ([vad.detector_frames(audios[i], mels[i].shape[-1], self.detector, self.features) for i in heard]
+                 if audios else None)
         scored = self.score_windows([mels[i] for i in heard], windowing, [contexts[i] for i in heard],
                                     masks) if heard else []
         answers = dict(zip(heard, scored))
@@ -118,11 +127,12 @@ class WindowScorer:
 
     def timeline(self, scored: ScoredWindows, duration: float, windowing: Windowing) -> Timeline:
         """The timeline of one clip's scored windows."""
-        temperature = self.spec.temperature
+        temperature, labels = self.spec.temperature, self.spec.answer_labels
         probs = scored.window_probabilities(temperature)
-        segments = [Segment(*self._span(s, duration, windowing), sp, Prediction.from_probabilities(p) if sp else None)
-                     for s, sp, p in zip(scored.starts, scored.speech, probs)]
+        segments = [Segment(*self._span(s, duration, windowing), sp,
+                            Prediction.from_probabilities(p, labels=labels) if sp else None)
+                    for s, sp, p in zip(scored.starts, scored.speech, probs)]
         speech = vad.has_speech(scored.speech)
-        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech)
+        overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech, labels)
         runs = None if scored.speech_frames is None else vad.speech_runs(scored.speech_frames, self.spec.frame_seconds)
         return Timeline(duration, overall, segments, speech, runs)

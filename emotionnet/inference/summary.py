@@ -60,7 +60,9 @@ def summarise(timeline, strongest: int = STRONGEST) -> Summary:
     frames (`Timeline.speech_runs`), not whole windows, which would count the pauses around a
     little speech as speech (issue 31: "191 s of speech" in a file with at most 130 s of it).
     """
-    seconds = dict.fromkeys(LABELS, 0.0)
+    # The model's labels (None: digital silence, no answer: the six as before)
+    seconds = dict.fromkeys(timeline.prediction.most_likely.probabilities if timeline.prediction.most_likely
+                            else LABELS, 0.0)
     parts = spans(timeline)
     edges = np.array([start for start, _, _ in parts] + [parts[-1][1]] if parts else [0.0])
     heard = np.diff(edges) if timeline.speech_runs is None else np.diff(speech_before(timeline.speech_runs, edges))

@@ -1,26 +1,11 @@
-"""Model architectures by name, built from the hyper-parameters a model file records."""
+"""Model families (cnn, crnn, whisper), each in its own folder, listed in `registry.py`.
+
+`build_model(arch, **hparams)` builds an untrained network from a family's defaults and the
+hyper-parameters given; a model file records what it was built with (models/file.py, spec.py).
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from emotionnet.models.registry import FAMILIES, build_model, count_parameters, default_hparams, get_family
 
-from emotionnet.models.cnn import CNN
-from emotionnet.models.crnn import CRNN
-from emotionnet.models.spec import default_hparams
-from emotionnet.models.whisper.head import WhisperEmotionNet
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN, "crnn": CRNN, "whisper": WhisperEmotionNet}
-
-
-def build_model(arch: str, **hparams) -> nn.Module:
-    """An untrained `arch` network: `hparams` over the architecture's defaults (models/spec.py)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    hparams = {**default_hparams(arch), **hparams}
-    if "channels" in hparams:
-        hparams["channels"] = tuple(hparams["channels"])
-    return ARCHITECTURES[arch](**hparams)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+__all__ = ["FAMILIES", "build_model", "count_parameters", "default_hparams", "get_family"]

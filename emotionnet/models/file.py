@@ -21,8 +21,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from emotionnet.errors import EmotionNetError
 from emotionnet.labels import LABELS
-from emotionnet.models import build_model
+from emotionnet.models.family import LoadOptions
+from emotionnet.models.registry import build_model, family_of
 from emotionnet.models.spec import ModelSpec, ModelSpecError
 
 FORMAT = 1
@@ -38,7 +40,7 @@ class LoadedModel(NamedTuple):
     metadata: dict
 
 
-class ModelFileError(ValueError):
+class ModelFileError(EmotionNetError, ValueError):
     """A model file that is missing, truncated, foreign, of an unknown format or describes an impossible model."""
 
 
@@ -68,8 +70,6 @@ def _check_metadata(path: Path, raw: str | None) -> dict:
         raise ModelFileError(f"{path}: its EmotionNet metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: model file format {meta.get('format')!r}; this version reads format {FORMAT}")
-    if not isinstance(meta.get("labels"), list) or tuple(meta["labels"]) != LABELS:
-        raise ModelFileError(f"{path}: labels {meta.get('labels')!r} differ from {list(LABELS)}")
     return meta
 
 
@@ -111,13 +111,21 @@ def _open_checked(path: Path) -> tuple[dict[str, torch.Tensor], dict, ModelSpec]
     return tensors, meta, spec
 
 
-def _attach_encoder(path: str | Path, model: nn.Module, digest: str) -> None:
-    """A head on a pretrained encoder gets the user's encoder weights, checked against the recorded digest."""
-    from emotionnet.models.whisper.weights import EncoderWeightsError, encoder_for
-
+def read_model_spec(path: str | Path) -> ModelSpec:
+    """The spec a model file describes, its JSON checked, its weights not read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
     try:
-        model.attach_encoder(encoder_for(digest))
-    except EncoderWeightsError as exc:
+        with safe_open(str(path), framework="pt") as f:
+            meta = _check_metadata(path, (f.metadata() or {}).get(METADATA_KEY))
+    except ModelFileError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a readable .safetensors model file ({exc})") from None
+    try:
+        return ModelSpec.from_metadata(meta)
+    except ModelSpecError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
 
 
@@ -127,15 +135,22 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def load_model_file(path: str | Path) -> LoadedModel:
-    """Rebuild the model described by a file, in eval mode, with its weights, and the spec it was parsed into."""
+def load_model_file(path: str | Path, options: LoadOptions | None = None) -> LoadedModel:
+    """Rebuild the model described by a file, in eval mode, with its weights, and the spec it was parsed into.
+
+    `options` reach what the model's family attaches after loading (the whisper family's encoder).
+    """
     tensors, meta, spec = _open_checked(Path(path))
     model = build_model(spec.arch, **spec.hparams)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:  # a dtype the parameters cannot take
         raise ModelFileError(f"{path}: weights do not match the architecture it describes ({exc})") from None
-    if spec.arch == "whisper":
-        _attach_encoder(path, model, spec.hparams["encoder_digest"])
+    family = family_of(spec)
+    if family.attach is not None:
+        try:
+            family.attach(model, spec.hparams, options or LoadOptions())
+        except ValueError as exc:  # the weights it needs are not the ones the file was trained with
+            raise ModelFileError(f"{path}: {exc}") from None
     # Channels-last roughly halves CNN inference time on CPU (oneDNN's preferred layout).
     return LoadedModel(model.to(memory_format=torch.channels_last).eval(), spec, meta)

@@ -10,13 +10,14 @@ in `FeatureConfig`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from emotionnet.audio import SAMPLE_RATE
 from emotionnet.features import NORMALISATIONS, FeatureConfig
 from emotionnet.labels import LABELS
+from emotionnet.models.family import ModelSpecError, number
+from emotionnet.models.registry import get_family
 from emotionnet.window_rule import (  # noqa: F401 (the window rule's names, as this module has always had them)
     DEFAULT_HOP,
     DEFAULT_WINDOW,
@@ -29,47 +30,19 @@ from emotionnet.window_rule import (  # noqa: F401 (the window rule's names, as 
 DEFAULT_ARCH = "crnn"
 DEFAULT_TEMPERATURE = 1.0  # before calibration
 
-# The hyper-parameters a new model gets unless the recipe says otherwise (the shipped ones).
-DEFAULT_ARCH_HPARAMS: dict[str, dict[str, Any]] = {
-    "cnn": {"channels": [24, 48, 96, 192], "convs_per_block": 1, "dropout": 0.3},
-    "crnn": {"channels": [16, 32, 64], "hidden": 96, "dropout": 0.3},
-    # A head on a frozen Whisper-base encoder (models/whisper/): the encoder's weights are not the
-    # model file's, only the digest that names them.
-    "whisper": {"encoder": "openai/whisper-base", "encoder_digest": "", "layers": 6, "width": 512, "frame_pool": 8,
-                "hidden": 256, "attention": 128, "dropout": 0.3, "center_time": False},
-}
-ENCODERS = {"openai/whisper-base": {"n_mels": 80, "layers": 6, "width": 512}}
-# Defaults of switches a model file may leave out (files written before the switch existed).
-OPTIONAL_HPARAMS: dict[str, dict[str, Any]] = {"cnn": {"batch_norm": True}, "crnn": {}, "whisper": {"head": "attentive"}}
-WHISPER_HEADS = ("attentive", "stats")
-SHORT_AUDIO = ("tile", "own length")  # ModelSpec.short_audio  # models/whisper/head.py: EmotionHead, StatsHead
+SHORT_AUDIO = ("tile", "own length")  # ModelSpec.short_audio
 
-# Bounds on what a model file may ask for: far beyond any sensible model, far below
-# what would exhaust memory before the weights are even compared.
-MAX_WIDTH = 4096
-MAX_BLOCKS = 8
-MAX_CONVS = 8
+# Bounds on what a model file may ask for of its front end (the families bound their own hyper-parameters).
 MAX_MELS = 512
 MAX_FFT = 16_384
+MAX_LABELS = 1000
+MAX_LABEL_LENGTH = 100
 
 
 # The feature fields every format-1 file holds. A field added to FeatureConfig later is
 # optional here, so files written before it keep loading with its default.
 FORMAT_1_FEATURES = ("sample_rate", "win_length", "n_fft", "hop_length", "n_mels", "f_min", "f_max",
                      "log_offset", "normalisation")
-
-
-class ModelSpecError(ValueError):
-    """A model description that is missing, malformed or out of bounds (the message says which)."""
-
-
-def _number(value: Any, name: str, low: float, high: float, integer: bool = False) -> float:
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise ModelSpecError(f"{name} must be {kind}, got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ModelSpecError(f"{name} must be {kind} from {low:g} to {high:g}, got {value!r}")
-    return value
 
 
 def _mapping(value: Any, name: str) -> dict:
@@ -97,89 +70,53 @@ def check_features(data: Any) -> FeatureConfig:
         raise ModelSpecError(f"features lack {', '.join(missing)}")
     if data["sample_rate"] != SAMPLE_RATE:
         raise ModelSpecError(f"features.sample_rate is {data['sample_rate']!r}; this version hears {SAMPLE_RATE} Hz")
-    n_fft = _number(data["n_fft"], "features.n_fft", 16, MAX_FFT, integer=True)
-    _number(data["win_length"], "features.win_length", 16, n_fft, integer=True)
-    _number(data["hop_length"], "features.hop_length", 1, n_fft, integer=True)
-    _number(data["n_mels"], "features.n_mels", 1, MAX_MELS, integer=True)
-    f_max = _number(data["f_max"], "features.f_max", 1, SAMPLE_RATE / 2)
-    _number(data["f_min"], "features.f_min", 0, f_max - 1)
-    _number(data["log_offset"], "features.log_offset", 1e-12, 1.0)
+    n_fft = number(data["n_fft"], "features.n_fft", 16, MAX_FFT, integer=True)
+    number(data["win_length"], "features.win_length", 16, n_fft, integer=True)
+    number(data["hop_length"], "features.hop_length", 1, n_fft, integer=True)
+    number(data["n_mels"], "features.n_mels", 1, MAX_MELS, integer=True)
+    f_max = number(data["f_max"], "features.f_max", 1, SAMPLE_RATE / 2)
+    number(data["f_min"], "features.f_min", 0, f_max - 1)
+    number(data["log_offset"], "features.log_offset", 1e-12, 1.0)
     if not isinstance(data["normalisation"], str) or data["normalisation"] not in NORMALISATIONS:
         raise ModelSpecError(f"features.normalisation {data['normalisation']!r} is not one of {NORMALISATIONS}")
     return FeatureConfig.from_dict(data)
 
 
-def check_hparams(arch: Any, hparams: Any, n_mels: int) -> dict:
-    """The architecture's full hyper-parameters, each known, typed and bounded."""
-    if not isinstance(arch, str) or arch not in DEFAULT_ARCH_HPARAMS:
-        raise ModelSpecError(f"unknown architecture {arch!r}; this version knows {', '.join(DEFAULT_ARCH_HPARAMS)}")
-    hparams = dict(_mapping(hparams, "model.hparams"))
-    known = {"n_mels", "n_classes", *DEFAULT_ARCH_HPARAMS[arch], *OPTIONAL_HPARAMS[arch]}
-    unknown = sorted(set(hparams) - known)
-    if unknown:
-        raise ModelSpecError(f"{arch} has no hyper-parameter {', '.join(unknown)}")
-    hparams = {**OPTIONAL_HPARAMS[arch], **hparams}
-    if hparams.setdefault("n_mels", n_mels) != n_mels:
-        raise ModelSpecError(f"model.hparams.n_mels is {hparams['n_mels']!r} but the features have {n_mels} mel bands")
-    if hparams.setdefault("n_classes", len(LABELS)) != len(LABELS):
-        raise ModelSpecError(f"model.hparams.n_classes is {hparams['n_classes']!r}; the labels are {len(LABELS)}")
-    missing = [name for name in DEFAULT_ARCH_HPARAMS[arch] if name not in hparams]
-    if missing:
-        raise ModelSpecError(f"model.hparams lack {', '.join(missing)}")
-    if arch == "whisper":
-        return _check_encoder_head(hparams, n_mels)
-    channels = hparams["channels"]
-    if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_BLOCKS:
-        raise ModelSpecError(f"model.hparams.channels must be a list of 1 to {MAX_BLOCKS} widths, got {channels!r}")
-    for width in channels:
-        _number(width, "each of model.hparams.channels", 1, MAX_WIDTH, integer=True)
-    _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
-    if "convs_per_block" in hparams:
-        _number(hparams["convs_per_block"], "model.hparams.convs_per_block", 1, MAX_CONVS, integer=True)
-    if "hidden" in hparams:
-        _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
-    if not isinstance(hparams.get("batch_norm", True), bool):
-        raise ModelSpecError(f"model.hparams.batch_norm must be true or false, got {hparams['batch_norm']!r}")
-    if arch == "crnn" and n_mels // 2 ** len(channels) < 1:
-        raise ModelSpecError(f"{len(channels)} crnn blocks halve {n_mels} mel bands to nothing")
-    return hparams
+def check_hparams(arch: Any, hparams: Any, features: FeatureConfig, n_classes: int = len(LABELS)) -> dict:
+    """The architecture's full hyper-parameters, each known, typed and bounded (by its family)."""
+    return get_family(arch).check_hparams(dict(_mapping(hparams, "model.hparams")), features, n_classes)
 
 
-def _check_encoder_head(hparams: dict, n_mels: int) -> dict:
-    encoder = ENCODERS.get(hparams["encoder"])
-    if encoder is None:
-        raise ModelSpecError(f"unknown encoder {hparams['encoder']!r}; this version knows {', '.join(ENCODERS)}")
-    digest = hparams["encoder_digest"]
-    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-        raise ModelSpecError(f"model.hparams.encoder_digest must be a sha256 hex digest, got {digest!r}")
-    if n_mels != encoder["n_mels"]:
-        raise ModelSpecError(f"{hparams['encoder']} hears {encoder['n_mels']} mel bands; the features have {n_mels}")
-    _number(hparams["layers"], "model.hparams.layers", 1, encoder["layers"], integer=True)
-    if hparams["width"] != encoder["width"]:
-        raise ModelSpecError(f"model.hparams.width is {hparams['width']!r}; {hparams['encoder']} is {encoder['width']}")
-    if _number(hparams["frame_pool"], "model.hparams.frame_pool", 4, 64, integer=True) % 4:
-        raise ModelSpecError(f"model.hparams.frame_pool must be a multiple of 4 (the encoder cache's pooling), "
-                             f"got {hparams['frame_pool']}")
-    _number(hparams["hidden"], "model.hparams.hidden", 2, MAX_WIDTH, integer=True)
-    _number(hparams["attention"], "model.hparams.attention", 2, MAX_WIDTH, integer=True)
-    _number(hparams["dropout"], "model.hparams.dropout", 0, 0.99)
-    if hparams["head"] not in WHISPER_HEADS:
-        raise ModelSpecError(f"model.hparams.head must be one of {', '.join(WHISPER_HEADS)}, got {hparams['head']!r}")
-    if not isinstance(hparams["center_time"], bool):
-        raise ModelSpecError(f"model.hparams.center_time must be true or false, got {hparams['center_time']!r}")
-    return hparams
+def check_labels(value: Any, name: str, within: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """A model file's `labels` (its network's outputs, in order) or `answers` (those it answers):
+    2 or more distinct, non-empty names; `answers` are some of the `labels`."""
+    if not isinstance(value, list) or not 2 <= len(value) <= MAX_LABELS:
+        raise ModelSpecError(f"{name} must be a list of 2 to {MAX_LABELS} names, got {str(value)[:80]}")
+    for label in value:
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_LENGTH:
+            raise ModelSpecError(f"each of {name} must be a name of 1 to {MAX_LABEL_LENGTH} characters, "
+                                 f"got {str(label)[:80]!r}")
+    if len(set(value)) != len(value):
+        raise ModelSpecError(f"{name} name a label twice: {value}")
+    if within is not None and not set(value) <= set(within):
+        raise ModelSpecError(f"{name} {sorted(set(value) - set(within))} are not among the labels {list(within)}")
+    return tuple(value)
 
 
-def default_hparams(arch: str, n_mels: int = FeatureConfig.n_mels) -> dict:
-    """The hyper-parameters of a new `arch` model (a copy the caller may change)."""
-    if arch not in DEFAULT_ARCH_HPARAMS:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(DEFAULT_ARCH_HPARAMS)}")
-    return {**DEFAULT_ARCH_HPARAMS[arch], **OPTIONAL_HPARAMS[arch], "n_mels": n_mels, "n_classes": len(LABELS)}
+def default_hparams(arch: str, n_mels: int | None = None, n_classes: int = len(LABELS)) -> dict:
+    """The hyper-parameters of a new `arch` model (a copy the caller may change): its family's defaults."""
+    return get_family(arch).default_hparams(n_mels, n_classes)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model's architecture, features, analysis window and calibration temperature."""
+    """A model's architecture, features, analysis window, calibration temperature and labels.
+
+    `labels` name the network's outputs, in order (a file without them means the six, `LABELS`);
+    `answers`, those the model answers with (default: all of them). A network trained on more
+    classes than it answers (FER2013's seven with surprise, answering the six) declares the rest
+    away: its answers' probabilities are a softmax over their logits alone.
+    """
 
     arch: str = DEFAULT_ARCH
     hparams: dict = field(default_factory=dict)  # complete after `from_metadata`; merged over the defaults
@@ -193,6 +130,20 @@ class ModelSpec:
     # "tile": audio shorter than a window is repeated to fill it (networks of one input length, and
     # heads trained on repeated clips); "own length": scored at its own length, over its real frames.
     short_audio: str = "tile"
+    labels: tuple[str, ...] = LABELS
+    answers: tuple[str, ...] | None = None  # None: every label
+
+    @property
+    def answer_labels(self) -> tuple[str, ...]:
+        """The labels the model answers with, in its outputs' order."""
+        return self.labels if self.answers is None else tuple(x for x in self.labels if x in self.answers)
+
+    @property
+    def answer_index(self) -> list[int] | None:
+        """Indices of the answered labels among the network's outputs; None when it answers all of them."""
+        if self.answers is None or set(self.answers) == set(self.labels):
+            return None
+        return [i for i, label in enumerate(self.labels) if label in self.answers]
 
     @property
     def sample_rate(self) -> int:
@@ -201,7 +152,8 @@ class ModelSpec:
     @property
     def model_hparams(self) -> dict:
         """What the architecture is built with: the defaults, this spec's choices, its mel bands."""
-        return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels}
+        return {**default_hparams(self.arch, self.features.n_mels), **self.hparams, "n_mels": self.features.n_mels,
+                "n_classes": len(self.labels)}
 
     @property
     def frame_seconds(self) -> float:
@@ -258,41 +210,49 @@ class ModelSpec:
             "inference": {"window": self.window, "hop": self.hop, "short_audio": self.short_audio,
                           **({"window_range": list(self.window_range)} if self.window_range else {})},
             "model": {"arch": self.arch, "hparams": self.model_hparams},
+            "labels": list(self.labels),
+            **({"answers": list(self.answer_labels)} if self.answer_index is not None else {}),
         }
 
     @classmethod
     def from_metadata(cls, meta: Any) -> ModelSpec:
         """The spec a model file's JSON describes; ModelSpecError naming the first bad field."""
         meta = _mapping(meta, "the model description")
-        if "features" not in meta:
-            raise ModelSpecError("no 'features' in the model description")
-        features = check_features(meta["features"])
-        if meta.get("sample_rate", features.sample_rate) != features.sample_rate:
-            raise ModelSpecError(f"sample_rate {meta['sample_rate']!r} differs from the features' "
-                                 f"{features.sample_rate}")
         if "model" not in meta:
             raise ModelSpecError("no 'model' (architecture and hyper-parameters) in the model description")
         model = _mapping(meta["model"], "model")
-        hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features.n_mels)
+        family = get_family(model.get("arch"))
+        if not family.hears_audio:  # a face model: no audio front end to read (the default stands in, unused)
+            features = FeatureConfig()
+        elif "features" not in meta:
+            raise ModelSpecError("no 'features' in the model description")
+        else:
+            features = check_features(meta["features"])
+        if meta.get("sample_rate", features.sample_rate) != features.sample_rate:
+            raise ModelSpecError(f"sample_rate {meta['sample_rate']!r} differs from the features' "
+                                 f"{features.sample_rate}")
+        labels = check_labels(meta.get("labels", list(LABELS)), "labels")  # files without them mean the six
+        answers = check_labels(meta["answers"], "answers", labels) if "answers" in meta else None
+        hparams = check_hparams(model.get("arch"), model.get("hparams", {}), features, len(labels))
         inference = _mapping(meta.get("inference", {}), "inference")
-        window = _number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
-        hop = _number(inference.get("hop", DEFAULT_HOP), "inference.hop", MIN_HOP, window)
-        temperature = _number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
+        window = number(inference.get("window", DEFAULT_WINDOW), "inference.window", MIN_WINDOW, MAX_WINDOW)
+        hop = number(inference.get("hop", DEFAULT_HOP), "inference.hop", MIN_HOP, window)
+        temperature = number(meta.get("temperature", DEFAULT_TEMPERATURE), "temperature", 1e-3, 1e3)
         short_audio = inference.get("short_audio", "tile")
         if short_audio not in SHORT_AUDIO:
             raise ModelSpecError(f"inference.short_audio {short_audio!r} is not one of {SHORT_AUDIO}")
         window_range = inference.get("window_range")
-        if window_range is None and model["arch"] == "whisper":
-            # A whisper head written before varied-length training saw its own window only (short
+        if window_range is None and get_family(model["arch"]).own_window_if_unstated:
+            # e.g. a whisper head written before varied-length training saw its own window only (short
             # clips repeated to fill it): elsewhere its standardised statistics are off the scale.
             window_range = [window, window]
         if window_range is not None:
             if not (isinstance(window_range, list) and len(window_range) == 2):
                 raise ModelSpecError(f"inference.window_range must be [shortest, longest], got {window_range!r}")
-            shortest = _number(window_range[0], "inference.window_range[0]", MIN_WINDOW, MAX_WINDOW)
-            longest = _number(window_range[1], "inference.window_range[1]", shortest, MAX_WINDOW)
+            shortest = number(window_range[0], "inference.window_range[0]", MIN_WINDOW, MAX_WINDOW)
+            longest = number(window_range[1], "inference.window_range[1]", shortest, MAX_WINDOW)
             if not shortest <= window <= longest:
                 raise ModelSpecError(f"inference.window {window:g} is outside inference.window_range")
             window_range = (float(shortest), float(longest))
         return cls(model["arch"], hparams, features, float(window), float(hop), float(temperature),
-                   window_range, short_audio)
+                   window_range, short_audio, labels, answers)

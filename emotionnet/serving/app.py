@@ -117,7 +117,7 @@ class Service:
 
     async def start(self) -> None:
         if self.model is None:
-            self.model = await asyncio.to_thread(ServedModel.load, self.settings.model)
+            self.model = await asyncio.to_thread(ServedModel.load, self.settings.model, self.settings.load_options)
         settings = self.settings
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="emotionnet-infer")
         self.heavy_executor = ThreadPoolExecutor(1, thread_name_prefix="emotionnet-heavy")

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emotionnet.audio import AudioError
+from emotionnet.errors import AudioTooLongError
 from emotionnet.serving.scheduling import ScheduledNetwork, Turns
 
 
 def is_too_long(exc: AudioError) -> bool:
     """Audio over the duration limit (answered 413), not bad audio (400)."""
-    return "too long" in str(exc)
+    return isinstance(exc, AudioTooLongError)
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,15 @@ class ServedModel:
 
         self.turns = turns or Turns()
         network = ScheduledNetwork(recognizer.network, self.turns)
-        self.recognizer = EmotionRecognizer.from_model(network, recognizer.metadata, recognizer.spec)
-        self.recognizer.model_file, self.recognizer.backend = recognizer.model_file, recognizer.backend
+        self.recognizer = EmotionRecognizer(network, recognizer.spec, backend=recognizer.backend, vad=recognizer.vad,
+                                            model_file=recognizer.model_file, metadata=recognizer.metadata)
 
     @classmethod
-    def load(cls, path: str | None = None) -> ServedModel:
+    def load(cls, path: str | None = None, load_options: dict | None = None) -> ServedModel:
+        """`load_model(path, **load_options)` (the options the service's settings read from the environment)."""
         from emotionnet import load_model
 
-        return cls(load_model(path))
+        return cls(load_model(path, **(load_options or {})))
 
     @property
     def name(self) -> str:

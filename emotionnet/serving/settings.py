@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 SETTINGS_ENV = "EMOTIONNET_SERVE_SETTINGS"  # how `serve --workers N` hands settings to each worker process
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str | None = None  # a model name or file (load_model); None: $EMOTIONNET_MODEL, else the shipped model
+    model: str | None = None  # a model name or file (load_model); None: the shipped model
+    load_options: dict = field(default_factory=dict)  # load_model's vad, compute_type, encoder_weights
     api_key: str | None = None  # when set, /v1/* and /metrics need `Authorization: Bearer <key>`
     max_upload_mb: float = 50.0  # larger request bodies get 413
     max_audio_seconds: float = 600.0  # longer audio gets 413
@@ -30,10 +31,10 @@ class ServeSettings:
     max_message_seconds: float = 10.0  # audio in one stream message; more closes the stream (1009)
 
     def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.type in ("float", "int") and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{field.name} must be a positive finite number, got {value!r}")
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if setting.type in ("float", "int") and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{setting.name} must be a positive finite number, got {value!r}")
         if self.api_key is not None and (not self.api_key or self.api_key != self.api_key.strip()):
             raise ValueError("api_key is empty or has spaces around it (it could never match a request's key)")
         if self.max_inflight_mb < self.max_upload_mb:

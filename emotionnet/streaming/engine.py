@@ -19,7 +19,7 @@ does with a short clip) and show their own probabilities: smoothing only ever
 combines complete windows, so a stream's first seconds cannot outvote them.
 
 Silence and background get `speech=False` and no emotion. With silero-vad as
-the detector in use (`vad.detector_name`) it judges each window's audio as
+the recognizer's detector (`recognizer.vad`) it judges each window's audio as
 `predict` would; with the energy gate, a stream has no
 "whole recording" to take the loudest level from, so the gate keeps two
 running estimates instead: the loudest recent level (a peak that decays
@@ -53,7 +53,6 @@ from emotionnet.audio import MAX_ABS_SAMPLE
 from emotionnet.features import BandStats, log_mel
 from emotionnet.inference.recognizer import EmotionRecognizer
 from emotionnet.inference.results import Prediction
-from emotionnet.labels import LABELS
 from emotionnet.window_rule import STREAM_HOP
 
 MIN_FLUSH_SECONDS = 0.1  # the least audio after the last hop that earns a result of its own
@@ -310,7 +309,7 @@ class StreamEngine:
         new_levels = levels[levels.numel() - min(new_frames, levels.numel()):]
         self.gate.update(new_levels, seconds)
         mask = self.gate.speech_mask(levels)  # the frames the speaker context takes in
-        detected = vad.detector_frames(audio, levels.numel())  # silero-vad on the window, as predict runs it
+        detected = vad.detector_frames(audio, levels.numel(), self.recognizer.vad, self.features)  # as predict
         speech = vad.is_speech(mask if detected is None else detected)
         partial = audio.size < self.window_samples  # the window is not whole yet
         prediction = raw = None
@@ -322,9 +321,11 @@ class StreamEngine:
             context = self.context.stats() if self.adapt else None
             scored = self.recognizer.score_log_mels([mel], contexts=[context])[0]
             probs = scored.window_probabilities(self.recognizer.temperature)[0].astype(np.float64)
-            raw = {label: float(p) for label, p in zip(LABELS, probs)}
+            labels = self.recognizer.labels
+            raw = {label: float(p) for label, p in zip(labels, probs)}
             # a partial window shows its own answer and stays out of the average of complete windows
-            prediction = Prediction.from_probabilities(probs if partial else self._smooth(probs, seconds))
+            prediction = Prediction.from_probabilities(probs if partial else self._smooth(probs, seconds),
+                                                       labels=labels)
             self._silent_for = 0.0
         else:
             self._silent_for += seconds

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emotionnet.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioError, audio_info, iter_audio_blocks
+from emotionnet.errors import AudioTooLongError
 from emotionnet.streaming.engine import Chunk
 
 BLOCK_SECONDS = 0.1
@@ -180,7 +181,7 @@ class FileSource:
         _, self.duration = audio_info(path)
         limit = DEFAULT_LIMITS.max_seconds if max_seconds is None else max_seconds
         if self.duration > limit:
-            raise AudioError(f"{path}: too long ({self.duration:.1f} s; the limit is {limit:g} s)")
+            raise AudioTooLongError(f"{path}: too long ({self.duration:.1f} s; the limit is {limit:g} s)")
         self.name = str(path)
 
     def __iter__(self) -> Iterator[Chunk]:

@@ -6,7 +6,7 @@ the teacher's calibrated probabilities beside the hard labels passes on what the
 teacher knows of each clip: which clips are ambiguous, which emotions a voice
 is close to (Hinton, Vinyals and Dean, 2015). The student stays as fast as before.
 
-A `whisper` teacher reads the encoder cache (training/encoder_cache.py), filling
+A teacher on a pretrained encoder (its family's recipe "encoder-head") reads the encoder cache (training/encoder_cache.py), filling
 it for clips it lacks, so soft labels for a corpus cost one pass of the head;
 any other teacher scores the cached log-mels of its own front end.
 """
@@ -31,11 +31,11 @@ def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progre
     distillation loss leaves it to its hard label.
     """
     from emotionnet.inference.recognizer import load_model
-    from emotionnet.models.whisper.head import WhisperEmotionNet
+    from emotionnet.models.registry import family_of
 
     recognizer = load_model(teacher)
-    if isinstance(recognizer.network, WhisperEmotionNet):
-        scored = _whisper_scores(recognizer.network, records)
+    if family_of(recognizer.spec).recipe == "encoder-head":
+        scored = _encoder_head_scores(recognizer.network, records)
     else:
         scored = _log_mel_scores(recognizer, records, progress)
     out = np.zeros((len(records), len(LABELS)))
@@ -45,7 +45,7 @@ def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progre
     return out
 
 
-def _whisper_scores(network, records: Sequence[Record]) -> list[ScoredWindows | None]:
+def _encoder_head_scores(network, records: Sequence[Record]) -> list[ScoredWindows | None]:
     from emotionnet.training.encoder_cache import StateStore, encoder_folder, fill, window_shape
     from emotionnet.training.head_training import CachedStates, as_scored, clip_logits
 

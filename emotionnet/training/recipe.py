@@ -31,7 +31,8 @@ from emotionnet.inference.results import ScoredWindows
 from emotionnet.labels import LABEL_INDEX
 from emotionnet.models import build_model, count_parameters
 from emotionnet.models.file import save_model_file
-from emotionnet.models.spec import DEFAULT_ARCH_HPARAMS, ModelSpec
+from emotionnet.models.registry import FAMILIES, get_family
+from emotionnet.models.spec import ModelSpec
 from emotionnet.training.augment import AugmentConfig
 from emotionnet.training.batches import BatchMaker
 from emotionnet.training.calibration import (
@@ -123,8 +124,12 @@ class Recipe:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown recipe key(s): {', '.join(sorted(unknown))}")
-        if data.get("arch", default_spec().arch) not in DEFAULT_ARCH_HPARAMS:
-            raise ValueError(f"unknown architecture {data['arch']!r}; choose from {', '.join(DEFAULT_ARCH_HPARAMS)}")
+        arch = data.get("arch", default_spec().arch)
+        log_mel_families = [name for name, family in FAMILIES.items() if family.recipe == "log-mel"]
+        if arch not in log_mel_families:
+            known = f"its recipe is {get_family(arch).recipe!r}, " if arch in FAMILIES else ""
+            raise ValueError(f"unknown architecture {arch!r} for this recipe ({known}choose from "
+                             f"{', '.join(log_mel_families)})")
         rest = {k: v for k, v in data.items() if k not in ("fit", "features", "augmentation")}
         features = FeatureConfig.from_dict({**default_spec().features.to_dict(), **data.get("features", {})})
         augmentation = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("augmentation", {}).items()}

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from emotionnet.errors import EmotionNetError
 from emotionnet.training.batches import BatchMaker
 from emotionnet.training.losses import distillation_loss, masked_cross_entropy
 
@@ -63,7 +64,7 @@ EpochCallback = Callable[[int, dict], None]
 CHECKPOINT_SECONDS = float(os.environ.get("EMOTIONNET_CHECKPOINT_SECONDS", 120))  # within an epoch
 
 
-class TrainingError(ValueError):
+class TrainingError(EmotionNetError, ValueError):
     """Training cannot go on: a non-finite loss or weights, or an unusable checkpoint."""
 
 

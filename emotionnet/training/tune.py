@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from emotionnet.corpora import Collection
+from emotionnet.models.registry import get_family
 from emotionnet.training.head_training import HeadConfig
 from emotionnet.training.recipe import Recipe, train_model
 from emotionnet.training.whisper_recipe import WhisperRecipe
@@ -31,8 +32,8 @@ def suggest_recipe(trial, base: Recipe) -> Recipe:
     width = trial.suggest_categorical("width", [8, 16, 24, 32])
     recipe.hparams = {**recipe.hparams, "channels": [width * 2 ** i for i in range(depth)],
                       "dropout": trial.suggest_float("dropout", 0.1, 0.5)}
-    if recipe.arch == "crnn":
-        recipe.hparams["hidden"] = trial.suggest_categorical("hidden", [48, 64, 96, 128, 160])
+    for hparam in get_family(recipe.arch).searched():  # what only this family has (the crnn's hidden size)
+        recipe.hparams[hparam.name] = trial.suggest_categorical(hparam.name, list(hparam.search))
     recipe.fit.lr = trial.suggest_float("lr", 1e-3, 1e-2, log=True)
     recipe.fit.weight_decay = trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True)
     # One knob for all augmentation: every probability scaled together.
@@ -167,14 +168,15 @@ def suggest_whisper_recipe(trial, base: WhisperRecipe) -> WhisperRecipe:
 
 
 def tune_whisper(collection: Collection, out: str | Path, trials: int, base: WhisperRecipe | None = None,
-                 seed: int = 0, progress: bool = True, on_trial=None):
+                 seed: int = 0, progress: bool = True, on_trial=None, encoder_weights: str | Path | None = None):
     """Search the `whisper` head with leave-one-corpus-out validation as the objective.
 
     The recipe is meant for voices no corpus had, so a trial is judged the way LOCO judges:
     per corpus, a head trained on the others (selected on their validation clips) scored on
     that corpus's validation clips; the objective is the mean over corpora. The running mean
     is reported after each fold, so the median pruner stops a trial that trails. Test
-    splits are never read. The encoder cache is filled first (slow once, then reused).
+    splits are never read. The encoder cache is filled first (slow once, then reused), with
+    the encoder's weights from `encoder_weights` (None: the installed weight packages).
     """
     import optuna
 
@@ -188,7 +190,7 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     corpora = sorted({r.corpus for r in records})
     if len(corpora) < 2:
         raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
-    cache, _ = prepare_cache(records, base)
+    cache, _ = prepare_cache(records, base, encoder_weights=encoder_weights)
     # Corpora differ far more than recipes do: judge a trial on half the folds before pruning it.
     study = _open_study(out, seed, progress, warmup_steps=len(corpora) // 2)
 

@@ -12,7 +12,6 @@ benchmark chose on validation splits (`benchmarks/whisper_head.py`).
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from emotionnet.models.file import save_model_file
 from emotionnet.models.spec import ModelSpec, default_hparams
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
-from emotionnet.models.whisper.weights import ENCODER_NAME, WEIGHTS_ENV, load_encoder_tensors, tensors_digest
+from emotionnet.models.whisper.weights import ENCODER_NAME, load_encoder_tensors, tensors_digest
 from emotionnet.training.calibration import calibrate_temperature
 from emotionnet.training.encoder_cache import (
     HOP_SECONDS,
@@ -122,10 +121,12 @@ def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperE
         fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
 
 
-def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bool = True) -> tuple[CachedStates, str]:
+def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bool = True,
+                  encoder_weights: str | Path | None = None) -> tuple[CachedStates, str]:
     """The encoder cache for these records, filled where it lacks them (unless not `fill_missing`:
-    another process is filling it), and where the weights came from."""
-    tensors, where = load_encoder_tensors(os.environ.get(WEIGHTS_ENV) or None)
+    another process is filling it), and where the weights came from (`encoder_weights`, else the
+    installed weight packages)."""
+    tensors, where = load_encoder_tensors(encoder_weights)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
@@ -150,7 +151,8 @@ def _drawn(records: list[Record], clips_per_cell: dict | None) -> list[Record]:
 
 
 def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
-                        sources: list[str] | None = None, progress: bool = True, fill_missing: bool = True) -> dict:
+                        sources: list[str] | None = None, progress: bool = True, fill_missing: bool = True,
+                        encoder_weights: str | Path | None = None) -> dict:
     """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
     recipe = recipe or WhisperRecipe()
     if recipe.lengths not in ("windows", "varied"):
@@ -159,7 +161,7 @@ def train_whisper_model(collection: Collection, out: str | Path, recipe: Whisper
         raise ValueError("a head fitted on varied lengths is the stats head (the statistics cache holds no frames)")
     start = time.time()
     records = _drawn(collection.records, recipe.clips_per_cell)
-    cache, where = prepare_cache(records, recipe, fill_missing)
+    cache, where = prepare_cache(records, recipe, fill_missing, encoder_weights)
     digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}

@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from emotionnet.errors import ImageError  # noqa: F401 (raised here; the error tree holds it)
+
 FORMATS = ("JPEG", "PNG", "WEBP")
 MAX_PIXELS = 100_000_000
 
 ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
-
-class ImageError(ValueError):
-    """An image that cannot be used: the message names the input and the problem."""
 
 
 def load_image(source: ImageSource, max_pixels: float = MAX_PIXELS, name: str | None = None) -> np.ndarray:

@@ -17,14 +17,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from emotionnet.errors import CTranslate2FormatError
+
 SUPPORTED_VERSIONS = (5, 6)
 DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 MAX_RANK = 4
 ENCODER_PREFIX = "encoder/"
-
-
-class CTranslate2FormatError(ValueError):
-    """Bytes that are not a CTranslate2 model file of a version this reader knows."""
 
 
 class _PartsReader:

