@@ -257,7 +257,7 @@ def test_an_onnx_file_loads_in_every_surface(tiny_model_file, tmp_path, capsys):
 
     close(load_model(onnx_file).predict(wav).probabilities)
     served = ServedModel.load(str(onnx_file))
-    close(served.score([load_audio(wav)], None, None)[0].prediction.probabilities)
+    close(served.score_uploads([("a.wav", str(wav))], None, None, 600.0)[0].prediction.probabilities)
     row = BatchPredictor(str(onnx_file)).predict_paths([str(wav)])[0]
     close({label: row[f"p_{label}"] for label in expected})
     close(analyse(load_model(str(onnx_file)), wav.read_bytes(), "a.wav").prediction.probabilities)
