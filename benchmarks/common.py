@@ -279,12 +279,13 @@ VIDEO_FORMATS = {
 
 
 def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[int, int] = (64, 48),
-                colour_at=None, audio=None, audio_rate: int = 48_000, audio_start: float = 0.0,
-                video: bool = True, threads: int = 1) -> Path:
-    """A small video made with PyAV: frames of one colour each (`colour_at(t)` -> (r, g, b), default
-    grey) and an audio track (`audio`: (samples,) float32 at `audio_rate`, stereo on file, starting
-    at `audio_start` s; None: no audio track). The container and codecs follow the suffix
-    (`VIDEO_FORMATS`); `video=False` writes the audio alone."""
+                colour_at=None, image_at=None, audio=None, audio_rate: int = 48_000, audio_start: float = 0.0,
+                video: bool = True, threads: int = 1, options: dict | None = None) -> Path:
+    """A video made with PyAV: frames of one colour each (`colour_at(t)` -> (r, g, b), default grey)
+    or whole pictures (`image_at(t)` -> (height, width, 3) uint8), and an audio track (`audio`:
+    (samples,) float32 at `audio_rate`, stereo on file, starting at `audio_start` s; None: no audio
+    track). The container and codecs follow the suffix (`VIDEO_FORMATS`); `options` go to the video
+    encoder (e.g. {"preset": "veryfast"}); `video=False` writes the audio alone."""
     import av
 
     path = Path(path)
@@ -296,6 +297,7 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[
             picture.width, picture.height = size
             picture.pix_fmt = "yuv420p"
             picture.thread_count = threads
+            picture.options = dict(options or {})
         sound = container.add_stream(audio_codec, rate=audio_rate, layout="stereo") if audio is not None else None
         if sound is not None:
             samples = np.ascontiguousarray(np.stack([audio, audio]).astype(np.float32))
@@ -314,9 +316,11 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 25, size: tuple[
             container.mux(sound.encode(None))
         if picture is not None:
             for i in range(int(round(seconds * fps))):
-                rgb = colour_at(i / fps) if colour_at else (128, 128, 128)
-                image = np.empty((size[1], size[0], 3), np.uint8)
-                image[:] = rgb
+                if image_at is not None:
+                    image = image_at(i / fps)
+                else:
+                    image = np.empty((size[1], size[0], 3), np.uint8)
+                    image[:] = colour_at(i / fps) if colour_at else (128, 128, 128)
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 frame.pts = i
                 container.mux(picture.encode(frame))

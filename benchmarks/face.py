@@ -29,6 +29,7 @@ import torch
 
 from benchmarks.face_detector import on_canvas
 from emotionnet import load_model
+from emotionnet.corpora.fer2013 import read_split
 from emotionnet.evaluation.metrics import (
     collapse,
     confusion_matrix,
@@ -37,7 +38,6 @@ from emotionnet.evaluation.metrics import (
     summary,
 )
 from emotionnet.labels import LABELS
-from emotionnet.models.face.fer2013 import read_split
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "FER2013"
 

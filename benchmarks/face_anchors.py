@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --fer, --human or both")
     torch.set_num_threads(args.threads)
 
-    from emotionnet.models.face.fer2013 import read_split
+    from emotionnet.corpora.fer2013 import read_split
 
     images, labels = read_split(resolve_data(args.data) / "FER2013" / args.split)
     keep = labels < len(LABELS)  # surprise is FER_CLASSES' seventh

@@ -39,10 +39,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import finish, machine_info, resolve_data
+from emotionnet.corpora.fer2013 import IMAGE_SUFFIXES
 from emotionnet.models.face import crop as face_crop
 from emotionnet.models.face.crop import crop_face, fer_square
 from emotionnet.models.face.detector import FaceBox, FaceDetector, letterbox
-from emotionnet.models.face.fer2013 import IMAGE_SUFFIXES
 
 CANVAS = (480, 640)  # height, width
 FIT_UPSCALE = 4

@@ -8,9 +8,10 @@ latency and the errors of the normal requests. Every loop is bounded; the
 server is killed after each probe if it does not stop.
 
 - tiny_hop: `POST /v1/predict?window=0.5&hop=0.0001` with a 590 s FLAC;
+- long_file: the same FLAC at hop 0.5 s (1,175 windows: the most a request may ask for);
 - hostile_flac: a FLAC of 8 channels at 384 kHz, constant, 590 s (a few hundred kB);
 - uploads: 24 concurrent 49 MB WAV uploads (under the 50 MB body limit, over the 600 s audio limit);
-- slowloris: 300 connections trickling a byte every 2 s (half in their headers, half in their bodies),
+- slowloris: 300 connections trickling a byte every 2 s for 40 s (half in their headers, half in their bodies),
   the server's open-file limit at 256 as in a small container; how many are still held at the end;
 - idle_streams: 16 WebSockets that never send; whether a new stream is served within 45 s;
 - heavy_stream: one 4 MB message of 8 kHz PCM with hop 0.1 s (about 2,600 scorings).
@@ -45,7 +46,7 @@ from benchmarks.common import Server, finish, write_json
 from emotionnet.evaluation.signals import speech_like
 
 SR = 16_000
-PROBES = ("tiny_hop", "hostile_flac", "uploads", "slowloris", "idle_streams", "heavy_stream")
+PROBES = ("tiny_hop", "long_file", "hostile_flac", "uploads", "slowloris", "idle_streams", "heavy_stream")
 
 
 def wav_bytes(audio: np.ndarray, rate: int = SR, format: str = "WAV") -> bytes:
@@ -152,6 +153,12 @@ def tiny_hop(server: Server, files: Path) -> dict:
     return {"fault_status": status, "fault_seconds": round(seconds, 1)}
 
 
+def long_file(server: Server, files: Path) -> dict:
+    body = long_flac(files / "long.flac").read_bytes()
+    status, seconds = post(server.port, body, "hop=0.5", timeout=45)
+    return {"fault_status": status, "fault_seconds": round(seconds, 1)}
+
+
 def hostile(server: Server, files: Path) -> dict:
     body = hostile_flac(files / "hostile.flac").read_bytes()
     status, seconds = post(server.port, body, timeout=45)
@@ -180,7 +187,7 @@ def uploads(server: Server, count: int = 24, megabytes: float = 49.0) -> dict:
             "upload_mb": round(len(body) / 2**20, 1)}
 
 
-def slowloris(server: Server, count: int = 300, seconds: float = 30.0, every: float = 2.0) -> dict:
+def slowloris(server: Server, count: int = 300, seconds: float = 40.0, every: float = 2.0) -> dict:
     """`count` connections sending a byte every `every` seconds for `seconds`; how many the server still holds."""
     sockets = []
     for i in range(count):
@@ -246,24 +253,36 @@ def idle_streams(server: Server, count: int = 16, wait: float = 45.0) -> dict:
     return {"idle_streams": count, "new_stream_served_after_s": served_after, "refusals": refusals}
 
 
-def heavy_stream(server: Server, megabytes: float = 4.0, rate: int = 8000) -> dict:
+def heavy_stream(server: Server, megabytes: float = 4.0, rate: int = 8000, piece_seconds: float = 10.0,
+                 seconds: float = 40.0) -> dict:
+    """4 MB of 8 kHz PCM at hop 0.1 s (about 2,600 scorings) in one message; if the service refuses a message
+    that large (1009), the same audio again in messages of `piece_seconds`, sent at once. Results read for
+    `seconds` at most."""
     from websockets.sync.client import connect
 
     samples = int(megabytes * 2**20 / 2) - 64
     pcm = (speech_like(samples / rate, sample_rate=rate) * 20000).astype("<i2").tobytes()
-    results, closed = 0, None
+    url = f"ws://127.0.0.1:{server.port}/v1/stream?sample_rate={rate}&format=s16le&hop=0.1"
+    piece = int(piece_seconds * rate) * 2
+    detail: dict = {}
     start = time.monotonic()
-    try:
-        with connect(f"ws://127.0.0.1:{server.port}/v1/stream?sample_rate={rate}&format=s16le&hop=0.1",
-                     open_timeout=10, max_size=None) as ws:
-            ws.send(pcm)
-            ws.send("end")
-            while time.monotonic() - start < 40:
-                json.loads(ws.recv(timeout=40))
-                results += 1
-    except Exception as exc:
-        closed = type(exc).__name__ + (f" {exc}" if str(exc) else "")
-    return {"stream_results": results, "stream_end": closed, "stream_seconds": round(time.monotonic() - start, 1)}
+    for label, messages in (("one_message", [pcm]), ("pieces", [pcm[i:i + piece] for i in range(0, len(pcm), piece)])):
+        results, end = 0, "all results"
+        try:
+            with connect(url, open_timeout=10, max_size=None) as ws:
+                for message in messages:
+                    ws.send(message)
+                ws.send("end")
+                while time.monotonic() - start < seconds:
+                    json.loads(ws.recv(timeout=max(0.1, seconds - (time.monotonic() - start))))
+                    results += 1
+                end = f"stopped reading after {seconds:g} s"
+        except Exception as exc:
+            end = type(exc).__name__ + (f" {exc}" if str(exc) else "")
+        detail[label] = {"results": results, "end": end[:160], "seconds": round(time.monotonic() - start, 1)}
+        if "1009" not in end:
+            break
+    return detail
 
 
 def low_file_limit(limit: int = 256) -> Callable[[], None]:
@@ -279,6 +298,7 @@ def run(args) -> dict:
     files.mkdir(parents=True, exist_ok=True)
     plan = {
         "tiny_hop": lambda: probe(args.model, clip, lambda s: tiny_hop(s, files)),
+        "long_file": lambda: probe(args.model, clip, lambda s: long_file(s, files)),
         "hostile_flac": lambda: probe(args.model, clip, lambda s: hostile(s, files)),
         "uploads": lambda: probe(args.model, clip, uploads),
         "slowloris": lambda: probe(args.model, clip, slowloris, preexec_fn=low_file_limit(args.file_limit)),

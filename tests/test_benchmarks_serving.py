@@ -39,7 +39,8 @@ def test_serve_faults_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     out = tmp_path / "faults.json"
     assert serve_faults.main(["--model", str(tiny_model_file), "--probes", "heavy_stream", "--json", str(out)]) == 0
     probe = json.loads(out.read_text())["probes"]["heavy_stream"]
-    assert probe["idle_rss_mb"] > 0 and probe["normal_requests"] > 0 and "1009" in probe["stream_end"]
+    assert probe["idle_rss_mb"] > 0 and probe["normal_requests"] > 0 and "1009" in probe["one_message"]["end"]
+    assert probe["pieces"]["results"] > 0
     assert "heavy_stream" in capsys.readouterr().out
 
 

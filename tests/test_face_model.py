@@ -107,7 +107,7 @@ def _tiny_fer(root: Path) -> Path:
 
 
 def test_face_training_resumes_and_exports_a_model_that_loads(tmp_path):
-    from emotionnet.models.face.training import FaceRecipe, export, train
+    from emotionnet.training.face_recipe import FaceRecipe, export, train
 
     data, run = _tiny_fer(tmp_path / "fer"), tmp_path / "run"
     recipe = FaceRecipe(channels=(4, 8), epochs=1, batch_size=16)

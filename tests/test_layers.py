@@ -22,12 +22,14 @@ PACKAGE = Path(emotionnet.__file__).parent
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
     ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",
-     "emotionnet.errors"),  # the root imports nothing when loaded; errors: the error tree's root
-    ("emotionnet.audio", "emotionnet.video"),  # video: decoding, as audio (its track goes through audio)
+     "emotionnet.errors",  # the root imports nothing when loaded; errors: the error tree's root
+     "emotionnet.fusion"),  # voice and face probabilities in one answer: labels and NumPy only
+    ("emotionnet.audio", "emotionnet.video"),  # a video's audio track goes through the audio contract
     ("emotionnet.vad",),
     ("emotionnet.features",),
     ("emotionnet.cache",),  # the feature cache and the one cache root
-    ("emotionnet.corpora",),
+    ("emotionnet.corpora",  # finding files: corpus parsers, and which modality a file holds
+     "emotionnet.media"),
     ("emotionnet.models",),
     ("emotionnet.inference",  # scoring under the public recognizer, the ONNX backend
      "emotionnet.environment"),  # the variables the surfaces read, checked (names models)

@@ -18,6 +18,7 @@ PACKAGE = Path(emotionnet.__file__).parent
 # the encoder cache, the head trainer and the recipe that writes the file).
 MAY_NAME_FAMILIES = {"models/registry.py", "models/family.py", "models/names.py",
                      "training/whisper_recipe.py", "training/encoder_cache.py", "training/head_training.py",
+                     "training/face_recipe.py",
                      # the feature normalisation called "whisper" (Whisper's log-mel scaling), a name model files hold
                      "features.py"}
 

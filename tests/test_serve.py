@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from emotionnet import LABELS, load_model  # noqa: E402
 from emotionnet.cli.main import main  # noqa: E402
+from emotionnet.inference.recognizer import EmotionRecognizer  # noqa: E402
 from emotionnet.inference.results import FileResult  # noqa: E402
 from emotionnet.serving import ServeSettings, create_app  # noqa: E402
 from emotionnet.serving.docs import swagger_assets  # noqa: E402
@@ -178,9 +179,9 @@ class BlockingModel(ServedModel):
 
     release = threading.Event()
 
-    def score(self, audios, window, hop):
+    def score_uploads(self, uploads, window, hop, max_seconds):
         assert self.release.wait(30)
-        return super().score(audios, window, hop)
+        return super().score_uploads(uploads, window, hop, max_seconds)
 
 
 def wait_for(condition, seconds: float = 20.0) -> None:
@@ -224,9 +225,14 @@ def test_a_request_over_its_time_limit_is_503(recognizer, clip):
         assert "timed out" in body["error"]["message"] and response.headers["Retry-After"]
 
 
-class BrokenModel(ServedModel):
-    def score(self, audios, window, hop):
+class BrokenNetwork:
+    def __call__(self, inputs):
         raise RuntimeError("a bug deep inside")
+
+
+class BrokenModel(ServedModel):
+    def __init__(self, recognizer):
+        super().__init__(EmotionRecognizer.from_model(BrokenNetwork(), recognizer.metadata, recognizer.spec))
 
 
 def test_an_internal_error_is_json_without_a_traceback(recognizer, clip):
@@ -236,24 +242,30 @@ def test_an_internal_error_is_json_without_a_traceback(recognizer, clip):
         assert "deep inside" not in response.text
 
 
-class PickyModel(ServedModel):
-    """Fails on clips of exactly 2 s, as a bug might on some rare input."""
+class PickyNetwork:
+    """Fails on its first call (the shared batch) and its third (the second clip, scored alone), as a bug might
+    on some rare input."""
 
-    def score(self, audios, window, hop):
-        if any(audio.size == 2 * SR for audio in audios):
+    def __init__(self, network):
+        self.network, self.calls = network, 0
+
+    def __call__(self, inputs):
+        self.calls += 1
+        if self.calls in (1, 3):
             raise RuntimeError("cannot score this one")
-        return super().score(audios, window, hop)
+        return self.network(inputs)
 
 
 def test_a_failing_clip_does_not_fail_the_requests_batched_with_it(recognizer):
     from emotionnet.serving.app import PredictJob, make_work
 
-    work = make_work(PickyModel(recognizer), ServeSettings())
+    picky = EmotionRecognizer.from_model(PickyNetwork(recognizer.network), recognizer.metadata, recognizer.spec)
+    work = make_work(ServedModel(picky), ServeSettings())
     jobs = [PredictJob(wav_bytes(voiced(seconds, seed=1)), "clip", None, None) for seconds in (3.0, 2.0, 1.0)]
     jobs.append(PredictJob(b"junk", "junk", None, None))
     good, bad, other, junk = work(jobs)
     assert good.duration == pytest.approx(3.0) and other.duration == pytest.approx(1.0)
-    assert isinstance(bad, RuntimeError) and "junk" in str(junk)
+    assert isinstance(bad, RuntimeError) and isinstance(junk, ValueError) and "junk" in str(junk)
 
 
 def test_unknown_paths_and_methods_are_json(client):

@@ -176,3 +176,19 @@ def best_alignment(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     lag = lag if lag < n else lag - size
     x, y = a[max(lag, 0):n + min(lag, 0)], b[max(-lag, 0):n - max(lag, 0)]
     return lag, float(np.corrcoef(x, y)[0, 1])
+
+
+@pytest.mark.slow
+def test_decode_benchmark_smoke(tmp_path, capsys):
+    """benchmarks/video.py on a small one-second video: it runs and reports every part."""
+    import json
+
+    from benchmarks.video import main
+
+    out = tmp_path / "video.json"
+    assert main(["--seconds", "1", "--size", "160x96", "--voice-models", "default", "--cache", str(tmp_path),
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["video"]["frames_kept"] == 5 and result["video"]["size"] == [160, 96]
+    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "voice_default"}
+    assert "frames decode" in capsys.readouterr().out

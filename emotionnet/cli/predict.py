@@ -18,8 +18,6 @@ from emotionnet.cli.common import (
     report_failure,
 )
 from emotionnet.labels import LABELS
-from emotionnet.models.family import AUDIO
-from emotionnet.models.names import FACE_MODEL
 
 EXAMPLES = """  emotionnet predict speech.wav                        emotion, confidence and a bar per class
   emotionnet predict a.wav b.flac talk.mp3             several files, scored in shared batches
@@ -55,6 +53,8 @@ def add_parser(sub) -> None:
                         "each file is told by its content")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
     add_model_option(p)
+    from emotionnet.models.names import FACE_MODEL  # as model_help: no torch import, --help stays fast
+
     p.add_argument("--face-model", default=FACE_MODEL, metavar="NAME|FILE",
                    help=f"the model for images and video frames (default: '{FACE_MODEL}', shipped in the package)")
     p.add_argument("--backend", choices=("torch", "onnx"),
@@ -203,8 +203,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from emotionnet.cli.common import load_recognizer
-    from emotionnet.inference.onnx_backend import OnnxBackendError, StaleOnnxWarning
+    from emotionnet.inference.onnx_backend import OnnxBackendError
     from emotionnet.media import media_kind
 
     if args.max_seconds is not None and not args.max_seconds > 0:
@@ -214,23 +213,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty, empty_places = expand_in_order(args.paths)
     kinds = [media_kind(f) for f in files]  # by content: a JPEG named .wav is an image
-    recognizer = faces = None
-    if {"audio", "video"} & set(kinds) or not files:
-        with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
-            warnings.simplefilter("always", StaleOnnxWarning)
-            recognizer = load_recognizer(args.model, args.backend)
-        for warning in caught:
-            if issubclass(warning.category, StaleOnnxWarning):
-                print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        if recognizer.modality != AUDIO:
-            raise CLIError(f"--model {args.model} reads faces, not audio", "give images, or a voice model")
-    if {"image", "video"} & set(kinds):
-        faces = load_recognizer(args.face_model)
-        if faces.modality == AUDIO:
-            raise CLIError(f"--face-model {args.face_model} is not a face model",
-                           f"the face model's name is '{FACE_MODEL}', or give a face model file")
+    recognizer, faces = _load_models(args, set(kinds))
     failed = 0
     no_media = "no audio, image or video files in this folder"
     for folder in empty:
@@ -295,6 +278,33 @@ def run(args) -> int:
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _load_models(args, kinds: set[str]):
+    """(voice model, face model), each loaded only when an input needs it (--model, --face-model)."""
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.inference.onnx_backend import StaleOnnxWarning
+    from emotionnet.models.family import AUDIO
+    from emotionnet.models.names import FACE_MODEL
+
+    recognizer = faces = None
+    if {"audio", "video"} & kinds or not kinds:
+        with warnings.catch_warnings(record=True) as caught:  # --model NAME|FILE (an .onnx file runs with onnxruntime)
+            warnings.simplefilter("always", StaleOnnxWarning)
+            recognizer = load_recognizer(args.model, args.backend)
+        for warning in caught:
+            if issubclass(warning.category, StaleOnnxWarning):
+                print(f"emotionnet: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if recognizer.modality != AUDIO:
+            raise CLIError(f"--model {args.model} reads faces, not audio", "give images, or a voice model")
+    if {"image", "video"} & kinds:
+        faces = load_recognizer(args.face_model)
+        if faces.modality == AUDIO:
+            raise CLIError(f"--face-model {args.face_model} is not a face model",
+                           f"the face model's name is '{FACE_MODEL}', or give a face model file")
+    return recognizer, faces
 
 
 def _predict_image(path: str, faces, show, fail) -> None:

@@ -87,49 +87,29 @@ class PredictJob:
 
 
 def make_work(model: ServedModel, settings: ServeSettings, heavy: bool = False):
-    """The function a worker thread runs on a batch of jobs: decode each, score them together.
+    """The function a worker thread runs on a batch of jobs: the jobs of one window and hop scored together
+    (`ServedModel.score_uploads`); a result, or an exception, per job.
 
-    Light work (`heavy` False) goes before heavy work on the model; work whose requests all gave up stops.
+    Light work goes before heavy work on the model (`heavy`: long requests, one at a time, on their own
+    thread); work whose requests have all given up stops.
     """
     turns = model.turns.heavy if heavy else model.turns.light
 
     def work(jobs: list[PredictJob]) -> list:
-        results: list = [None] * len(jobs)
-        groups: dict[tuple, list[tuple[int, object]]] = {}
+        results: list = [Abandoned("the request gave up") if job.abandoned.is_set() else None for job in jobs]
+        groups: dict[tuple, list[int]] = {}
         for i, job in enumerate(jobs):
-            if job.abandoned.is_set():
-                results[i] = Abandoned("the request gave up")
-                continue
-            try:
-                with turns(job.abandoned.is_set):
-                    audio = model.decode(job.source, job.name, settings.max_audio_seconds)
-            except AudioError as exc:
-                results[i] = exc
-                continue
-            groups.setdefault((job.window, job.hop), []).append((i, audio))
-        for (window, hop), items in groups.items():
-            group = [jobs[i] for i, _ in items]
-            try:
-                with turns(lambda group=group: all(job.abandoned.is_set() for job in group)):
-                    timelines = model.score([audio for _, audio in items], window, hop)
-            except Abandoned as exc:
-                timelines = [exc] * len(items)
-            except Exception:
-                # One clip must not fail the requests it happened to share a batch with: score each alone.
-                timelines = [_score_alone(model, turns, job, audio, window, hop) for job, (_, audio) in zip(group, items)]
-            for (i, _), timeline in zip(items, timelines):
-                results[i] = timeline
+            if results[i] is None:
+                groups.setdefault((job.window, job.hop), []).append(i)
+        for (window, hop), members in groups.items():
+            with turns(lambda members=members: all(jobs[i].abandoned.is_set() for i in members)):
+                scored = model.score_uploads([(jobs[i].name, jobs[i].source) for i in members], window, hop,
+                                             settings.max_audio_seconds)
+            for i, result in zip(members, scored):
+                results[i] = result
         return results
 
     return work
-
-
-def _score_alone(model: ServedModel, turns, job: PredictJob, audio, window, hop):
-    try:
-        with turns(job.abandoned.is_set):
-            return model.score([audio], window, hop)[0]
-    except Exception as exc:  # answered 500 to this request only
-        return exc
 
 
 class Service:

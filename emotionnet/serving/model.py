@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from emotionnet.audio import AudioError
 from emotionnet.errors import AudioTooLongError
 from emotionnet.serving.scheduling import ScheduledNetwork, Turns
@@ -97,15 +95,25 @@ class ServedModel:
         frames = self.recognizer.features.frames_of_samples(int(seconds * self.sample_rate))
         return len(window_starts(frames, windowing.frames, windowing.hop_frames))
 
-    def decode(self, data: bytes | str, name: str, max_seconds: float) -> np.ndarray:
-        """File bytes or a file (any format libsndfile reads) -> 16 kHz mono float32, or an AudioError."""
-        from emotionnet.audio import load_audio
+    def score_uploads(self, uploads: list[tuple[str, bytes | str]], window: float | None, hop: float | None,
+                      max_seconds: float) -> list:
+        """A timeline, or the exception that stopped it (an AudioError for bad audio), per upload (its name and
+        its bytes or spooled file), through the package's one loop for many inputs (`predict_files`): decoded in
+        turn, scored in shared batches (each alone should a batch fail), a long file in blocks."""
+        from emotionnet.audio import source_name
+        from emotionnet.inference.many import AudioInput
 
-        return load_audio(data, max_seconds=max_seconds, name=name)
-
-    def score(self, audios: list[np.ndarray], window: float | None, hop: float | None) -> list:
-        """Timelines of several decoded clips, their windows scored in shared batches."""
-        return self.recognizer.predict_arrays(audios, window=window, hop=hop)
+        results = self.recognizer.predict_files([AudioInput(name, source) for name, source in uploads],
+                                                window=window, hop=hop, max_seconds=max_seconds)
+        answers: list = []
+        for (name, source), result in zip(uploads, results):
+            if result.ok:
+                answers.append(result.timeline)
+            elif isinstance(result.cause, AudioError):  # a long file's blocks name the buffer or the spooled file
+                answers.append(AudioError(str(result.cause).replace(source_name(source), name)))
+            else:
+                answers.append(result.cause or RuntimeError(result.error))
+        return answers
 
     def result(self, name: str | None, timeline) -> dict:
         """The `emotionnet predict --json` object of one clip."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from emotionnet.features import FeatureConfig
 from emotionnet.models.family import MAX_BLOCKS, HParam, LoadOptions, ModelFamily
 
@@ -33,26 +31,6 @@ def _recognizer(loaded, path: Path, options: LoadOptions, threads: int = 1):
     return FaceRecognizer(loaded.network, spec.answer_labels, spec.answer_index or list(range(len(spec.labels))),
                           spec.temperature, flip_average=spec.hparams["flip_average"], threads=threads,
                           metadata=loaded.metadata, model_file=path)
-
-
-def save_face_model(path: str | Path, network: nn.Module, temperature: float, flip_average: bool,
-                    training: dict, calibration: dict, metrics: dict) -> None:
-    """A face model file: FaceCNN's weights, FER2013's classes as its outputs, our six as its answers."""
-    from emotionnet import __version__
-    from emotionnet.labels import LABELS
-    from emotionnet.models.face.fer2013 import FER_CLASSES
-    from emotionnet.models.file import save_model_file
-
-    channels = [m.out_channels for m in network.modules() if isinstance(m, nn.Conv2d)]
-    widths = [channels[0]] + channels[2::2]  # one convolution in the first stage, two in each after
-    dropout = next(m.p for m in network.modules() if isinstance(m, nn.Dropout))
-    save_model_file(path, network, {
-        "labels": list(FER_CLASSES), "answers": list(LABELS), "temperature": temperature,
-        "model": {"arch": FAMILY.name, "hparams": {"channels": widths, "dropout": dropout,
-                                                   "flip_average": flip_average}},
-        "training": {**training, "package_version": __version__},
-        "calibration": calibration, "metrics": metrics,
-    })
 
 
 FAMILY = ModelFamily(

@@ -1,4 +1,4 @@
-"""The face family's training recipe: FaceCNN on FER2013 `train/`, chosen on `validation/`.
+"""The face family's training recipe: FaceCNN on FER2013 `train/`, chosen and calibrated on `validation/`.
 
 Resumable: every epoch writes `last.pt` (weights, optimiser, schedule, random
 state) to the run folder, and a re-run with the same folder carries on from it;
@@ -7,7 +7,7 @@ done on whole batches with tensor ops (flips, rotation, scale and shift, brightn
 and contrast, blur, an occluding patch), so one core spends its time in the
 network, not in per-image Python.
 
-    python -m emotionnet.models.face.training ../shared/data/FER2013 --run runs/face
+    python -m emotionnet.training.face_recipe ../shared/data/FER2013 --run runs/face --out face.safetensors
 """
 
 from __future__ import annotations
@@ -17,16 +17,21 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from emotionnet.corpora.fer2013 import FER_CLASSES, read_split
+from emotionnet.evaluation.metrics import expected_calibration_error, log_loss, summary
 from emotionnet.labels import LABELS
-from emotionnet.models.face.fer2013 import FER_CLASSES, read_split
+from emotionnet.models.face.family import FAMILY
 from emotionnet.models.face.network import FaceCNN
+from emotionnet.models.file import save_model_file
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,6 @@ def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, c
     `flip_average` (score each face and its mirror image, average the logits) is chosen on validation
     when None: kept if it raises validation (accuracy + UAR) / 2.
     """
-    from emotionnet.models.face.calibration import answer_probabilities, fit_temperature
-    from emotionnet.models.face.family import save_face_model
-
     recipe = FaceRecipe(**{**json.loads((run / "recipe.json").read_text()),
                            "channels": tuple(json.loads((run / "recipe.json").read_text())["channels"])})
     state = torch.load(run / "last.pt", weights_only=True)["state"]
@@ -191,8 +193,6 @@ def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, c
     calibration = fit_temperature(logits, y_val, answered)
     keep = y_val < len(LABELS)
     probabilities = answer_probabilities(logits[torch.from_numpy(keep)], answered, calibration["temperature"])
-    from emotionnet.evaluation.metrics import expected_calibration_error, summary
-
     validation = {**summary(y_val[keep], probabilities.argmax(1)),
                   "ece": expected_calibration_error(y_val[keep], probabilities)}
     record = {"recipe": "face", **asdict(recipe), "data": "FER2013 train/ (Training, 28,709 images, 7 classes)",
@@ -203,6 +203,45 @@ def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, c
     save_face_model(out, model, temperature=calibration["temperature"], flip_average=flip_average,
                     training=record, calibration=calibration, metrics={"validation": validation})
     return {"validation": validation, "calibration": calibration, "flip_average": flip_average}
+
+
+def save_face_model(path: str | Path, network: nn.Module, temperature: float, flip_average: bool,
+                    training: dict, calibration: dict, metrics: dict) -> None:
+    """A face model file: FaceCNN's weights, FER2013's classes as its outputs, our six as its answers."""
+    channels = [m.out_channels for m in network.modules() if isinstance(m, nn.Conv2d)]
+    widths = [channels[0]] + channels[2::2]  # one convolution in the first stage, two in each after
+    dropout = next(m.p for m in network.modules() if isinstance(m, nn.Dropout))
+    save_model_file(path, network, {
+        "labels": list(FER_CLASSES), "answers": list(LABELS), "temperature": temperature,
+        "model": {"arch": FAMILY.name, "hparams": {"channels": widths, "dropout": dropout,
+                                                   "flip_average": flip_average}},
+        "training": {**training, "package_version": version("emotionnet"),
+                     "torch": torch.__version__},
+        "calibration": calibration, "metrics": metrics,
+    })
+
+
+# Calibration: the softmax temperature over the answered classes, fitted on validation images.
+
+def answer_probabilities(logits: torch.Tensor | np.ndarray, answered: list[int], temperature: float) -> np.ndarray:
+    """(n, len(answered)) probabilities over the answered classes only: other logits (surprise) are left out."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)[:, answered]
+    return torch.softmax(logits / temperature, dim=1).numpy()
+
+
+def fit_temperature(logits: torch.Tensor | np.ndarray, labels: np.ndarray, answered: list[int]) -> dict:
+    """The temperature minimising log-loss over the images whose label is answered, with ECE before and after."""
+    labels = np.asarray(labels)
+    keep = np.isin(labels, answered)
+    logits = torch.as_tensor(logits)[torch.from_numpy(keep)]
+    truth = np.searchsorted(np.array(answered), labels[keep])
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 80))
+    losses = [log_loss(truth, answer_probabilities(logits, answered, float(t))) for t in grid]
+    best = float(grid[int(np.argmin(losses))])
+    return {"temperature": best, "images": int(keep.sum()),
+            "ece_before": expected_calibration_error(truth, answer_probabilities(logits, answered, 1.0)),
+            "ece": expected_calibration_error(truth, answer_probabilities(logits, answered, best)),
+            "log_loss": float(min(losses))}
 
 
 def main(argv: list[str] | None = None) -> None:
