@@ -90,8 +90,8 @@ def make_tiny_face_model_file(path: Path) -> Path:
     """An untrained face model file (FaceCNN with few channels, the shipped detector): plumbing, not accuracy."""
     import torch
 
-    from emotionnet.models.face.family import save_face_model
     from emotionnet.models.face.network import FaceCNN
+    from emotionnet.training.face_recipe import save_face_model
 
     torch.manual_seed(0)
     save_face_model(path, FaceCNN((4, 8), 0.1).eval(), temperature=1.0, flip_average=False,

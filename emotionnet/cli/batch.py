@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, add_model_option, report_failure
-from emotionnet.models.names import FACE_MODEL
 
 EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              a process per core on this machine
   emotionnet batch "calls/**/*.flac" list.txt --out results.parquet globs, text files of paths, CSVs with 'path'
@@ -28,6 +27,8 @@ SHOWN_FAILURES = 5  # failed files named on the console; the count gives the res
 
 
 def add_parser(sub) -> None:
+    from emotionnet.models.names import FACE_MODEL  # as predict's: no torch import, --help stays fast
+
     p = add_command(sub, "batch", "Score many audio, image and video files into a Parquet results folder "
                     "(local or Ray).", EXAMPLES)
     p.add_argument("inputs", nargs="+", metavar="INPUT",

@@ -8,7 +8,6 @@ import os
 import sys
 
 from emotionnet.cli.common import CLIError, add_command, add_model_option
-from emotionnet.models.names import FACE_MODEL
 
 EXAMPLES = """  emotionnet serve                                   http://127.0.0.1:8000, OpenAPI at /docs
   curl -F file=@speech.wav http://127.0.0.1:8000/v1/predict
@@ -24,6 +23,8 @@ API_KEY_ENV = "EMOTIONNET_API_KEY"
 
 
 def add_parser(sub) -> None:
+    from emotionnet.models.names import FACE_MODEL  # as predict's: no torch import, --help stays fast
+
     p = add_command(sub, "serve", "Serve emotion recognition over HTTP and WebSocket.", EXAMPLES)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")

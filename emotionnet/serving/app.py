@@ -71,7 +71,9 @@ DESCRIPTION = ("Six emotions (angry, disgust, fear, happy, neutral, sad) from sp
                "`POST /v1/predict` tells what it was sent by the content, never the name or content type: audio "
                "answers `emotionnet predict --json`'s audio object; an image (JPEG, PNG, WebP) each face's box and "
                "emotion (`face`: false when none is found); a video (MP4, MKV, WebM, MOV, AVI, FLV) the voice, "
-               "face and fused answers, for the file and per window (`segments`).\n\n"
+               "face and fused answers, for the file and per window (`segments`). The WebSocket stream takes "
+               "audio only (plain PCM; video frames beside it would need a framing of our own): send recorded "
+               "video here.\n\n"
                "Without an API key the service answers this machine only: requests with a `Host` other than "
                "127.0.0.1, localhost or [::1], and POSTs and WebSockets from another site's page (`Origin`), "
                "get 403.\n\n" + STREAM_PROTOCOL)
@@ -221,6 +223,13 @@ class Service:
         return body
 
 
+def answer(body: dict, timeline: bool) -> JSONResponse:
+    """A predict answer, without its timeline (`segments`) when the request said `timeline=false`."""
+    if not timeline:
+        body.pop("segments", None)
+    return JSONResponse(body)
+
+
 def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None,
                faces: ServedFaces | None = None) -> FastAPI:
     """The app; `model` (a loaded `ServedModel`) and `faces` (a loaded `ServedFaces`) save loading them at start-up."""
@@ -267,22 +276,14 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
             raise api_error(422, "invalid_request", str(exc)) from None
         upload = await read_upload(request)
         try:
-            kind = await asyncio.to_thread(media_kind, upload.source)
+            kind = await asyncio.to_thread(media_kind, upload.source)  # by content: images and videos too
             if kind != "audio":
-                body = await service.predict_media(kind, upload.source, upload.name, window, hop)
-            else:
-                result = await service.predict(upload.source, upload.name, window, hop)
+                return answer(await service.predict_media(kind, upload.source, upload.name, window, hop), timeline)
+            result = await service.predict(upload.source, upload.name, window, hop)
         finally:
             upload.close()
-        if kind != "audio":
-            if not timeline:
-                body.pop("segments", None)
-            return JSONResponse(body)
         service.metrics.audio_seconds.labels("predict").inc(result.duration)
-        body = service.model.result(upload.name, result)
-        if not timeline:
-            body.pop("segments", None)
-        return JSONResponse(body)
+        return answer(service.model.result(upload.name, result), timeline)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict:
