@@ -30,6 +30,7 @@ from benchmarks.common import clip_figures, labels_of
 from emotionnet.corpora import Record, find_records, split_of
 from emotionnet.evaluation.metrics import expected_calibration_error
 from emotionnet.models.whisper.encoder import WhisperEncoder
+from emotionnet.models.whisper.head import StatsHead
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
 from emotionnet.training.encoder_cache import encoder_folder, window_shape
 from emotionnet.training.head_training import (
@@ -85,7 +86,17 @@ def run_fold(cache, records, held_out: str | None, config: HeadConfig, variants,
         fold["held_out_val"] = figures(held_val, held_val_logits, temperature)
         fold["held_out_val_ece_curve"] = ece_curve(held_val, held_val_logits, temperature)
         fold["_test"] = (held_test, clip_logits(head, cache, held_test, config.layers))
+    fold["_head"] = head.state_dict()  # --combine --rescore scores test clips cached after the fold ran
     return fold
+
+
+def rescore_test(folds: list[dict], cache, records: Sequence[Record], layers: int) -> None:
+    """Each saved fold's held-out test clips scored again with its head, from the cache as it is now."""
+    for fold in folds:
+        head = StatsHead(layers + 1, 512, 6)
+        head.load_state_dict(fold["_head"])
+        test = cached([r for r in records if split_of(r) == "test" and r.corpus == fold["held_out"]], cache)
+        fold["_test"] = (test, clip_logits(head, cache, test, layers))
 
 
 def choose_scale(folds: list[dict]) -> float:
@@ -104,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds-dir", help="save each LOCO fold here (test scores unread) instead of reporting; "
                                             "several processes can share the folds, then --combine reports")
     parser.add_argument("--combine", help="report the folds saved in this folder (choose the scale, read test once)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="with --combine: score each fold's held-out test clips again with its saved stats head, "
+                             "from the cache as it is now (test clips cached after the folds ran)")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="cached variants to train on")
     parser.add_argument("--cache", choices=("frames", "statistics"), default="frames",
                         help="frames: 3 s windows' states (encoder_cache.py); statistics: each clip whole, "
@@ -111,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
-    if args.combine:
+    if args.combine and not args.rescore:
         return combine(Path(args.combine), args.json)
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
     digest = tensors_digest(tensors)
@@ -124,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cache = CachedStates(encoder_folder(digest), variants, window_shape(encoder), digest)
     records = find_records([args.data]).records
+    if args.combine:
+        return combine(Path(args.combine), args.json, lambda folds: rescore_test(folds, cache, records, config.layers))
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -146,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("in-domain: every corpus")
         fold = run_fold(cache, records, None, config, variants, log)
         test, logits = fold.pop("_test")
+        fold.pop("_head", None)
         scale = result.get("unseen_corpus_scale", 1.0)
         fold["test"] = figures(test, logits, fold["temperature"] * scale)
         result["in_domain"] = fold
@@ -163,6 +180,7 @@ def report_loco(result: dict, folds: list[dict]) -> None:
     result["loco"] = {}
     for fold in folds:
         test, logits = fold.pop("_test")
+        fold.pop("_head", None)
         fold["test"] = figures(test, logits, fold["temperature"] * scale)
         fold["test_at_validation_temperature"] = figures(test, logits, fold["temperature"])
         result["loco"][fold["held_out"]] = fold
@@ -172,8 +190,10 @@ def report_loco(result: dict, folds: list[dict]) -> None:
     result["loco_worst_collapse"] = float(np.max([f["test"]["collapse"] for f in folds]))
 
 
-def combine(folder: Path, json_path: str | None) -> int:
+def combine(folder: Path, json_path: str | None, rescore=None) -> int:
     saved = [torch.load(p, weights_only=False) for p in sorted(folder.glob("fold-*.pt"))]
+    if rescore:
+        rescore(saved)
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     result = {"benchmark": "whisper-head", "split": "v3", "config": config, "folds_dir": folder.name}
     report_loco(result, saved)

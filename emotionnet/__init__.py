@@ -23,11 +23,15 @@ except PackageNotFoundError:  # a checkout on sys.path that was never installed
 _EXPORTS = {
     "LABELS": "emotionnet.labels",
     "AudioError": "emotionnet.errors",
+    "AudioWarning": "emotionnet.audio",
+    "AudioNotFoundError": "emotionnet.errors",
     "AudioTooLongError": "emotionnet.errors",
     "MissingExtraError": "emotionnet.extras",
     "load_audio": "emotionnet.audio",
     "ModelFileError": "emotionnet.models.file",
     "EmotionNetError": "emotionnet.errors",
+    "BatchJobError": "emotionnet.batch.job",
+    "OutputError": "emotionnet.batch.output",
     "ImageError": "emotionnet.errors",
     "DetectorFileError": "emotionnet.errors",
     "EnvironmentSettingError": "emotionnet.environment",
@@ -52,7 +56,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LABELS", "AudioError", "AudioTooLongError", "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError", "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "BatchJobError", "OutputError",
+    "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError",
+    "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "available_models", "load_audio", "load_model",
     "open_video",
@@ -68,14 +74,18 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    """The public names, each once (not the module's own imports: `importlib`, `TYPE_CHECKING`, ...)."""
+    return sorted({*__all__, "__version__"})
 
 
 if TYPE_CHECKING:
-    from emotionnet.audio import load_audio
+    from emotionnet.audio import AudioWarning, load_audio
+    from emotionnet.batch.job import BatchJobError
+    from emotionnet.batch.output import OutputError
     from emotionnet.environment import EnvironmentSettingError
     from emotionnet.errors import (
         AudioError,
+        AudioNotFoundError,
         AudioTooLongError,
         CTranslate2FormatError,
         DetectorFileError,

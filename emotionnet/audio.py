@@ -29,13 +29,19 @@ import numpy as np
 import soundfile
 import soxr
 
-from emotionnet.errors import AudioError, AudioTooLongError
+from emotionnet.errors import AudioError, AudioNotFoundError, AudioTooLongError
 
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.25
 # Float audio is nominally within [-1, 1]; PCM values stored as floats reach 2^31.
 # Beyond that the log-mel's power overflows float32 and the model answers NaN.
 MAX_ABS_SAMPLE = 2.0**31
+# Float audio peaking above this is integer PCM that was cast to float without scaling (an int16
+# recording's `.astype(float)`): 24 dB over full scale, which no float pipeline reaches by clipping
+# or resampling overshoot (those stay within a few dB of 1), while any audible 16-bit recording
+# (peak above -66 dBFS, 16 LSB) passes it once cast. It is warned about, not refused: the answer
+# can still be computed, and a pipeline that worked keeps working while it is fixed.
+INTEGER_SCALE_PEAK = 16.0
 MAX_ARRAY_CHANNELS = 64  # an array "with more channels" is a (channels, samples) array
 BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 # A block holds at most this many values (frames x channels: 60 s of 48 kHz stereo, 23 MB as float32),
@@ -44,6 +50,25 @@ BLOCK_SECONDS = 60.0  # decoding block, at the file's own rate
 BLOCK_VALUES = 60 * 48_000 * 2
 
 AudioSource = str | Path | bytes | np.ndarray
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be used but is likely not what was meant: float samples at integer scale, or
+    a truncated file (scored for what it holds). The message names the input."""
+
+
+def warn_if_integer_scale(samples: np.ndarray, name: str) -> bool:
+    """An AudioWarning naming the input when float samples peak above INTEGER_SCALE_PEAK
+    (True when it warned)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > INTEGER_SCALE_PEAK:
+        import warnings
+
+        hint = "int16: divide by 32768" if peak <= 32768 else "int32: divide by 2**31"
+        warnings.warn(f"{name}: float samples peak at {peak:.0f}, far outside [-1, 1]: integer PCM cast to "
+                      f"float without scaling? ({hint}, or pass the integer array as it is)",
+                      AudioWarning, stacklevel=3)
+    return peak > INTEGER_SCALE_PEAK
 
 
 @dataclass(frozen=True)
@@ -150,6 +175,7 @@ def prepare_array(
     limits = _limits(limits, max_seconds)
     rate = check_sample_rate(sample_rate, name, limits)
     samples = _to_float_mono(_as_array(samples, name), name)
+    warn_if_integer_scale(samples, name)
 
     if samples.size == 0:
         raise AudioError(f"{name}: no audio samples (empty)")
@@ -175,7 +201,7 @@ def _open(source: str | Path | bytes, name: str):
     if str(source) == "":
         raise AudioError("<empty path>: no file named")
     if not path.exists():
-        raise AudioError(f"{name}: file not found")
+        raise AudioNotFoundError(f"{name}: file not found")
     if path.is_dir():
         raise AudioError(f"{name}: is a directory, not an audio file")
     if path.stat().st_size == 0:
@@ -275,12 +301,13 @@ def resample_blocks(
         return
     resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
         rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    frames_read = 0
+    frames_read, warned = 0, False
     for block in _regrouped(itertools.chain(first, pieces), frames_per_block):
         frames_read += len(block)
         if frames_read > limits.max_seconds * rate:
             raise _too_long(name, frames_read / rate, limits.max_seconds)
         mono = _to_float_mono(block, name)
+        warned = warned or warn_if_integer_scale(mono, name)  # once per input
         yield resampler.resample_chunk(mono) if resampler else mono
     if frames_read / rate < MIN_SECONDS:  # only with blocks shorter than that
         if declared is not None:
@@ -332,9 +359,15 @@ def iter_audio_blocks(
             if f.frames > limits.max_seconds * rate:
                 raise _too_long(name, f.frames / rate, limits.max_seconds)
             frames_per_block = block_frames(rate, f.channels, block_seconds)
+            declared = declared_seconds(f)
+            if declared is not None and f.frames / rate >= MIN_SECONDS:  # shorter: the error below says it
+                import warnings
+
+                warnings.warn(f"{name}: truncated file (its header promises {declared:.2f} s, it holds "
+                              f"{f.frames / rate:.2f} s): scored for what it holds", AudioWarning, stacklevel=2)
             reads = (f.read(frames_per_block, dtype="float32", always_2d=True) for _ in itertools.count())
             pieces = itertools.takewhile(len, reads)  # until a read comes back empty
-            yield from resample_blocks(pieces, rate, name, limits, frames_per_block, declared_seconds(f))
+            yield from resample_blocks(pieces, rate, name, limits, frames_per_block, declared)
     except AudioError:
         raise
     except Exception as exc:  # libsndfile raises several types for bad data

@@ -4,6 +4,7 @@
 
     EmotionNetError
       AudioError (ValueError)            bad audio input; MicrophoneError (streaming/sources.py) beneath
+        AudioNotFoundError               no file at the path given
         AudioTooLongError                over the caller's duration limit
       ModelFileError (ValueError)        a model file that cannot be loaded (models/file.py)
         UnknownModelError                a model name that is not in available_models()
@@ -27,12 +28,23 @@ class EmotionNetError(Exception):
 
 
 class AudioError(EmotionNetError, ValueError):
-    """Bad audio input (missing, unreadable, empty, too short, silent, non-finite, too long, an impossible
-    sample rate); the message names the input and the problem."""
+    """Audio that cannot be used (missing, unreadable, empty, too short, non-finite, too long, an impossible
+    sample rate): the message names the input and the problem; `code` is the short stable name of the
+    problem that JSON errors carry."""
+
+    code = "bad_audio"
+
+
+class AudioNotFoundError(AudioError):
+    """No file at the path given."""
+
+    code = "not_found"
 
 
 class AudioTooLongError(AudioError):
     """Audio longer than the caller's limit (`max_seconds`): the service answers it 413, not 400."""
+
+    code = "audio_too_long"
 
 
 class ImageError(EmotionNetError, ValueError):

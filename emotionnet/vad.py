@@ -60,6 +60,13 @@ def is_speech(mask: torch.Tensor) -> bool:
     return mask.numel() > 0 and float(mask.float().mean()) >= MIN_SPEECH
 
 
+def speech_runs(mask: torch.Tensor, frame_seconds: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of each run of speech frames, frame k spanning [k, k + 1) frame steps."""
+    flags = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(flags[1:] != flags[:-1])  # alternately where a run starts and where it ends
+    return [(float(a) * frame_seconds, float(b) * frame_seconds) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def has_speech(window_flags) -> bool:
     """The one rule for a clip or a file: it holds speech when any of its windows does (`is_speech`).
 

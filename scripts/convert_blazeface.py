@@ -18,9 +18,9 @@ inputs and stops if any raw output differs from the .tflite's by more than
 beside it as `blazeface-short-range.LICENSE`.
 
 Why ONNX, not TFLite or torch at run time: ai-edge-litert would be a new
-dependency (20 MB wheels, no macOS x86 wheel since 1.0.1), and torch runs this
-network of small depthwise convolutions 3-4x slower than onnxruntime on one
-thread (docs/results/face-detector.md).
+dependency (20 MB wheels, no macOS x86 wheel since 1.0.1) for a small saving,
+and torch spends about 3x the CPU time of onnxruntime on this network of small
+depthwise convolutions, one thread (docs/results/face-detector.md).
 """
 
 from __future__ import annotations

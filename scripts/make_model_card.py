@@ -95,6 +95,25 @@ def render_whisper(path: Path, meta: dict) -> str:
     """The card of a head on the frozen Whisper-base encoder (`--arch whisper`)."""
     model, training, h = meta["model"], meta["training"], meta["model"]["hparams"]
     head, copies = training["recipe"]["head"], training["recipe"]["augmented_copies"]
+    inference, varied = meta["inference"], training["recipe"].get("lengths") == "varied"
+    if varied:
+        shortest, longest = inference["window_range"]
+        windows = (f"a clip up to {inference['window']:g} s scored whole over its real frames (never repeated or "
+                   f"padded), a longer file in windows of {inference['window']:g} s every {inference['hop']:g} s; "
+                   f"any window from {shortest:g} to {longest:g} s may be asked for, others are refused")
+        cells = training["recipe"].get("clips_per_cell") or {}
+        drawn = (f" (a fixed draw of at most {', '.join(f'{n} {s}' for s, n in cells.items())} clips per corpus x "
+                 "emotion)") if cells else ""
+        crops = "one 1-10 s crop of each training clip, " if "crop" in training["recipe"].get("variants", []) else ""
+        cached = (f"- Layer statistics cached per clip{drawn}: each clip whole, {crops}{copies} waveform-augmented "
+                  f"cop{'y' if copies == 1 else 'ies'} of each training clip, each encoded alone at its own length "
+                  "(no repeats, no padding), so the standardisation and the head see clips of every length.")
+    else:
+        windows = (f"windows of {inference['window']} s every {inference['hop']} s with no padding to 30 s "
+                   "(a shorter clip repeated to fill one, as in training; other windows are refused)")
+        cached = (f"- Encoder states cached once per window, for each clip clean and {copies} waveform-augmented "
+                  f"cop{'y' if copies == 1 else 'ies'} per training clip (speed, EQ, band-limiting, synthetic rooms, "
+                  "white/brown noise, level; none of them a channel of the channel suite).")
     lines = [
         "# EmotionNet model card: whisper-base",
         "",
@@ -104,8 +123,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         f"- {WHISPER}; its weights are not in the file but come from the `emotionnet[whisper]` packages or "
         f"$EMOTIONNET_WHISPER, checked against the digest `{h['encoder_digest']}` (20,593,665 float16 parameters).",
         f"- Input: Whisper's 80-band log-mel (25 ms Hann window, 10 ms hop, log10 clamped 8 decades under the "
-        f"window's peak, (x + 4) / 4), windows of {meta['inference']['window']} s every {meta['inference']['hop']} s "
-        "with no padding to 30 s; a clip's answer is the mean of its speech windows' probabilities.",
+        f"window's peak, (x + 4) / 4), {windows}; a clip's answer is the mean of its speech windows' probabilities.",
         f"- Head ({model['parameters']:,} parameters): {_whisper_head(h)}",
         f"- Output: `{', '.join(meta['labels'])}`, softmax with temperature {meta['temperature']:.3f}: "
         f"{_calibration(meta)}.",
@@ -113,9 +131,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         "## Training",
         f"- Data: {', '.join(f'{n:,} {k}' for k, n in training['clips'].items())} clips from "
         f"{', '.join(CORPORA[c][0] for c in training['corpora'] if c in CORPORA)}; split `{training['split']}`.",
-        f"- Encoder states cached once per window, for each clip clean and {copies} waveform-augmented "
-        f"cop{'y' if copies == 1 else 'ies'} per training clip (speed, EQ, band-limiting, synthetic rooms, white/brown "
-        "noise, level; none of them a channel of the channel suite).",
+        cached,
         f"- {_whisper_training(head, training)}",
         f"- {training['wall_seconds'] / 60:.1f} min with the encoder cache filled, EmotionNet "
         f"{training['package_version']}, torch {training['torch']}, {training['date']}.",

@@ -83,7 +83,8 @@ def test_digital_silence_over_http(tiny_model_file, zeros_file):
     from emotionnet.serving import ServeSettings, create_app
     from emotionnet.serving.model import ServedModel
 
-    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file))),
+                    base_url="http://127.0.0.1:8000") as client:  # a keyless service answers loopback names only
         answer = client.post("/v1/predict", content=zeros_file.read_bytes())
     assert answer.status_code == 200
     body = answer.json()
@@ -217,9 +218,114 @@ def test_the_service_takes_the_same_window_rule(tiny_model_file):
 
     out = io.BytesIO()
     soundfile.write(out, voiced(4.0), SR, format="WAV")
-    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file)))) as client:
+    with TestClient(create_app(ServeSettings(), ServedModel(load_model(tiny_model_file))),
+                    base_url="http://127.0.0.1:8000") as client:  # a keyless service answers loopback names only
         assert client.post("/v1/predict?hop=0.05", content=out.getvalue()).status_code == 422
         assert client.post("/v1/predict?window=2&hop=2.5", content=out.getvalue()).status_code == 422
         assert client.post("/v1/predict?hop=0.1", content=out.getvalue()).status_code == 200
-        with client.websocket_connect("/v1/stream?hop=0.05") as ws:
+        with client.websocket_connect("ws://127.0.0.1:8000/v1/stream?sample_rate=16000&hop=0.05") as ws:
             assert "0.1" in ws.receive_json()["error"]["message"]
+
+
+# --- 5. speech time from the speech detector ---------------------------------------------------------
+
+def test_the_summary_counts_the_detectors_speech_not_whole_windows(capsys, tiny_model_file, tmp_path):
+    """13 bursts of 0.6 s of speech, 2.4 s apart (39 s): every window holds speech, but only 7.8 s is."""
+    from emotionnet.inference.summary import summarise
+
+    burst = np.concatenate([voiced(0.6, seed=1), np.zeros(int(2.4 * SR), np.float32)])
+    path = write_wav(tmp_path / "bursts.wav", np.tile(burst, 13), subtype="FLOAT")
+    timeline = load_model(tiny_model_file).predict_timeline(path)
+    assert all(s.speech for s in timeline.segments)  # the windows all count as speech ...
+    summary = summarise(timeline)
+    assert 6.0 < summary.speech_seconds < 9.5  # ... but the speech is the bursts (old: 39 s)
+    assert sum(summary.shares.values()) == pytest.approx(1.0)
+    code, out, _ = run(capsys, "predict", path, "--model", tiny_model_file)
+    assert code == 0 and f"share of the {summary.speech_seconds:.0f} s of speech" in out
+
+
+# --- 8. float audio far outside [-1, 1] ----------------------------------------------------------------
+
+def test_integer_scale_float_audio_is_warned_about(tiny_model_file):
+    from emotionnet import AudioWarning
+
+    recording = (voiced(2.0) * 20_000).astype(np.int16)
+    recognizer = load_model(tiny_model_file)
+    with pytest.warns(AudioWarning, match=r"<array>: float samples peak at \d+, far outside \[-1, 1\].*32768"):
+        recognizer.predict(recording.astype(np.float64), SR)  # an int16 recording cast, not scaled
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for the same audio as it should come
+        recognizer.predict(recording, SR)  # int16 itself: scaled by its type
+        recognizer.predict(recording / 32768.0, SR)
+        recognizer.predict(np.clip(voiced(2.0) * 1.5, -1.9, 1.9), SR)  # a little over full scale: not integer PCM
+
+
+def test_a_float_wav_at_integer_scale_is_warned_about_once_in_the_command_line(capsys, tiny_model_file, tmp_path):
+    path = write_wav(tmp_path / "cast.wav", (voiced(2.0) * 20_000).astype(np.float32), subtype="FLOAT")
+    code, _, err = run(capsys, "predict", path, "--model", tiny_model_file)
+    assert code == 0 and err.count("emotionnet: warning:") == 1
+    assert f"{path}: float samples peak at" in err
+
+
+# --- 9. smaller ----------------------------------------------------------------------------------------
+
+def test_a_truncated_wav_that_still_holds_audio_is_called_truncated(capsys, tiny_model_file, tmp_path):
+    whole = write_wav(tmp_path / "whole.wav", voiced(3.0), subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:22_000])  # 0.69 s of the 3 s the header promises
+    code, out, err = run(capsys, "predict", cut, "--model", tiny_model_file)
+    assert code == 0 and "(0.69 s)" in out
+    assert f"emotionnet: warning: {cut}: truncated file (its header promises 3.00 s, it holds 0.69 s)" in err
+    from emotionnet import AudioWarning
+
+    with pytest.warns(AudioWarning, match="truncated"):
+        load_model(tiny_model_file).predict(cut)
+
+
+def test_a_missing_file_is_not_found(capsys, tiny_model_file, tmp_path):
+    code, out, _ = run(capsys, "predict", tmp_path / "gone.wav", "--json", "--model", tiny_model_file)
+    assert code == 2 and json.loads(out)["error"]["code"] == "not_found"
+    [result] = load_model(tiny_model_file).predict_files([tmp_path / "gone.wav"])
+    assert result.to_dict()["error"]["code"] == "not_found" and result.code == "not_found"
+
+
+def test_the_top_level_help_shows_serve_and_batch(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    examples = capsys.readouterr().out.split("examples:")[1]
+    assert "emotionnet serve" in examples and "emotionnet batch" in examples
+
+
+def test_dir_of_the_package_lists_each_public_name_once():
+    import emotionnet
+
+    emotionnet.load_model  # noqa: B018 (a name loaded on first use lands in the module's globals)
+    names = dir(emotionnet)
+    assert len(names) == len(set(names)) and "load_model" in names and "__version__" in names
+    assert not {"TYPE_CHECKING", "annotations", "importlib", "version", "PackageNotFoundError"} & set(names)
+
+
+def test_evaluate_scores_the_split_protocol_asked_for(capsys, tiny_model_file, tmp_path):
+    from emotionnet.cli.evaluate import PROTOCOLS, split_choice
+    from emotionnet.corpora import PROTOCOL_CORPORA
+
+    assert PROTOCOLS == tuple(PROTOCOL_CORPORA)
+    assert split_choice("v2") == ("v2", None) and split_choice("v2:val") == ("v2", "val")
+    assert split_choice("test") == (None, "test")
+    rows = ["path,emotion,speaker,corpus,split"]
+    for k, (corpus, label) in enumerate([("savee", "angry"), ("savee", "sad"), ("banglaser", "happy"),
+                                         ("banglaser", "sad")]):
+        write_wav(tmp_path / f"c{k}.wav", voiced(1.0, seed=k))
+        rows.append(f"c{k}.wav,{label},s{k},{corpus},test")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    reports = {}
+    for split in ("v2", "v3", "test"):
+        code, out, _ = run(capsys, "evaluate", "--manifest", tmp_path / "m.csv", "--split", split,
+                           "--model", tiny_model_file, "--json")
+        assert code == 0
+        reports[split] = json.loads(out)
+    assert reports["v2"]["split_protocol"] == "v2" and reports["v2"]["overall"]["n"] == 2  # BanglaSER is v3's
+    assert reports["v3"]["split_protocol"] == "v3" and reports["v3"]["overall"]["n"] == 4
+    assert reports["test"] == reports["v3"]  # v3 is the default

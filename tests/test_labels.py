@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import voiced
+from conftest import voiced, write_wav
 from safetensors.torch import save_file
 
 from emotionnet import LABELS, load_model
-from emotionnet.batch.predictor import timeline_row
+from emotionnet.batch.predictor import BatchPredictor
 from emotionnet.evaluation import metrics
 from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.models import build_model, count_parameters
@@ -33,14 +33,16 @@ def _model_file(path, labels, answers=None, seed=0):
 
 def test_a_model_with_four_labels_predicts_them(tmp_path):
     path = _model_file(tmp_path / "four.safetensors", FOUR)
+    clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     recognizer = load_model(path)
     assert recognizer.labels == tuple(FOUR) and read_model_file(path)[1]["labels"] == FOUR
     timeline = recognizer.predict_timeline(voiced(7.0), 16_000)
     assert list(timeline.prediction.probabilities) == FOUR and timeline.prediction.emotion in FOUR
     assert sum(timeline.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert all(list(s.prediction.probabilities) == FOUR for s in timeline.segments if s.prediction)
-    row = timeline_row("x.wav", timeline, recognizer.labels)
-    assert [c for c in row if c.startswith("p_")] == [f"p_{label}" for label in FOUR]
+    [row] = BatchPredictor(str(path), load_options={"vad": "energy"}).predict_paths([str(clip)])
+    assert [c for c in row if c.startswith("p_")] == [f"p_{label}" for label in FOUR] and row["emotion"] in FOUR
+    assert BatchPredictor(str(path)).schema().names == list(row)
 
 
 def test_a_network_with_more_outputs_than_answers_answers_a_softmax_over_its_answers(tmp_path):

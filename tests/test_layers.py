@@ -21,9 +21,9 @@ PACKAGE = Path(emotionnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",
-     "emotionnet.errors",  # the root imports nothing when loaded; errors: the error tree's root
-     "emotionnet.fusion"),  # voice and face probabilities in one answer: labels and NumPy only
+    ("emotionnet", "emotionnet.labels", "emotionnet.digest", "emotionnet.extras",  # the root imports nothing when loaded
+     "emotionnet.fusion",  # voice and face probabilities in one answer: labels and NumPy only
+     "emotionnet.errors"),  # the error tree's root
     ("emotionnet.audio", "emotionnet.video"),  # a video's audio track goes through the audio contract
     ("emotionnet.vad",),
     ("emotionnet.features",),

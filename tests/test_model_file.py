@@ -202,7 +202,7 @@ def test_missing_model_description(tmp_path, tiny_model_file):
 # The architectures.
 
 def test_architecture_names():
-    assert set(FAMILIES) == {"cnn", "crnn", "whisper"}
+    assert set(FAMILIES) == {"cnn", "crnn", "whisper", "face-cnn"}
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("mlp")
 

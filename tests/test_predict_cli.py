@@ -93,8 +93,8 @@ def test_an_empty_directory_is_a_failed_input(capsys, clips, tmp_path, tiny_mode
     assert code == 2
     records = json_lines(out)  # one line per input, the empty folder's an error (issue 19)
     assert [r["path"] for r in records] == [str(tmp_path / "nothing"), str(clips / "a.wav")]
-    assert records[0]["error"]["message"] == "no audio files in this folder"
-    assert err == f"emotionnet: error: {tmp_path / 'nothing'}: no audio files in this folder\n"
+    assert records[0]["error"]["message"] == "no audio, image or video files in this folder"
+    assert err == f"emotionnet: error: {tmp_path / 'nothing'}: no audio, image or video files in this folder\n"
 
 
 def test_bad_files_are_reported_and_the_others_predicted(capsys, clips, tmp_path, tiny_model_file):
@@ -221,7 +221,7 @@ def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
     record, failed = json_lines(done.stdout)
     assert record["path"] == str(clips / "a.wav") and record["emotion"] in LABELS
     assert failed == {"path": str(clips / "none.wav"),
-                      "error": {"code": "bad_audio", "message": f"{clips / 'none.wav'}: file not found"}}
+                      "error": {"code": "not_found", "message": f"{clips / 'none.wav'}: file not found"}}
     assert done.stderr == f"emotionnet: error: {clips / 'none.wav'}: file not found\n"
 
 

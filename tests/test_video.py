@@ -72,6 +72,13 @@ def test_frames_are_sampled_at_the_rate_asked(tmp_path):
     assert [frame.time for frame in open_video(path).frames(fps=60)] == pytest.approx(np.arange(60) / 30)
 
 
+def test_skipping_deblocking_keeps_the_frames_and_their_times(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 1.2, colour_at=black_then_white)
+    plain, fast = list(open_video(path).frames(fps=5)), list(open_video(path).frames(fps=5, skip_deblocking=True))
+    assert [f.time for f in fast] == [f.time for f in plain]
+    assert all(np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 8 for a, b in zip(plain, fast))
+
+
 def test_late_audio_track_keeps_the_clock(tmp_path):
     """A track that starts 0.3 s after the video is preceded by silence, not shifted to 0."""
     path = write_video(tmp_path / "late.mkv", 1.2, audio=tone(0.8), audio_start=0.4, colour_at=black_then_white)
@@ -190,5 +197,5 @@ def test_decode_benchmark_smoke(tmp_path, capsys):
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["video"]["frames_kept"] == 5 and result["video"]["size"] == [160, 96]
-    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "voice_default"}
+    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "frames_decode_skip_deblocking", "voice_default"}
     assert "frames decode" in capsys.readouterr().out

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model_file
 
-from benchmarks.common import speech_like, write_video
+from benchmarks.common import write_video
 from emotionnet import load_model
+from emotionnet.evaluation.signals import speech_like
 from emotionnet.fusion import fuse
 from emotionnet.inference.video_timeline import predict_video
 from emotionnet.labels import LABELS

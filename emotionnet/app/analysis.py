@@ -77,8 +77,10 @@ class Analysis:
 
 
 def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
-            max_seconds: float = MAX_SECONDS) -> Analysis:
+            max_seconds: float = MAX_SECONDS, model: str | None = None) -> Analysis:
     """Decode audio bytes (any format libsndfile reads) and predict its timeline.
+
+    `model` is the name the page chose the model by (its selector's); without one, the model file's name.
 
     Raises `AudioError` with a message for people (unreadable, empty, too short, too long).
     The timeline is `predict_timeline`'s (long recordings scored in blocks, as `predict` does);
@@ -90,7 +92,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     answer = timeline.prediction.most_likely
     if answer and not np.all(np.isfinite(list(answer.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
-    model = Path(recognizer.model_file).name if recognizer.model_file else "in-memory model"
+    model = model or (Path(recognizer.model_file).name if recognizer.model_file else "in-memory model")
     return Analysis(name, timeline.duration, timeline, mel.numpy(), recognizer.spec.frame_seconds, model,
                     recognizer.window)
 
@@ -99,6 +101,12 @@ def check_upload(size: int, name: str) -> None:
     """Refuse an upload over MAX_UPLOAD_MB before anything decodes it."""
     if size > MAX_UPLOAD_MB * 2**20:
         raise AudioError(f"{name}: too large ({size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB)")
+
+
+def moment_rows(summary: Summary) -> list[dict]:
+    """The "Strongest moments" table: times as text with one decimal each (204.0, not 204 beside 169.5)."""
+    return [{"start (s)": f"{a:.1f}", "end (s)": f"{b:.1f}", "emotion": e, "confidence": f"{c:.0%}"}
+            for a, b, e, c in summary.strongest]
 
 
 def summarise(analysis: Analysis, strongest: int = STRONGEST) -> Summary:

@@ -25,6 +25,7 @@ from emotionnet.app.analysis import (
     analyse,
     check_upload,
     model_choices,
+    moment_rows,
     probability_spec,
     release_memory,
     share_spec,
@@ -59,7 +60,7 @@ def get_recognizer(path: str | None):
 @st.cache_data(max_entries=8, ttl=1800, show_spinner="Analysing…")
 def get_analysis(data: bytes, name: str, path: str | None) -> Analysis:
     try:
-        return analyse(get_recognizer(path), data, name)
+        return analyse(get_recognizer(path), data, name, model=path)  # the caption names the selector's choice
     finally:
         release_memory()  # decoding and the STFT of a long upload are hundreds of MB, briefly
 
@@ -152,8 +153,7 @@ def show(result: Analysis, data: bytes, mime: str | None, spectrogram: bytes) ->
         st.caption(f"Bars: each emotion's share of the {summary.speech_seconds:.0f} s of speech "
                    "(the most likely emotion at each moment).")
         st.subheader("Strongest moments")
-        st.dataframe([{"start (s)": round(a, 1), "end (s)": round(b, 1), "emotion": e, "confidence": f"{c:.0%}"}
-                      for a, b, e, c in summary.strongest], hide_index=True)
+        st.dataframe(moment_rows(summary), hide_index=True)
     if not p.speech:
         st.warning("No speech was detected. " + (
             "The bars show what the model guessed from the silence or background sound: not an answer."

@@ -12,6 +12,7 @@ from emotionnet.batch.engines import ENGINES, run_local, run_ray
 from emotionnet.batch.inputs import expand_inputs
 from emotionnet.batch.output import ResultsFolder
 from emotionnet.batch.predictor import BatchPredictor
+from emotionnet.errors import EmotionNetError
 from emotionnet.models.names import FACE_MODEL
 
 
@@ -37,7 +38,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-class BatchJobError(RuntimeError):
+class BatchJobError(EmotionNetError, RuntimeError):
     """The job stopped before its end (a worker that could not load the model or crashed, a lost
     cluster): the rows it finished are kept, and running it again goes on from there."""
 

@@ -32,13 +32,15 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from emotionnet.errors import EmotionNetError
+
 PART = re.compile(r"^part-(\d+)\.parquet$")
 LOCK_NAME = ".lock"
 SET_ASIDE = "_set_aside"
 REQUIRED_COLUMNS = ("path", "error")
 
 
-class OutputError(OSError):
+class OutputError(EmotionNetError, OSError):
     """The results folder cannot be written (read-only, full, not a folder): found before any scoring."""
 
 

@@ -58,14 +58,32 @@ def run(args) -> int:
     process = subprocess.Popen(command, env=env)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server too, not just this launcher
     try:
-        return process.wait()
+        while True:
+            # Short waits, not one long one: the model loaded above started torch's threads, and the
+            # kernel may hand a signal to one of them; a main thread blocked in a long wait would
+            # only run the handler when it next woke (seconds later, issue 31).
+            try:
+                return process.wait(timeout=SIGNAL_POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                continue
     except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         return 0
+
+
+SIGNAL_POLL_SECONDS = 0.1
+STOP_GRACE_SECONDS = 0.5  # Streamlit's own shutdown takes 1.5-2 s; it holds nothing worth waiting for
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the server within about half a second: asked first, then killed (it keeps no state: analyses
+    live in its memory only and uploads are never written)."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _interrupt(signum, frame) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from emotionnet import __version__
 from emotionnet.cli import app, batch, evaluate, export, listen, predict, serve, train, tune
@@ -17,6 +18,8 @@ EXAMPLES = """examples:
   emotionnet predict recordings/ --json      one JSON line per audio file under a folder
   emotionnet listen                          live from the microphone
   emotionnet app                             record in the browser
+  emotionnet serve                           HTTP + WebSocket service on 127.0.0.1:8000
+  emotionnet batch recordings/ --out results.parquet   many files, a process per core (--engine ray: a cluster)
   emotionnet evaluate ../shared/data         test-split report on the corpora
   emotionnet train ../shared/data --out my.safetensors
 """
@@ -36,7 +39,9 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            return args.run(args) or 0
     except CLIError as exc:
         print(f"emotionnet: error: {exc}", file=sys.stderr)
         return exc.code
@@ -46,6 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emotionnet: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(python_way):
+    """The package's own warnings (a truncated file, integer-scale samples) as one line each in the
+    command line's format; others as Python prints them (`python_way`)."""
+
+    def show(message, category, *where, **more) -> None:
+        if category.__module__.startswith("emotionnet."):
+            print(f"emotionnet: warning: {message}", file=sys.stderr)
+        else:
+            python_way(message, category, *where, **more)
+
+    return show
 
 
 if __name__ == "__main__":

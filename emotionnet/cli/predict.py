@@ -150,12 +150,8 @@ def format_json(result, timeline: bool = True) -> str:
 
 def error_json(path: str, message: str, code: str | None = None) -> str:
     """The JSON line of an input that failed: `{"path", "error": {"code", "message"}}`."""
-    from emotionnet.inference.results import FileResult
-
-    data = FileResult(str(path), error=message).to_dict()
-    if code:
-        data["error"]["code"] = code
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps({"path": str(path), "error": {"code": code or "bad_audio", "message": message}},
+                      ensure_ascii=False)
 
 
 def _finite(timeline) -> bool:
@@ -263,7 +259,7 @@ def run(args) -> int:
                 if not result.ok or not _finite(result.timeline):
                     fail(result.path, result.error if not result.ok else
                          "the model answered NaN (a damaged model file?); nothing printed for this file",
-                         None if not result.ok else "model_error")
+                         result.code if not result.ok else "model_error")
                 else:
                     show(format_json(result, args.timeline),
                          format_timeline(result.path, result.timeline, args.timeline))

@@ -3,9 +3,9 @@
 from emotionnet.corpora.discover import audio_files, find_records
 from emotionnet.corpora.manifest import read_manifest
 from emotionnet.corpora.records import Collection, Record
-from emotionnet.corpora.split import SPLIT_NAME, check_split, select, split_of
+from emotionnet.corpora.split import PROTOCOL_CORPORA, SPLIT_NAME, check_split, select, split_of
 
 __all__ = [
-    "SPLIT_NAME", "Collection", "Record", "audio_files", "check_split",
+    "PROTOCOL_CORPORA", "SPLIT_NAME", "Collection", "Record", "audio_files", "check_split",
     "find_records", "read_manifest", "select", "split_of",
 ]

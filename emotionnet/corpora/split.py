@@ -12,6 +12,14 @@ from collections import defaultdict
 from emotionnet.corpora.records import Record
 
 SPLIT_NAME = "v3"
+# The corpora of each protocol version. A later version only adds corpora: the lists of the
+# earlier ones never changed, so scoring version vN is scoring its corpora (a custom manifest's
+# data is in every version).
+PROTOCOL_CORPORA = {
+    "v1": ("crema-d", "ravdess", "tess", "savee"),
+    "v2": ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev"),
+    "v3": ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser"),
+}
 
 # The 200 TESS carrier words, sorted: TESS has two speakers only, so it is split by word.
 TESS_WORDS = tuple("""
@@ -96,9 +104,14 @@ def check_split(records: list[Record]) -> None:
         raise ValueError(f"split is not speaker-independent: {', '.join(leaks[:5])} on several sides")
 
 
-def select(records: list[Record], split: str) -> list[Record]:
-    """The records of one split (`all` keeps every record), after checking the split."""
+def select(records: list[Record], split: str, protocol: str = SPLIT_NAME) -> list[Record]:
+    """The records of one split (`all` keeps every record) of protocol version `protocol` (its
+    corpora, see PROTOCOL_CORPORA), after checking the split."""
+    if protocol not in PROTOCOL_CORPORA:
+        raise ValueError(f"unknown split protocol {protocol!r}; choose {', '.join(PROTOCOL_CORPORA)}")
     check_split(records)
+    known = {corpus for corpora in PROTOCOL_CORPORA.values() for corpus in corpora}
+    records = [r for r in records if r.corpus in PROTOCOL_CORPORA[protocol] or r.corpus not in known]
     if split == "all":
         return list(records)
     return [r for r in records if split_of(r) == split]

@@ -35,6 +35,7 @@ def evaluate_records(
     excluded: list[str] | None = None,
     progress: bool = True,
     context: str = "speaker",
+    protocol: str = SPLIT_NAME,
 ) -> dict:
     """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
 
@@ -61,7 +62,7 @@ def evaluate_records(
     y_pred = [labels.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
     result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped, labels)
-    result["split_protocol"] = SPLIT_NAME
+    result["split_protocol"] = protocol  # the version whose corpora `records` were chosen from
     result["normalisation"] = recognizer.features.normalisation
     if recognizer.features.normalisation == "speaker":
         result["context"] = context

@@ -138,6 +138,7 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
     if pending:
         logits.append(scoring.logits(torch.stack(pending)))
     detected = _detector_frames(source, decode, level.numel(), scoring.detector, config)
-    flags = [vad.is_speech((speech if detected is None else detected)[s:s + frames]) for s in starts]
-    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits))
+    speech = speech if detected is None else detected
+    flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
+    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits), speech)
     return scoring.timeline(scored, samples / config.sample_rate, windowing)

@@ -41,6 +41,7 @@ from emotionnet.digest import file_digest
 from emotionnet.errors import EmotionNetError
 from emotionnet.extras import MissingExtraError, require
 from emotionnet.models.file import METADATA_KEY
+from emotionnet.models.registry import family_of
 from emotionnet.models.spec import ModelSpec, ModelSpecError
 
 OPSET = 17
@@ -66,13 +67,14 @@ def cache_dir() -> Path:
 def check_exportable(spec: ModelSpec) -> None:
     """OnnxBackendError, before anything is exported or written, for a model ONNX cannot run.
 
-    whisper: the encoder's export loads in onnxruntime only to be refused (`NOT_IMPLEMENTED ...
-    MatMul(13)` for its float16 products), and a head on windows of any length is not one graph
-    of one input length; it runs on the torch backend.
+    The model's family says (`ModelFamily.onnx_refusal`); the whisper family's encoder export loads
+    in onnxruntime only to be refused (`NOT_IMPLEMENTED ... MatMul(13)` for its float16 products),
+    and a head on windows of any length is not one graph of one input length.
     """
-    if spec.arch == "whisper":
-        raise OnnxBackendError("whisper models run on the torch backend only: their Whisper encoder is not "
-                               "exported to ONNX (the fast model is: --model fast)")
+    family = family_of(spec)
+    if family.onnx_refusal:
+        raise OnnxBackendError(f"{family.name} models run on the torch backend only: {family.onnx_refusal} "
+                               "(the fast model is: --model fast)")
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,

@@ -105,14 +105,10 @@ class EmotionRecognizer:
     @staticmethod
     def _refuse_onnx(path: Path) -> None:
         """A family that is not exported to ONNX says so before anything heavy is loaded."""
+        from emotionnet.inference.onnx_backend import check_exportable
         from emotionnet.models.file import read_model_spec
 
-        family = family_of(read_model_spec(path))
-        if family.onnx_refusal:
-            from emotionnet.inference.onnx_backend import OnnxBackendError
-
-            raise OnnxBackendError(f"{path.name}: a {family.name} model runs on the torch backend only "
-                                   f"({family.onnx_refusal})")
+        check_exportable(read_model_spec(path))
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, metadata: dict | ModelSpec,

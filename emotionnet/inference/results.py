@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emotionnet.errors import AudioTooLongError
 from emotionnet.labels import LABELS
 
 if TYPE_CHECKING:
@@ -95,6 +94,9 @@ class Timeline:
     prediction: Prediction
     segments: list[Segment] = field(default_factory=list)
     speech: bool = True  # False when no window held speech (`vad.has_speech`): the prediction is then a guess
+    # (start, end) seconds of each run of speech by the speech detector in use; None: not known
+    # (a timeline built by hand), and a summary then counts the speech windows' time instead
+    speech_runs: list[tuple[float, float]] | None = None
 
     def to_dict(self, segments: bool = True) -> dict:
         """The `predict --json` object without its path; `segments=False` leaves the timeline out."""
@@ -147,14 +149,16 @@ class FileResult:
     def to_dict(self, segments: bool = True) -> dict:
         """The `emotionnet predict --json` object of this file (or `{"path", "error": {"code", "message"}}`)."""
         if self.timeline is None:
-            return {"path": self.path, "error": {"code": error_code(self.cause), "message": self.error}}
+            return {"path": self.path, "error": {"code": self.code, "message": self.error}}
         return {"path": self.path, **self.timeline.to_dict(segments)}
 
-
-def error_code(exc: BaseException | None) -> str:
-    """A short stable code for an input that failed (as the HTTP service's `bad_audio`, `audio_too_long`),
-    by the error's class, never its message."""
-    return "audio_too_long" if isinstance(exc, AudioTooLongError) else "bad_audio"
+    @property
+    def code(self) -> str | None:
+        """The error's short stable name, as JSON errors carry it (`AudioError.code`: bad_audio, not_found,
+        audio_too_long); None when scored. Read from what was raised, never from the message."""
+        if self.timeline is not None:
+            return None
+        return getattr(self.cause, "code", "bad_audio")
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
@@ -172,6 +176,7 @@ class ScoredWindows:
     starts: list[int]
     speech: list[bool]
     logits: torch.Tensor  # (windows, classes), before temperature
+    speech_frames: torch.Tensor | None = None  # the detector's speech flag per feature frame
 
     @property
     def chosen(self) -> np.ndarray:

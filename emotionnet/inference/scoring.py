@@ -82,7 +82,7 @@ class WindowScorer:
             speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
-            scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0)))
+            scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0), speech_mask))
         logits = self.logits(torch.cat(inputs))
         for item, part in zip(scored, torch.split(logits, [len(w) for w in inputs])):
             item.logits = part
@@ -118,7 +118,7 @@ class WindowScorer:
         """The timeline of digital silence: its windows, none holding speech, and no guess."""
         starts = window_starts(n_frames, windowing.frames, windowing.hop_frames)
         segments = [Segment(*self._span(s, duration, windowing), False, None) for s in starts]
-        return Timeline(duration, Prediction.no_speech(), segments, False)
+        return Timeline(duration, Prediction.no_speech(), segments, False, [])
 
     def _span(self, start: int, duration: float, windowing: Windowing) -> tuple[float, float]:
         """A window's (start, end) in seconds, in whole milliseconds: 0.41, not 0.41000000000000003."""
@@ -134,4 +134,5 @@ class WindowScorer:
                     for s, sp, p in zip(scored.starts, scored.speech, probs)]
         speech = vad.has_speech(scored.speech)
         overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech, labels)
-        return Timeline(duration, overall, segments, speech)
+        runs = None if scored.speech_frames is None else vad.speech_runs(scored.speech_frames, self.spec.frame_seconds)
+        return Timeline(duration, overall, segments, speech, runs)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from emotionnet.labels import LABELS
+
 SUMMARY_SECONDS = 30.0  # recordings longer than this get a summary
 STRONGEST = 5  # moments listed
 
@@ -36,14 +40,35 @@ def spans(timeline) -> list[tuple[float, float, str | None]]:
             for i, s in enumerate(segments)]
 
 
+def speech_before(runs: list[tuple[float, float]], times: np.ndarray) -> np.ndarray:
+    """Seconds of speech (in sorted, disjoint `runs`) before each of `times`."""
+    if not runs:
+        return np.zeros(len(times))
+    starts, ends = np.array(runs).T
+    done = np.concatenate([[0.0], np.cumsum(ends - starts)])  # speech in the runs before run i
+    i = np.searchsorted(starts, times, side="right") - 1  # the last run starting at or before t
+    inside = np.where(i >= 0, np.minimum(times - starts[np.maximum(i, 0)], (ends - starts)[np.maximum(i, 0)]), 0.0)
+    return np.where(i >= 0, done[np.maximum(i, 0)] + inside, 0.0)
+
+
 def summarise(timeline, strongest: int = STRONGEST) -> Summary:
-    """Shares of the speech time per emotion (each moment counts for its nearest window) and the
-    most confident speech windows: the strongest of each emotion first, so that one long
-    stretch of anger does not fill the list, then the next strongest overall."""
-    seconds = dict.fromkeys(timeline.prediction.probabilities, 0.0)  # the model's labels
-    for start, end, emotion in spans(timeline):
+    """Shares of the speech time per emotion and the most confident speech windows: the strongest
+    of each emotion first, so that one long stretch of anger does not fill the list, then the next
+    strongest overall.
+
+    Each moment counts for its nearest window, and only its speech counts: the speech detector's
+    frames (`Timeline.speech_runs`), not whole windows, which would count the pauses around a
+    little speech as speech (issue 31: "191 s of speech" in a file with at most 130 s of it).
+    """
+    # The model's labels (None: digital silence, no answer: the six as before)
+    seconds = dict.fromkeys(timeline.prediction.most_likely.probabilities if timeline.prediction.most_likely
+                            else LABELS, 0.0)
+    parts = spans(timeline)
+    edges = np.array([start for start, _, _ in parts] + [parts[-1][1]] if parts else [0.0])
+    heard = np.diff(edges) if timeline.speech_runs is None else np.diff(speech_before(timeline.speech_runs, edges))
+    for (_, _, emotion), speech in zip(parts, heard):
         if emotion:
-            seconds[emotion] += end - start
+            seconds[emotion] += float(speech)
     speech = sum(seconds.values())
     shares = {label: (t / speech if speech else 0.0) for label, t in seconds.items()}
     windows = sorted((s for s in timeline.segments if s.prediction), key=lambda s: s.prediction.confidence,

@@ -121,7 +121,9 @@ class ModelFamily:
     modality: str
     hparams: tuple[HParam, ...]
     build: Callable[..., nn.Module]  # (n_mels=, n_classes=, **hparams) -> an untrained network
-    features: FeatureConfig  # the front end of a new model (a model file records its own)
+    # The front end of a new model (a model file records its own); None for a family whose input is
+    # not audio (a face model's is a 48x48 grey face crop: its build takes no n_mels).
+    features: FeatureConfig | None
     recipe: str  # the kind of training recipe (emotionnet.training.recipes) that trains it
     description: str = ""
     check: Callable[[dict, FeatureConfig], None] = _no_rules  # rules between hyper-parameters; ModelSpecError
@@ -165,8 +167,10 @@ class ModelFamily:
 
     def default_hparams(self, n_mels: int | None = None, n_classes: int = 6) -> dict:
         """The hyper-parameters of a new model of this family (a copy the caller may change)."""
-        n_mels = self.features.n_mels if n_mels is None else n_mels
-        return {**{h.name: _copy(h.default) for h in self.hparams}, "n_mels": n_mels, "n_classes": n_classes}
+        if n_mels is None and self.features is not None:
+            n_mels = self.features.n_mels
+        front_end = {} if n_mels is None else {"n_mels": n_mels}
+        return {**{h.name: _copy(h.default) for h in self.hparams}, **front_end, "n_classes": n_classes}
 
     def searched(self) -> tuple[HParam, ...]:
         """The hyper-parameters `emotionnet tune` searches beyond the ones every family shares."""

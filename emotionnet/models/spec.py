@@ -222,8 +222,8 @@ class ModelSpec:
             raise ModelSpecError("no 'model' (architecture and hyper-parameters) in the model description")
         model = _mapping(meta["model"], "model")
         family = get_family(model.get("arch"))
-        if not family.hears_audio:  # a face model: no audio front end to read
-            features = family.features
+        if not family.hears_audio:  # a face model: no audio front end to read (the default stands in, unused)
+            features = FeatureConfig()
         elif "features" not in meta:
             raise ModelSpecError("no 'features' in the model description")
         else:

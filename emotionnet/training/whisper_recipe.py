@@ -75,23 +75,24 @@ class WhisperRecipe:
     window_range: tuple[float, float] = (SHORTEST_CROP_S, LONGEST_CROP_S)
     # At most this many clips per corpus x emotion of each split ({"train": 100, ...}; None: all).
     clips_per_cell: dict | None = None
+    crops: bool = True  # a "varied" head also fits one 1-10 s crop of each training clip
 
     @property
     def variants(self) -> tuple[str, ...]:
-        crops = ("crop",) if self.lengths == "varied" else ()
+        crops = ("crop",) if self.lengths == "varied" and self.crops else ()
         return ("clean", *crops, *(f"aug{i + 1}" for i in range(self.augmented_copies)))
 
     def to_dict(self) -> dict:
         return {"arch": "whisper", "head": self.head.to_dict(), "augmented_copies": self.augmented_copies,
                 "unseen_corpus_temperature_scale": self.unseen_corpus_temperature_scale, "lengths": self.lengths,
                 "window": self.window, "window_range": list(self.window_range),
-                "clips_per_cell": self.clips_per_cell}
+                "clips_per_cell": self.clips_per_cell, "crops": self.crops}
 
     @classmethod
     def from_dict(cls, data: dict) -> WhisperRecipe:
         """The inverse of `to_dict` (as `emotionnet tune --arch whisper` writes it); unknown keys are an error."""
         unknown = set(data) - {"arch", "head", "augmented_copies", "unseen_corpus_temperature_scale", "lengths",
-                               "window", "window_range", "clips_per_cell"}
+                               "window", "window_range", "clips_per_cell", "crops"}
         if unknown or data.get("arch", "whisper") != "whisper":
             raise ValueError(f"not a whisper recipe (unknown keys: {', '.join(sorted(unknown)) or 'none'}, "
                              f"arch {data.get('arch')!r})")

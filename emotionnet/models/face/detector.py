@@ -7,8 +7,8 @@ once, unchanged, from the wheel's .tflite to ONNX (scripts/convert_blazeface.py,
 which checks the outputs against the .tflite's) and ship as
 `emotionnet/assets/blazeface-short-range.onnx` with the licence beside it; the
 file's sha256 is checked on load. onnxruntime, already a dependency, runs it:
-no TFLite interpreter to install, and 3-4x faster than the same network in
-torch on one thread (docs/results/face-detector.md).
+no TFLite interpreter to install, and about a third of the CPU time of the same
+network in torch on one thread (docs/results/face-detector.md).
 
 What surrounds the network follows MediaPipe's face_detection_short_range
 graph: the image is letterboxed to 128x128 in [-1, 1]; 896 SSD anchors

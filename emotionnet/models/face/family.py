@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emotionnet.features import FeatureConfig
 from emotionnet.models.family import MAX_BLOCKS, HParam, LoadOptions, ModelFamily
 
 MODALITY = "face"
@@ -44,7 +43,7 @@ FAMILY = ModelFamily(
         HParam("flip_average", False, "bool", if_absent=False),
     ),
     build=_build,
-    features=FeatureConfig(),  # unused: a face model hears nothing (ModelSpec records no audio front end for it)
+    features=None,  # a face model hears nothing: its files record no audio front end
     recipe="face",
     onnx_refusal="the face model runs in torch (its detector already runs in onnxruntime)",
     recognizer=_recognizer,

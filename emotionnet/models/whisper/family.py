@@ -84,7 +84,7 @@ FAMILY = ModelFamily(
     recipe="encoder-head",
     attach=_attach,
     require=_require,
-    onnx_refusal="its Whisper encoder is not exported to ONNX",
+    onnx_refusal="their Whisper encoder is not exported to ONNX",
     # Heads written before varied-length training heard their own window only (short clips repeated).
     own_window_if_unstated=True,
 )
