@@ -235,3 +235,25 @@ def test_the_shipped_whisper_base_answers_as_at_its_own_window_or_refuses_in_one
                 assert "trained on" in str(exc) and "\n" not in str(exc)
                 continue
             assert (answer.emotion, answer.confidence < 0.999) == (own.emotion, True), (window, answer)
+
+
+def test_the_statistics_cache_holds_what_the_model_scores(tmp_path):
+    """Training on the statistics cache and users running the whole network: one clip whole, the same logits;
+    a crop is one stretch of 1-10 s drawn from the clip's key, the same on every run."""
+    from emotionnet.features import log_mel, model_input
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.training.statistics_cache import encode_statistics, stretch
+
+    recognizer = load_model(head_file(tmp_path / "w.safetensors", seed=9, varied=True, head="stats"))
+    network = recognizer.network
+    network.encoder.bfloat16_matmuls = False
+    audio = voiced(2.6, seed=5)
+    row = torch.from_numpy(encode_statistics(network.encoder, audio, "clean", "ab" * 20))
+    mel = log_mel(audio, WHISPER_FEATURES)
+    with torch.inference_mode():
+        cached = network.head.classify_statistics(row)
+        direct = network(model_input(mel, WHISPER_FEATURES, mel.shape[-1])[None])
+    assert row.shape == (1, 7 * 2 * 512) and torch.allclose(cached, direct, atol=1e-4)
+    crop = stretch(audio, "crop", "ab" * 20)
+    assert 100 <= crop.shape[-1] < mel.shape[-1] and torch.equal(crop, stretch(audio, "crop", "ab" * 20))
+    assert stretch(voiced(1.2), "crop", "ab" * 20) is None  # too short to crop

@@ -241,3 +241,14 @@ def test_a_stats_head_trains_by_lbfgs_and_the_recognizer_gives_the_caches_answer
     recognizer = load_model(toy / "s0.safetensors")
     direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
     assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16
+
+
+def test_a_varied_length_recipe_reads_back_as_written():
+    """The recipe file `emotionnet train --recipe` reads: lengths, window range, draw and crops survive."""
+    from emotionnet.training.whisper_recipe import WhisperRecipe
+
+    recipe = WhisperRecipe(lengths="varied", window=6.0, window_range=(1.0, 10.0), crops=False,
+                           clips_per_cell={"train": 100, "val": 60}, augmented_copies=1)
+    again = WhisperRecipe.from_dict(recipe.to_dict())
+    assert again == recipe and again.to_dict() == recipe.to_dict()
+    assert again.variants == ("clean", "aug1") and WhisperRecipe(lengths="varied").variants == ("clean", "crop", "aug1", "aug2")
