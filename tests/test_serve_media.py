@@ -85,12 +85,18 @@ def test_a_small_face_crop_is_scored_as_one_and_matches_the_model(client, models
     assert list(body["probabilities"]) == list(LABELS)
 
 
-def test_a_real_face_is_found_and_boxed(client):
+def real_face_scene() -> np.ndarray:
+    """A FER2013 validation face, upscaled, in the middle of a 640x480 grey picture (skip without the corpus)."""
     if not FER_VALIDATION.is_dir():
         pytest.skip(f"FER2013 not found at {FER_VALIDATION} (see ../shared/README.md): no real face to send")
     face = np.asarray(Image.open(sorted((FER_VALIDATION / "happy").glob("*.jpg"))[0]).convert("L").resize((192, 192)))
     scene = np.full((480, 640), 128, np.uint8)
     scene[140:332, 224:416] = face
+    return scene
+
+
+def test_a_real_face_is_found_and_boxed(client):
+    scene = real_face_scene()
     body = client.post("/v1/predict", files={"file": ("scene.png", picture(scene))}).json()
     assert body["face"] is True and len(body["faces"]) >= 1
     x, y, w, h = body["faces"][0]["box"]
@@ -108,6 +114,14 @@ def test_a_video_answers_voice_face_and_fused(client, talk):
     assert len(body["segments"]) >= 2 and all({"voice", "face"} <= set(s) for s in body["segments"])
     without = client.post("/v1/predict?timeline=false", content=talk).json()
     assert "segments" not in without and without["emotion"] == body["emotion"]
+
+
+def test_a_video_without_sound_answers_with_the_face(client, tmp_path):
+    scene = np.repeat(real_face_scene()[:, :, None], 3, axis=2)
+    silent = write_video(tmp_path / "face.webm", 2.0, fps=10, size=(640, 480), image_at=lambda t: scene)
+    body = client.post("/v1/predict", files={"file": ("face.webm", silent.read_bytes())}).json()
+    assert body["voice"]["speech"] is False and body["face"]["face"] is True
+    assert body["face"]["frames_with_face"] >= 8 and body["emotion"] == body["face"]["emotion"] in LABELS
 
 
 def test_bad_images_and_videos_are_400_with_their_codes(client):
