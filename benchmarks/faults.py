@@ -45,8 +45,12 @@ def write_clips(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
+MODEL_OPTIONS: list[str] = []  # `--model NAME` for every job, from the command line
+
+
 def job(inputs: list[Path], out: Path, checkout: Path, *options: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "emotionnet", "batch", *map(str, inputs), "--out", str(out), *options]
+    command = [sys.executable, "-m", "emotionnet", "batch", *map(str, inputs), "--out", str(out), *options,
+               *MODEL_OPTIONS]
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -151,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--second", type=int, default=100, help="files only the second job names (default 100)")
     parser.add_argument("--signal-files", type=int, default=400, help="files of the signal probes (default 400)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one job may take (default 600)")
+    parser.add_argument("--model", help="model name or file for every job (default: the checkout's default)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
     args = parser.parse_args(argv)
+    MODEL_OPTIONS[:] = ["--model", args.model] if args.model else []
     if not Path("/proc/self/stat").exists():
         parser.error("reads processes from /proc (Linux)")
     with tempfile.TemporaryDirectory(prefix="emotionnet-faults-") as tmp:
         work = Path(tmp)
-        result = {"checkout": str(args.checkout.resolve()),
+        result = {"checkout": str(args.checkout.resolve()), "model": args.model or "the checkout's default",
                   "two_jobs": two_jobs(work, args.checkout, args.first, args.second, args.timeout),
                   "sigterm": stop_driver(work, args.checkout, args.signal_files, signal.SIGTERM, args.timeout),
                   "kill_9": stop_driver(work, args.checkout, args.signal_files, signal.SIGKILL, args.timeout),

@@ -51,8 +51,8 @@ def run_batch(
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
-    Rows are written as a new part once `part_rows` have gathered or `part_seconds`
-    have passed since the last part: a killed job loses at most that much work,
+    Rows are written as a new part once `part_rows` have gathered or the oldest of them
+    is `part_seconds` old: a killed job loses at most that much work,
     and a million files make a thousand parts, not sixty thousand. Error rows of the
     job's own making (`error_kind` "job": a scoring or reading failure) are tried again;
     `retry_errors` tries the files' own (bad audio) too. Another job writing to `out`
@@ -100,17 +100,19 @@ def _score(todo, results, errors, engine, workers, chunk, predictor, address, pr
         batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
                    else run_ray(todo, predictor, workers, chunk, address))
         pending: list[dict] = []
-        last_write = time.monotonic()
+        oldest = 0.0  # when the oldest row not yet written arrived: at most part_seconds of work is at risk
         try:
             for rows in batches:
+                if not pending:
+                    oldest = time.monotonic()
                 pending.extend(rows)
                 scored += len(rows)
                 failed += sum(1 for row in rows if row["error"])
                 errors.update((row["path"], row["error"]) for row in rows if row["error"])
                 bar.update(len(rows))
-                if len(pending) >= part_rows or time.monotonic() - last_write >= part_seconds:
+                if len(pending) >= part_rows or time.monotonic() - oldest >= part_seconds:
                     results.write(pending)
-                    pending, last_write = [], time.monotonic()
+                    pending = []
         except Exception as exc:  # KeyboardInterrupt (Ctrl-C, SIGTERM) goes up as it is
             raise BatchJobError(f"the job stopped: {type(exc).__name__}: {_last_line(exc)}") from exc
         finally:

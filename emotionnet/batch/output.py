@@ -134,7 +134,8 @@ class ResultsFolder:
 
         done: dict[str, tuple[str | None, str | None]] = {}
         for part in self.parts():
-            table = pq.read_table(part)
+            names = pq.read_schema(part).names
+            table = pq.read_table(part, columns=[c for c in ("path", "error", "error_kind") if c in names])
             kinds = (table.column("error_kind").to_pylist() if "error_kind" in table.column_names
                      else [None] * table.num_rows)
             for path, error, kind in zip(table.column("path").to_pylist(), table.column("error").to_pylist(), kinds):
