@@ -303,7 +303,7 @@ def run(args) -> dict:
         "uploads": lambda: probe(args.model, clip, uploads),
         "slowloris": lambda: probe(args.model, clip, slowloris, preexec_fn=low_file_limit(args.file_limit)),
         "idle_streams": lambda: probe(args.model, clip, idle_streams),
-        "heavy_stream": lambda: probe(args.model, clip, heavy_stream),
+        "heavy_stream": lambda: probe(args.model, clip, lambda s: heavy_stream(s, seconds=args.stream_seconds)),
     }
     results = {}
     for name in args.probes:
@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=list(PROBES), help=f"comma-separated, of {', '.join(PROBES)} (default all)")
     parser.add_argument("--files", help="folder for the generated FLACs, kept between runs (default: a temp folder)")
     parser.add_argument("--file-limit", type=int, default=256, help="the server's open-file limit in slowloris")
+    parser.add_argument("--stream-seconds", type=float, default=40.0,
+                        help="heavy_stream: seconds its results are read, at most (default 40)")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     parser.add_argument("--md", metavar="OUT", help="write the report text")
     args = parser.parse_args(argv)

@@ -390,3 +390,21 @@ def test_ray_workers_import_the_package_not_a_folder_named_emotionnet_here(tiny_
     assert result.returncode == 0, result.stderr[-3000:]
     rows = rows_by_path(out)
     assert len(rows) == 2 and all(row["error"] is None for row in rows.values())
+
+
+@pytest.mark.slow
+def test_a_ray_run_without_verbose_prints_only_its_own_lines(tiny_model_file, folder, tmp_path):
+    """Issue 31: a successful `batch --engine ray` printed Ray's warnings and an error-level core_worker.cc
+    line; its stderr is now the job's own lines, Ray's kept for --verbose (and Ray's log files)."""
+    pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'emotionnet[ray]'")
+    out = tmp_path / "ray.parquet"
+    args = ["batch", str(folder / "clip0.wav"), str(folder / "clip1.wav"), "--out", str(out), "--engine", "ray",
+            "--workers", "1", "--model", str(tiny_model_file)]
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from emotionnet.cli.main import main; sys.exit(main({args!r}))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Ray's C++ core announces the log level it was given, once, before any of ours
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "Set ray log level from" not in line]
+    assert lines and all(line.startswith("emotionnet: ") for line in lines), result.stderr[-3000:]
+    assert len(rows_by_path(out)) == 2

@@ -30,6 +30,7 @@ def test_serve_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     assert "req/s" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a server start, five requests and a probe of at most 40 s
 def test_serve_faults_benchmark_smoke(tiny_model_file, tmp_path, capsys):
     pytest.importorskip("fastapi", reason="needs the serve extra")
     pytest.importorskip("websockets", reason="needs websockets")

@@ -329,3 +329,14 @@ def test_evaluate_scores_the_split_protocol_asked_for(capsys, tiny_model_file, t
     assert reports["v2"]["split_protocol"] == "v2" and reports["v2"]["overall"]["n"] == 2  # BanglaSER is v3's
     assert reports["v3"]["split_protocol"] == "v3" and reports["v3"]["overall"]["n"] == 4
     assert reports["test"] == reports["v3"]  # v3 is the default
+
+
+def test_every_model_option_lists_the_model_names(capsys):
+    from emotionnet.models.names import available_models
+
+    MODELS = available_models()
+    for command in ("predict", "evaluate", "listen", "app", "serve", "batch"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(name in text for name in MODELS), command

@@ -79,30 +79,38 @@ def run_local(paths: list[str], predictor: BatchPredictor, workers: int, chunk: 
             raise
 
 
-def start_ray(address: str | None, workers: int | None) -> int:
+def start_ray(address: str | None, workers: int | None, verbose: bool = False) -> int:
     """Join the cluster at `address`, or start a local Ray with `workers` CPUs (or join the running one).
 
     Returns the number of actors to run: `workers`, or by default every CPU of the cluster.
+    Unless `verbose`, Ray's own chatter stays in its log files (/tmp/ray/session_latest/logs):
+    its Python loggers say errors only, and its C++ core (whose error-level lines, such as
+    core_worker.cc's at the end of a successful run, go to stderr as well) fatal ones only.
     """
     import ray
 
     from emotionnet.subprocesses import package_search_path
 
     if not ray.is_initialized():
+        level = logging.WARNING if verbose else logging.ERROR
+        if not verbose:
+            os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"  # read by the core of this driver and the local nodes
+            for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+                logging.getLogger(name).setLevel(level)
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address=address, log_to_driver=verbose, logging_level=level)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=verbose, logging_level=level,
                      runtime_env={"env_vars": {"PYTHONPATH": package_search_path()}})
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def run_ray(paths: list[str], predictor: BatchPredictor, workers: int | None, chunk: int,
-            address: str | None = None) -> Iterator[list[dict]]:
+            address: str | None = None, verbose: bool = False) -> Iterator[list[dict]]:
     """Ray Data: paths in, `map_batches` over `workers` actors (one CPU, one model each), rows out."""
     import ray.data
 
-    workers = start_ray(address, workers)
+    workers = start_ray(address, workers, verbose)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the one bar
     context.print_on_execution_start = False

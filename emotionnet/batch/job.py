@@ -47,7 +47,8 @@ def run_batch(
     inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None, chunk: int = 16,
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
     progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0, retry_errors: bool = False,
-    on_wait: Callable[[str], None] | None = None, load_options: dict | None = None, face_model: str = FACE_MODEL,
+    on_wait: Callable[[str], None] | None = None, load_options: dict | None = None, verbose: bool = False,
+    face_model: str = FACE_MODEL,
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
@@ -78,7 +79,7 @@ def run_batch(
         again = set(todo)
         errors = {f: done[f][0] for f in files if f in done and done[f][0] and f not in again}
         scored, failed = _score(todo, results, errors, engine, workers, chunk, predictor,
-                                address, progress, len(files), part_rows, part_seconds, retried)
+                                address, progress, len(files), part_rows, part_seconds, retried, verbose)
     failed_paths = [f for f in files if f in errors]  # in input order
     return BatchSummary(len(files), len(files) - len(todo), scored, failed, empty, time.perf_counter() - start,
                         failed_paths)
@@ -89,7 +90,7 @@ def _retry(error: str | None, kind: str | None, retry_errors: bool) -> bool:
 
 
 def _score(todo, results, errors, engine, workers, chunk, predictor, address, progress, total,
-           part_rows, part_seconds, retried) -> tuple[int, int]:
+           part_rows, part_seconds, retried, verbose=False) -> tuple[int, int]:
     """Run the engine over `todo`, writing parts as rows gather; (rows written, of them errors)."""
     from tqdm import tqdm
 
@@ -98,7 +99,7 @@ def _score(todo, results, errors, engine, workers, chunk, predictor, address, pr
         if not todo:
             return 0, 0
         batches = (run_local(todo, predictor, workers, chunk) if engine == "local"
-                   else run_ray(todo, predictor, workers, chunk, address))
+                   else run_ray(todo, predictor, workers, chunk, address, verbose))
         pending: list[dict] = []
         oldest = 0.0  # when the oldest row not yet written arrived: at most part_seconds of work is at risk
         try:

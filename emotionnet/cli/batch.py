@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from emotionnet.cli.common import EXIT_OK, EXIT_SOME_FAILED, CLIError, add_command, add_model_option, report_failure
 
@@ -48,6 +49,8 @@ def add_parser(sub) -> None:
     p.add_argument("--face-model", default=FACE_MODEL, metavar="NAME|FILE",
                    help=f"the model for images and video frames (default: '{FACE_MODEL}'), loaded once per worker")
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
+    p.add_argument("--verbose", action="store_true",
+                   help="with --engine ray: show Ray's own warnings and log lines (default: errors of the job only)")
     p.add_argument("--retry-errors", action="store_true",
                    help="score again the files whose rows hold an error of their own (bad audio); errors of "
                         "the job (a failed read or scoring) are always tried again")
@@ -69,6 +72,8 @@ def run(args) -> int:
     if args.chunk < 1 or args.part_rows < 1:
         raise CLIError("--chunk and --part-rows must be at least 1")
     if args.engine == "ray":
+        if not args.verbose:  # Ray's deprecation and future warnings are its own business
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -87,7 +92,8 @@ def run(args) -> int:
                             model=model, max_seconds=args.max_seconds, address=args.address,
                             progress=sys.stderr.isatty(), part_rows=args.part_rows, retry_errors=args.retry_errors,
                             on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True),
-                            load_options=environment.load_options(), face_model=args.face_model)
+                            load_options=environment.load_options(), verbose=args.verbose,
+                            face_model=args.face_model)
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except OutputError as exc:
