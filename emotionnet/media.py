@@ -22,16 +22,20 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", "
 
 
 def media_kind(source: str | Path | bytes) -> MediaKind:
-    """"image" (JPEG, PNG, WebP), "video" (MP4/MOV, Matroska/WebM, AVI, FLV) or "audio" (anything else),
-    of a file or of a file's bytes (an upload)."""
-    if isinstance(source, bytes):
-        head = source[:16]
-    else:
-        try:
-            with open(source, "rb") as f:
-                head = f.read(16)
-        except OSError:
-            return "audio"  # the audio decoder names a missing or unreadable file
+    """"image" (JPEG, PNG, WebP), "video" (MP4/MOV, Matroska/WebM, AVI, FLV) or "audio" (anything else)
+    of a file, or of a file's bytes (an upload)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return kind_of_head(bytes(source[:16]))
+    try:
+        with open(source, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return "audio"  # the audio decoder names a missing or unreadable file
+    return kind_of_head(head)
+
+
+def kind_of_head(head: bytes) -> MediaKind:
+    """The kind told by a file's first 16 bytes."""
     if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n") or \
             (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return "image"

@@ -86,6 +86,24 @@ def tiny_model_file(tmp_path_factory) -> Path:
     return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
+def make_tiny_face_model_file(path: Path) -> Path:
+    """An untrained face model file (FaceCNN with few channels, the shipped detector): plumbing, not accuracy."""
+    import torch
+
+    from emotionnet.models.face.network import FaceCNN
+    from emotionnet.training.face_recipe import save_face_model
+
+    torch.manual_seed(0)
+    save_face_model(path, FaceCNN((4, 8), 0.1).eval(), temperature=1.0, flip_average=False,
+                    training={"recipe": "untrained test fixture"}, calibration={}, metrics={})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_face_model_file(tmp_path_factory) -> Path:
+    return make_tiny_face_model_file(tmp_path_factory.mktemp("model") / "tiny-face.safetensors")
+
+
 @pytest.fixture(scope="session")
 def tiny_speaker_model_file(tmp_path_factory) -> Path:
     """The same, normalised per speaker."""

@@ -164,6 +164,19 @@ def test_ray_engine_scores_a_folder_and_resumes_after_an_interruption(local_ray,
     check_rows(rows_by_path(out), folder, load_model(tiny_model_file))
 
 
+@pytest.mark.slow
+def test_ray_scores_an_image_row_with_the_face_model(local_ray, tiny_model_file, tiny_face_model_file, tmp_path):
+    from test_batch_media import check_image_row, crop_png
+
+    (tmp_path / "face.png").write_bytes(crop_png())
+    out = tmp_path / "ray-image.parquet"
+    summary = run_batch([str(tmp_path / "face.png")], out, engine="ray", workers=1, model=str(tiny_model_file),
+                        face_model=str(tiny_face_model_file))
+    assert (summary.scored, summary.failed) == (1, 0)
+    [row] = read_results(out).to_pylist()
+    check_image_row(row, load_model(tiny_face_model_file))
+
+
 def batch_command(folder_or_inputs, out: Path, model: Path, *extra: str) -> list[str]:
     inputs = [str(p) for p in (folder_or_inputs if isinstance(folder_or_inputs, list) else [folder_or_inputs])]
     return [sys.executable, "-m", "emotionnet", "batch", *inputs, "--out", str(out), "--model", str(model), *extra]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -257,7 +258,7 @@ def test_an_onnx_file_loads_in_every_surface(tiny_model_file, tmp_path, capsys):
 
     close(load_model(onnx_file).predict(wav).probabilities)
     served = ServedModel.load(str(onnx_file))
-    close(served.score([load_audio(wav)], None, None)[0].prediction.probabilities)
+    close(served.score_uploads([("a.wav", wav.read_bytes())], None, None, math.inf)[0].prediction.probabilities)
     row = BatchPredictor(str(onnx_file)).predict_paths([str(wav)])[0]
     close({label: row[f"p_{label}"] for label in expected})
     close(analyse(load_model(str(onnx_file)), wav.read_bytes(), "a.wav").prediction.probabilities)

@@ -117,7 +117,8 @@ def run_ray(paths: list[str], predictor: BatchPredictor, workers: int | None, ch
     dataset = ray.data.from_items([{"path": p} for p in paths],
                                   override_num_blocks=max(1, min(len(paths) // chunk, 10_000)))
     scored = dataset.map_batches(type(predictor), fn_constructor_kwargs=dict(
-        model=predictor.model, max_seconds=predictor.max_seconds, threads=predictor.threads),
+        model=predictor.model, max_seconds=predictor.max_seconds, threads=predictor.threads,
+        face_model=predictor.face_model),
         batch_size=chunk, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield batch.to_pylist()

@@ -29,13 +29,13 @@ def read_bytes(uri: str) -> bytes:
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     """The files to score (keyed by `file_key`), in order and without duplicates, and the inputs that named nothing.
 
-    A folder means every audio file under it; a glob (quoted, `"calls/**/*.wav"`)
+    A folder means every audio, image and video file under it (`emotionnet.media.media_files`); a glob (quoted, `"calls/**/*.wav"`)
     every match; a `.csv` the column `path` and a `.txt` one path a line, both
     relative to their own folder (in a list, `#` starts a comment line; `\\#x.wav` names `#x.wav`).
     A path that exists is that file, even with `?` or `[` in its name. Anything else is one file, even if missing:
     it then gets an error row like any bad file.
     """
-    from emotionnet.corpora import audio_files
+    from emotionnet.media import media_files
 
     files: list[str] = []
     empty: list[str] = []
@@ -44,7 +44,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
         if is_uri(item):
             found = read_remote_list(item, suffix) if suffix in LIST_SUFFIXES | {".csv"} else [item]
         elif Path(item).is_dir():
-            found = [str(p) for p in audio_files(item)]
+            found = [str(p) for p in media_files(item)]
         elif GLOB_CHARS & set(item) and not Path(item).is_file():  # `take[1].wav` that exists is that file
             found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
         elif Path(item).suffix.lower() == ".csv" and Path(item).is_file():

@@ -13,6 +13,7 @@ from emotionnet.batch.inputs import expand_inputs
 from emotionnet.batch.output import ResultsFolder
 from emotionnet.batch.predictor import BatchPredictor
 from emotionnet.errors import EmotionNetError
+from emotionnet.models.names import FACE_MODEL
 
 
 @dataclass
@@ -47,6 +48,7 @@ def run_batch(
     model: str | None = None, max_seconds: float | None = None, address: str | None = None,
     progress: bool = False, part_rows: int = 1000, part_seconds: float = 30.0, retry_errors: bool = False,
     on_wait: Callable[[str], None] | None = None, load_options: dict | None = None, verbose: bool = False,
+    face_model: str = FACE_MODEL,
 ) -> BatchSummary:
     """Score every input file into the results folder `out`; files already there are skipped.
 
@@ -58,6 +60,7 @@ def run_batch(
     is waited for (`on_wait` is told); an `out` that cannot be written is an `OutputError`
     before any scoring, a job that stops early a `BatchJobError`, both with the finished rows kept.
     `load_options` are `load_model`'s (vad, compute_type, encoder_weights), the same in every worker.
+    Images and videos (told by content) are read with `face_model`, loaded once per worker at its first one.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -68,7 +71,7 @@ def run_batch(
     start = time.perf_counter()
     files, empty = expand_inputs(inputs)
     results = ResultsFolder(out)
-    predictor = BatchPredictor(model, max_seconds, load_options=load_options)
+    predictor = BatchPredictor(model, max_seconds, load_options=load_options, face_model=face_model)
     with results.locked(on_wait):
         done = results.rows_done()
         todo = [f for f in files if f not in done or _retry(*done[f], retry_errors)]

@@ -12,7 +12,9 @@ EXAMPLES = """  emotionnet batch recordings/ --out results.parquet              
   emotionnet batch manifest.csv --out results.parquet --engine ray   Ray Data on a local Ray
   emotionnet batch s3://bucket/list.txt --out results.parquet --engine ray --address ray://head:10001
 Rows: path, duration, speech, emotion, confidence, p_angry ... p_sad, error (a bad file is a row with error;
-a file without speech has speech false and emotion null, its p_* the model's guess). Files are keyed by
+a file without speech has speech false and emotion null, its p_* the model's guess). Images and videos, told
+by content, share the table (column media): an image row has face, n_faces and the largest face's emotion and
+p_*; a video row the fused emotion and p_* beside voice_emotion, voice_confidence, face_emotion, face_confidence. Files are keyed by
 their absolute path (remote ones by URL): the same file under another spelling is not scored twice.
 Exit 2 while the results hold error rows for these inputs (the failed files are named), on a re-run too;
 exit 2 also for a model that cannot load, an output that cannot be written, or a job that stopped early.
@@ -26,9 +28,13 @@ SHOWN_FAILURES = 5  # failed files named on the console; the count gives the res
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "batch", "Score many audio files into a Parquet results folder (local or Ray).", EXAMPLES)
+    from emotionnet.models.names import FACE_MODEL  # as predict's: no torch import, --help stays fast
+
+    p = add_command(sub, "batch", "Score many audio, image and video files into a Parquet results folder "
+                    "(local or Ray).", EXAMPLES)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="folders, globs, CSV manifests (column 'path') or text files of paths")
+                   help="folders (their audio, image and video files), globs, CSV manifests (column 'path') or "
+                        "text files of paths")
     p.add_argument("--out", required=True, metavar="RESULTS.parquet", help="results folder (created; resumed if present)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: a process pool here (default); ray: Ray Data (pip install 'emotionnet[ray]')")
@@ -40,6 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--part-rows", type=int, default=1000, metavar="N",
                    help="rows per written part; a part is also written every 30 s (default 1000)")
     add_model_option(p)
+    p.add_argument("--face-model", default=FACE_MODEL, metavar="NAME|FILE",
+                   help=f"the model for images and video frames (default: '{FACE_MODEL}'), loaded once per worker")
     p.add_argument("--max-seconds", type=float, metavar="S", help="give files longer than this an error row")
     p.add_argument("--verbose", action="store_true",
                    help="with --engine ray: show Ray's own warnings and log lines (default: errors of the job only)")
@@ -84,7 +92,8 @@ def run(args) -> int:
                             model=model, max_seconds=args.max_seconds, address=args.address,
                             progress=sys.stderr.isatty(), part_rows=args.part_rows, retry_errors=args.retry_errors,
                             on_wait=lambda message: print(f"emotionnet: {message}", file=sys.stderr, flush=True),
-                            load_options=environment.load_options(), verbose=args.verbose)
+                            load_options=environment.load_options(), verbose=args.verbose,
+                            face_model=args.face_model)
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except OutputError as exc:
@@ -94,7 +103,7 @@ def run(args) -> int:
         raise CLIError(str(exc), "the finished rows are kept: run the same command again to go on",
                        code=EXIT_SOME_FAILED) from None
     for item in summary.empty_inputs:
-        report_failure(item, "matches no audio files")
+        report_failure(item, "matches no audio, image or video files")
     print(f"emotionnet: {summary.files} files: {summary.scored} scored ({summary.failed} with an error), "
           f"{summary.skipped} already in {args.out}; {summary.seconds:.1f} s", file=sys.stderr)
     if summary.failed_paths:

@@ -74,7 +74,7 @@ def check_exportable(spec: ModelSpec) -> None:
     family = family_of(spec)
     if family.onnx_refusal:
         raise OnnxBackendError(f"{family.name} models run on the torch backend only: {family.onnx_refusal} "
-                               "(the fast model is: --model fast)")
+                               "(CRNN and CNN model files are)")
 
 
 def export_bytes(model: torch.nn.Module, metadata: dict, source_sha1: str | None = None,

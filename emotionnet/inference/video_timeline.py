@@ -137,15 +137,16 @@ def _windows(duration: float, window: float, hop: float) -> list[tuple[float, fl
 
 def predict_video(recognizer, source: str | Path | bytes, face_scorer: FaceScorer | None = None, *,
                   fps: float = DEFAULT_FPS, window: float | None = None, hop: float | None = None,
-                  threads: int = 1) -> VideoResult:
+                  threads: int = 1, name: str | None = None) -> VideoResult:
     """Voice, face and fused answers of a video, per window and for the file.
 
     `recognizer`: a voice model (`load_model`). `face_scorer`: frames (H, W, 3 uint8 RGB) -> per frame
-    six probabilities or None (no face); None scores no frames. A damaged file is a VideoError; an
+    six probabilities or None (no face); None scores no frames. `name`: what the result and its errors
+    call the video (default: its path, or `<bytes>`). A damaged file is a VideoError; an
     audio track the voice cannot use (too short, say) is reported under `voice.error` and the face
     answers alone.
     """
-    video = open_video(source)
+    video = open_video(source, name=name)
     voice, audio_error = None, None
     if video.has_audio:
         try:

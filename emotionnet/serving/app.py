@@ -29,10 +29,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from emotionnet import __version__
 from emotionnet.audio import AudioError
+from emotionnet.media import media_kind
 from emotionnet.serving.connections import ReadDeadlineMiddleware
 from emotionnet.serving.docs import install_docs, swagger_assets
 from emotionnet.serving.errors import api_error, install_handlers
 from emotionnet.serving.limits import BodyLimitMiddleware, LoopbackGuardMiddleware, bearer_ok, unauthorized
+from emotionnet.serving.media import MediaJob, ServedFaces, check_limits, make_media_work, media_error
 from emotionnet.serving.metrics import MetricsMiddleware, ServiceMetrics
 from emotionnet.serving.model import ServedModel, is_too_long
 from emotionnet.serving.queue import InferenceQueue
@@ -51,17 +53,27 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "audio/*": {"schema": {"type": "string", "format": "binary"}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "video/*": {"schema": {"type": "string", "format": "binary"}},
 }}}
 ERRORS = {status: {"description": what} for status, what in {
-    400: "`bad_audio`: unreadable, too short or silent audio", 401: "`unauthorized`: missing or wrong API key",
+    400: "`bad_audio`: unreadable, too short or silent audio; `bad_image`: not a readable JPEG, PNG or WebP; "
+         "`bad_video`: a damaged video, or one without an audio or video track", 401: "`unauthorized`: missing or wrong API key",
     403: "`forbidden`: a keyless service refuses other sites' pages (Origin) and other host names (Host)",
     413: "`too_large` (body over --max-upload-mb), `audio_too_long` (over --max-seconds), `audio_too_large` "
-         "(too many samples x channels to decode) or `too_many_windows` (a hop too small for the audio)",
+         "(too many samples x channels to decode), `too_many_windows` (a hop too small for the audio), "
+         "`image_too_large` (over 100 megapixels by default) or `video_too_long` (over --max-video-seconds)",
     415: "`unsupported_media_type`: a body that is not audio (JSON, text)",
     422: "`missing_file` (no audio in the request: no body, or no multipart field 'file') or `invalid_request` "
          "(a bad query or multipart body)",
     503: "`busy`: the queue or the uploads in flight are full, or no answer in time; see Retry-After"}.items()}
-DESCRIPTION = ("Six emotions (angry, disgust, fear, happy, neutral, sad) from speech audio.\n\n"
+DESCRIPTION = ("Six emotions (angry, disgust, fear, happy, neutral, sad) from speech audio, faces and videos.\n\n"
+               "`POST /v1/predict` tells what it was sent by the content, never the name or content type: audio "
+               "answers `emotionnet predict --json`'s audio object; an image (JPEG, PNG, WebP) each face's box and "
+               "emotion (`face`: false when none is found); a video (MP4, MKV, WebM, MOV, AVI, FLV) the voice, "
+               "face and fused answers, for the file and per window (`segments`). The WebSocket stream takes "
+               "audio only (plain PCM; video frames beside it would need a framing of our own): send recorded "
+               "video here.\n\n"
                "Without an API key the service answers this machine only: requests with a `Host` other than "
                "127.0.0.1, localhost or [::1], and POSTs and WebSockets from another site's page (`Origin`), "
                "get 403.\n\n" + STREAM_PROTOCOL)
@@ -105,40 +117,48 @@ def make_work(model: ServedModel, settings: ServeSettings, heavy: bool = False):
 class Service:
     """What the app holds while it runs: settings, model, queues, thread pools, metrics."""
 
-    def __init__(self, settings: ServeSettings, model: ServedModel | None):
-        self.settings, self.model = settings, model
+    def __init__(self, settings: ServeSettings, model: ServedModel | None, faces: ServedFaces | None = None):
+        self.settings, self.model, self.faces = settings, model, faces
         self.metrics = ServiceMetrics()
         self.executor: ThreadPoolExecutor | None = None
         self.heavy_executor: ThreadPoolExecutor | None = None
         self.queue: InferenceQueue | None = None  # short requests, on the inference threads
         self.heavy_queue: InferenceQueue | None = None  # long requests, one at a time, after the short ones
+        self.media_executor: ThreadPoolExecutor | None = None
+        self.media_queue: InferenceQueue | None = None  # images and videos, one at a time (serving/media.py)
         self.ready = False
         self.streams = 0
 
     async def start(self) -> None:
         if self.model is None:
             self.model = await asyncio.to_thread(ServedModel.load, self.settings.model, self.settings.load_options)
+        if self.faces is None:
+            self.faces = await asyncio.to_thread(ServedFaces.load, self.settings.face_model)
         settings = self.settings
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="emotionnet-infer")
         self.heavy_executor = ThreadPoolExecutor(1, thread_name_prefix="emotionnet-heavy")
+        self.media_executor = ThreadPoolExecutor(1, thread_name_prefix="emotionnet-media")
         self.queue = InferenceQueue(make_work(self.model, settings), self.executor, settings.queue_size,
                                     settings.threads, settings.max_batch)
         self.heavy_queue = InferenceQueue(make_work(self.model, settings, heavy=True), self.heavy_executor,
                                           settings.queue_size, 1, 1)
         self.metrics.queue_waiting.set_function(lambda: self.waiting)
+        self.media_queue = InferenceQueue(make_media_work(self.faces, self.model), self.media_executor,
+                                          settings.queue_size, 1, 1)
         await self.queue.start()
         await self.heavy_queue.start()
+        await self.media_queue.start()
         self.ready = True
 
     @property
     def waiting(self) -> int:
-        return sum(queue.waiting for queue in (self.queue, self.heavy_queue) if queue is not None)
+        return sum(queue.waiting for queue in (self.queue, self.heavy_queue, self.media_queue) if queue is not None)
 
     async def stop(self) -> None:
         self.ready = False
-        for queue in (self.queue, self.heavy_queue):
+        for queue in (self.queue, self.heavy_queue, self.media_queue):
             await queue.stop()
-        for executor in (self.executor, self.heavy_executor):
+        for executor in (self.executor, self.heavy_executor, self.media_executor):
             executor.shutdown(wait=False, cancel_futures=True)
 
     def busy(self, message: str):
@@ -179,11 +199,42 @@ class Service:
                 raise api_error(413, "audio_too_long", str(exc)) from None
             raise api_error(400, "bad_audio", str(exc)) from None
 
+    async def predict_media(self, kind: str, source: bytes | str, name: str | None, window: float | None,
+                            hop: float | None) -> dict:
+        """The image or video JSON of one upload: its header judged first (413, 400), then on the media thread."""
+        settings = self.settings
+        shown = name or "<upload>"
+        await asyncio.to_thread(check_limits, kind, source, shown, settings.max_image_megapixels * 1e6,
+                                settings.max_video_seconds)
+        job = MediaJob(kind, source, shown, window, hop)
+        try:
+            body = await self.media_queue.submit(job, settings.request_timeout)
+        except asyncio.QueueFull as exc:
+            raise self.busy(f"the service is busy: {exc}; retry shortly") from None
+        except TimeoutError as exc:
+            job.abandoned.set()  # a video's voice stops at its next batch of windows
+            raise self.busy(f"the request timed out: {exc}; retry shortly") from None
+        except Exception as exc:
+            error = media_error(kind, exc)
+            if error is None:
+                raise
+            raise error from None
+        body["path"] = name  # as audio answers: the multipart file name, null for a raw body
+        return body
 
-def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None) -> FastAPI:
-    """The app; `model` (a loaded `ServedModel`) saves loading one at start-up."""
+
+def answer(body: dict, timeline: bool) -> JSONResponse:
+    """A predict answer, without its timeline (`segments`) when the request said `timeline=false`."""
+    if not timeline:
+        body.pop("segments", None)
+    return JSONResponse(body)
+
+
+def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None,
+               faces: ServedFaces | None = None) -> FastAPI:
+    """The app; `model` (a loaded `ServedModel`) and `faces` (a loaded `ServedFaces`) save loading them at start-up."""
     settings = settings or ServeSettings()
-    service = Service(settings, model)
+    service = Service(settings, model, faces)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -209,7 +260,8 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     install_docs(app, swagger_assets(), dependencies=[Depends(require_key)])
 
     @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=PREDICT_BODY, responses=ERRORS,
-              summary="The emotion of one audio file (multipart field `file`, or the raw bytes as the body)")
+              summary="The emotion of one audio file, image or video (multipart field `file`, or the raw bytes as "
+                      "the body), told by its content")
     async def predict(
         request: Request,
         timeline: bool = Query(True, description="include the timeline (`segments`) of audio longer than one window"),
@@ -217,21 +269,21 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
         hop: float | None = Query(None, ge=MIN_HOP, le=MAX_WINDOW,
                                   description="seconds between window starts, at most the window"),
     ) -> JSONResponse:
-        """Answers the object `emotionnet predict --json` prints for a file."""
+        """Answers the object `emotionnet predict --json` prints for a file: audio, image or video."""
         try:
             service.model.windowing(window, hop)  # the one window rule, before the upload is read
         except ValueError as exc:
             raise api_error(422, "invalid_request", str(exc)) from None
         upload = await read_upload(request)
         try:
+            kind = await asyncio.to_thread(media_kind, upload.source)  # by content: images and videos too
+            if kind != "audio":
+                return answer(await service.predict_media(kind, upload.source, upload.name, window, hop), timeline)
             result = await service.predict(upload.source, upload.name, window, hop)
         finally:
             upload.close()
         service.metrics.audio_seconds.labels("predict").inc(result.duration)
-        body = service.model.result(upload.name, result)
-        if not timeline:
-            body.pop("segments", None)
-        return JSONResponse(body)
+        return answer(service.model.result(upload.name, result), timeline)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict:
@@ -242,7 +294,8 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
     async def readyz() -> JSONResponse:
         if not service.ready:
             return JSONResponse({"status": "not ready"}, status_code=503)
-        return JSONResponse({"status": "ready", "model": service.model.public_name, "waiting": service.waiting,
+        return JSONResponse({"status": "ready", "model": service.model.public_name,
+                             "face_model": service.faces.public_name, "waiting": service.waiting,
                              "streams": service.streams})
 
     @app.get("/metrics", dependencies=[Depends(require_key)], summary="Prometheus metrics",

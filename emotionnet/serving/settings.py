@@ -7,6 +7,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 
+from emotionnet.models.names import FACE_MODEL
+
 SETTINGS_ENV = "EMOTIONNET_SERVE_SETTINGS"  # how `serve --workers N` hands settings to each worker process
 
 
@@ -14,9 +16,12 @@ SETTINGS_ENV = "EMOTIONNET_SERVE_SETTINGS"  # how `serve --workers N` hands sett
 class ServeSettings:
     model: str | None = None  # a model name or file (load_model); None: the shipped model
     load_options: dict = field(default_factory=dict)  # load_model's vad, compute_type, encoder_weights
+    face_model: str = FACE_MODEL  # the model for images and video frames (a name or file), loaded at start-up
     api_key: str | None = None  # when set, /v1/* and /metrics need `Authorization: Bearer <key>`
     max_upload_mb: float = 50.0  # larger request bodies get 413
     max_audio_seconds: float = 600.0  # longer audio gets 413
+    max_video_seconds: float = 120.0  # longer videos get 413 (a video costs its frames besides its audio)
+    max_image_megapixels: float = 100.0  # larger images get 413, judged from the header before decoding
     request_timeout: float = 30.0  # seconds a request may wait for its answer before 503
     queue_size: int = 64  # requests waiting for the model; one more gets 503 with Retry-After
     threads: int = 1  # inference threads of this process, each running the model on one core

@@ -34,8 +34,9 @@ from emotionnet.models.face.detector import FaceBox, FaceDetector
 from emotionnet.models.face.images import as_rgb
 from emotionnet.models.face.network import FACE_SIZE
 
-# Medians over the 3,524 FER2013 validation images with a face found (of 3,589; 5-95 %: scale 0.93-1.61,
-# shift y -0.20-0.03): FER's square is a fifth larger than BlazeFace's box and sits a tenth of it higher.
+# Medians over the FER2013 validation images with a face found (3,524 of 3,589 when fitted; re-fitted after
+# the letterbox change: 3,505, scale 1.216, shift (0.001, -0.105); 5-95 %: scale 0.93-1.61, shift y
+# -0.20-0.03): FER's square is a fifth larger than BlazeFace's box and sits a tenth of it higher.
 CROP_SCALE = 1.216
 CROP_SHIFT = (0.002, -0.105)  # (x, y) in box sides; y grows downwards
 SMALL_IMAGE = 96  # pixels on the longer side at most: an image taken whole by crop="auto"

@@ -119,11 +119,17 @@ class Fit:
 
 
 def letterbox(image: np.ndarray) -> tuple[np.ndarray, Fit]:
-    """The image scaled to fit 128x128 (aspect kept, Pillow's antialiased bilinear), centred on black."""
+    """The image scaled to fit 128x128 (aspect kept), centred on black.
+
+    Pillow first averages whole blocks of pixels (`reducing_gap=1.0`: a 640x480 frame in 5x5 blocks), then
+    resamples the rest of the way bilinearly. For a 640x480 frame that took 0.24 ms of CPU here where a
+    bilinear filter over the whole frame took 1.36, and the boxes stayed put (measured once, on 47 CREMA-D
+    frames: IoU median 0.987 with the slower filter's; the FER2013 crop fit on 200 images moved by 0.002).
+    """
     height, width = image.shape[:2]
     scale = INPUT_SIZE / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR, reducing_gap=1.0))
     canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     pad_x, pad_y = (INPUT_SIZE - new_w) // 2, (INPUT_SIZE - new_h) // 2
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
