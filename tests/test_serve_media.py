@@ -125,8 +125,9 @@ def test_a_video_without_sound_answers_with_the_face(client, tmp_path):
 
 
 def test_bad_images_and_videos_are_400_with_their_codes(client):
-    assert_error(client.post("/v1/predict", files={"file": ("x.jpg", b"\xff\xd8\xff" + b"not a jpeg" * 8)}),
-                 400, "bad_image")
+    junk = client.post("/v1/predict", files={"file": ("x.jpg", b"\xff\xd8\xff" + b"not a jpeg" * 8)})
+    assert_error(junk, 400, "bad_image")
+    assert junk.json()["error"]["message"] == "x.jpg: not a JPEG, PNG or WebP image"  # no Python object named
     assert_error(client.post("/v1/predict", files={"file": ("x.mkv", b"\x1a\x45\xdf\xa3" + b"not a video" * 8)}),
                  400, "bad_video")
     truncated = picture(wall(), "PNG")[:200]  # a readable header, damaged pixels

@@ -68,8 +68,10 @@ def image_pixels(source: bytes | str, name: str) -> int:
                 width, height = image.size
     except Image.DecompressionBombError:  # past Pillow's own hard limit (179 MP): too large, whatever ours is
         return 2 * Image.MAX_IMAGE_PIXELS + 1
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: not a readable JPEG, PNG or WebP image ({exc})") from None
+    except UnidentifiedImageError:  # its message names Pillow's stream object, not the upload
+        raise ImageError(f"{name}: not a JPEG, PNG or WebP image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: a damaged or unreadable image header ({exc})") from None
     return width * height
 
 
