@@ -439,7 +439,8 @@ def test_listen_a_video_gives_voice_face_and_fused_per_hop(tiny_model_file, tmp_
     hops, err = listen_video(path, tiny_model_file, capsys)
     assert [h["time"] for h in hops] == pytest.approx([0.5 * k for k in range(1, 7)])
     for hop in hops:
-        assert set(hop) == {"time", "start", "voice", "face", "fused"}
+        assert set(hop) == {"time", "start", "latency_ms", "voice", "face", "fused"}
+        assert hop["latency_ms"] >= hop["voice"]["latency_ms"]  # the face's scoring comes on top
         assert hop["voice"]["emotion"] in LABELS and hop["face"]["face"] is False
         assert hop["face"]["frames"] == math.ceil((hop["time"] - hop["start"]) * 5 - 1e-6)  # frames at 0, 0.2, ... in the window
         assert hop["fused"]["emotion"] == hop["voice"]["emotion"]  # no face: the voice answers alone

@@ -27,7 +27,7 @@ partial and are not smoothed with the others. With --input the closing summary i
 the one 'emotionnet predict FILE' prints.
 With --camera or a video --input, each hop has three answers: the voice's, the face's (the
 frames of that window, sampled 5 a second) and both fused; JSON lines
-{"time", "start", "voice": {...}, "face": {"face", "frames", "frames_with_face", "emotion", ...},
+{"time", "start", "latency_ms", "voice": {...}, "face": {"face", "frames", "frames_with_face", "emotion", ...},
 "fused": {"emotion", "confidence", "probabilities"}}."""
 
 ANSI = {"angry": "31", "disgust": "32", "fear": "35", "happy": "33", "neutral": "36", "sad": "34"}
@@ -205,8 +205,11 @@ class FaceWindow:
 
     def answers(self, result, frames) -> dict:
         """`{"time", "start", "voice", "face", "fused"}` of one hop (`result`: the voice's StreamResult)."""
+        import time
+
         from emotionnet.inference.video_timeline import face_and_fused
 
+        began = time.perf_counter()
         if frames:
             self.track.times += [f.time for f in frames]
             self.track.probabilities += list(self.score_frames([f.image for f in frames]))
@@ -214,8 +217,10 @@ class FaceWindow:
         del self.track.times[:old], self.track.probabilities[:old]
         voice = result.to_dict()
         face, fused = face_and_fused(result.prediction, self.track.between(result.start, result.time))
-        return {"time": voice.pop("time"), "start": voice.pop("start"), "voice": voice, "face": _rounded(face),
-                "fused": _rounded(fused)}
+        # the hop's latency: the voice's (from its last sample's arrival) and then the face's scoring
+        latency = result.latency_ms + (time.perf_counter() - began) * 1000
+        return {"time": voice.pop("time"), "start": voice.pop("start"), "latency_ms": round(latency, 2),
+                "voice": voice, "face": _rounded(face), "fused": _rounded(fused)}
 
 
 def _rounded(answer: dict) -> dict:
