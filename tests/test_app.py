@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import soundfile
-from conftest import voiced
+from conftest import SHARED_DATA, voiced
 from streamlit.testing.v1 import AppTest
 
 from emotionnet import load_model
@@ -20,6 +20,7 @@ from emotionnet.app.analysis import MAX_SECONDS, NO_SPEECH, analyse, spans, to_c
 from emotionnet.cli.main import main
 from emotionnet.environment import MODEL_ENV
 from emotionnet.labels import LABELS
+from emotionnet.models.names import FACE_MODEL
 
 APP = Path(__file__).resolve().parents[1] / "emotionnet" / "app" / "streamlit_app.py"
 SR = 16_000
@@ -351,3 +352,82 @@ def test_the_app_server_imports_the_package_not_a_folder_named_emotionnet_here(t
     imported = subprocess.run([sys.executable, "-c", "import emotionnet; print(emotionnet.__file__)"], cwd=here,
                               env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert imported == emotionnet.__file__  # the launcher's own package, not None (a namespace folder)
+
+
+# --- issue 28 item 3: faces and video in the app ---------------------------------------------------
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_the_model_choice_offers_voice_models_only(app):
+    assert FACE_MODEL not in app.selectbox[0].options
+
+
+def test_an_uploaded_picture_without_a_face_says_so(app):
+    ramp = np.linspace(0, 255, 320 * 240 * 3).reshape(240, 320, 3).astype(np.uint8)  # a smooth ramp: no face
+    app.radio[0].set_value("Upload a file").run()
+    app.file_uploader[0].upload("ramp.png", png_bytes(ramp), "image/png")
+    app.run()
+    assert not app.exception and not app.error
+    assert app.metric[0].value == "No face found"
+    assert len(app.get("image")) == 1  # the picture itself, nothing drawn on it
+    assert any(c.value == f"face model {FACE_MODEL}" for c in app.caption)
+
+
+def test_an_uploaded_fer2013_face_shows_its_emotion_and_box():
+    fer = SHARED_DATA / "FER2013" / "validation" / "happy"
+    if not fer.is_dir():
+        pytest.skip(f"FER2013 not found at {fer.parent.parent} (see ../shared/README.md)")
+    picture = sorted(fer.iterdir())[0].read_bytes()
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    at.radio[0].set_value("Upload a file").run()
+    at.file_uploader[0].upload("face.png", picture, "image/png")
+    at.run()
+    assert not at.exception and not at.error
+    expected = load_model(FACE_MODEL).predict(picture)
+    assert expected.face  # a FER2013 crop is scored as one face
+    assert at.metric[0].value == expected.emotion
+    assert at.metric[0].delta == f"{expected.confidence:.0%} confidence"
+    bars = {row["emotion"]: row["probability"] for row in chart_rows(at.get("vega_lite_chart")[0])}
+    assert bars == pytest.approx(expected.probabilities, abs=1e-4)  # the JSON answer, to 4 places
+    assert len(at.get("image")) == 1  # the picture with the box drawn
+
+
+def test_faces_png_draws_each_box_in_its_emotions_colour():
+    from PIL import Image
+
+    from emotionnet.app.analysis import COLOURS, faces_png
+    from emotionnet.models.face.results import FacePrediction, ImagePrediction
+
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    face = FacePrediction((40.0, 50.0, 60.0, 50.0), "sad", 0.8, dict.fromkeys(LABELS, 1 / 6))
+    drawn = np.asarray(Image.open(io.BytesIO(faces_png(png_bytes(grey), ImagePrediction((face,))))))
+    assert drawn.shape == grey.shape
+    sad = tuple(int(COLOURS["sad"][i:i + 2], 16) for i in (1, 3, 5))
+    assert tuple(drawn[75, 40]) == sad and tuple(drawn[75, 100]) == sad  # the box's left and right edges
+    assert tuple(drawn[75, 70]) == (128, 128, 128)  # inside the box: the picture as it was
+
+
+def test_an_uploaded_video_shows_voice_face_and_both(app, tmp_path, tiny_model_file):
+    from benchmarks.common import write_video
+
+    video = write_video(tmp_path / "talk.mp4", 4.0, audio=voiced(4.0, sample_rate=48_000))
+    app.radio[0].set_value("Upload a file").run()
+    app.file_uploader[0].upload("talk.mp4", video.read_bytes(), "video/mp4")
+    app.run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Face"] == "No face"  # grey frames
+    assert metrics["Voice"] in LABELS and metrics["Voice and face"] == metrics["Voice"]  # the voice answers alone
+    rows = app.dataframe[0].value
+    assert list(rows.columns) == ["start (s)", "end (s)", "voice and face", "voice", "face"]
+    assert len(rows) >= 2 and set(rows["face"]) == {"no face"}
+    assert any(f"voice model {tiny_model_file}" in c.value and f"face model {FACE_MODEL}" in c.value
+               for c in app.caption)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import voiced, write_wav
+from conftest import SHARED_DATA, voiced, write_wav
 
 from emotionnet import load_model
 from emotionnet.cli.main import main
@@ -420,3 +421,70 @@ def test_damage_inside_an_input_file_is_one_line(tiny_model_file, tmp_path, caps
     assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("emotionnet: error: ") and "damaged block" in err and "Traceback" not in err
+
+
+# --- issue 29 item 4: faces in `listen` (a video file as the stand-in camera; --camera) ---------------
+
+
+def listen_video(path, model_file, capsys) -> tuple[list[dict], str]:
+    assert main(["listen", "--input", str(path), "--json", "--fast", "--model", str(model_file)]) == 0
+    out, err = capsys.readouterr()
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def test_listen_a_video_gives_voice_face_and_fused_per_hop(tiny_model_file, tmp_path, capsys):
+    from benchmarks.common import write_video
+
+    path = write_video(tmp_path / "talk.mp4", 3.0, audio=voiced(3.0, sample_rate=48_000))  # grey frames
+    hops, err = listen_video(path, tiny_model_file, capsys)
+    assert [h["time"] for h in hops] == pytest.approx([0.5 * k for k in range(1, 7)])
+    for hop in hops:
+        assert set(hop) == {"time", "start", "voice", "face", "fused"}
+        assert hop["voice"]["emotion"] in LABELS and hop["face"]["face"] is False
+        assert hop["face"]["frames"] == math.ceil((hop["time"] - hop["start"]) * 5 - 1e-6)  # frames at 0, 0.2, ... in the window
+        assert hop["fused"]["emotion"] == hop["voice"]["emotion"]  # no face: the voice answers alone
+    assert "listened 3.0 s" in err
+
+
+def test_listen_a_video_with_a_face_fuses_it(tiny_model_file, tmp_path, capsys):
+    from PIL import Image
+
+    from benchmarks.common import write_video
+
+    fer = SHARED_DATA / "FER2013" / "validation" / "happy"
+    if not fer.is_dir():
+        pytest.skip(f"FER2013 not found at {fer.parent.parent} (see ../shared/README.md)")
+    face = np.asarray(Image.open(sorted(fer.iterdir())[0]).convert("RGB").resize((96, 96)))
+    canvas = np.full((144, 192, 3), 128, np.uint8)
+    canvas[24:120, 48:144] = face  # a face on a grey wall, found by the detector
+    path = write_video(tmp_path / "face.mp4", 2.0, size=(192, 144), image_at=lambda t: canvas,
+                       audio=np.zeros(2 * 48_000, np.float32))  # silent: the face answers alone
+    hops, _ = listen_video(path, tiny_model_file, capsys)
+    assert len(hops) == 4
+    for hop in hops:
+        assert hop["voice"]["speech"] is False and hop["face"]["face"] is True
+        assert hop["face"]["frames_with_face"] == hop["face"]["frames"] > 0
+        assert hop["face"]["emotion"] == hop["fused"]["emotion"] == "happy"
+
+
+def test_listen_text_shows_voice_face_and_both(tiny_model_file, tmp_path, capsys):
+    from benchmarks.common import write_video
+
+    path = write_video(tmp_path / "talk.mp4", 1.0, audio=voiced(1.0, sample_rate=48_000))
+    assert main(["listen", "--input", str(path), "--fast", "--model", str(tiny_model_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "voice, face and both" in lines[0]
+    assert "voice" in lines[1] and "face no face" in lines[1] and "both" in lines[1]
+
+
+def test_listen_camera_missing_is_one_clear_line(tiny_model_file, tmp_path, capsys):
+    missing = str(tmp_path / "video9")
+    assert main(["listen", "--camera", missing, "--model", str(tiny_model_file)]) == 1
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1
+    assert err.startswith(f"emotionnet: error: cannot open camera '{missing}'") and "Traceback" not in err
+
+
+def test_listen_input_and_camera_exclude_each_other(tiny_model_file, tmp_path, capsys):
+    assert main(["listen", "--input", str(tmp_path / "a.mp4"), "--camera", "--model", str(tiny_model_file)]) == 1
+    assert "--input and --camera exclude each other" in capsys.readouterr().err

@@ -38,14 +38,15 @@ NO_SPEECH = "no speech"
 
 
 def model_choices(started_with: str | None) -> list[str]:
-    """The models the page offers: the one it was started with (None: the default) first, then the
-    named ones whose family has what it needs installed."""
+    """The voice models the page offers: the one it was started with (None: the default) first, then the
+    named voice models whose family has what it needs installed (the face model is not one)."""
     from emotionnet.models.file import read_model_spec
     from emotionnet.models.names import DEFAULT_MODEL, available_models
     from emotionnet.models.names import model_path as shipped_path
     from emotionnet.models.registry import family_of
 
-    installed = [name for name in available_models() if family_of(read_model_spec(shipped_path(name))).ready()]
+    installed = [name for name in available_models()
+                 if (family := family_of(read_model_spec(shipped_path(name)))).hears_audio and family.ready()]
     return list(dict.fromkeys([started_with or DEFAULT_MODEL, *installed]))
 
 
@@ -190,8 +191,13 @@ COLOUR_SCALE = {"domain": [*LABELS, NO_SPEECH], "range": [*(COLOURS[label] for l
 
 def probability_spec(analysis: Analysis) -> dict:
     """Vega-Lite bars, one per emotion in label order, in the emotions' colours."""
+    return bars_spec(analysis.probability_rows())
+
+
+def bars_spec(rows: list[dict]) -> dict:
+    """Vega-Lite bars of `{"emotion", "probability"}` rows, in label order and the emotions' colours."""
     return {
-        "data": {"values": analysis.probability_rows()},
+        "data": {"values": rows},
         "mark": {"type": "bar"},
         "encoding": {
             "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]},
@@ -281,3 +287,48 @@ def spectrogram_png(analysis: Analysis, dpi: int = 110) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=dpi)
     return out.getvalue()
+
+
+# Faces and video: the same answers as `emotionnet predict` gives for an image or a video file.
+
+def face_rows(probabilities: dict[str, float]) -> list[dict]:
+    """Rows for `bars_spec` from one face's (or one answer's) probabilities, in label order."""
+    return [{"emotion": label, "probability": probabilities[label]} for label in LABELS if label in probabilities]
+
+
+def faces_png(data: bytes, prediction) -> bytes:
+    """The picture with each face's box and emotion drawn on it (largest face first, numbered), as PNG.
+
+    `data` is a picture the face model has read already (a bad one raised ImageError there); it is turned
+    upright by its EXIF orientation as the model's reader turns it, so the boxes sit on the same pixels."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        picture = ImageOps.exif_transpose(image).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    line = max(2, round(min(picture.size) / 150))  # visible on a phone photo and on a 48x48 crop alike
+    for number, face in enumerate(prediction.faces, 1):
+        x, y, w, h = face.box
+        colour = COLOURS.get(face.emotion, "#ffffff")
+        draw.rectangle([x, y, x + w, y + h], outline=colour, width=line)
+        label = f"{number}: {face.emotion} {face.confidence:.0%}"
+        left, top, right, bottom = draw.textbbox((x, y), label)
+        lift = bottom - top + 2 * line
+        text_y = y - lift if y >= lift else y + h  # above the box, or below it at the picture's top edge
+        draw.rectangle([x, text_y, x + (right - left) + 2 * line, text_y + lift], fill=colour)
+        draw.text((x + line, text_y + line), label, fill="#000000")
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+def video_rows(video: dict) -> list[dict]:
+    """The video timeline's three tracks as table rows: each window's fused, voice and face answer."""
+    def answer(part: dict | None, absent: str) -> str:
+        if not part or part.get("emotion") is None:
+            return absent
+        return f"{part['emotion']} {part['confidence']:.0%}"
+
+    return [{"start (s)": f"{s['start']:.1f}", "end (s)": f"{s['end']:.1f}",  # as moment_rows: one decimal each
+             "voice and face": answer(s, "-"), "voice": answer(s.get("voice"), "no speech"),
+             "face": answer(s.get("face"), "no face")} for s in video["segments"]]

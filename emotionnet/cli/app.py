@@ -1,4 +1,4 @@
-"""`emotionnet app`: the Streamlit web app on 127.0.0.1 (record in the browser or upload a file)."""
+"""`emotionnet app`: the Streamlit web app on 127.0.0.1 (record in the browser, upload a file, take a photo)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ EXAMPLES = """  emotionnet app                                 http://127.0.0.1:
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "app", "Start the web app: record your voice in the browser or upload a file, "
-                    "and see the emotion, its timeline and the spectrogram.", EXAMPLES)
+    p = add_command(sub, "app", "Start the web app: record your voice in the browser, upload audio, a picture "
+                    "or a video, or take a photo, and see the emotion: each face's, the voice's timeline, both "
+                    "fused for a video.", EXAMPLES)
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port on 127.0.0.1 (default 8501)")
     add_model_option(p)
     p.add_argument("--threads", type=int, default=1, metavar="N",

@@ -1,4 +1,5 @@
-"""`emotionnet listen`: live emotion from the microphone (or a file played as if live)."""
+"""`emotionnet listen`: live emotion from the microphone (or a file played as if live), and with
+`--camera` or a video `--input`, from the face too: per hop the voice's, the face's and both fused."""
 
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ EXAMPLES = """  emotionnet listen                                  the default m
   emotionnet listen --input talk.wav                 a file played in real time, as if live
   emotionnet listen --input talk.wav --fast --json   one JSON object per hop, as fast as possible
   emotionnet listen --adapt                          read each window against the voice heard so far
+  emotionnet listen --camera                         the first camera and the microphone: voice, face, both
+  emotionnet listen --input talk.mp4 --json          a video played as if live: voice, face, both per hop
 Each result with a whole window behind it is the answer 'emotionnet predict' gives for
 that window's audio; the first results of a stream (less than a window heard) are
 partial and are not smoothed with the others. With --input the closing summary is
-the one 'emotionnet predict FILE' prints."""
+the one 'emotionnet predict FILE' prints.
+With --camera or a video --input, each hop has three answers: the voice's, the face's (the
+frames of that window, sampled 5 a second) and both fused; JSON lines
+{"time", "start", "voice": {...}, "face": {"face", "frames", "frames_with_face", "emotion", ...},
+"fused": {"emotion", "confidence", "probabilities"}}."""
 
 ANSI = {"angry": "31", "disgust": "32", "fear": "35", "happy": "33", "neutral": "36", "sad": "34"}
 LETTERS = {label: label[0] for label in LABELS}  # a d f h n s
@@ -40,6 +47,8 @@ def add_parser(sub) -> None:
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="with --input: stream the file as fast as it can be scored")
     p.add_argument("--device", metavar="ID", help="input device: its id or part of its name (see --list-devices)")
+    p.add_argument("--camera", nargs="?", const="", metavar="DEVICE",
+                   help="read the face from a camera too (default: the first, /dev/video0 on Linux)")
     p.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object per hop instead of the live view")
     p.add_argument("--window", type=float, metavar="S",
@@ -54,6 +63,10 @@ def add_parser(sub) -> None:
     adapt.add_argument("--no-adapt", dest="adapt", action="store_false",
                        help="every window is its own context, as in predict (default)")
     add_model_option(p)
+    from emotionnet.models.names import FACE_MODEL  # no torch import: --help stays fast
+
+    p.add_argument("--face-model", default=FACE_MODEL, metavar="NAME|FILE",
+                   help=f"the model for camera and video frames (default: '{FACE_MODEL}', shipped in the package)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for the model (default 1: steady latency, one core)")
     p.set_defaults(run=run)
@@ -67,8 +80,14 @@ def run(args) -> int:
         return list_devices()
     if args.input and args.device is not None:
         raise CLIError("--input and --device exclude each other", "a file is streamed instead of a microphone")
+    if args.input and args.camera is not None:
+        raise CLIError("--input and --camera exclude each other", "a video file has its own frames")
     if args.threads < 1:
         raise CLIError("--threads must be at least 1")
+    from emotionnet.media import media_kind
+
+    if args.camera is not None or (args.input and media_kind(args.input) == "video"):
+        return run_with_faces(args)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -114,6 +133,107 @@ def run(args) -> int:
         closing = file_summary(recognizer, args.input, tally, getattr(source, "dropped", 0))
     print(closing, file=sys.stderr if args.json else sys.stdout, flush=True)
     return 0
+
+
+def run_with_faces(args) -> int:
+    """`listen --camera` or `listen --input VIDEO`: per hop the voice's answer, the face's and both fused."""
+    import torch
+
+    from emotionnet.audio import AudioError
+    from emotionnet.cli.predict import load_face_model
+    from emotionnet.streaming import MicrophoneError, MicrophoneSource, StreamEngine, Tally
+    from emotionnet.streaming.video_sources import CameraError, CameraFrames, VideoFileSource, default_camera
+
+    torch.set_num_threads(args.threads)
+    recognizer = load_recognizer(args.model)
+    faces = load_face_model(args.face_model)
+    try:
+        engine = StreamEngine(recognizer, window=args.window, hop=args.hop, adapt=args.adapt)
+    except ValueError as exc:
+        raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
+    try:
+        if args.input:
+            source = frames = VideoFileSource(args.input, realtime=args.realtime, threads=args.threads)
+        else:  # the camera first: without one there is nothing to add to `listen`
+            frames = CameraFrames(args.camera or default_camera())
+            device = int(args.device) if args.device and args.device.isdigit() else args.device
+            try:
+                source = MicrophoneSource(device)
+            except MicrophoneError:
+                frames.close()
+                raise
+    except CameraError as exc:
+        raise CLIError(str(exc), "name another with --camera DEVICE, or use --input VIDEO") from None
+    except MicrophoneError as exc:
+        raise CLIError(str(exc), exc.hint) from None
+    except AudioError as exc:  # VideoError is one: a damaged or unreadable video
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
+
+    tally = Tally()
+    window = FaceWindow(faces.score_frames)
+    if not args.json:
+        print(f"emotionnet listen · {source.name} · voice, face and both · window {engine.window:g} s, "
+              f"hop {engine.hop:g} s · Ctrl-C stops", flush=True)
+    try:
+        for result in engine.run(source):
+            tally.add(result)
+            answers = window.answers(result, frames.frames_until(result.time))
+            print(json.dumps(answers) if args.json else hop_line(answers), flush=True)
+    except KeyboardInterrupt:
+        pass
+    except AudioError as exc:
+        raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    finally:
+        source.close()
+        if frames is not source:
+            frames.close()
+    print(summary(tally, getattr(source, "dropped", 0)), file=sys.stderr if args.json else sys.stdout, flush=True)
+    return 0
+
+
+class FaceWindow:
+    """The face answers of the frames in the current window, and each hop's three answers."""
+
+    def __init__(self, score_frames):
+        from emotionnet.inference.video_timeline import FaceTrack
+
+        self.score_frames = score_frames
+        self.track = FaceTrack()
+
+    def answers(self, result, frames) -> dict:
+        """`{"time", "start", "voice", "face", "fused"}` of one hop (`result`: the voice's StreamResult)."""
+        from emotionnet.inference.video_timeline import face_and_fused
+
+        if frames:
+            self.track.times += [f.time for f in frames]
+            self.track.probabilities += list(self.score_frames([f.image for f in frames]))
+        old = sum(t < result.start for t in self.track.times)  # frames before this window: done with
+        del self.track.times[:old], self.track.probabilities[:old]
+        voice = result.to_dict()
+        face, fused = face_and_fused(result.prediction, self.track.between(result.start, result.time))
+        return {"time": voice.pop("time"), "start": voice.pop("start"), "voice": voice, "face": _rounded(face),
+                "fused": _rounded(fused)}
+
+
+def _rounded(answer: dict) -> dict:
+    """Confidence and probabilities to 4 places, as the voice's answer has them."""
+    out = dict(answer)
+    if out["confidence"] is not None:
+        out["confidence"] = round(out["confidence"], 4)
+        out["probabilities"] = {k: round(v, 4) for k, v in out["probabilities"].items()}
+    return out
+
+
+def hop_line(answers: dict) -> str:
+    """One hop as text: time, then the voice's, the face's and the fused answer."""
+    def answer(part: dict, absent: str) -> str:
+        return absent if part["emotion"] is None else f"{part['emotion']:<8} {part['confidence']:4.0%}"
+
+    return (f"{answers['time']:8.1f} s  voice {answer(answers['voice'], SILENCE + ' silence'):<13}  "
+            f"face {answer(answers['face'], 'no face'):<13}  both {answer(answers['fused'], '-')}")
 
 
 def file_summary(recognizer, path: str, tally, dropped: int = 0) -> str:

@@ -281,7 +281,6 @@ def _load_models(args, kinds: set[str]):
     from emotionnet.cli.common import load_recognizer
     from emotionnet.inference.onnx_backend import StaleOnnxWarning
     from emotionnet.models.family import AUDIO
-    from emotionnet.models.names import FACE_MODEL
 
     recognizer = faces = None
     if {"audio", "video"} & kinds or not kinds:
@@ -296,11 +295,21 @@ def _load_models(args, kinds: set[str]):
         if recognizer.modality != AUDIO:
             raise CLIError(f"--model {args.model} reads faces, not audio", "give images, or a voice model")
     if {"image", "video"} & kinds:
-        faces = load_recognizer(args.face_model)
-        if faces.modality == AUDIO:
-            raise CLIError(f"--face-model {args.face_model} is not a face model",
-                           f"the face model's name is '{FACE_MODEL}', or give a face model file")
+        faces = load_face_model(args.face_model)
     return recognizer, faces
+
+
+def load_face_model(model: str):
+    """The face model `--face-model` names; a voice model there is a clear error."""
+    from emotionnet.cli.common import load_recognizer
+    from emotionnet.models.family import AUDIO
+    from emotionnet.models.names import FACE_MODEL
+
+    faces = load_recognizer(model)
+    if faces.modality == AUDIO:
+        raise CLIError(f"--face-model {model} is not a face model",
+                       f"the face model's name is '{FACE_MODEL}', or give a face model file")
+    return faces
 
 
 def _predict_image(path: str, faces, show, fail) -> None:

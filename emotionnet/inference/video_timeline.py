@@ -63,6 +63,13 @@ def _voice_dict(prediction: Prediction | None) -> dict:
     return prediction.to_dict()
 
 
+def face_and_fused(voice: Prediction | None, face: tuple[np.ndarray | None, int, int]) -> tuple[dict, dict]:
+    """One stretch's face answer (`FaceTrack.between`'s) and the fused answer with `voice`, as JSON, for
+    callers that keep the voice's answer their own way (`listen`)."""
+    face_probs = face[0]
+    return _face_dict(*face), _answer(fuse(_voice_probs(voice), face_probs))
+
+
 def _voice_probs(prediction: Prediction | None) -> np.ndarray | None:
     if prediction is None or not prediction.speech:
         return None

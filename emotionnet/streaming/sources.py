@@ -187,7 +187,7 @@ class FileSource:
     def __iter__(self) -> Iterator[Chunk]:
         begun, given = time.perf_counter(), 0
         pending = np.zeros(0, np.float32)
-        for decoded in iter_audio_blocks(self.path, max_seconds=self.max_seconds):
+        for decoded in self._blocks():
             pending = np.concatenate([pending, decoded]) if pending.size else decoded
             whole = pending.size - pending.size % self.block
             for start in range(0, whole, self.block):
@@ -196,6 +196,10 @@ class FileSource:
             pending = pending[whole:]
         if pending.size:
             yield self._paced(pending, begun, given + pending.size)
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        """The file's 16 kHz mono samples, a decoding block at a time."""
+        return iter_audio_blocks(self.path, max_seconds=self.max_seconds)
 
     def _paced(self, block: np.ndarray, begun: float, given: int) -> Chunk:
         if self.realtime:
