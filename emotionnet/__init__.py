@@ -50,6 +50,7 @@ _EXPORTS = {
     "OnnxBackendError": "emotionnet.inference.onnx_backend",
     "StaleOnnxWarning": "emotionnet.inference.onnx_backend",
     "MicrophoneError": "emotionnet.streaming.sources",
+    "CameraError": "emotionnet.streaming.video_sources",
     "TrainingError": "emotionnet.training.trainer",
     "VideoError": "emotionnet.video",
     "open_video": "emotionnet.video",
@@ -58,7 +59,7 @@ _EXPORTS = {
 __all__ = [
     "LABELS", "AudioError", "AudioNotFoundError", "AudioTooLongError", "AudioWarning", "BatchJobError", "OutputError",
     "CTranslate2FormatError", "DetectorFileError", "ImageError", "EmotionRecognizer", "EmotionNetError",
-    "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "MissingExtraError",
+    "EncoderWeightsError", "EnvironmentSettingError", "FileResult", "MicrophoneError", "CameraError", "MissingExtraError",
     "ModelFileError", "ModelSpec", "ModelSpecError", "OnnxBackendError", "Prediction", "Segment",
     "StaleOnnxWarning", "Timeline", "TrainingError", "UnknownModelError", "VideoError", "available_models", "load_audio", "load_model",
     "open_video",
@@ -102,5 +103,6 @@ if TYPE_CHECKING:
     from emotionnet.models.names import available_models
     from emotionnet.models.spec import ModelSpec, ModelSpecError
     from emotionnet.streaming.sources import MicrophoneError
+    from emotionnet.streaming.video_sources import CameraError
     from emotionnet.training.trainer import TrainingError
     from emotionnet.video import VideoError, open_video
