@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from emotionnet.audio import AudioError
-    from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, StreamEngine, Tally
+    from emotionnet.streaming import FileSource, MicrophoneError, MicrophoneSource, Tally
 
     if args.list_devices:
         return list_devices()
@@ -92,10 +92,7 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     recognizer = load_recognizer(args.model)
-    try:
-        engine = StreamEngine(recognizer, window=args.window, hop=args.hop, adapt=args.adapt)
-    except ValueError as exc:
-        raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
+    engine = _engine(args, recognizer)
     try:
         if args.input:
             source = FileSource(args.input, realtime=args.realtime)
@@ -141,16 +138,13 @@ def run_with_faces(args) -> int:
 
     from emotionnet.audio import AudioError
     from emotionnet.cli.predict import load_face_model
-    from emotionnet.streaming import MicrophoneError, MicrophoneSource, StreamEngine, Tally
+    from emotionnet.streaming import MicrophoneError, MicrophoneSource, Tally
     from emotionnet.streaming.video_sources import CameraError, CameraFrames, VideoFileSource, default_camera
 
     torch.set_num_threads(args.threads)
     recognizer = load_recognizer(args.model)
     faces = load_face_model(args.face_model)
-    try:
-        engine = StreamEngine(recognizer, window=args.window, hop=args.hop, adapt=args.adapt)
-    except ValueError as exc:
-        raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
+    engine = _engine(args, recognizer)
     try:
         if args.input:
             source = frames = VideoFileSource(args.input, realtime=args.realtime, threads=args.threads)
@@ -374,3 +368,13 @@ class LiveView:
             self.out.flush()
         except OSError:  # the terminal or pipe is gone
             pass
+
+
+def _engine(args, recognizer):
+    """The live engine for --window, --hop and --adapt, or the one-line error the window rule gives."""
+    from emotionnet.streaming import StreamEngine
+
+    try:
+        return StreamEngine(recognizer, window=args.window, hop=args.hop, adapt=args.adapt)
+    except ValueError as exc:
+        raise CLIError(str(exc), "see 'emotionnet listen --help'") from None
