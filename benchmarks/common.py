@@ -416,3 +416,20 @@ def clip_figures(y: np.ndarray, probs: np.ndarray) -> dict:
     pred = probs.argmax(axis=1)
     return {**summary(y, pred), "collapse": collapse(pred),
             "ece": expected_calibration_error(y, probs), "brier": brier_score(y, probs)}
+
+
+CANVAS = (480, 640)  # height, width of the picture a face is put on (benchmarks/face*.py)
+
+
+def on_canvas(face: np.ndarray, upscale: int, at: tuple[float, float] = (0.5, 0.5)) -> tuple[np.ndarray, tuple]:
+    """The 48x48 face upscaled onto a grey 640x480 canvas with its centre at `at` (fractions of the canvas);
+    returns the canvas and FER's square (x, y, side) on it."""
+    from PIL import Image
+
+    side = face.shape[0] * upscale
+    big = np.asarray(Image.fromarray(face).resize((side, side), Image.BICUBIC))
+    canvas = np.full(CANVAS, 128, dtype=np.uint8)
+    x = int(round(at[0] * CANVAS[1] - side / 2))
+    y = int(round(at[1] * CANVAS[0] - side / 2))
+    canvas[y:y + side, x:x + side] = big
+    return canvas, (float(x), float(y), float(side))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.face_detector import on_canvas
+from benchmarks.common import on_canvas
 from emotionnet import load_model
 from emotionnet.corpora.fer2013 import read_split
 from emotionnet.evaluation.metrics import (

@@ -40,13 +40,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import finish, machine_info, resolve_data, write_json
+from benchmarks.common import finish, machine_info, on_canvas, resolve_data, write_json
 from emotionnet.corpora.fer2013 import IMAGE_SUFFIXES
 from emotionnet.models.face import crop as face_crop
 from emotionnet.models.face.crop import crop_face, fer_square
 from emotionnet.models.face.detector import FaceBox, FaceDetector, letterbox
 
-CANVAS = (480, 640)  # height, width
 FIT_UPSCALE = 4
 
 
@@ -56,18 +55,6 @@ def fer_images(data: Path, limit: int | None) -> list[np.ndarray]:
     if limit:
         paths = paths[:: max(1, len(paths) // limit)][:limit]
     return [np.asarray(Image.open(p).convert("L")) for p in paths]
-
-
-def on_canvas(face: np.ndarray, upscale: int, at: tuple[float, float] = (0.5, 0.5)) -> tuple[np.ndarray, tuple]:
-    """The 48x48 face upscaled onto a grey 640x480 canvas with its centre at `at` (fractions of the canvas);
-    returns the canvas and FER's square (x, y, side) on it."""
-    side = face.shape[0] * upscale
-    big = np.asarray(Image.fromarray(face).resize((side, side), Image.BICUBIC))
-    canvas = np.full(CANVAS, 128, dtype=np.uint8)
-    x = int(round(at[0] * CANVAS[1] - side / 2))
-    y = int(round(at[1] * CANVAS[0] - side / 2))
-    canvas[y:y + side, x:x + side] = big
-    return canvas, (float(x), float(y), float(side))
 
 
 def square_iou(a: tuple, b: tuple) -> float:

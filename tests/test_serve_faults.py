@@ -307,7 +307,8 @@ def test_an_api_key_with_spaces_around_it_is_stripped_at_startup(monkeypatch):
     from emotionnet.cli.serve import settings_from
 
     args = argparse.Namespace(host="127.0.0.1", port=8000, api_key=" s3cret\n", max_upload_mb=50.0,
-                              max_seconds=600.0, timeout=30.0, queue=64, workers=1, threads=1, model=None)
+                              max_seconds=600.0, max_video_seconds=120.0, timeout=30.0, queue=64, workers=1,
+                              threads=1, model=None, face_model="face")
     assert settings_from(args).api_key == "s3cret"
     with pytest.raises(ValueError, match="spaces around it"):
         ServeSettings(api_key="s3cret ")  # in Python it is refused: it could never match
