@@ -175,8 +175,8 @@ def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, c
     `flip_average` (score each face and its mirror image, average the logits) is chosen on validation
     when None: kept if it raises validation (accuracy + UAR) / 2.
     """
-    recipe = FaceRecipe(**{**json.loads((run / "recipe.json").read_text()),
-                           "channels": tuple(json.loads((run / "recipe.json").read_text())["channels"])})
+    saved = json.loads((run / "recipe.json").read_text())
+    recipe = FaceRecipe(**{**saved, "channels": tuple(saved["channels"])})
     state = torch.load(run / "last.pt", weights_only=True)["state"]
     model = FaceCNN(recipe.channels, recipe.dropout, len(FER_CLASSES))
     model.load_state_dict(torch.load(run / "best.pt", weights_only=True))
@@ -200,20 +200,17 @@ def export(data: Path, run: Path, out: Path, flip_average: bool | None = None, c
               "best_epoch": state["best"]["epoch"], "schedule_changes": state.get("schedule_changes", []),
               "seconds": round(sum(h["seconds"] for h in state["history"]), 1),
               "flip_average": {"used": flip_average, "validation": {str(k): v for k, v in choices.items()}}}
-    save_face_model(out, model, temperature=calibration["temperature"], flip_average=flip_average,
+    save_face_model(out, model, recipe, temperature=calibration["temperature"], flip_average=flip_average,
                     training=record, calibration=calibration, metrics={"validation": validation})
     return {"validation": validation, "calibration": calibration, "flip_average": flip_average}
 
 
-def save_face_model(path: str | Path, network: nn.Module, temperature: float, flip_average: bool,
-                    training: dict, calibration: dict, metrics: dict) -> None:
+def save_face_model(path: str | Path, network: nn.Module, recipe: FaceRecipe, temperature: float,
+                    flip_average: bool, training: dict, calibration: dict, metrics: dict) -> None:
     """A face model file: FaceCNN's weights, FER2013's classes as its outputs, our six as its answers."""
-    channels = [m.out_channels for m in network.modules() if isinstance(m, nn.Conv2d)]
-    widths = [channels[0]] + channels[2::2]  # one convolution in the first stage, two in each after
-    dropout = next(m.p for m in network.modules() if isinstance(m, nn.Dropout))
     save_model_file(path, network, {
         "labels": list(FER_CLASSES), "answers": list(LABELS), "temperature": temperature,
-        "model": {"arch": FAMILY.name, "hparams": {"channels": widths, "dropout": dropout,
+        "model": {"arch": FAMILY.name, "hparams": {"channels": list(recipe.channels), "dropout": recipe.dropout,
                                                    "flip_average": flip_average}},
         "training": {**training, "package_version": version("emotionnet"),
                      "torch": torch.__version__},

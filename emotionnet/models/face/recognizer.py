@@ -13,8 +13,7 @@ one of our six) at the temperature fitted on validation images.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +22,11 @@ from torch import nn
 
 from emotionnet.models.face.crop import CROP_MODES, CropMode, find_faces
 from emotionnet.models.face.detector import FaceDetector
-from emotionnet.models.face.images import ImageError, ImageSource, load_image
+from emotionnet.models.face.images import ImageSource, load_image
 from emotionnet.models.face.results import FacePrediction, ImagePrediction
 from emotionnet.models.family import FACE
 
 BATCH = 64  # faces per network call
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """One input of `predict_files`: its prediction, or why it could not be read."""
-
-    path: str
-    prediction: ImagePrediction | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class FaceRecognizer:
@@ -111,11 +97,3 @@ class FaceRecognizer:
         found = [c[0].pixels for c in crops if c]
         probabilities = iter(self.predict_faces(np.stack(found), flip_average=False) if found else [])
         return [next(probabilities) if c else None for c in crops]
-
-    def predict_files(self, paths: Iterable[str | Path], **options) -> Iterator[ImageResult]:
-        """One result per path, in order; an unreadable image is its own error, the rest go on."""
-        for path in paths:
-            try:
-                yield ImageResult(str(path), self.predict(path, **options))
-            except ImageError as exc:
-                yield ImageResult(str(path), error=str(exc))
