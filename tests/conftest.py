@@ -91,10 +91,11 @@ def make_tiny_face_model_file(path: Path) -> Path:
     import torch
 
     from emotionnet.models.face.network import FaceCNN
-    from emotionnet.training.face_recipe import save_face_model
+    from emotionnet.training.face_recipe import FaceRecipe, save_face_model
 
     torch.manual_seed(0)
-    save_face_model(path, FaceCNN((4, 8), 0.1).eval(), temperature=1.0, flip_average=False,
+    recipe = FaceRecipe(channels=(4, 8), dropout=0.1)
+    save_face_model(path, FaceCNN(recipe.channels, recipe.dropout).eval(), recipe, temperature=1.0, flip_average=False,
                     training={"recipe": "untrained test fixture"}, calibration={}, metrics={})
     return path
 
