@@ -156,6 +156,25 @@ def test_audio_over_the_duration_limit_is_413(recognizer, clip):
         assert "too long" in body["error"]["message"]
 
 
+class DecoderFindsMoreModel(ServedModel):
+    """Scores with a lower duration limit than the service's header check: as when a file's header
+    understated its length and decoding finds it too long."""
+
+    def score_uploads(self, uploads, window, hop, max_seconds):
+        return super().score_uploads(uploads, window, hop, 125.0)
+
+
+def test_a_long_file_found_too_long_while_decoding_is_413_not_400(recognizer):
+    from emotionnet.errors import AudioTooLongError
+
+    long_file = wav_bytes(np.zeros(130 * SR, np.float32))  # over 120 s: the block path
+    [answer] = DecoderFindsMoreModel(recognizer).score_uploads([("long.wav", long_file)], None, None, 125.0)
+    assert isinstance(answer, AudioTooLongError) and str(answer).startswith("long.wav: too long"), answer
+    with client_for(recognizer, DecoderFindsMoreModel) as strict:
+        body = assert_error(strict.post("/v1/predict", files={"file": ("long.wav", long_file)}), 413, "audio_too_long")
+        assert body["error"]["message"].startswith("long.wav: too long (130.0 s")
+
+
 def test_api_key(recognizer, clip):
     with client_for(recognizer, api_key="s3cret") as keyed:
         response = assert_error(keyed.post("/v1/predict", content=clip), 401, "unauthorized")
