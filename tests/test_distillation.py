@@ -72,6 +72,16 @@ def test_a_teachers_probabilities_are_its_calibrated_clip_answers(toy):
     assert np.allclose(probs[:-1], expected, atol=1e-6)
 
 
+def test_the_teacher_loads_with_the_runs_options(toy):
+    """Issue 26: the teacher was loaded with default options whatever the run was given."""
+    records = read_manifest(toy / "toy.csv").records[:4]
+    teacher = toy / "teacher.safetensors"
+    with pytest.raises(ValueError, match="speech detector 'bogus'"):
+        teacher_probabilities(teacher, records, progress=False, load_options={"vad": "bogus"})
+    chosen = teacher_probabilities(teacher, records, progress=False, load_options={"vad": "energy"})
+    assert np.allclose(chosen, teacher_probabilities(teacher, records, progress=False), atol=1e-6)
+
+
 def test_a_taught_student_records_its_teacher_and_weight_zero_is_the_plain_run(toy):
     from safetensors.torch import load_file
 

