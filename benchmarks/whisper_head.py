@@ -136,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--context", action="store_true",
                         help="with --combine: speaker context, the one-emotion trap and class-prior levers "
                              "(docs/results/whisper-context.md's rules; stats head folds only)")
+    parser.add_argument("--model-context", metavar="MODEL",
+                        help="a whisper stats head (name or file): split v3 validation, alone, with speaker context "
+                             "and in the one-emotion trap at every alpha")
+    parser.add_argument("--work", help="with --model-context: keep what is scored here (a stopped run goes on)")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="cached variants to train on")
     parser.add_argument("--cache", choices=("frames", "statistics"), default="frames",
                         help="frames: 3 s windows' states (encoder_cache.py); statistics: each clip whole, "
@@ -143,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
+    if args.model_context:
+        return model_context(args.model_context, find_records([args.data]).records, args.work, args.json)
     if args.combine and not (args.rescore or args.context):
         return combine(Path(args.combine), args.json)
     tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
@@ -356,6 +362,84 @@ def format_context_markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{t['per_fold'][k]['uar']:.3f} ({t['per_fold'][k]['collapse']:.2f})"
                                                 for k in corpora) + " |")
     return "\n".join(lines)
+
+
+def model_context(model: str, records: Sequence[Record], work: str | None, json_path: str | None,
+                  split: str = "val") -> int:
+    """A model file's stats head on `split`, each clip alone, with its speaker's context and in the trap.
+
+    Each clip's windows are cut as `predict` cuts them and encoded once: the head's standardised
+    statistics `z` of each window give its logits (`classify(z)`) and, summed per speaker, the
+    context. A clip's answer is the mean of its windows' calibrated probabilities (every window:
+    acted clips are speech throughout).
+    """
+    from emotionnet.cache import cached_log_mels
+    from emotionnet.inference.recognizer import load_model
+    from emotionnet.inference.windows import cut_windows
+
+    recognizer = load_model(model, vad="energy", threads=1)
+    network, windowing = recognizer.network, recognizer.windowing()
+    if not getattr(network, "context_summary_shape", torch.Size([0])).numel():
+        raise SystemExit(f"{model}: only a whisper stats head reads a speaker context")
+    part = [r for r in records if split_of(r) == split]
+    saved_path = Path(work) / "scored.pt" if work else None
+    saved = torch.load(saved_path) if saved_path and saved_path.exists() else {}
+    todo = [r for r in part if r.path not in saved]
+    for start in range(0, len(todo), 100):
+        chunk = todo[start:start + 100]
+        mels, _ = cached_log_mels([r.path for r in chunk], recognizer.features, progress=False)
+        for record, mel in zip(chunk, mels):
+            if mel is None:
+                continue
+            windows, _ = cut_windows(torch.as_tensor(mel).float(), windowing.frames, windowing.hop_frames,
+                                     recognizer.features, None, recognizer.spec.tiles_short_windows)
+            with torch.inference_mode():
+                z = torch.cat([network.context_summary(windows[i:i + 8]) for i in range(0, len(windows), 8)])
+                saved[record.path] = (network.head.classify(z), z.sum(dim=0), len(z))
+        if saved_path:
+            saved_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(saved, saved_path)
+        print(f"{len(saved)} of {len(part)} clips scored", file=sys.stderr, flush=True)
+    kept = [r for r in part if r.path in saved]
+    head = network.head
+    logits = [saved[r.path][0] for r in kept]
+
+    def offsets(group: Callable[[Record], object]) -> list[torch.Tensor]:
+        sums, counts = defaultdict(lambda: 0), defaultdict(int)
+        for r in kept:
+            sums[group(r)] = sums[group(r)] + saved[r.path][1]
+            counts[group(r)] += saved[r.path][2]
+        weight = head.classify.weight.detach()
+        return [weight @ (sums[group(r)] / counts[group(r)]) for r in kept]
+
+    by = {"speaker": offsets(lambda r: r.group), "trap": offsets(lambda r: (r.group, r.emotion))}
+    temperature = recognizer.temperature
+    result = {"benchmark": "whisper-context-model", "model": model, "split": f"v3 {split}", "clips": len(kept),
+              "temperature": temperature, "window": windowing.seconds, "variants": {}}
+    for context, alpha in [("none", 0.0), *[(c, a) for c in ("speaker", "trap") for a in ALPHAS[1:]]]:
+        shifted_logits = logits if context == "none" else [x - alpha * o for x, o in zip(logits, by[context])]
+        f = figures(kept, shifted_logits, temperature)
+        pred = clip_probabilities(shifted_logits, temperature).argmax(axis=1)
+        per_corpus_collapse = {}
+        for corpus in sorted({r.corpus for r in kept}):
+            idx = [i for i, r in enumerate(kept) if r.corpus == corpus]
+            per_corpus_collapse[corpus] = float(np.bincount(pred[idx]).max() / len(idx))
+        name = "alone" if context == "none" else f"{context} a{alpha}"
+        result["variants"][name] = {"mean_corpus_uar": float(np.mean(list(f["per_corpus_uar"].values()))),
+                                    "uar": f["uar"], "ece": f["ece"],
+                                    "worst_corpus_collapse": max(per_corpus_collapse.values()),
+                                    "per_corpus_uar": f["per_corpus_uar"], "per_corpus_collapse": per_corpus_collapse}
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    lines = [f"{model}, split {result['split']} ({len(kept)} clips, {windowing.seconds:g} s windows)", "",
+             "| variant | mean per-corpus UAR | pooled UAR | ECE | worst corpus collapse |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, v in result["variants"].items():
+        lines.append(f"| {name} | {v['mean_corpus_uar']:.3f} | {v['uar']:.3f} | {v['ece']:.3f} | "
+                     f"{v['worst_corpus_collapse']:.3f} |")
+    print("\n".join(lines))
+    return 0
 
 
 def format_markdown(result: dict) -> str:
