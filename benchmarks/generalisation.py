@@ -49,6 +49,8 @@ from benchmarks.common import (
     resolve_data,
     shown,
     train_or_reuse,
+    user_cache_dir,
+    user_cache_root,
 )
 from benchmarks.generalisation_report import TARGETS, format_markdown, plot_reliability
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of
@@ -71,9 +73,7 @@ PEER_METHODS = ("compare_linear_svm_speaker", "compare_linear_svm", "egemaps_rbf
 
 
 def default_cache() -> Path:
-    from emotionnet.cache import cache_root
-
-    return cache_root() / "benchmarks" / "generalisation"
+    return user_cache_root() / "benchmarks" / "generalisation"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -122,7 +122,7 @@ def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int
 def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
     from emotionnet.cache import cached_log_mels
 
-    mels, errors = cached_log_mels([r.path for r in records], config, progress=progress)
+    mels, errors = cached_log_mels([r.path for r in records], config, progress=progress, cache_dir=user_cache_dir())
     for message in errors.values():
         print(f"generalisation: skipped {message}", file=sys.stderr)
     kept = [(r, m) for r, m in zip(records, mels) if m is not None]

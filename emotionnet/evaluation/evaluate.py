@@ -36,16 +36,19 @@ def evaluate_records(
     progress: bool = True,
     context: str = "speaker",
     protocol: str = SPLIT_NAME,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
 
     `context` matters for `speaker`-normalised models only: `speaker` reads each clip
     against the statistics of all its speaker's clips (their audio, never their
-    labels), `clip` scores every clip alone.
+    labels), `clip` scores every clip alone. The clips' features are kept in the cache
+    folder `cache_dir` (default ~/.cache/emotionnet).
     """
     if context not in ("speaker", "clip"):
         raise ValueError(f"unknown context {context!r}; choose speaker or clip")
-    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
+    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress,
+                                   cache_dir=cache_dir)
     for message in errors.values():
         print(f"emotionnet: error: {message}", file=sys.stderr)
     labels = recognizer.labels  # the model's: a clip of an emotion it does not answer is left out, counted

@@ -78,7 +78,8 @@ class EmotionRecognizer:
 
     @classmethod
     def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
-                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None,
+                  cache_dir: str | Path | None = None) -> EmotionRecognizer:
         """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
@@ -91,7 +92,7 @@ class EmotionRecognizer:
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            model = onnx_scorer(path, model, metadata, spec)
+            model = onnx_scorer(path, model, metadata, spec, cache_dir)
         return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
 
     @classmethod
@@ -263,7 +264,7 @@ def vad_detector(choice: str) -> str:
 
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
                compute_type: str = "auto", threads: int | None = None,
-               encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+               encoder_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> EmotionRecognizer:
     """A model by name (`available_models()`: "default" is the shipped one, also used for None), a
     .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
@@ -273,6 +274,7 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
       (the whisper family's; "auto": bfloat16 where the CPU has it natively).
     threads: torch's threads for this process (None: leave them as they are).
     encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
+    cache_dir: the cache folder, where `backend="onnx"` keeps its export (None: ~/.cache/emotionnet).
     The environment is read by the command line and the service, never here.
     A model whose family reads no audio is answered by that family's recognizer: `load_model("face")`
     gives a FaceRecognizer, whose `predict` takes images.
@@ -285,7 +287,8 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         if not (isinstance(threads, int) and threads >= 1):
             raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         torch.set_num_threads(threads)
-    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
+    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights,
+               "cache_dir": cache_dir}
     if isinstance(chosen, str) and chosen in MODELS:
         path = model_path(chosen)
     else:

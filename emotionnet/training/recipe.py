@@ -41,7 +41,7 @@ from emotionnet.training.calibration import (
     clip_probabilities,
 )
 from emotionnet.training.distillation import teacher_probabilities, teacher_record
-from emotionnet.training.trainer import EpochCallback, FitConfig, FitResult, fit
+from emotionnet.training.trainer import CHECKPOINT_SECONDS, EpochCallback, FitConfig, FitResult, fit
 
 MODEL_FIELDS = ("arch", "hparams", "window", "hop", "features")  # the recipe's ModelSpec fields, flat in its JSON
 
@@ -160,15 +160,17 @@ class Splits:
         return np.array([LABEL_INDEX[r.emotion] for r in self.records[name]])
 
 
-def load_splits(collection: Collection, features: FeatureConfig, progress: bool = True) -> Splits:
-    """Each split's records and log-mels (from the feature cache); clips that fail to load are left out."""
+def load_splits(collection: Collection, features: FeatureConfig, progress: bool = True,
+                cache_dir: str | Path | None = None) -> Splits:
+    """Each split's records and log-mels (from the feature cache in `cache_dir`, default ~/.cache/emotionnet);
+    clips that fail to load are left out."""
     chosen = {name: select(collection.records, name) for name in ("train", "val", "test")}
     if not chosen["train"] or not chosen["val"]:
         raise ValueError("training needs clips in both the train and val splits; "
                          f"found {len(chosen['train'])} train and {len(chosen['val'])} val")
     splits = Splits({}, {})
     for name, records in chosen.items():
-        mels, errors = cached_log_mels([r.path for r in records], features, progress=progress)
+        mels, errors = cached_log_mels([r.path for r in records], features, progress=progress, cache_dir=cache_dir)
         splits.failed.update(errors)
         splits.records[name] = [r for r, m in zip(records, mels) if m is not None]
         splits.mels[name] = [m for m in mels if m is not None]
@@ -254,24 +256,29 @@ def train_model(
     progress: bool = True,
     sources: list[str] | None = None,
     load_options: dict | None = None,
+    cache_dir: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> dict:
     """Train, calibrate and evaluate; write the model file to `out` and return its metadata.
 
-    `load_options` are `load_model`'s options (vad, compute_type, encoder_weights) for the recipe's teacher.
+    `load_options` are `load_model`'s options (vad, compute_type, encoder_weights) for the recipe's teacher;
+    `cache_dir` the cache folder of the features (default ~/.cache/emotionnet); `checkpoint_seconds` how
+    often the checkpoint `out`.ckpt is written within an epoch.
     """
-    splits = load_splits(collection, recipe.features, progress)
+    splits = load_splits(collection, recipe.features, progress, cache_dir)
     for error in splits.failed.values():
         print(f"emotionnet: skipped {error}", file=sys.stderr)
     spec = dataclasses.replace(recipe.spec, hparams=recipe.spec.model_hparams)
     torch.manual_seed(recipe.fit.seed)  # before the model is built: its initial weights come from it too
     model = build_model(spec.arch, **spec.hparams)
-    teacher = (teacher_probabilities(recipe.teacher, splits.records["train"], progress, load_options)
+    teacher = (teacher_probabilities(recipe.teacher, splits.records["train"], progress, load_options, cache_dir)
                if recipe.teacher else None)
     batches = BatchMaker(splits.mels["train"], splits.records["train"], spec.features, spec.frames(spec.window),
                          recipe.augmentation if recipe.augment else None, recipe.own_context_p, teacher)
     out = Path(out)
     result = fit(model, recipe.fit, batches, validation_score(spec, splits), checkpoint=out.with_name(out.name + ".ckpt"),
-                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits.records["train"]])
+                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits.records["train"]],
+                 checkpoint_seconds=checkpoint_seconds)
 
     scored = score_splits(EmotionRecognizer.from_model(model, spec), splits)
     # Calibrated for the lone clip, the way a user's clip arrives.
