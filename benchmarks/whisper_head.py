@@ -11,6 +11,15 @@ scale minimising the fold-average of max(seen ECE / 0.05, held-out ECE / 0.10)),
 and test figures are read once, after every choice.
 
     python -m benchmarks.whisper_head --json docs/results/whisper-head.json > docs/results/whisper-head.md
+
+`--combine DIR --context` reads saved folds again with a speaker's context (each clip's standardised
+statistics less alpha x its speaker's mean of them, for a linear head a per-speaker logit offset),
+the one-emotion trap (that mean over the speaker's clips of the clip's own emotion only) and a
+class-prior (logit) adjustment, chooses by the rules written in docs/results/whisper-context.md on
+held-out validation, then reads test once:
+
+    python -m benchmarks.whisper_head --cache statistics --variants clean --combine runs/locoN --context \
+        --json docs/results/whisper-context.json
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +40,7 @@ from benchmarks.common import clip_figures, labels_of
 from emotionnet.corpora import Record, find_records, split_of
 from emotionnet.environment import from_environment
 from emotionnet.evaluation.metrics import expected_calibration_error
+from emotionnet.labels import LABELS
 from emotionnet.models.whisper.encoder import WhisperEncoder
 from emotionnet.models.whisper.head import StatsHead
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
@@ -48,6 +59,10 @@ from emotionnet.training.whisper_recipe import fit_temperature
 
 CORPORA = ("crema-d", "ravdess", "tess", "savee", "nemo", "ased", "turev", "banglaser")
 SCALES = np.round(np.exp(np.linspace(np.log(0.8), np.log(3.0), 31)), 3)
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how much of the speaker's mean is taken off (0: each clip alone)
+PRIOR_TAUS = (0.0, 0.5, 1.0)  # class-prior adjustment: logits - tau * log(seen validation's mean answer)
+TRAP_ALLOWANCE = 0.05  # the most the one-emotion trap may cost against alone (rule C)
+CONTEXT_GAIN = 0.01  # the least context must gain over alone to be offered (rule C)
 
 
 def figures(records: Sequence[Record], logits: list[torch.Tensor], temperature: float) -> dict:
@@ -119,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rescore", action="store_true",
                         help="with --combine: score each fold's held-out test clips again with its saved stats head, "
                              "from the cache as it is now (test clips cached after the folds ran)")
+    parser.add_argument("--context", action="store_true",
+                        help="with --combine: speaker context, the one-emotion trap and class-prior levers "
+                             "(docs/results/whisper-context.md's rules; stats head folds only)")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="cached variants to train on")
     parser.add_argument("--cache", choices=("frames", "statistics"), default="frames",
                         help="frames: 3 s windows' states (encoder_cache.py); statistics: each clip whole, "
@@ -126,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("EMOTIONNET_THREADS", "1")))
     config = HeadConfig(**json.loads(args.config))
-    if args.combine and not args.rescore:
+    if args.combine and not (args.rescore or args.context):
         return combine(Path(args.combine), args.json)
     settings = from_environment(model=False)  # $EMOTIONNET_WHISPER and $EMOTIONNET_CACHE, as the command line reads them
     tensors, _ = load_encoder_tensors(settings.encoder_weights)
@@ -140,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cache = CachedStates(encoder_folder(digest, settings.cache_dir), variants, window_shape(encoder), digest)
     records = find_records([args.data]).records
+    if args.combine and args.context:
+        return combine_context(Path(args.combine), cache, records, args.json)
     if args.combine:
         return combine(Path(args.combine), args.json, lambda folds: rescore_test(folds, cache, records, config.layers))
 
@@ -204,6 +224,140 @@ def combine(folder: Path, json_path: str | None, rescore=None) -> int:
         Path(json_path).write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(format_markdown(result))
     return 0
+
+
+# --------------------------------------------------------------------------- speaker context (issue 27)
+
+def speaker_offsets(head: StatsHead, cache, records: Sequence[Record], layers: int,
+                    group: Callable[[Record], object]) -> list[torch.Tensor]:
+    """Each record's logit offset `W m`, `m` the mean standardised statistics of the cached windows of
+    every record sharing its `group` (its speaker; for the trap, its speaker and emotion)."""
+    members = defaultdict(list)
+    for i, record in enumerate(records):
+        members[group(record)].append(i)
+    offsets: list[torch.Tensor] = [torch.zeros(len(LABELS))] * len(records)
+    with torch.inference_mode():
+        for indices in members.values():
+            rows = [row for i in indices for row in cache.windows(records[i], "clean")]
+            z = (cache.statistics("clean", rows, layers + 1) - head.feature_mean) / head.feature_scale
+            offset = head.classify.weight @ z.mean(dim=0)
+            for i in indices:
+                offsets[i] = offset
+    return offsets
+
+
+def shifted(logits: list[torch.Tensor], offsets: list[torch.Tensor] | None, alpha: float,
+            prior: torch.Tensor | None, tau: float) -> list[torch.Tensor]:
+    """Logits with alpha x the speaker offset and tau x the log class prior taken off."""
+    out = logits if offsets is None or alpha == 0 else [x - alpha * o for x, o in zip(logits, offsets)]
+    return out if prior is None or tau == 0 else [x - tau * prior.log() for x in out]
+
+
+def context_fold(fold: dict, cache, records: Sequence[Record]) -> dict:
+    """A saved fold's head read again: its held-out val and test clips' logits, speaker and trap
+    offsets, and the class prior of its seen corpora's validation answers."""
+    layers = fold["_layers"]
+    head = StatsHead(layers + 1, 512, len(LABELS))
+    head.load_state_dict(fold["_head"])
+    head.eval()
+    held_out = fold["held_out"]
+    out = {"held_out": held_out, "temperature": fold["temperature"], "seen_val_ece_curve": fold["seen_val_ece_curve"]}
+    seen_val = cached([r for r in records if split_of(r) == "val" and r.corpus != held_out], cache)
+    seen_probs = clip_probabilities(clip_logits(head, cache, seen_val, layers), fold["temperature"])
+    out["prior"] = torch.as_tensor(seen_probs.mean(axis=0), dtype=torch.float32)
+    for split in ("val", "test"):
+        part = cached([r for r in records if split_of(r) == split and r.corpus == held_out], cache)
+        out[split] = {"records": part, "logits": clip_logits(head, cache, part, layers),
+                      "speaker": speaker_offsets(head, cache, part, layers, lambda r: r.group),
+                      "trap": speaker_offsets(head, cache, part, layers, lambda r: (r.group, r.emotion))}
+    return out
+
+
+def context_variant(folds: list[dict], split: str, context: str, alpha: float, tau: float,
+                    scale: float | None = None) -> dict:
+    """One variant's figures over the folds on `split`; on "val" its unseen-corpus scale is chosen."""
+    def logits_of(fold: dict) -> list[torch.Tensor]:
+        part = fold[split]
+        return shifted(part["logits"], None if context == "none" else part[context], alpha, fold["prior"], tau)
+
+    if scale is None:
+        scale = choose_scale([{"seen_val_ece_curve": f["seen_val_ece_curve"],
+                               "held_out_val_ece_curve": ece_curve(f["val"]["records"], logits_of(f),
+                                                                   f["temperature"])} for f in folds])
+    per_fold = {f["held_out"]: figures(f[split]["records"], logits_of(f), f["temperature"] * scale) for f in folds}
+    return {"context": context, "alpha": alpha, "tau": tau, "scale": scale,
+            "mean_uar": float(np.mean([x["uar"] for x in per_fold.values()])),
+            "worst_collapse": float(np.max([x["collapse"] for x in per_fold.values()])),
+            "mean_ece": float(np.mean([x["ece"] for x in per_fold.values()])),
+            "per_fold": {k: {m: v[m] for m in ("uar", "collapse", "ece", "n")} for k, v in per_fold.items()}}
+
+
+def choose_context(val: dict) -> dict:
+    """Rules C and L of docs/results/whisper-context.md, on validation figures only."""
+    alone = val["alone"]
+    allowed = [a for a in ALPHAS[1:] if val[f"trap a{a}"]["mean_uar"] >= alone["mean_uar"] - TRAP_ALLOWANCE]
+    best = None
+    for a in allowed:  # ascending: a larger alpha must beat the best by more than 0.005
+        if best is None or val[f"speaker a{a}"]["mean_uar"] > val[f"speaker a{best}"]["mean_uar"] + 0.005:
+            best = a
+    offered = best is not None and val[f"speaker a{best}"]["mean_uar"] >= alone["mean_uar"] + CONTEXT_GAIN
+    adopted = [t for t in PRIOR_TAUS[1:]
+               if val[f"prior t{t}"]["mean_uar"] >= alone["mean_uar"] - 0.005
+               and val[f"prior t{t}"]["worst_collapse"] <= alone["worst_collapse"] - 0.03]
+    tau = min(adopted, key=lambda t: val[f"prior t{t}"]["worst_collapse"]) if adopted else 0.0
+    return {"alphas_within_trap_allowance": allowed, "best_alpha": best, "alpha": best if offered else 0.0,
+            "context_offered": offered, "taus_adopted": adopted, "tau": tau}
+
+
+def combine_context(folder: Path, cache, records: Sequence[Record], json_path: str | None) -> int:
+    config = json.loads((folder / "config.json").read_text())
+    saved = []
+    for path in sorted(folder.glob("fold-*.pt")):
+        fold = torch.load(path, weights_only=False)
+        fold["_layers"] = config.get("layers", 6)
+        saved.append(context_fold(fold, cache, records))
+    variants = {"alone": ("none", 0.0, 0.0)}
+    variants.update({f"{c} a{a}": (c, a, 0.0) for c in ("speaker", "trap") for a in ALPHAS[1:]})
+    variants.update({f"prior t{t}": ("none", 0.0, t) for t in PRIOR_TAUS[1:]})
+    val = {name: context_variant(saved, "val", *v) for name, v in variants.items()}
+    choice = choose_context(val)  # made on validation; test is read after it, once
+    if choice["tau"]:
+        for c in ("speaker", "trap"):
+            a = choice["alpha"] or choice["best_alpha"] or 0.25
+            val[f"{c} a{a} + prior t{choice['tau']}"] = context_variant(saved, "val", c, a, choice["tau"])
+    test = {name: context_variant(saved, "test", v["context"], v["alpha"], v["tau"], v["scale"])
+            for name, v in val.items()}
+    result = {"benchmark": "whisper-context", "split": "v3", "config": config, "folds_dir": folder.name,
+              "folds": [f["held_out"] for f in saved],
+              "clips": {s: {f["held_out"]: len(f[s]["records"]) for f in saved} for s in ("val", "test")},
+              "choice": choice, "validation": val, "test": test}
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(format_context_markdown(result))
+    return 0
+
+
+def format_context_markdown(result: dict) -> str:
+    c = result["choice"]
+    lines = [f"LOCO over {len(result['folds'])} folds ({', '.join(result['folds'])}); each fold's held-out "
+             f"corpus, validation (choice) and test (read once, after).", "",
+             f"Rule C: alphas within the trap allowance {c['alphas_within_trap_allowance']}, best {c['best_alpha']}, "
+             f"context offered: {c['context_offered']} (alpha {c['alpha']}). Rule L: taus adopted "
+             f"{c['taus_adopted']} (tau {c['tau']}).", "",
+             "| variant | val UAR | val worst collapse | val ECE | test UAR | test worst collapse | test ECE | scale |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, v in result["validation"].items():
+        t = result["test"][name]
+        lines.append(f"| {name} | {v['mean_uar']:.3f} | {v['worst_collapse']:.3f} | {v['mean_ece']:.3f} | "
+                     f"{t['mean_uar']:.3f} | {t['worst_collapse']:.3f} | {t['mean_ece']:.3f} | x{v['scale']:.3f} |")
+    corpora = result["folds"]
+    lines += ["", "Per held-out corpus, test UAR (collapse):", "",
+              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
+    for name, t in result["test"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{t['per_fold'][k]['uar']:.3f} ({t['per_fold'][k]['collapse']:.2f})"
+                                                for k in corpora) + " |")
+    return "\n".join(lines)
 
 
 def format_markdown(result: dict) -> str:

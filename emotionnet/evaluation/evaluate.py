@@ -40,10 +40,11 @@ def evaluate_records(
 ) -> dict:
     """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
 
-    `context` matters for `speaker`-normalised models only: `speaker` reads each clip
-    against the statistics of all its speaker's clips (their audio, never their
-    labels), `clip` scores every clip alone. The clips' features are kept in the cache
-    folder `cache_dir` (default ~/.cache/emotionnet).
+    `context` matters for models that read a speaker's context only (`recognizer.reads_context`:
+    speaker-normalised ones, whisper-base with a `context_alpha`): `speaker` reads each clip
+    against all its speaker's clips (their audio, never their labels), `clip` scores every
+    clip alone. The clips' features are kept in the cache folder `cache_dir` (default
+    ~/.cache/emotionnet).
     """
     if context not in ("speaker", "clip"):
         raise ValueError(f"unknown context {context!r}; choose speaker or clip")
@@ -67,7 +68,7 @@ def evaluate_records(
     result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped, labels)
     result["split_protocol"] = protocol  # the version whose corpora `records` were chosen from
     result["normalisation"] = recognizer.features.normalisation
-    if recognizer.features.normalisation == "speaker":
+    if recognizer.reads_context:
         result["context"] = context
     result["data"]["excluded"] = sorted(Path(p).stem for p in excluded or [])
     result["data"]["failed"] = sorted(errors)
@@ -75,8 +76,8 @@ def evaluate_records(
     if any(r.corpus == "tess" for r, _ in kept):
         notes.append("TESS has two speakers only: it is split by carrier word, not by speaker.")
     if result.get("context") == "speaker":
-        notes.append("Each clip was normalised with the statistics of all its speaker's clips in this "
-                     "split (their audio, not their labels); --context clip scores every clip alone.")
+        notes.append("Each clip was read against all its speaker's clips in this split (their audio, not "
+                     "their labels); --context clip scores every clip alone.")
     if notes:
         result["notes"] = notes
     return result

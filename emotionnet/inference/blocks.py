@@ -29,7 +29,7 @@ from emotionnet import vad
 from emotionnet.audio import AudioLimits, audio_info, iter_audio_blocks
 from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
 from emotionnet.inference.results import Timeline
-from emotionnet.inference.scoring import ScoredWindows, WindowScorer
+from emotionnet.inference.scoring import ScoredWindows, SpeakerContext, WindowScorer
 from emotionnet.inference.windows import window_starts
 from emotionnet.models.spec import Windowing
 
@@ -105,7 +105,7 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
 
 def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing: Windowing,
                     max_seconds: float | None = None, limits: AudioLimits | None = None,
-                    block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None,
+                    block_seconds: float = BLOCK_SECONDS, context: SpeakerContext | None = None,
                     name: str | None = None) -> Timeline:
     """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
 
@@ -121,7 +121,8 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
     if not audible:  # digital silence: nothing for the model to hear
         return scoring.silent_timeline(level.numel(), samples / config.sample_rate, windowing)
     speech = vad.speech_frames(level)
-    stats = context if config.normalisation == "speaker" else None
+    context = scoring.usable_context(context)
+    stats = context if isinstance(context, BandStats) else None
 
     starts = window_starts(level.numel(), frames, windowing.hop_frames)
     buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
@@ -143,5 +144,5 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
     detected = _detector_frames(source, decode, level.numel(), scoring.detector, config)
     speech = speech if detected is None else detected
     flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
-    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits), speech)
+    scored = ScoredWindows(level.numel(), starts, flags, scoring.with_context(torch.cat(logits), context), speech)
     return scoring.timeline(scored, samples / config.sample_rate, windowing)

@@ -9,9 +9,10 @@
     recognizer.predict_arrays([a, b])              # decoded 16 kHz clips, scored in shared batches
     recognizer.predict_log_mels(mels)              # un-normalised log-mels, as the feature cache holds them
 
-A speaker-normalised model (the shipped one) hears a clip best against the same
-speaker's other audio: pass `context=recognizer.speaker_context([...])` to
-`predict`/`predict_timeline`, or `same_speaker=True` to `predict_files`.
+A model that reads a speaker's context (`reads_context`: a speaker-normalised CRNN, or
+whisper-base with a `context_alpha`) hears a clip against the same speaker's other
+audio: pass `context=recognizer.speaker_context([...])` to `predict`/`predict_timeline`,
+or `same_speaker=True` to `predict_files`. Without one every clip is its own context.
 The recognizer is the only way into a model: the scoring under it (windows,
 energy gate, calibration: `inference/scoring.py`) is private to `inference/`.
 """
@@ -25,11 +26,11 @@ import numpy as np
 import torch
 
 from emotionnet.audio import AudioSource, to_audio
-from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
+from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
 from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
-from emotionnet.inference.scoring import WindowScorer
+from emotionnet.inference.scoring import SpeakerContext, WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
 from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
@@ -154,12 +155,17 @@ class EmotionRecognizer:
         return self.spec.temperature
 
     @property
+    def reads_context(self) -> bool:
+        """Whether a speaker's context (`speaker_context`, `same_speaker`) changes this model's answers."""
+        return self._scoring.reads_context
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """The emotions this model answers with (its file's; the six of `emotionnet.LABELS` for every shipped one)."""
         return self.spec.answer_labels
 
     def predict(
-        self, audio: AudioSource, sample_rate: int | None = None, context: BandStats | None = None
+        self, audio: AudioSource, sample_rate: int | None = None, context: SpeakerContext | None = None
     ) -> Prediction:
         """The emotion of one clip (a path, file bytes, or an array with its sample rate)."""
         return self.predict_timeline(audio, sample_rate, context=context).prediction
@@ -167,18 +173,19 @@ class EmotionRecognizer:
     def predict_timeline(
         self, audio: AudioSource, sample_rate: int | None = None, *,
         window: float | None = None, hop: float | None = None, max_seconds: float | None = None,
-        context: BandStats | None = None,
+        context: SpeakerContext | None = None,
     ) -> Timeline:
         """Emotion per window over time, plus the overall answer.
 
         `context` (from `speaker_context`) reads the clip against its speaker's voice.
         """
         windowing = self.windowing(window, hop)
+        context = self._scoring.usable_context(context)
         if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
             return blocks.score_in_blocks(self._scoring, audio, windowing, max_seconds, context=context)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
-        contexts = [context if self.features.normalisation == "speaker" else None]
+        contexts = [context]
         return self._scoring.timelines([mel], windowing, [self._seconds(samples)], contexts=contexts,
                                        audios=[samples])[0]
 
@@ -194,7 +201,7 @@ class EmotionRecognizer:
     def predict_log_mels(
         self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
         window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
     ) -> list[Timeline]:
         """A `Timeline` per un-normalised log-mel (as `emotionnet.features.log_mel` and the feature cache give).
 
@@ -206,22 +213,25 @@ class EmotionRecognizer:
 
     def score_log_mels(
         self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
     ) -> list[ScoredWindows]:
         """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
         (before the temperature) and speech flags, for a caller that calibrates or averages them
         itself (`ScoredWindows.clip_probabilities(temperature)`)."""
         windowing = self.windowing(window, hop)
         if contexts is None:
-            contexts = self._scoring.speaker_stats(log_mels, speakers)
+            contexts = self._scoring.speaker_stats(log_mels, speakers, windowing)
         return self._scoring.score_windows(list(log_mels), windowing, contexts)
 
-    def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None) -> BandStats:
-        """The statistics of one speaker's audio (files, bytes or arrays at `sample_rate`), for `context=`."""
+    def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None, *,
+                        window: float | None = None, hop: float | None = None) -> SpeakerContext:
+        """One speaker's context from their audio (files, bytes or arrays at `sample_rate`), for `context=`:
+        the statistics of their speech, or (whisper-base) the mean of the head's statistics over their
+        windows, cut as `predict` cuts them (`window`, `hop`: the model's unless given)."""
         mels = [log_mel(to_audio(source, sample_rate), self.features) for source in sources]
         if not mels:
             raise ValueError("a speaker context needs at least one clip of the speaker")
-        return band_stats(mels)
+        return self._scoring.context_of(mels, self.windowing(window, hop))
 
     def predict_files(
         self, paths: Iterable[str | Path | AudioInput], *, window: float | None = None, hop: float | None = None,
