@@ -68,7 +68,7 @@ def test_a_teachers_probabilities_are_its_calibrated_clip_answers(toy):
     assert np.allclose(probs[:-1].sum(axis=1), 1) and not probs[-1].any()  # an unreadable clip: no soft label
     recognizer = load_model(teacher)
     mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=False, cache_dir=toy / "cache")
-    expected = clip_probabilities(recognizer.score_log_mels(mels), recognizer.temperature)
+    expected = clip_probabilities(recognizer.log_mel_scorer().scores(mels), recognizer.temperature)
     assert np.allclose(probs[:-1], expected, atol=1e-6)
 
 

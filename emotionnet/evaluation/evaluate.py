@@ -61,7 +61,7 @@ def evaluate_records(
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
-    timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
+    timelines = recognizer.log_mel_scorer().timelines([m for _, m in kept], speakers=speakers)
     y_true = [labels.index(r.emotion) for r, _ in kept]
     y_pred = [labels.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"

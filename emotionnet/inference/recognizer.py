@@ -7,7 +7,7 @@
     for result in recognizer.predict_files(paths): # many files in shared batches
         print(result.path, result.timeline or result.error)
     recognizer.predict_arrays([a, b])              # decoded 16 kHz clips, scored in shared batches
-    recognizer.predict_log_mels(mels)              # un-normalised log-mels, as the feature cache holds them
+    recognizer.log_mel_scorer().timelines(mels)    # un-normalised log-mels, as the feature cache holds them
 
 A model that reads a speaker's context (`reads_context`: a speaker-normalised CRNN, or
 whisper-base with a `context_alpha`) hears a clip against the same speaker's other
@@ -29,8 +29,8 @@ from emotionnet.audio import AudioSource, to_audio
 from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
-from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
-from emotionnet.inference.scoring import SpeakerContext, WindowScorer
+from emotionnet.inference.results import FileResult, Prediction, Timeline
+from emotionnet.inference.scoring import LogMelScorer, SpeakerContext, WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
 from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
@@ -198,30 +198,11 @@ class EmotionRecognizer:
         return self._scoring.timelines(mels, windowing, [self._seconds(audio) for audio in audios],
                                        audios=list(audios))
 
-    def predict_log_mels(
-        self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
-        window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
-    ) -> list[Timeline]:
-        """A `Timeline` per un-normalised log-mel (as `emotionnet.features.log_mel` and the feature cache give).
-
-        `durations` (seconds, default: from the frame count); `speakers` (one key per log-mel,
-        or None) marks clips of one speaker, which a `speaker`-normalised model then reads
-        against each other; `contexts` gives each clip's statistics directly instead.
-        """
-        return self._scoring.timelines(list(log_mels), self.windowing(window, hop), durations, speakers, contexts)
-
-    def score_log_mels(
-        self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
-    ) -> list[ScoredWindows]:
-        """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
-        (before the temperature) and speech flags, for a caller that calibrates or averages them
-        itself (`ScoredWindows.clip_probabilities(temperature)`)."""
-        windowing = self.windowing(window, hop)
-        if contexts is None:
-            contexts = self._scoring.speaker_stats(log_mels, speakers, windowing)
-        return self._scoring.score_windows(list(log_mels), windowing, contexts)
+    def log_mel_scorer(self, window: float | None = None, hop: float | None = None) -> LogMelScorer:
+        """The scorer of un-normalised log-mels (as `emotionnet.features.log_mel` and the feature cache
+        give them) at this window and hop, checked here by the one window rule: the one way in for
+        evaluation, training and the live engine (`scores` for window logits, `timelines` for answers)."""
+        return LogMelScorer(self._scoring, self.windowing(window, hop))
 
     def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None, *,
                         window: float | None = None, hop: float | None = None) -> SpeakerContext:

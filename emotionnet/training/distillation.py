@@ -68,7 +68,7 @@ def _log_mel_scores(recognizer, records: Sequence[Record], progress: bool,
     mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=progress, cache_dir=cache_dir)
     found = [i for i, m in enumerate(mels) if m is not None]
     scored: list[ScoredWindows | None] = [None] * len(records)
-    for i, windows in zip(found, recognizer.score_log_mels([mels[i] for i in found])):
+    for i, windows in zip(found, recognizer.log_mel_scorer().scores([mels[i] for i in found])):
         scored[i] = windows
     return scored
 

@@ -185,7 +185,7 @@ def validation_score(spec: ModelSpec, splits: Splits) -> Callable[[nn.Module], d
     corpora = np.array([r.corpus for r in splits.records["val"]])
 
     def validate(model: nn.Module) -> dict:
-        scored = EmotionRecognizer.from_model(model, spec).score_log_mels(splits.mels["val"])
+        scored = EmotionRecognizer.from_model(model, spec).log_mel_scorer().scores(splits.mels["val"])
         pred = clip_probabilities(scored, 1.0).argmax(axis=1)
         figures = summary(labels, pred)
         per_corpus = [summary(labels[corpora == c], pred[corpora == c])["uar"] for c in sorted(set(corpora))]
@@ -198,12 +198,13 @@ def validation_score(spec: ModelSpec, splits: Splits) -> Callable[[nn.Module], d
 def score_splits(recognizer: EmotionRecognizer, splits: Splits) -> dict[str, list[ScoredWindows]]:
     """The validation and test clips scored with each speaker's clips as context (as `emotionnet
     evaluate --context speaker`) and, for a speaker-normalised model, alone (`val_clip`, `test_clip`)."""
-    scored = {name: recognizer.score_log_mels(splits.mels[name], speakers=[r.group for r in splits.records[name]])
+    scorer = recognizer.log_mel_scorer()
+    scored = {name: scorer.scores(splits.mels[name], speakers=[r.group for r in splits.records[name]])
               for name in ("val", "test") if splits.records[name]}
     if recognizer.features.normalisation == "speaker":
         for name in ("val", "test"):
             if splits.records[name]:
-                scored[f"{name}_clip"] = recognizer.score_log_mels(splits.mels[name])
+                scored[f"{name}_clip"] = scorer.scores(splits.mels[name])
     return scored
 
 
