@@ -120,3 +120,11 @@ def test_the_command_line_hands_the_cache_folder_down(monkeypatch, tiny_model_fi
     monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
     assert main(["evaluate", "--manifest", str(tmp_path / "m.csv"), "--model", str(tiny_model_file), "--json"]) == 0
     assert len(list((tmp_path / "cache" / "features").rglob("*.npy"))) == 1
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line(monkeypatch, capsys, tmp_path):
+    clip = write_wav(tmp_path / "clip.wav", voiced(1.0))
+    monkeypatch.setenv("EMOTIONNET_CACHE", str(clip))
+    assert main(["predict", str(clip)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"EMOTIONNET_CACHE='{clip}' is a file: name a folder" in err[0], err
