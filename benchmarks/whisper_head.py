@@ -38,6 +38,7 @@ import torch
 
 from benchmarks.common import clip_figures, labels_of
 from emotionnet.corpora import Record, find_records, split_of
+from emotionnet.environment import from_environment
 from emotionnet.evaluation.metrics import expected_calibration_error
 from emotionnet.labels import LABELS
 from emotionnet.models.whisper.encoder import WhisperEncoder
@@ -151,16 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return model_context(args.model_context, find_records([args.data]).records, args.work, args.json)
     if args.combine and not (args.rescore or args.context):
         return combine(Path(args.combine), args.json)
-    tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
+    settings = from_environment(model=False)  # $EMOTIONNET_WHISPER and $EMOTIONNET_CACHE, as the command line reads them
+    tensors, _ = load_encoder_tensors(settings.encoder_weights)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     del tensors
     variants = tuple(args.variants.split(","))
     if args.cache == "statistics":
-        cache = CachedStatistics(statistics_folder(digest), variants, encoder.n_states, encoder.positions.shape[1],
+        cache = CachedStatistics(statistics_folder(digest, settings.cache_dir), variants, encoder.n_states, encoder.positions.shape[1],
                                  digest)
     else:
-        cache = CachedStates(encoder_folder(digest), variants, window_shape(encoder), digest)
+        cache = CachedStates(encoder_folder(digest, settings.cache_dir), variants, window_shape(encoder), digest)
     records = find_records([args.data]).records
     if args.combine and args.context:
         return combine_context(Path(args.combine), cache, records, args.json)

@@ -21,8 +21,9 @@ if str(REPO) not in sys.path:  # tests of the benchmarks import them
 # gate hears as speech and silero-vad, rightly, does not. The library reads no environment: in this
 # process `vad="auto"` finds silero-vad "not installed" (the fixture below) and takes the gate; a
 # command-line process a test starts is told `EMOTIONNET_VAD=energy` in its own environment
-# (`cli_env`), and work handed to other processes from here passes `vad="energy"`. Tests of silero-vad
-# ask for `silero_installed` (tests/test_speech_detector.py's `silero`), which gives the detector back.
+# (`cli_env`), and `run_batch` calls, whose workers are other processes, pass `load_options=ENERGY_GATE`.
+# Tests of silero-vad ask for `silero_installed` (tests/test_speech_detector.py's `silero`), which gives
+# the detector back.
 ENERGY_GATE = {"vad": "energy"}  # load_model's options for work this process hands to others (batch workers)
 
 

@@ -14,6 +14,7 @@ from emotionnet.cli.common import (
     add_model_option,
     load_collection,
     load_recognizer,
+    model_settings,
     warn_skipped,
 )
 from emotionnet.extras import MissingExtraError
@@ -84,7 +85,8 @@ def run(args) -> int:
     recognizer = load_recognizer(args.model, args.backend)
     try:
         result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
-                                  progress=not args.json, context=args.context, protocol=protocol)
+                                  progress=not args.json, context=args.context, protocol=protocol,
+                                  cache_dir=model_settings().cache_dir)
     except ValueError as exc:  # no clip could be scored: each failure is on its own line above
         raise CLIError(str(exc), "every clip failed to load; see the lines above", EXIT_SOME_FAILED) from None
     if args.out:

@@ -15,6 +15,7 @@ from emotionnet.cli.common import (
     load_collection,
     model_family,
     model_settings,
+    run_options,
     warn_skipped,
 )
 
@@ -99,7 +100,9 @@ def run_encoder_head(args, family, collection) -> int:
 
     out = Path(args.out or f"emotionnet-{family.name}.safetensors")
     recipe = encoder_head_recipe(args, family, ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
-    meta = train_whisper_model(collection, out, recipe, encoder_weights=model_settings().encoder_weights,
+    settings = model_settings()
+    meta = train_whisper_model(collection, out, recipe, encoder_weights=settings.encoder_weights,
+                               cache_dir=settings.cache_dir,
                                sources=[*args.folders, *([args.manifest] if args.manifest else [])],
                                progress=not args.quiet)
     return _show_result(out, meta, format_report)
@@ -137,7 +140,8 @@ def run(args) -> int:
         raise CLIError(f"--window: {exc}") from None
     if not 0 <= recipe.fit.distillation_weight <= 1:
         raise CLIError("--distillation-weight must be between 0 and 1")
-    load_options = model_settings().load_options()  # the teacher's, as any model the command line loads
+    settings = model_settings()
+    load_options = settings.load_options()  # the teacher's, as any model the command line loads
     if recipe.teacher:
         _check_teacher(recipe.teacher, load_options)
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
@@ -156,7 +160,7 @@ def run(args) -> int:
     try:
         meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
                            sources=[*args.folders, *([args.manifest] if args.manifest else [])],
-                           load_options=load_options)
+                           load_options=load_options, **run_options(settings))
     except KeyboardInterrupt:
         saved = f"saved {checkpoint}; re-run the same command to resume" if checkpoint.exists() else "nothing saved"
         print(f"emotionnet: interrupted ({saved})", file=sys.stderr)

@@ -36,17 +36,20 @@ def evaluate_records(
     progress: bool = True,
     context: str = "speaker",
     protocol: str = SPLIT_NAME,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
 
     `context` matters for models that read a speaker's context only (`recognizer.reads_context`:
     speaker-normalised ones, whisper-base with a `context_alpha`): `speaker` reads each clip
     against all its speaker's clips (their audio, never their labels), `clip` scores every
-    clip alone.
+    clip alone. The clips' features are kept in the cache folder `cache_dir` (default
+    ~/.cache/emotionnet).
     """
     if context not in ("speaker", "clip"):
         raise ValueError(f"unknown context {context!r}; choose speaker or clip")
-    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
+    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress,
+                                   cache_dir=cache_dir)
     for message in errors.values():
         print(f"emotionnet: error: {message}", file=sys.stderr)
     labels = recognizer.labels  # the model's: a clip of an emotion it does not answer is left out, counted
@@ -58,7 +61,7 @@ def evaluate_records(
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
-    timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
+    timelines = recognizer.log_mel_scorer().timelines([m for _, m in kept], speakers=speakers)
     y_true = [labels.index(r.emotion) for r, _ in kept]
     y_pred = [labels.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"

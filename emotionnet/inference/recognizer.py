@@ -7,7 +7,7 @@
     for result in recognizer.predict_files(paths): # many files in shared batches
         print(result.path, result.timeline or result.error)
     recognizer.predict_arrays([a, b])              # decoded 16 kHz clips, scored in shared batches
-    recognizer.predict_log_mels(mels)              # un-normalised log-mels, as the feature cache holds them
+    recognizer.log_mel_scorer().timelines(mels)    # un-normalised log-mels, as the feature cache holds them
 
 A model that reads a speaker's context (`reads_context`: a speaker-normalised CRNN, or
 whisper-base with a `context_alpha`) hears a clip against the same speaker's other
@@ -29,8 +29,8 @@ from emotionnet.audio import AudioSource, to_audio
 from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
-from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
-from emotionnet.inference.scoring import SpeakerContext, WindowScorer
+from emotionnet.inference.results import FileResult, Prediction, Timeline
+from emotionnet.inference.scoring import LogMelScorer, SpeakerContext, WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
 from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
@@ -79,7 +79,8 @@ class EmotionRecognizer:
 
     @classmethod
     def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
-                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None,
+                  cache_dir: str | Path | None = None) -> EmotionRecognizer:
         """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
@@ -92,7 +93,7 @@ class EmotionRecognizer:
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            model = onnx_scorer(path, model, metadata, spec)
+            model = onnx_scorer(path, model, metadata, spec, cache_dir)
         return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
 
     @classmethod
@@ -197,30 +198,11 @@ class EmotionRecognizer:
         return self._scoring.timelines(mels, windowing, [self._seconds(audio) for audio in audios],
                                        audios=list(audios))
 
-    def predict_log_mels(
-        self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
-        window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
-    ) -> list[Timeline]:
-        """A `Timeline` per un-normalised log-mel (as `emotionnet.features.log_mel` and the feature cache give).
-
-        `durations` (seconds, default: from the frame count); `speakers` (one key per log-mel,
-        or None) marks clips of one speaker, which a `speaker`-normalised model then reads
-        against each other; `contexts` gives each clip's statistics directly instead.
-        """
-        return self._scoring.timelines(list(log_mels), self.windowing(window, hop), durations, speakers, contexts)
-
-    def score_log_mels(
-        self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
-    ) -> list[ScoredWindows]:
-        """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
-        (before the temperature) and speech flags, for a caller that calibrates or averages them
-        itself (`ScoredWindows.clip_probabilities(temperature)`)."""
-        windowing = self.windowing(window, hop)
-        if contexts is None:
-            contexts = self._scoring.speaker_stats(log_mels, speakers, windowing)
-        return self._scoring.score_windows(list(log_mels), windowing, contexts)
+    def log_mel_scorer(self, window: float | None = None, hop: float | None = None) -> LogMelScorer:
+        """The scorer of un-normalised log-mels (as `emotionnet.features.log_mel` and the feature cache
+        give them) at this window and hop, checked here by the one window rule: the one way in for
+        evaluation, training and the live engine (`scores` for window logits, `timelines` for answers)."""
+        return LogMelScorer(self._scoring, self.windowing(window, hop))
 
     def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None, *,
                         window: float | None = None, hop: float | None = None) -> SpeakerContext:
@@ -273,7 +255,7 @@ def vad_detector(choice: str) -> str:
 
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
                compute_type: str = "auto", threads: int | None = None,
-               encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+               encoder_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> EmotionRecognizer:
     """A model by name (`available_models()`: "default" is the shipped one, also used for None), a
     .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
@@ -283,6 +265,7 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
       (the whisper family's; "auto": bfloat16 where the CPU has it natively).
     threads: torch's threads for this process (None: leave them as they are).
     encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
+    cache_dir: the cache folder, where `backend="onnx"` keeps its export (None: ~/.cache/emotionnet).
     The environment is read by the command line and the service, never here.
     A model whose family reads no audio is answered by that family's recognizer: `load_model("face")`
     gives a FaceRecognizer, whose `predict` takes images.
@@ -295,7 +278,8 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         if not (isinstance(threads, int) and threads >= 1):
             raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         torch.set_num_threads(threads)
-    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
+    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights,
+               "cache_dir": cache_dir}
     if isinstance(chosen, str) and chosen in MODELS:
         path = model_path(chosen)
     else:

@@ -1,8 +1,9 @@
 """Scoring: a network and its spec turn un-normalised log-mels into window logits and timelines.
 
-This is the engine under the public recognizer, shared as it is by evaluation
-(which reads cached features), training (validation and calibration of a model
-in memory) and the live stream. Long audio is cut into windows (a `Windowing`,
+This is the engine under the public recognizer. Evaluation (which reads cached
+features), training (validation and calibration of a model in memory) and the
+live stream reach it through one public door, `LogMelScorer`
+(`EmotionRecognizer.log_mel_scorer`). Long audio is cut into windows (a `Windowing`,
 made by the one window rule at the entry point: nothing here re-defaults);
 windows the speech detector judges to be non-speech get no emotion; a clip's
 answer is the mean of its speech windows' calibrated probabilities.
@@ -201,3 +202,39 @@ class WindowScorer:
         overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech, labels)
         runs = None if scored.speech_frames is None else vad.speech_runs(scored.speech_frames, self.spec.frame_seconds)
         return Timeline(duration, overall, segments, speech, runs)
+
+
+class LogMelScorer:
+    """The one public way to score un-normalised log-mels (as `emotionnet.features.log_mel` and the feature
+    cache give them): evaluation, training, distillation and the live engine reach window scores here.
+
+        scorer = recognizer.log_mel_scorer()         # the model's window and hop, by the one window rule
+        scorer.timelines(mels, speakers=keys)        # a Timeline per log-mel, as `predict_timeline` gives
+        scorer.scores(mels)                          # per log-mel: its windows' logits and speech flags
+
+    `speakers` (one key per log-mel, or None) marks clips of one speaker, which a model that reads a
+    speaker's context (`reads_context`) then reads against each other; `contexts` gives each clip's
+    context directly instead (`EmotionRecognizer.speaker_context`).
+    Speech is judged by the energy gate on the log-mel (there is no audio here for silero-vad).
+    """
+
+    def __init__(self, scoring: WindowScorer, windowing: Windowing):
+        """`windowing` comes from the one window rule (`EmotionRecognizer.log_mel_scorer` applies it)."""
+        self._scoring = scoring
+        self.windowing = windowing
+
+    def scores(self, log_mels: Sequence[torch.Tensor], *, speakers: Sequence[str | None] | None = None,
+               contexts: Sequence[SpeakerContext | None] | None = None) -> list[ScoredWindows]:
+        """Per log-mel, its windows' logits (before the temperature) and speech flags, for a caller that
+        calibrates or averages them itself (`ScoredWindows.clip_probabilities(temperature)`)."""
+        mels = list(log_mels)
+        if contexts is None:
+            contexts = self._scoring.speaker_stats(mels, speakers, self.windowing)
+        return self._scoring.score_windows(mels, self.windowing, contexts)
+
+    def timelines(self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
+                  speakers: Sequence[str | None] | None = None,
+                  contexts: Sequence[SpeakerContext | None] | None = None) -> list[Timeline]:
+        """A `Timeline` per log-mel: the windows' answers and the clip's; `durations` in seconds (default:
+        from the frame count)."""
+        return self._scoring.timelines(list(log_mels), self.windowing, durations, speakers, contexts)
