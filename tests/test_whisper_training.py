@@ -253,3 +253,41 @@ def test_a_varied_length_recipe_reads_back_as_written():
     again = WhisperRecipe.from_dict(recipe.to_dict())
     assert again == recipe and again.to_dict() == recipe.to_dict()
     assert again.variants == ("clean", "aug1") and WhisperRecipe(lengths="varied").variants == ("clean", "crop", "aug1", "aug2")
+
+
+def test_a_stats_head_trained_with_speaker_context_reads_each_clip_also_against_its_speaker():
+    """`context_share`: training windows read again against their speaker's mean (as the CRNN recipe
+    draws speaker context); 0 leaves the fit as it was. Synthetic statistics, no encoder: seconds."""
+    import torch
+
+    from emotionnet.corpora import Record
+    from emotionnet.labels import LABELS
+    from emotionnet.training.head_training import HeadConfig, fit_stats_head, speaker_means
+
+    class Table:  # the two calls fit_stats_head makes of a cache: a clip's rows, and their statistics
+        def __init__(self, rows: torch.Tensor):
+            self.rows = rows
+
+        def windows(self, record, variant):
+            return [records.index(record)]
+
+        def statistics(self, variant, places, states):
+            return self.rows[list(places)]
+
+    g = torch.Generator().manual_seed(0)
+    records = [Record(f"{s}-{i}.wav", "crema-d", s, LABELS[i % 3]) for s in ("a", "b", "c") for i in range(12)]
+    voice = {"a": 3.0, "b": -3.0, "c": 0.0}
+    rows = torch.randn(len(records), 3 * 2 * 4, generator=g)
+    for i, r in enumerate(records):
+        rows[i, :4] += voice[r.speaker]
+        rows[i, 4 + LABELS.index(r.emotion)] += 2.0
+    means = speaker_means(rows, records)
+    assert torch.allclose(means[0], rows[:12].mean(dim=0)) and torch.allclose(means[12], rows[12:24].mean(dim=0))
+    config = HeadConfig(kind="stats", layers=2, l2=0.01)
+    plain, _ = fit_stats_head(Table(rows), records, records, config, ("clean",), width=4)
+    again, _ = fit_stats_head(Table(rows), records, records, config, ("clean",), width=4)
+    shared, _ = fit_stats_head(Table(rows), records, records, HeadConfig(kind="stats", layers=2, l2=0.01,
+                                                                         context_share=0.5), ("clean",), width=4)
+    assert torch.equal(plain.classify.weight, again.classify.weight)
+    assert not torch.allclose(plain.classify.weight, shared.classify.weight, atol=1e-3)
+    assert torch.equal(plain.feature_mean, shared.feature_mean)  # standardised by the windows alone, as before

@@ -56,6 +56,10 @@ class HeadConfig:
     # The loss over each corpus's classes only (`classes_present`) rather than all six. Off: on
     # corpora left out, masks cost the linear head 0.10 UAR on CREMA-D (the session note of issue 20).
     class_masks: bool = False
+    # The "stats" head trained with speaker context as the CRNN recipe draws it (its own_context_p is
+    # 1 - this): this share of the loss reads each training window against its speaker's mean
+    # standardised statistics (centred), the rest alone. 0: every window alone.
+    context_share: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -291,6 +295,10 @@ def fit_stats_head(cache: CachedStates, train: Sequence[Record], val: Sequence[R
     head.feature_mean.copy_(x.mean(dim=0))
     head.feature_scale.copy_(x.std(dim=0).clamp_min(1e-4))
     x = (x - head.feature_mean) / head.feature_scale
+    if config.context_share > 0:  # each window once more, read against its speaker's mean
+        x = torch.cat([x, x - speaker_means(x, item_records)])
+        weights = torch.cat([(1 - config.context_share) * weights, config.context_share * weights])
+        labels, present = torch.cat([labels, labels]), torch.cat([present, present])
     weight = torch.zeros(x.shape[1], len(LABELS), requires_grad=True)
     bias = torch.zeros(len(LABELS), requires_grad=True)
     optimiser = torch.optim.LBFGS([weight, bias], max_iter=300, history_size=20, line_search_fn="strong_wolfe")
@@ -310,6 +318,18 @@ def fit_stats_head(cache: CachedStates, train: Sequence[Record], val: Sequence[R
     score, per_corpus = _validation_uar(head.eval(), cache, val, config.layers)
     history = [{"epoch": 1, "loss": loss, "val_uar": score, "val_per_corpus": per_corpus}]
     return head, {"history": history, "best_epoch": 1, "val_uar": score}
+
+
+def speaker_means(x: torch.Tensor, records: Sequence[Record]) -> torch.Tensor:
+    """(rows, features): each row's speaker's mean of `x` (over all that speaker's rows)."""
+    groups = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[record.group].append(i)
+    means = torch.empty_like(x)
+    for rows in groups.values():
+        index = torch.as_tensor(rows)
+        means[index] = x[index].mean(dim=0)
+    return means
 
 
 def held_out_validation_uar(cache: CachedStates, records: Sequence[Record], held_out: str, config: HeadConfig,
