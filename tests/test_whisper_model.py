@@ -310,7 +310,7 @@ def test_a_bad_speaker_context_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="needs at least one clip"):
         reading.speaker_context([])
     context = reading.speaker_context([voiced(1.0)], 16_000)
-    with pytest.raises(ValueError, match=r"^this speaker context was made by a model that reads context[^\n]*$"):
+    with pytest.raises(ValueError, match=r"^this speaker context is a whisper head's and this model reads none[^\n]*$"):
         plain.predict(voiced(1.0), 16_000, context=context)
     good = {**default_hparams("whisper", 80), "encoder_digest": DIGEST}
     for change, message in [({"context_alpha": 1.5}, "context_alpha must be a number from 0 to 1"),

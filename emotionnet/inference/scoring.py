@@ -100,8 +100,8 @@ class WindowScorer:
         head's context given to a model whose network does not read it, or one of another width."""
         if isinstance(context, HeadContext):
             if not self._network_reads_context:
-                raise ValueError("this speaker context was made by a model that reads context in its network "
-                                 "(whisper-base); make it with this model's speaker_context")
+                raise ValueError("this speaker context is a whisper head's and this model reads none of that kind; "
+                                 "make the context with this model's speaker_context")
             if context.mean.shape != self.network.context_summary_shape:
                 raise ValueError(f"this speaker context holds {tuple(context.mean.shape)} statistics; this model "
                                  f"reads {tuple(self.network.context_summary_shape)}: make it with this model's "
