@@ -265,6 +265,8 @@ def run(args) -> int:
                          format_timeline(result.path, result.timeline, args.timeline))
             empty_folders_before(done)
         empty_folders_before(len(files))
+        if not args.json and not first:  # say which model answered (JSON readers have --model, or the default)
+            print(f"\n{answered_by(recognizer, faces, kinds)}", flush=True)
     except OnnxBackendError as exc:
         raise CLIError(str(exc), "try --backend torch") from None
     except BrokenPipeError:
@@ -274,6 +276,19 @@ def run(args) -> int:
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def answered_by(recognizer, faces, kinds: list[str]) -> str:
+    """The line naming the models that answered: `model: whisper-base` (and the face model where images or
+    video were read)."""
+    from emotionnet.models.names import display_name
+
+    named = []
+    if recognizer is not None and ("audio" in kinds or "video" in kinds):
+        named.append(f"model: {display_name(recognizer.model_file)}")
+    if faces is not None and ("image" in kinds or "video" in kinds):
+        named.append(f"face model: {display_name(faces.model_file)}")
+    return "; ".join(named)
 
 
 def _load_models(args, kinds: set[str]):
