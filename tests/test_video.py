@@ -197,5 +197,5 @@ def test_decode_benchmark_smoke(tmp_path, capsys):
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["video"]["frames_kept"] == 5 and result["video"]["size"] == [160, 96]
-    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "frames_decode_skip_deblocking", "voice_default"}
+    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "frames_decode_skip_deblocking", "voice_fast"}
     assert "frames decode" in capsys.readouterr().out

@@ -94,7 +94,7 @@ def test_train_arch_whisper_from_the_command_line(toy, capsys):
     assert load_model_file(out).spec.arch == "whisper"
 
 
-def test_without_the_weights_whisper_base_is_one_line_naming_the_extra(monkeypatch, capsys):
+def test_without_the_weights_whisper_base_is_one_line_naming_the_packages(monkeypatch, capsys):
     from emotionnet.cli.main import main
     from emotionnet.models.whisper import weights
 

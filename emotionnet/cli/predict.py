@@ -195,6 +195,13 @@ def format_video(path: str, result) -> str:
     return "\n".join(lines)
 
 
+def _check_numbers(args) -> None:
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
+    if args.threads < 1:
+        raise CLIError(f"--threads {args.threads} must be at least 1")
+
+
 def run(args) -> int:
     import torch
     from tqdm import tqdm
@@ -202,10 +209,7 @@ def run(args) -> int:
     from emotionnet.inference.onnx_backend import OnnxBackendError
     from emotionnet.media import media_kind
 
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
-    if args.threads < 1:
-        raise CLIError(f"--threads {args.threads} must be at least 1")
+    _check_numbers(args)
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty, empty_places = expand_in_order(args.paths)
     kinds = [media_kind(f) for f in files]  # by content: a JPEG named .wav is an image
