@@ -77,9 +77,7 @@ TITLE = {
 
 
 def default_cache() -> Path:
-    from emotionnet.cache import cache_root
-
-    return cache_root() / "benchmarks" / "accuracy"
+    return common.user_cache_root() / "benchmarks" / "accuracy"
 
 
 # --------------------------------------------------------------------------- training
@@ -160,7 +158,8 @@ def run_shipped(model: Path, records: list[Record], collection: Collection, prog
     entries = {}
     for name, context in contexts.items():
         report = evaluate_records(recognizer, select(records, "test"), "test", dict(collection.skipped),
-                                  collection.excluded, progress=progress, context=context)
+                                  collection.excluded, progress=progress, context=context,
+                                  cache_dir=common.user_cache_dir())
         run = {"seed": None, "model_file": shown(model), "sha256": file_digest(model, "sha256"),
                "parameters": recognizer.metadata["model"].get("parameters"), "test": _figures(report)}
         entries[name] = {"title": TITLE[name], "runs": [run], "test": aggregate([run]), "report": report}
@@ -184,7 +183,8 @@ def run_loco(records: list[Record], collection: Collection, corpora: Sequence[st
         recipe = recipe_for(LOCO_METHOD, seed, epochs, steps_per_epoch)
         path, meta, reused = train_or_reuse(f"loco-{held_out}-{LOCO_METHOD}", seed, subset, recipe, cache, retrain,
                                             progress)
-        report = evaluate_records(EmotionRecognizer.from_file(path), test, "test", progress=progress)
+        report = evaluate_records(EmotionRecognizer.from_file(path), test, "test", progress=progress,
+                                  cache_dir=common.user_cache_dir())
         figures = report["per_corpus"].get(held_out) or summary([], [])
         table[held_out] = {**figures, "train_clips": meta["training"]["clips"]["train"], "model_file": path.name,
                            "reused": reused}

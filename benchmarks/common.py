@@ -44,6 +44,21 @@ CORPUS_TITLES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "tess": "TESS", "sa
 
 # --------------------------------------------------------------------------- where things are
 
+def user_cache_dir() -> str | None:
+    """$EMOTIONNET_CACHE, read and checked as the command line reads it (emotionnet/environment.py), for the
+    library's caches (`cache_dir=`); None: their default, ~/.cache/emotionnet. The library reads no environment."""
+    from emotionnet.environment import from_environment
+
+    return from_environment(model=False).cache_dir
+
+
+def user_cache_root() -> Path:
+    """The cache folder the command line would use (`emotionnet.cache.cache_root` of `user_cache_dir()`)."""
+    from emotionnet.cache import cache_root
+
+    return cache_root(user_cache_dir())
+
+
 def comma_list(text: str, cast=str) -> list:
     """`a, b,c` -> ["a", "b", "c"] (each through `cast`); empty items are dropped."""
     return [cast(x.strip()) for x in text.split(",") if x.strip()]
@@ -400,7 +415,7 @@ def train_or_reuse(name: str, seed: int, collection: Collection, recipe, cache: 
     if progress:
         print(f"training {name} seed {seed} ({len(collection.records)} clips) -> {out.name}",
               file=sys.stderr, flush=True)
-    meta = train_model(collection, out, recipe, callbacks=[show], progress=False)
+    meta = train_model(collection, out, recipe, callbacks=[show], progress=False, cache_dir=user_cache_dir())
     return out, meta, False
 
 

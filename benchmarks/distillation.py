@@ -45,6 +45,8 @@ from benchmarks.common import (
     model_name,
     resolve_data,
     train_or_reuse,
+    user_cache_dir,
+    user_cache_root,
 )
 from emotionnet.corpora import Collection, Record, find_records, split_of
 from emotionnet.training.head_training import HeadConfig
@@ -54,9 +56,7 @@ MODELS = ("plain", "distilled", "teacher")
 
 
 def cache_folder() -> Path:
-    from emotionnet.cache import cache_root
-
-    return cache_root() / "benchmarks"
+    return user_cache_root() / "benchmarks"
 
 
 def fused(crnn: np.ndarray, teacher: np.ndarray, w: float) -> np.ndarray:
@@ -75,7 +75,7 @@ def teacher_file(held_out: str, train: list[Record], head: HeadConfig) -> Path:
     out = cache_folder() / "distillation" / model_name(f"teacher-{held_out}", head.seed, recipe, train)
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        train_whisper_model(Collection(records=train), out, recipe, progress=False)
+        train_whisper_model(Collection(records=train), out, recipe, progress=False, cache_dir=user_cache_dir())
     return out
 
 
@@ -97,7 +97,8 @@ def run_fold(records: list[Record], held_out: str, epochs: int, steps: int, seed
     for split in ("val", "test"):
         part = [r for r in records if r.corpus == held_out and split_of(r) == split]
         fold[split] = {"labels": labels_of(part).tolist(),
-                       **{name: teacher_probabilities(files[name], part, progress=False).tolist() for name in MODELS}}
+                       **{name: teacher_probabilities(files[name], part, progress=False, cache_dir=user_cache_dir()).tolist()
+                          for name in MODELS}}
     fold["seconds"] = round(time.time() - started, 1)
     return fold
 

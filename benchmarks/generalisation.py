@@ -49,6 +49,8 @@ from benchmarks.common import (
     resolve_data,
     shown,
     train_or_reuse,
+    user_cache_dir,
+    user_cache_root,
 )
 from benchmarks.generalisation_report import TARGETS, format_markdown, plot_reliability
 from emotionnet.corpora import SPLIT_NAME, Collection, Record, find_records, select, split_of
@@ -71,9 +73,7 @@ PEER_METHODS = ("compare_linear_svm_speaker", "compare_linear_svm", "egemaps_rbf
 
 
 def default_cache() -> Path:
-    from emotionnet.cache import cache_root
-
-    return cache_root() / "benchmarks" / "generalisation"
+    return user_cache_root() / "benchmarks" / "generalisation"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -82,7 +82,7 @@ def probabilities(recognizer, mels: list, contexts: list | None = None) -> np.nd
     """(clips, classes) calibrated clip probabilities, as `predict` computes them."""
     from emotionnet.training.calibration import clip_probabilities
 
-    return clip_probabilities(recognizer.score_log_mels(mels, contexts=contexts), recognizer.temperature)
+    return clip_probabilities(recognizer.log_mel_scorer().scores(mels, contexts=contexts), recognizer.temperature)
 
 
 def table(records: Sequence[Record], probs: np.ndarray) -> dict:
@@ -122,7 +122,7 @@ def speaker_contexts(records: Sequence[Record], mels: list, kind: str, seed: int
 def load_split(records: Sequence[Record], config, progress: bool) -> tuple[list[Record], list]:
     from emotionnet.cache import cached_log_mels
 
-    mels, errors = cached_log_mels([r.path for r in records], config, progress=progress)
+    mels, errors = cached_log_mels([r.path for r in records], config, progress=progress, cache_dir=user_cache_dir())
     for message in errors.values():
         print(f"generalisation: skipped {message}", file=sys.stderr)
     kept = [(r, m) for r, m in zip(records, mels) if m is not None]
@@ -172,7 +172,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
         recognizer = EmotionRecognizer.from_file(path)
         records, mels = load_split(test, recognizer.features, progress)
         y = np.array([LABEL_INDEX[r.emotion] for r in records])
-        scored = recognizer.score_log_mels(mels)  # scored once: the figures and the calibration curves
+        scored = recognizer.log_mel_scorer().scores(mels)  # scored once: the figures and the calibration curves
         alone = clip_probabilities(scored, recognizer.temperature)
         # The realistic contexts too, so the per-speaker peer (which standardises with all of a
         # test speaker's clips) has a comparison that also knows something of the speaker.
@@ -186,7 +186,7 @@ def run_loco(collection: Collection, corpora: Sequence[str], epochs: int | None,
                            ("held_out_val", [r for r in collection.records
                                              if r.corpus == held_out and split_of(r) == "val"])):
             part_records, part_mels = load_split(part, recognizer.features, progress)
-            calibration[name] = calibration_curves(recognizer.score_log_mels(part_mels),
+            calibration[name] = calibration_curves(recognizer.log_mel_scorer().scores(part_mels),
                                                    np.array([LABEL_INDEX[r.emotion] for r in part_records]), base)
         result[held_out] = {**clip_figures(y, alone), "contexts": contexts, "reliability": reliability(y, alone),
                             "calibration": calibration,

@@ -38,8 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CORPORA, DEFAULT_DATA, V1_SPLIT, count_per_corpus, limited, resolve_data
-from emotionnet.cache import cache_root
+from benchmarks.common import (
+    CORPORA,
+    DEFAULT_DATA,
+    V1_SPLIT,
+    count_per_corpus,
+    limited,
+    resolve_data,
+    user_cache_root,
+)
 from emotionnet.corpora import find_records, select
 from emotionnet.corpora.records import Record
 from emotionnet.digest import file_digest
@@ -85,7 +92,7 @@ REFERENCE_UAR = {
 
 
 def cache_dir(feature_set: str) -> Path:
-    return cache_root() / "opensmile" / feature_set
+    return user_cache_root() / "opensmile" / feature_set
 
 
 # --------------------------------------------------------------------------- extraction

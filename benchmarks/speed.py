@@ -140,7 +140,7 @@ def _stages(recognizer: EmotionRecognizer, path: Path) -> tuple[float, float, fl
     t1 = time.perf_counter()
     mel = log_mel(samples, recognizer.features)
     t2 = time.perf_counter()
-    recognizer.predict_log_mels([mel], [samples.size / SAMPLE_RATE])
+    recognizer.log_mel_scorer().timelines([mel], [samples.size / SAMPLE_RATE])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, samples.size / SAMPLE_RATE
 

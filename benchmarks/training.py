@@ -48,9 +48,11 @@ _FILL_CACHE = """
 import json, sys
 from emotionnet.corpora import find_records
 from emotionnet.cache import cached_log_mels
+from emotionnet.environment import from_environment
 from emotionnet.training.recipe import Recipe
 records = find_records([sys.argv[1]]).records
-_, errors = cached_log_mels([r.path for r in records], Recipe().features, progress=False)
+cache_dir = from_environment(model=False).cache_dir  # $EMOTIONNET_CACHE, as `emotionnet train` reads it
+_, errors = cached_log_mels([r.path for r in records], Recipe().features, progress=False, cache_dir=cache_dir)
 print(json.dumps({"clips": len(records), "errors": len(errors)}))
 """
 

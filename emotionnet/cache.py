@@ -24,8 +24,10 @@ from emotionnet.digest import file_digest
 from emotionnet.features import FeatureConfig, log_mel
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("EMOTIONNET_CACHE", Path.home() / ".cache" / "emotionnet"))
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The one cache folder: `cache_dir`, else ~/.cache/emotionnet. The library reads no environment:
+    the command line passes $EMOTIONNET_CACHE here (emotionnet/environment.py)."""
+    return Path(cache_dir) if cache_dir else Path.home() / ".cache" / "emotionnet"
 
 
 def _config_key(config: FeatureConfig) -> str:
@@ -56,12 +58,13 @@ def cached_log_mels(
     config: FeatureConfig,
     workers: int | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> tuple[list[np.ndarray | None], dict[str, str]]:
     """Un-normalised log-mel (float16, n_mels x frames) per path; None where it failed.
 
-    Returns the features and a map of failed path -> error message.
+    Kept under `cache_root(cache_dir)`. Returns the features and a map of failed path -> error message.
     """
-    folder = cache_root() / "features" / _config_key(config)
+    folder = cache_root(cache_dir) / "features" / _config_key(config)
     targets = []
     for path in paths:
         digest = file_digest(path) if Path(path).is_file() else "missing"

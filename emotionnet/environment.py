@@ -1,9 +1,11 @@
 """The environment variables a user may set, read and checked here, and only for the surfaces.
 
-The library reads no environment: `load_model(name, vad=..., compute_type=..., encoder_weights=...)`
-takes arguments (as faster-whisper takes `compute_type` and `vad_filter`). The command line, the
-service's settings and the app's server process call `from_environment()` once and pass what it
-found down. A bad value is one line naming the variable, the value and what is allowed.
+The library reads no environment: `load_model(name, vad=..., compute_type=..., encoder_weights=...,
+cache_dir=...)` takes arguments (as faster-whisper takes `compute_type` and `vad_filter`), and so do
+the feature and encoder caches (`cache_dir`) and training (`checkpoint_seconds`). The command line,
+the service's settings, the app's server process and the encoder cache's own command call
+`from_environment()` once and pass what it found down. A bad value is one line naming the variable,
+the value and what is allowed.
 
 | variable | meaning | allowed |
 | --- | --- | --- |
@@ -11,6 +13,8 @@ found down. A bad value is one line naming the variable, the value and what is a
 | EMOTIONNET_VAD | the speech detector | auto (silero-vad where installed), silero, energy |
 | EMOTIONNET_WHISPER | where the Whisper-base encoder's weights are | a CTranslate2 folder or model.bin, or base.pt |
 | EMOTIONNET_WHISPER_BFLOAT16 | the Whisper encoder's matrix products | auto; 1, true, yes, on; 0, false, no, off |
+| EMOTIONNET_CACHE | the cache folder (features, encoder states, ONNX exports) | a folder (default ~/.cache/emotionnet) |
+| EMOTIONNET_CHECKPOINT_SECONDS | how often training saves within an epoch | seconds, 0 or more (default 120) |
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ MODEL_ENV = "EMOTIONNET_MODEL"
 VAD_ENV = "EMOTIONNET_VAD"
 WHISPER_ENV = "EMOTIONNET_WHISPER"
 BFLOAT16_ENV = "EMOTIONNET_WHISPER_BFLOAT16"
+CACHE_ENV = "EMOTIONNET_CACHE"
+CHECKPOINT_ENV = "EMOTIONNET_CHECKPOINT_SECONDS"
 
 DETECTORS = ("auto", "silero", "energy")  # vad.py's choices
 _YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -37,16 +43,20 @@ class EnvironmentSettingError(EmotionNetError, ValueError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """What the environment asks of `load_model`: None or "auto" where it asks nothing."""
+    """What the environment asks of `load_model`, the caches and training: None or "auto" where it asks
+    nothing (the library's own defaults then apply)."""
 
     model: str | None = None
     vad: str = "auto"
     encoder_weights: str | None = None
     compute_type: str = "auto"
+    cache_dir: str | None = None  # None: ~/.cache/emotionnet (emotionnet.cache.cache_root)
+    checkpoint_seconds: float | None = None  # None: the trainer's default (CHECKPOINT_SECONDS)
 
     def load_options(self) -> dict:
         """Keyword arguments of `load_model` (beyond the model itself)."""
-        return {"vad": self.vad, "encoder_weights": self.encoder_weights, "compute_type": self.compute_type}
+        return {"vad": self.vad, "encoder_weights": self.encoder_weights, "compute_type": self.compute_type,
+                "cache_dir": self.cache_dir}
 
 
 def _model(value: str) -> str:
@@ -84,6 +94,23 @@ def _compute_type(value: str) -> str:
                                   f"{', '.join(_YES)} or {', '.join(_NO)}")
 
 
+def _cache_dir(value: str) -> str:
+    if Path(value).is_file():
+        raise EnvironmentSettingError(f"{CACHE_ENV}={value!r} is a file: name a folder (made when first used)")
+    return value
+
+
+def _checkpoint_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise EnvironmentSettingError(f"{CHECKPOINT_ENV}={value!r}: a number of seconds, 0 or more "
+                                      "(0 saves after every step)")
+    return seconds
+
+
 def from_environment(environ: Mapping[str, str] | None = None, *, model: bool = True) -> ModelSettings:
     """The model settings of `environ` (default: this process's environment), each checked.
 
@@ -97,4 +124,6 @@ def from_environment(environ: Mapping[str, str] | None = None, *, model: bool = 
 
     return ModelSettings(model=read(MODEL_ENV, _model, None) if model else None, vad=read(VAD_ENV, _vad, "auto"),
                          encoder_weights=read(WHISPER_ENV, _encoder_weights, None),
-                         compute_type=read(BFLOAT16_ENV, _compute_type, "auto"))
+                         compute_type=read(BFLOAT16_ENV, _compute_type, "auto"),
+                         cache_dir=read(CACHE_ENV, _cache_dir, None),
+                         checkpoint_seconds=read(CHECKPOINT_ENV, _checkpoint_seconds, None))

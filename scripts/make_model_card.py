@@ -91,6 +91,19 @@ def _whisper_training(head: dict, training: dict) -> str:
             f"per-corpus validation UAR kept (epoch {training['best_epoch']}).")
 
 
+def _whisper_context(h: dict, training: dict) -> list[str]:
+    """The card's line on speaker context (none for a head that reads none: each clip is its own context)."""
+    alpha = h.get("context_alpha", 0.0)
+    if not alpha:
+        return []
+    chosen = training.get("speaker_context", {}).get("chosen_by", "")
+    return [f"- Speaker context (`predict --same-speaker`, `context=`, `evaluate --context speaker`): a window's "
+            f"standardised statistics less {alpha:g} x the mean of them over the speaker's windows, so what a voice "
+            f"holds in every clip is not read as emotion; without a context each clip is its own, as scored "
+            f"below{f' (alpha chosen: {chosen})' if chosen else ''}. A speaker whose context holds one emotion only "
+            "loses some of it: docs/results/whisper-context.md."]
+
+
 def render_whisper(path: Path, meta: dict) -> str:
     """The card of a head on the frozen Whisper-base encoder (`--arch whisper`)."""
     model, training, h = meta["model"], meta["training"], meta["model"]["hparams"]
@@ -127,6 +140,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         f"- Head ({model['parameters']:,} parameters): {_whisper_head(h)}",
         f"- Output: `{', '.join(meta['labels'])}`, softmax with temperature {meta['temperature']:.3f}: "
         f"{_calibration(meta)}.",
+        *_whisper_context(h, training),
         "",
         "## Training",
         f"- Data: {', '.join(f'{n:,} {k}' for k, n in training['clips'].items())} clips from "

@@ -19,10 +19,19 @@ if str(REPO) not in sys.path:  # tests of the benchmarks import them
 
 # The tests' speech is generated (`voiced`: a gliding harmonic tone with bursts), which the energy
 # gate hears as speech and silero-vad, rightly, does not. The library reads no environment: in this
-# process `vad="auto"` finds silero-vad "not installed" (the fixture below) and takes the gate; the
-# command-line processes tests start read EMOTIONNET_VAD, as a user's do. Tests of silero-vad ask for
-# `silero_installed` (tests/test_speech_detector.py's `silero`), which gives the detector back.
-os.environ["EMOTIONNET_VAD"] = "energy"
+# process `vad="auto"` finds silero-vad "not installed" (the fixture below) and takes the gate; a
+# command-line process a test starts is told `EMOTIONNET_VAD=energy` in its own environment
+# (`cli_env`), and `run_batch` calls, whose workers are other processes, pass `load_options=ENERGY_GATE`.
+# Tests of silero-vad ask for `silero_installed` (tests/test_speech_detector.py's `silero`), which gives
+# the detector back.
+ENERGY_GATE = {"vad": "energy"}  # load_model's options for work this process hands to others (batch workers)
+
+
+def cli_env(**variables: str) -> dict[str, str]:
+    """The environment of a command-line process a test starts, for that process only: this one's, with
+    this checkout first on the import path, one thread, the energy gate as the speech detector, and
+    `variables` (the command line reads them as a user's shell would set them)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "EMOTIONNET_VAD": "energy", **variables}
 
 
 @pytest.fixture(scope="session", autouse=True)

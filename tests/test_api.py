@@ -32,7 +32,7 @@ def test_the_library_reads_no_environment_the_command_line_does(monkeypatch, tin
 def test_the_recognizer_has_a_small_public_surface(tiny_model_file):
     methods = {name for name, _ in inspect.getmembers(EmotionRecognizer, callable) if not name.startswith("_")}
     assert methods == {"predict", "predict_timeline", "predict_files", "speaker_context", "from_model",
-                       "from_file", "from_onnx", "predict_arrays", "predict_log_mels", "score_log_mels",
+                       "from_file", "from_onnx", "predict_arrays", "log_mel_scorer",
                        "windowing"}  # the one window rule for this model, as the live engine and the service apply it
     recognizer = load_model(tiny_model_file)
     assert (recognizer.window, recognizer.hop, recognizer.temperature) == (3.0, 1.5, 1.0)
@@ -47,7 +47,7 @@ def test_a_speaker_context_from_the_api_is_the_one_evaluation_uses(tiny_speaker_
     context = recognizer.speaker_context([loud, soft], SR)
     with_context = recognizer.predict(soft, SR, context=context).probabilities
     mels = [log_mel(a, recognizer.features) for a in (loud, soft)]
-    grouped = recognizer.predict_log_mels(mels, speakers=["x", "x"])[1].prediction.probabilities
+    grouped = recognizer.log_mel_scorer().timelines(mels, speakers=["x", "x"])[1].prediction.probabilities
     assert with_context == pytest.approx(grouped, abs=1e-6)
     alone = recognizer.predict(soft, SR).probabilities
     assert max(abs(alone[k] - with_context[k]) for k in alone) > 1e-4  # the context changes the answer
@@ -136,17 +136,19 @@ def test_the_batched_methods_agree_with_predict(tiny_model_file):
     clips = [voiced(2.0, seed=1), voiced(5.0, seed=2)]
     one_by_one = [recognizer.predict_timeline(clip, 16_000) for clip in clips]
     from_arrays = recognizer.predict_arrays(clips)
-    from_mels = recognizer.predict_log_mels([log_mel(clip, recognizer.features) for clip in clips],
-                                            [clip.size / 16_000 for clip in clips])
+    from_mels = recognizer.log_mel_scorer().timelines([log_mel(clip, recognizer.features) for clip in clips],
+                                                      [clip.size / 16_000 for clip in clips])
     for expected, a, b in zip(one_by_one, from_arrays, from_mels):
         assert a.prediction.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-5)
         assert b.prediction.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-5)
         assert len(a.segments) == len(expected.segments) == len(b.segments)
-    scored = recognizer.score_log_mels([log_mel(clips[0], recognizer.features)])[0]
+    scored = recognizer.log_mel_scorer().scores([log_mel(clips[0], recognizer.features)])[0]
     assert scored.clip_probabilities(recognizer.temperature) == pytest.approx(
         list(one_by_one[0].prediction.probabilities.values()), abs=1e-5)
     with pytest.raises(ValueError, match="hop"):
         recognizer.predict_arrays(clips, hop=0)
+    with pytest.raises(ValueError, match="hop"):  # the log-mel scorer: the window rule applied once, when it is made
+        recognizer.log_mel_scorer(hop=0)
 
 
 def test_no_module_outside_inference_touches_the_recognizers_internals():

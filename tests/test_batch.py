@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, voiced, write_wav
+from conftest import ENERGY_GATE, REPO, cli_env, voiced, write_wav
 
 from emotionnet import LABELS, load_model
 from emotionnet.batch import COLUMNS, BatchPredictor, ResultsFolder, read_results, run_batch
@@ -88,12 +88,13 @@ def test_inputs_folders_globs_manifests_and_lists(folder, tmp_path):
 def test_local_engine_scores_every_file_and_a_rerun_skips_them(tiny_model_file, folder, tmp_path):
     out = tmp_path / "results.parquet"
     summary = run_batch([str(folder)], out, engine="local", workers=2, chunk=2, model=str(tiny_model_file),
-                        part_rows=3)
+                        load_options=ENERGY_GATE, part_rows=3)
     assert (summary.files, summary.scored, summary.failed, summary.skipped) == (7, 7, 1, 0)
     assert len(ResultsFolder(out).parts()) == 2  # written as rows gathered: chunks of 2 + 2, then 2 + 1
     check_rows(rows_by_path(out), folder, load_model(tiny_model_file))
     write_wav(folder / "new.wav", voiced(1.0, seed=11))
-    again = run_batch([str(folder)], out, engine="local", workers=1, model=str(tiny_model_file))
+    again = run_batch([str(folder)], out, engine="local", workers=1, model=str(tiny_model_file),
+                      load_options=ENERGY_GATE)
     assert (again.scored, again.skipped) == (1, 7)
     assert rows_by_path(out)[str(folder / "new.wav")]["emotion"] in LABELS
 
@@ -107,7 +108,7 @@ def test_a_killed_job_keeps_its_parts_and_the_rerun_finishes_it(tiny_model_file,
     out = tmp_path / "results.parquet"
     command = [sys.executable, "-m", "emotionnet", "batch", str(folder), "--out", str(out),
                "--workers", "1", "--chunk", "1", "--part-rows", "1", "--model", str(tiny_model_file)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = cli_env()
     job = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(out.glob("part-*.parquet")) and job.poll() is None:  # look, don't touch: no ResultsFolder
@@ -156,11 +157,13 @@ def test_ray_engine_scores_a_folder_and_resumes_after_an_interruption(local_ray,
 
     monkeypatch.setattr(ResultsFolder, "write", write_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file), part_rows=1)
+        run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file),
+                  load_options=ENERGY_GATE, part_rows=1)
     monkeypatch.setattr(ResultsFolder, "write", write)
     kept = len(rows_by_path(out))
     assert 0 < kept < 7
-    summary = run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file))
+    summary = run_batch([str(folder)], out, engine="ray", workers=2, chunk=2, model=str(tiny_model_file),
+                        load_options=ENERGY_GATE)
     assert (summary.skipped, summary.scored, summary.files) == (kept, 7 - kept, 7)
     check_rows(rows_by_path(out), folder, load_model(tiny_model_file))
 
@@ -172,7 +175,7 @@ def test_ray_scores_an_image_row_with_the_face_model(local_ray, tiny_model_file,
     (tmp_path / "face.png").write_bytes(crop_png())
     out = tmp_path / "ray-image.parquet"
     summary = run_batch([str(tmp_path / "face.png")], out, engine="ray", workers=1, model=str(tiny_model_file),
-                        face_model=str(tiny_face_model_file))
+                        load_options=ENERGY_GATE, face_model=str(tiny_face_model_file))
     assert (summary.scored, summary.failed) == (1, 0)
     [row] = read_results(out).to_pylist()
     check_image_row(row, load_model(tiny_face_model_file))
@@ -183,7 +186,7 @@ def batch_command(folder_or_inputs, out: Path, model: Path, *extra: str) -> list
     return [sys.executable, "-m", "emotionnet", "batch", *inputs, "--out", str(out), "--model", str(model), *extra]
 
 
-BATCH_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+BATCH_ENV = cli_env()
 
 
 def test_two_jobs_on_one_output_lose_no_row_and_score_no_file_twice(tiny_model_file, tmp_path):
@@ -228,12 +231,12 @@ def test_error_rows_of_the_job_are_tried_again_and_retry_errors_tries_the_rest(t
                       "error_kind": "job"},
                      {"path": clip2, "error": f"{clip2}: unreadable or unsupported audio", "error_kind": "audio"}])
     inputs = [clip0, clip1, clip2, broken]
-    summary = run_batch(inputs, out, workers=1, model=str(tiny_model_file))
+    summary = run_batch(inputs, out, workers=1, model=str(tiny_model_file), load_options=ENERGY_GATE)
     assert (summary.skipped, summary.scored, summary.failed) == (1, 3, 1)  # clip2's own error is kept
     rows = rows_by_path(out)  # one row per file: the rows tried again replaced the old ones
     assert rows[clip0]["error"] is None and rows[clip1]["error"] is None and rows[broken]["error_kind"] == "audio"
     assert summary.failed_paths == [clip2, broken]
-    again = run_batch(inputs, out, workers=1, model=str(tiny_model_file), retry_errors=True)
+    again = run_batch(inputs, out, workers=1, model=str(tiny_model_file), load_options=ENERGY_GATE, retry_errors=True)
     assert (again.skipped, again.scored, again.failed_paths) == (2, 2, [broken])
     assert rows_by_path(out)[clip2]["error"] is None
 
@@ -272,13 +275,13 @@ def test_a_damaged_part_and_a_stray_parquet_are_set_aside_and_the_folder_reads(t
     import pandas as pd
 
     out = tmp_path / "results.parquet"
-    run_batch([str(folder)], out, workers=1, chunk=2, model=str(tiny_model_file), part_rows=2)
+    run_batch([str(folder)], out, workers=1, chunk=2, model=str(tiny_model_file), load_options=ENERGY_GATE, part_rows=2)
     damaged = ResultsFolder(out).parts()[1]
     with open(damaged, "r+b") as f:
         f.truncate(100)
     write_rows(tmp_path / "elsewhere", [{"speaker": "x", "score": 1.0}])
     (tmp_path / "elsewhere" / "part-00000.parquet").rename(out / "notes.parquet")
-    summary = run_batch([str(folder)], out, workers=1, model=str(tiny_model_file))
+    summary = run_batch([str(folder)], out, workers=1, model=str(tiny_model_file), load_options=ENERGY_GATE)
     assert summary.scored == 2  # the damaged part's two files, scored again
     assert sorted(p.name for p in (out / "_set_aside").iterdir()) == sorted([damaged.name, "notes.parquet"])
     check_rows(rows_by_path(out), folder)
@@ -385,7 +388,7 @@ def test_ray_workers_import_the_package_not_a_folder_named_emotionnet_here(tiny_
             "--workers", "1", "--model", str(tiny_model_file)]
     # the driver imports this checkout (as an installed console script would), its workers start in `here`
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from emotionnet.cli.main import main; sys.exit(main({args!r}))"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -402,7 +405,7 @@ def test_a_ray_run_without_verbose_prints_only_its_own_lines(tiny_model_file, fo
     args = ["batch", str(folder / "clip0.wav"), str(folder / "clip1.wav"), "--out", str(out), "--engine", "ray",
             "--workers", "1", "--model", str(tiny_model_file)]
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from emotionnet.cli.main import main; sys.exit(main({args!r}))"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in cli_env().items() if not k.startswith("RAY_")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     # Ray's C++ core announces the log level it was given, once, before any of ours

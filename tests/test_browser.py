@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import voiced, write_wav
+from conftest import cli_env, voiced, write_wav
 
 from emotionnet.labels import LABELS
 
@@ -56,7 +56,7 @@ def server(tiny_model_file, tmp_path_factory):
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "emotionnet", "app", "--port", str(port), "--model", str(tiny_model_file)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO, env=cli_env(), stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -26,7 +26,7 @@ TINY = ["--epochs", "1", "--arch", "cnn", "--steps-per-epoch", "3", "--batch-siz
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("distil")
     make_toy_corpus(root)
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:  # the command line's cache; the library is given cache_dir=root / "cache"
         mp.setenv("EMOTIONNET_CACHE", str(root / "cache"))
         assert main(["train", "--manifest", str(root / "toy.csv"), "--out", str(root / "teacher.safetensors"),
                      *TINY]) == 0
@@ -63,13 +63,24 @@ def test_a_teachers_probabilities_are_its_calibrated_clip_answers(toy):
     records = read_manifest(toy / "toy.csv").records
     teacher = toy / "teacher.safetensors"
     missing = dataclasses.replace(records[0], path=str(toy / "gone.wav"))
-    probs = teacher_probabilities(teacher, [*records, missing], progress=False)
+    probs = teacher_probabilities(teacher, [*records, missing], progress=False, cache_dir=toy / "cache")
     assert probs.shape == (len(records) + 1, 6)
     assert np.allclose(probs[:-1].sum(axis=1), 1) and not probs[-1].any()  # an unreadable clip: no soft label
     recognizer = load_model(teacher)
-    mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=False)
-    expected = clip_probabilities(recognizer.score_log_mels(mels), recognizer.temperature)
+    mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=False, cache_dir=toy / "cache")
+    expected = clip_probabilities(recognizer.log_mel_scorer().scores(mels), recognizer.temperature)
     assert np.allclose(probs[:-1], expected, atol=1e-6)
+
+
+def test_the_teacher_loads_with_the_runs_options(toy):
+    """Issue 26: the teacher was loaded with default options whatever the run was given."""
+    records = read_manifest(toy / "toy.csv").records[:4]
+    teacher = toy / "teacher.safetensors"
+    cache = toy / "cache"
+    with pytest.raises(ValueError, match="speech detector 'bogus'"):
+        teacher_probabilities(teacher, records, progress=False, load_options={"vad": "bogus"}, cache_dir=cache)
+    chosen = teacher_probabilities(teacher, records, progress=False, load_options={"vad": "energy"}, cache_dir=cache)
+    assert np.allclose(chosen, teacher_probabilities(teacher, records, progress=False, cache_dir=cache), atol=1e-6)
 
 
 def test_a_taught_student_records_its_teacher_and_weight_zero_is_the_plain_run(toy):

@@ -123,8 +123,8 @@ def test_evaluation_still_scores_a_clip_without_speech(tiny_model_file):
 
     recognizer = load_model(tiny_model_file)
     quiet = log_mel(np.full(2 * SR, 1e-5, np.float32), recognizer.features)
-    [timeline] = recognizer.predict_log_mels([torch.as_tensor(quiet)])
-    scored = recognizer.score_log_mels([torch.as_tensor(quiet)])[0]
+    [timeline] = recognizer.log_mel_scorer().timelines([torch.as_tensor(quiet)])
+    scored = recognizer.log_mel_scorer().scores([torch.as_tensor(quiet)])[0]
     assert timeline.speech is False
     best = LABELS[int(np.argmax(scored.clip_probabilities(recognizer.temperature)))]
     assert timeline.prediction.most_likely.emotion == best

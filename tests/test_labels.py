@@ -53,7 +53,7 @@ def test_a_network_with_more_outputs_than_answers_answers_a_softmax_over_its_ans
     assert recognizer.labels == LABELS and recognizer.spec.labels == tuple(seven)
     clip = voiced(3.0)
     answer = recognizer.predict(clip, 16_000)
-    scored = recognizer.score_log_mels([log_mel(clip, recognizer.features)])[0]
+    scored = recognizer.log_mel_scorer().scores([log_mel(clip, recognizer.features)])[0]
     with torch.inference_mode():
         windows = recognizer.network(torch.zeros(1, 64, 300))
     assert windows.shape[-1] == 7 and scored.logits.shape[-1] == 6

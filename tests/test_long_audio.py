@@ -27,7 +27,7 @@ def test_blocks_give_the_whole_file_timeline(rate, model, request, tmp_path):
     recognizer = EmotionRecognizer.from_file(request.getfixturevalue(model))
     path = write_wav(tmp_path / "talk.wav", talk(24, rate), rate)
     samples = load_audio(path)
-    whole = recognizer.predict_log_mels([log_mel(samples, recognizer.features)], [samples.size / 16_000])[0]
+    whole = recognizer.log_mel_scorer().timelines([log_mel(samples, recognizer.features)], [samples.size / 16_000])[0]
     blocked = blocks.score_in_blocks(recognizer._scoring, path, recognizer.windowing(), block_seconds=2.3)  # blocks that split frames
     assert blocked.duration == pytest.approx(whole.duration, abs=1e-3)
     assert [(s.start, s.end, s.speech) for s in blocked.segments] == [(s.start, s.end, s.speech) for s in whole.segments]

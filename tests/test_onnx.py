@@ -27,9 +27,15 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch) -> Path:
-    """Every test exports into its own cache, never the user's."""
+    """Every test exports into its own cache, never the user's: the command line's through its
+    environment, the library's through `cache_dir` (`onnx_recognizer`)."""
     monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache" / "onnx"
+
+
+def onnx_recognizer(model_file: Path, cache: Path) -> EmotionRecognizer:
+    """`model_file` on the onnx backend, its export kept in the test's cache folder."""
+    return EmotionRecognizer.from_file(model_file, backend="onnx", cache_dir=cache.parent)
 
 
 @pytest.fixture
@@ -113,7 +119,7 @@ def test_the_crnn_exports_too(tmp_path):
 
 
 def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
-    recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
+    recognizer = onnx_recognizer(model_copy, cache)
     cached = cache / f"{file_digest(model_copy)}.onnx"
     assert recognizer.network.source == cached and cached.is_file()
 
@@ -121,7 +127,7 @@ def test_the_cache_is_exported_once_and_reused(model_copy, cache, monkeypatch):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(onnx_backend, "export_onnx", refuse)
-    assert EmotionRecognizer.from_file(model_copy, backend="onnx")._scoring.network.source == cached
+    assert onnx_recognizer(model_copy, cache)._scoring.network.source == cached
 
 
 def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy, tmp_path, cache):
@@ -131,7 +137,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
     assert f"wrote {sibling}" in out
     difference = float(out.split("max |logit difference| ")[1].split()[0])
     assert difference < TOLERANCE
-    assert EmotionRecognizer.from_file(model_copy, backend="onnx")._scoring.network.source == sibling
+    assert onnx_recognizer(model_copy, cache)._scoring.network.source == sibling
     assert not cache.exists()
 
     # Another model's export under this model's name: not used, with a warning.
@@ -141,7 +147,7 @@ def test_a_sibling_onnx_is_preferred_and_a_stale_one_ignored(capsys, model_copy,
             p.add_(0.1)
     export_onnx(model, metadata, sibling, source_sha1="0" * 40)
     with pytest.warns(UserWarning, match="was not exported from"):
-        recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
+        recognizer = onnx_recognizer(model_copy, cache)
     assert recognizer.network.source == cache / f"{file_digest(model_copy)}.onnx"
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
     assert main(["predict", str(clip), "--model", str(model_copy), "--backend", "onnx", "--json"]) == 0
@@ -166,11 +172,10 @@ def test_a_tampered_onnx_with_a_copied_tag_is_not_trusted(model_copy, tmp_path):
     assert max(abs(torch_answer[k] - onnx_answer[k]) for k in torch_answer) < TOLERANCE
 
 
-def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path, monkeypatch):
+def test_an_unwritable_cache_falls_back_to_memory(model_copy, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("the cache cannot be made under a file")
-    monkeypatch.setenv("EMOTIONNET_CACHE", str(blocker))
-    recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx")
+    recognizer = EmotionRecognizer.from_file(model_copy, backend="onnx", cache_dir=blocker)
     assert isinstance(recognizer.network.source, bytes)
     assert recognizer.predict(voiced(2.0), 16_000).emotion
 

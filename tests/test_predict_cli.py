@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import REPO, voiced, write_wav
+from conftest import REPO, cli_env, voiced, write_wav
 
 from emotionnet import LABELS, load_audio
 from emotionnet.cli.main import main
@@ -211,7 +211,7 @@ def test_the_packaged_speech_clip(capsys, tiny_model_file):
 
 
 def test_subprocess_python_m_emotionnet(clips, tiny_model_file):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = cli_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     done = subprocess.run(
         [sys.executable, "-m", "emotionnet", "predict", str(clips / "a.wav"), str(clips / "none.wav"),
          "--json", "--model", str(tiny_model_file)],
@@ -310,7 +310,7 @@ def test_a_closed_pipe_ends_quietly(clips, tiny_model_file):
     # `true` exits at once, so every line predict writes meets a closed pipe (as after `| head -1`)
     command = f"{sys.executable} -m emotionnet predict {clips} --json --model {tiny_model_file} | true"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env=cli_env())
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
 

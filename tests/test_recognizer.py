@@ -228,7 +228,7 @@ def test_clips_of_one_speaker_share_their_normalisation(tiny_speaker_model_file,
     mels = [log_mel(clip, speaker_model.features), log_mel(0.5 * clip, speaker_model.features)]
 
     def answers(model, speakers):
-        return [t.prediction.probabilities for t in model.predict_log_mels(mels, speakers=speakers)]
+        return [t.prediction.probabilities for t in model.log_mel_scorer().timelines(mels, speakers=speakers)]
 
     def gap(pair) -> float:
         return max(abs(pair[0][k] - pair[1][k]) for k in pair[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import REPO, voiced
+from conftest import REPO, cli_env, voiced
 
 pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emotionnet[serve]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
@@ -155,6 +154,25 @@ def test_audio_over_the_duration_limit_is_413(recognizer, clip):
     with client_for(recognizer, max_audio_seconds=2.0) as short:
         body = assert_error(short.post("/v1/predict", content=clip), 413, "audio_too_long")
         assert "too long" in body["error"]["message"]
+
+
+class DecoderFindsMoreModel(ServedModel):
+    """Scores with a lower duration limit than the service's header check: as when a file's header
+    understated its length and decoding finds it too long."""
+
+    def score_uploads(self, uploads, window, hop, max_seconds):
+        return super().score_uploads(uploads, window, hop, 125.0)
+
+
+def test_a_long_file_found_too_long_while_decoding_is_413_not_400(recognizer):
+    from emotionnet.errors import AudioTooLongError
+
+    long_file = wav_bytes(np.zeros(130 * SR, np.float32))  # over 120 s: the block path
+    [answer] = DecoderFindsMoreModel(recognizer).score_uploads([("long.wav", long_file)], None, None, 125.0)
+    assert isinstance(answer, AudioTooLongError) and str(answer).startswith("long.wav: too long"), answer
+    with client_for(recognizer, DecoderFindsMoreModel) as strict:
+        body = assert_error(strict.post("/v1/predict", files={"file": ("long.wav", long_file)}), 413, "audio_too_long")
+        assert body["error"]["message"].startswith("long.wav: too long (130.0 s")
 
 
 def test_api_key(recognizer, clip):
@@ -389,7 +407,7 @@ def test_the_real_server_answers_http_and_websocket(tiny_model_file, clip):
     httpx = pytest.importorskip("httpx")
     websockets = pytest.importorskip("websockets.sync.client", reason="the WebSocket client needs websockets")
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = cli_env()
     server = subprocess.Popen([sys.executable, "-m", "emotionnet", "serve", "--port", str(port),
                                "--model", str(tiny_model_file)], env=env, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

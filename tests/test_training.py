@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_toy_corpus, voiced
+from conftest import cli_env, make_toy_corpus, voiced
 
 from emotionnet import cache
 from emotionnet.cache import cached_log_mels
@@ -158,8 +158,8 @@ def test_evaluate_without_matplotlib_writes_the_report_and_says_why_there_is_no_
 def test_feature_cache_computes_each_clip_once(generated, monkeypatch):
     config = FeatureConfig()
     paths = sorted(str(p) for p in (generated / "clips").glob("*.wav"))[:4]
-    monkeypatch.setenv("EMOTIONNET_CACHE", str(generated / "cache-once"))
-    first, errors = cached_log_mels(paths, config, workers=1, progress=False)
+    folder = generated / "cache-once"
+    first, errors = cached_log_mels(paths, config, workers=1, progress=False, cache_dir=folder)
     assert not errors and len(first) == 4
     assert len(list((generated / "cache-once").rglob("*.npy"))) == 4
 
@@ -168,19 +168,19 @@ def test_feature_cache_computes_each_clip_once(generated, monkeypatch):
             raise AssertionError("a cached clip was computed again")
 
     monkeypatch.setattr(cache, "ProcessPoolExecutor", NoPool)
-    second, errors = cached_log_mels(paths, config, progress=False)
+    second, errors = cached_log_mels(paths, config, progress=False, cache_dir=folder)
     assert not errors
     for a, b in zip(first, second):
         assert a.dtype == np.float16 and a.shape[0] == 64
         np.testing.assert_array_equal(a, b)
 
 
-def test_feature_cache_reports_bad_files(generated, monkeypatch, tmp_path):
-    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+def test_feature_cache_reports_bad_files(generated, tmp_path):
     good = str(sorted((generated / "clips").glob("*.wav"))[0])
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    mels, errors = cached_log_mels([good, str(bad)], FeatureConfig(), workers=1, progress=False)
+    mels, errors = cached_log_mels([good, str(bad)], FeatureConfig(), workers=1, progress=False,
+                                   cache_dir=tmp_path / "cache")
     assert mels[0] is not None and mels[1] is None
     assert list(errors) == [str(bad)] and "unreadable" in errors[str(bad)]
 
@@ -200,15 +200,14 @@ def _stratified(records, per_class: int) -> list:
 
 
 @pytest.mark.corpus
-def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+def test_a_few_real_steps_lower_the_loss(shared_data, tmp_path):
     torch.manual_seed(0)
     found = find_records([shared_data])
     train = _stratified(select(found.records, "train"), 8)  # 48 clips
     val = _stratified(select(found.records, "val"), 4)  # 24 clips
     assert len(train) == 48 and len(val) == 24
     config = FeatureConfig()
-    mels, errors = cached_log_mels([r.path for r in train + val], config, progress=False)
+    mels, errors = cached_log_mels([r.path for r in train + val], config, progress=False, cache_dir=tmp_path / "cache")
     assert not errors
 
     frames = config.frames_of_samples(config.samples_for_seconds(2.0))
@@ -344,19 +343,17 @@ def test_ctrl_c_in_the_first_epoch_saves_a_checkpoint_that_resumes(generated, tm
 
 
 def test_training_killed_at_random_points_resumes_to_a_model_that_loads(generated, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
     import time
 
-    from conftest import REPO
 
     out = tmp_path / "killed.safetensors"
     command = [sys.executable, "-m", "emotionnet", "train", "--manifest", str(generated / "toy.csv"),
                "--out", str(out), *TINY]
     # a checkpoint after every step, so kills land before, during and after its writes
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EMOTIONNET_CHECKPOINT_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    env = cli_env(EMOTIONNET_CHECKPOINT_SECONDS="0")
     checkpoint = out.with_name(out.name + ".ckpt")
     rng = np.random.default_rng(13)
     kills, logs = 0, []
@@ -424,18 +421,18 @@ def test_weights_that_are_not_finite_are_never_returned():
     _check_finite({"w": torch.ones(2), "steps": torch.tensor([3])}, "the weights")
 
 
-def test_a_damaged_cached_feature_file_is_rebuilt(generated, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("EMOTIONNET_CACHE", str(tmp_path / "cache"))
+def test_a_damaged_cached_feature_file_is_rebuilt(generated, tmp_path, capsys):
     paths = sorted(str(p) for p in (generated / "clips").glob("*.wav"))[:2]
-    first, _ = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    folder = tmp_path / "cache"
+    first, _ = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False, cache_dir=folder)
     files = sorted((tmp_path / "cache").rglob("*.npy"))
     files[0].write_bytes(files[0].read_bytes()[:40])  # once: "EOF: reading array header" on every run
-    again, errors = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)
+    again, errors = cached_log_mels(paths, FeatureConfig(), workers=1, progress=False, cache_dir=folder)
     assert not errors
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert str(files[0]) in capsys.readouterr().err
-    assert cached_log_mels(paths, FeatureConfig(), workers=1, progress=False)[1] == {}
+    assert cached_log_mels(paths, FeatureConfig(), workers=1, progress=False, cache_dir=folder)[1] == {}
 
 
 def test_evaluate_a_manifest_of_known_corpus_ids(generated, trained, tmp_path, capsys):

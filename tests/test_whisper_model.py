@@ -27,6 +27,7 @@ def _weights():
 def head_file(path, digest: str = DIGEST, seed: int = 0, varied: bool = False, **changes):
     """A whisper head file: trained on 3 s windows as before, or (`varied`) at any length of 1-10 s."""
     hparams = {**default_hparams("whisper", 80), "encoder_digest": digest, **changes}
+    hparams = {k: v for k, v in hparams.items() if v is not None}  # None: a field files before it lacked
     torch.manual_seed(seed)
     model = build_model("whisper", **hparams)
     lengths = ((1.0, 10.0), "own length") if varied else (None, "tile")
@@ -267,3 +268,62 @@ def test_the_statistics_cache_holds_what_the_model_scores(tmp_path):
     crop = stretch(audio, "crop", "ab" * 20)
     assert 100 <= crop.shape[-1] < mel.shape[-1] and torch.equal(crop, stretch(audio, "crop", "ab" * 20))
     assert stretch(voiced(1.2), "crop", "ab" * 20) is None  # too short to crop
+
+
+def test_a_speaker_context_changes_whisper_answers_only_where_the_file_says(tmp_path):
+    """Speaker context for whisper-base (issue 27): a file without `context_alpha` (written before it)
+    answers exactly as each clip alone, with or without context; at alpha > 0 the clip alone still
+    answers as before, and with its speaker's context differently, the same on every call, as
+    `same_speaker=True` does. At alpha 1 a clip read against itself alone keeps only the head's bias."""
+    from emotionnet.inference.recognizer import load_model
+
+    def probabilities(prediction) -> np.ndarray:
+        return np.array(list(prediction.probabilities.values()))
+
+    clips = [voiced(2.0, seed=1), voiced(2.5, f0=220.0, seed=2), voiced(1.5, f0=110.0, seed=3)]
+    plain = load_model(head_file(tmp_path / "a0.safetensors", seed=4, head="stats", context_alpha=None), vad="energy")
+    assert plain.spec.hparams["context_alpha"] == 0.0 and not plain.reads_context
+    reading = load_model(head_file(tmp_path / "a1.safetensors", seed=4, head="stats", context_alpha=1.0), vad="energy")
+    assert reading.reads_context
+    for network in (plain.network, reading.network):
+        network.encoder.bfloat16_matmuls = False
+    for path in (tmp_path / "clip0.wav", tmp_path / "clip1.wav"):
+        import soundfile
+
+        soundfile.write(path, clips[int(path.stem[-1])], 16_000, subtype="FLOAT")  # the arrays exactly
+    alone = [probabilities(plain.predict(c, 16_000)) for c in clips]
+    assert all(np.array_equal(probabilities(reading.predict(c, 16_000)), a) for c, a in zip(clips, alone))
+    same = [probabilities(r.timeline.prediction) for r in plain.predict_files(
+        [tmp_path / "clip0.wav", tmp_path / "clip1.wav"], same_speaker=True)]
+    assert np.allclose(same, alone[:2], atol=1e-6)  # alpha 0: context changes nothing
+
+    context = reading.speaker_context(clips, 16_000)
+    with_context = [probabilities(reading.predict(c, 16_000, context=context)) for c in clips]
+    assert min(np.abs(w - a).max() for w, a in zip(with_context, alone)) > 1e-3
+    again = reading.speaker_context(clips, 16_000)
+    assert np.array_equal(probabilities(reading.predict(clips[0], 16_000, context=again)), with_context[0])
+    by_files = [probabilities(r.timeline.prediction) for r in reading.predict_files(
+        [tmp_path / "clip0.wav", tmp_path / "clip1.wav"], same_speaker=True)]
+    two = reading.speaker_context(clips[:2], 16_000)
+    assert np.allclose(by_files, [probabilities(reading.predict(c, 16_000, context=two)) for c in clips[:2]],
+                       atol=1e-5)
+    itself = probabilities(reading.predict(clips[0], 16_000, context=reading.speaker_context(clips[:1], 16_000)))
+    bias = torch.softmax(reading.network.head.classify.bias.detach() / reading.temperature, dim=0).numpy()
+    assert np.allclose(itself, bias, atol=1e-5)
+
+
+def test_a_bad_speaker_context_is_one_line(tmp_path):
+    from emotionnet.inference.recognizer import load_model
+
+    plain = load_model(head_file(tmp_path / "a0.safetensors", seed=4, head="stats"))
+    reading = load_model(head_file(tmp_path / "a1.safetensors", seed=4, head="stats", context_alpha=0.5))
+    with pytest.raises(ValueError, match="needs at least one clip"):
+        reading.speaker_context([])
+    context = reading.speaker_context([voiced(1.0)], 16_000)
+    with pytest.raises(ValueError, match=r"^this speaker context was made by a model that reads context[^\n]*$"):
+        plain.predict(voiced(1.0), 16_000, context=context)
+    good = {**default_hparams("whisper", 80), "encoder_digest": DIGEST}
+    for change, message in [({"context_alpha": 1.5}, "context_alpha must be a number from 0 to 1"),
+                            ({"context_alpha": 0.5, "head": "attentive"}, "context_alpha must be 0 for an attentive")]:
+        with pytest.raises(ModelSpecError, match=message):
+            ModelSpec.from_metadata(ModelSpec("whisper", {**good, **change}, WHISPER_FEATURES).to_metadata())

@@ -18,7 +18,7 @@ def toy(tmp_path_factory):
         pytest.skip("Whisper-base weight packages not installed (a core dependency: reinstall emotionnet)")
     root = tmp_path_factory.mktemp("whisper-toy")
     make_toy_corpus(root)
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:  # the command line's cache; the library is given cache_dir=root / "cache"
         mp.setenv("EMOTIONNET_CACHE", str(root / "cache"))
         yield root
 
@@ -29,7 +29,8 @@ def trained(toy):
     from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
 
     recipe = WhisperRecipe(HeadConfig(kind="attentive", layers=3, hidden=16, attention=8, epochs=2, steps_per_epoch=4, batch_size=8))
-    meta = train_whisper_model(read_manifest(toy / "toy.csv"), toy / "w.safetensors", recipe, progress=False)
+    meta = train_whisper_model(read_manifest(toy / "toy.csv"), toy / "w.safetensors", recipe, progress=False,
+                               cache_dir=toy / "cache")
     return toy / "w.safetensors", meta
 
 
@@ -53,7 +54,7 @@ def test_a_whisper_teacher_reads_the_cache_and_gives_the_recognizers_answer(trai
 
     path, _ = trained
     records = read_manifest(toy / "toy.csv").records[:6]
-    soft = teacher_probabilities(path, records, progress=False)
+    soft = teacher_probabilities(path, records, progress=False, cache_dir=toy / "cache")
     recognizer = load_model(path)
     direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
     assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16
@@ -68,7 +69,7 @@ def test_the_cache_is_reused_and_keyed_by_content(trained, toy, capsys):
     tensors, _ = load_encoder_tensors()
     digest = tensors_digest(tensors)
     records = read_manifest(toy / "toy.csv").records
-    store = StateStore(encoder_folder(digest) / "clean")
+    store = StateStore(encoder_folder(digest, toy / "cache") / "clean")
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     capsys.readouterr()
     assert fill(records, "clean", store, 0, encoder, digest) == 0
@@ -228,8 +229,8 @@ def test_a_stats_head_trains_by_lbfgs_and_the_recognizer_gives_the_caches_answer
     from emotionnet.training.whisper_recipe import WhisperRecipe, train_whisper_model
 
     recipe = WhisperRecipe(HeadConfig(kind="stats", layers=2, l2=0.01, class_masks=False))
-    metas = [train_whisper_model(read_manifest(toy / "toy.csv"), toy / f"s{i}.safetensors", recipe, progress=False)
-             for i in range(2)]
+    metas = [train_whisper_model(read_manifest(toy / "toy.csv"), toy / f"s{i}.safetensors", recipe, progress=False,
+                                 cache_dir=toy / "cache") for i in range(2)]
     assert metas[0]["model"]["hparams"]["head"] == "stats"
     assert metas[0]["training"]["history"] == metas[1]["training"]["history"]  # L-BFGS from zeros: no seed needed
     model = load_model_file(toy / "s0.safetensors")[0]
@@ -237,7 +238,7 @@ def test_a_stats_head_trains_by_lbfgs_and_the_recognizer_gives_the_caches_answer
     shares = model.head.layer_weights()
     assert shares.shape == (3,) and float(shares.sum()) == pytest.approx(1.0)
     records = read_manifest(toy / "toy.csv").records[:6]
-    soft = teacher_probabilities(toy / "s0.safetensors", records, progress=False)
+    soft = teacher_probabilities(toy / "s0.safetensors", records, progress=False, cache_dir=toy / "cache")
     recognizer = load_model(toy / "s0.safetensors")
     direct = np.array([list(recognizer.predict(r.path).probabilities.values()) for r in records])
     assert np.abs(soft - direct).max() < 5e-3  # the cache stores float16

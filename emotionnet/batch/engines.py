@@ -99,7 +99,7 @@ def start_ray(address: str | None, workers: int | None, verbose: bool = False) -
                 logging.getLogger(name).setLevel(level)
         if address:
             ray.init(address=address, log_to_driver=verbose, logging_level=level)
-        else:
+        else:  # the local workers find this package first; they need nothing else from the driver's PYTHONPATH
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=verbose, logging_level=level,
                      runtime_env={"env_vars": {"PYTHONPATH": package_search_path()}})
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -44,7 +45,7 @@ def run(args) -> int:
     if not port_free(args.port):
         raise CLIError(f"port {args.port} on 127.0.0.1 is in use", "choose another with --port N")
 
-    env = child_environment(OMP_NUM_THREADS=str(args.threads))  # not a folder named emotionnet here
+    env = child_environment(os.environ, OMP_NUM_THREADS=str(args.threads))  # not a folder named emotionnet here
     if model:  # a name as it is, a file by its absolute path (the server runs elsewhere)
         env[MODEL_ENV] = model if is_model_name(model) else str(Path(model).resolve())
     script = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"

@@ -91,6 +91,14 @@ def model_settings():
         raise CLIError(str(exc), "unset it or give an allowed value") from None
 
 
+def run_options(settings) -> dict:
+    """`train_model`'s (and `tune`'s) cache_dir and checkpoint_seconds from the environment's settings."""
+    from emotionnet.training.trainer import CHECKPOINT_SECONDS
+
+    seconds = CHECKPOINT_SECONDS if settings.checkpoint_seconds is None else settings.checkpoint_seconds
+    return {"cache_dir": settings.cache_dir, "checkpoint_seconds": seconds}
+
+
 def load_recognizer(model: str | None, backend: str | None = None):
     """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else whisper-base) with the
     environment's options, or a CLIError."""

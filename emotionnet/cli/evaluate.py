@@ -14,6 +14,7 @@ from emotionnet.cli.common import (
     add_model_option,
     load_collection,
     load_recognizer,
+    model_settings,
     warn_skipped,
 )
 from emotionnet.extras import MissingExtraError
@@ -26,7 +27,8 @@ EXAMPLES = """  emotionnet evaluate ../shared/data                      test spl
   emotionnet evaluate ../shared/data --context speaker    each clip read against its speaker's clips
   emotionnet evaluate ../shared/data --json > report.json
 Every clip is scored alone by default, as a user's clip arrives. With --context speaker a
-speaker-normalised model reads each clip against all its speaker's clips in the split
+model that reads a speaker's context (a speaker-normalised CRNN; whisper-base with a
+context_alpha) reads each clip against all its speaker's clips in the split
 (the speaker comes from the corpus naming or the manifest): an emotion-balanced context
 that no real recording has, so it flatters the figures."""
 
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
                         "each version adds corpora, the earlier ones' lists unchanged); 'v2' alone is v2's default part")
     p.add_argument("--context", choices=("clip", "speaker"), default="clip",
                    help="score each clip alone, as a user's arrives (default), or read it against all its "
-                        "speaker's clips (speaker-normalised models)")
+                        "speaker's clips (models that read a speaker's context)")
     p.add_argument("--out", metavar="DIR", help="write DIR/report.json and DIR/confusion.png")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     p.set_defaults(run=run)
@@ -83,7 +85,8 @@ def run(args) -> int:
     recognizer = load_recognizer(args.model, args.backend)
     try:
         result = evaluate_records(recognizer, records, split, dict(collection.skipped), collection.excluded,
-                                  progress=not args.json, context=args.context, protocol=protocol)
+                                  progress=not args.json, context=args.context, protocol=protocol,
+                                  cache_dir=model_settings().cache_dir)
     except ValueError as exc:  # no clip could be scored: each failure is on its own line above
         raise CLIError(str(exc), "every clip failed to load; see the lines above", EXIT_SOME_FAILED) from None
     if args.out:

@@ -66,8 +66,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-timeline", dest="timeline", action="store_false",
                    help="leave out the timeline of long files (JSON: no \"segments\")")
     p.add_argument("--same-speaker", action="store_true",
-                   help="the files are one speaker's: read each against all of them (for speaker-"
-                        "normalised models; the shipped model scores about the same alone, see the README)")
+                   help="the files are one speaker's: read each against all of them (for models that "
+                        "read a speaker's context; see the README)")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="fail files longer than this instead of scoring them (default 14400, 4 hours; "
                         "'inf' lifts the limit)")

@@ -15,6 +15,7 @@ from emotionnet.cli.common import (
     load_collection,
     model_family,
     model_settings,
+    run_options,
     warn_skipped,
 )
 
@@ -99,7 +100,9 @@ def run_encoder_head(args, family, collection) -> int:
 
     out = Path(args.out or f"emotionnet-{family.name}.safetensors")
     recipe = encoder_head_recipe(args, family, ("epochs", "lr", "steps_per_epoch", "batch_size", "seed"))
-    meta = train_whisper_model(collection, out, recipe, encoder_weights=model_settings().encoder_weights,
+    settings = model_settings()
+    meta = train_whisper_model(collection, out, recipe, encoder_weights=settings.encoder_weights,
+                               cache_dir=settings.cache_dir,
                                sources=[*args.folders, *([args.manifest] if args.manifest else [])],
                                progress=not args.quiet)
     return _show_result(out, meta, format_report)
@@ -137,8 +140,10 @@ def run(args) -> int:
         raise CLIError(f"--window: {exc}") from None
     if not 0 <= recipe.fit.distillation_weight <= 1:
         raise CLIError("--distillation-weight must be between 0 and 1")
+    settings = model_settings()
+    load_options = settings.load_options()  # the teacher's, as any model the command line loads
     if recipe.teacher:
-        _check_teacher(recipe.teacher)
+        _check_teacher(recipe.teacher, load_options)
     out = Path(args.out or f"emotionnet-{recipe.arch}.safetensors")
     checkpoint = out.with_name(out.name + ".ckpt")
     folder = out.parent.resolve()
@@ -154,7 +159,8 @@ def run(args) -> int:
     print(f"training {recipe.arch} on {len(collection.records)} clips {collection.per_corpus()}", flush=True)
     try:
         meta = train_model(collection, out, recipe, callbacks=[show], progress=not args.quiet,
-                           sources=[*args.folders, *([args.manifest] if args.manifest else [])])
+                           sources=[*args.folders, *([args.manifest] if args.manifest else [])],
+                           load_options=load_options, **run_options(settings))
     except KeyboardInterrupt:
         saved = f"saved {checkpoint}; re-run the same command to resume" if checkpoint.exists() else "nothing saved"
         print(f"emotionnet: interrupted ({saved})", file=sys.stderr)
@@ -166,13 +172,14 @@ def run(args) -> int:
     return _show_result(out, meta, format_report)
 
 
-def _check_teacher(teacher: str) -> None:
-    """Load the teacher now, so a wrong name or file stops the run before any clip is read."""
+def _check_teacher(teacher: str, load_options: dict) -> None:
+    """Load the teacher now (with the run's options), so a wrong name or file, or missing encoder weights,
+    stop the run before any clip is read."""
     from emotionnet.inference.recognizer import load_model
     from emotionnet.models.file import ModelFileError
 
     try:
-        load_model(teacher)
+        load_model(teacher, **load_options)
     except (ModelFileError, ValueError, OSError) as exc:
         raise CLIError(f"--teacher: {exc}") from None
 

@@ -13,6 +13,7 @@ from emotionnet.cli.common import (
     load_collection,
     model_family,
     model_settings,
+    run_options,
 )
 from emotionnet.extras import MissingExtraError
 
@@ -73,8 +74,10 @@ def run(args) -> int:
         base.fit.steps_per_epoch = args.steps_per_epoch
     out = Path(args.out)
     print(f"tuning on {len(collection.records)} clips {collection.per_corpus()}; study {out / 'study.db'}", flush=True)
+    settings = model_settings()
     try:
-        study = tune(collection, out, args.trials, base, seed=args.seed, on_trial=_show)
+        study = tune(collection, out, args.trials, base, seed=args.seed, on_trial=_show,
+                     load_options=settings.load_options(), **run_options(settings))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return _write_results(study, out, "epochs")
@@ -92,9 +95,10 @@ def _run_encoder_head(args, family, collection) -> int:
     out = Path(args.out)
     print(f"tuning the {family.name} head on {len(collection.records)} clips {collection.per_corpus()}, judged on corpora "
           f"left out; study {out / 'study.db'}", flush=True)
+    settings = model_settings()
     try:
         study = tune_whisper(collection, out, args.trials, base, seed=args.seed, on_trial=_show,
-                             encoder_weights=model_settings().encoder_weights)
+                             encoder_weights=settings.encoder_weights, cache_dir=settings.cache_dir)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return _write_results(study, out, "folds")

@@ -36,16 +36,20 @@ def evaluate_records(
     progress: bool = True,
     context: str = "speaker",
     protocol: str = SPLIT_NAME,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """The DESIGN.md report of `recognizer` on `records` (clips that fail to load are listed).
 
-    `context` matters for `speaker`-normalised models only: `speaker` reads each clip
-    against the statistics of all its speaker's clips (their audio, never their
-    labels), `clip` scores every clip alone.
+    `context` matters for models that read a speaker's context only (`recognizer.reads_context`:
+    speaker-normalised ones, whisper-base with a `context_alpha`): `speaker` reads each clip
+    against all its speaker's clips (their audio, never their labels), `clip` scores every
+    clip alone. The clips' features are kept in the cache folder `cache_dir` (default
+    ~/.cache/emotionnet).
     """
     if context not in ("speaker", "clip"):
         raise ValueError(f"unknown context {context!r}; choose speaker or clip")
-    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
+    mels, errors = cached_log_mels([r.path for r in records], recognizer.features, progress=progress,
+                                   cache_dir=cache_dir)
     for message in errors.values():
         print(f"emotionnet: error: {message}", file=sys.stderr)
     labels = recognizer.labels  # the model's: a clip of an emotion it does not answer is left out, counted
@@ -57,14 +61,14 @@ def evaluate_records(
     if not kept:
         raise ValueError("no clip could be scored")
     speakers = [r.group for r, _ in kept] if context == "speaker" else None
-    timelines = recognizer.predict_log_mels([m for _, m in kept], speakers=speakers)
+    timelines = recognizer.log_mel_scorer().timelines([m for _, m in kept], speakers=speakers)
     y_true = [labels.index(r.emotion) for r, _ in kept]
     y_pred = [labels.index(t.prediction.most_likely.emotion) for t in timelines]  # a clip without speech: its guess
     name = recognizer.model_file.name if recognizer.model_file else "<in memory>"
     result = report(y_true, y_pred, [r.corpus for r, _ in kept], name, split, skipped, labels)
     result["split_protocol"] = protocol  # the version whose corpora `records` were chosen from
     result["normalisation"] = recognizer.features.normalisation
-    if recognizer.features.normalisation == "speaker":
+    if recognizer.reads_context:
         result["context"] = context
     result["data"]["excluded"] = sorted(Path(p).stem for p in excluded or [])
     result["data"]["failed"] = sorted(errors)
@@ -72,8 +76,8 @@ def evaluate_records(
     if any(r.corpus == "tess" for r, _ in kept):
         notes.append("TESS has two speakers only: it is split by carrier word, not by speaker.")
     if result.get("context") == "speaker":
-        notes.append("Each clip was normalised with the statistics of all its speaker's clips in this "
-                     "split (their audio, not their labels); --context clip scores every clip alone.")
+        notes.append("Each clip was read against all its speaker's clips in this split (their audio, not "
+                     "their labels); --context clip scores every clip alone.")
     if notes:
         result["notes"] = notes
     return result

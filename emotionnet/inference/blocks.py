@@ -29,7 +29,7 @@ from emotionnet import vad
 from emotionnet.audio import AudioLimits, audio_info, iter_audio_blocks
 from emotionnet.features import BandStats, FeatureConfig, log_mel, model_input
 from emotionnet.inference.results import Timeline
-from emotionnet.inference.scoring import ScoredWindows, WindowScorer
+from emotionnet.inference.scoring import ScoredWindows, SpeakerContext, WindowScorer
 from emotionnet.inference.windows import window_starts
 from emotionnet.models.spec import Windowing
 
@@ -48,7 +48,7 @@ def is_long(source: str | Path | bytes, max_seconds: float | None = None,
 
 
 def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: float | None = None,
-               limits: AudioLimits | None = None, block_seconds: float = BLOCK_SECONDS,
+               limits: AudioLimits | None = None, block_seconds: float = BLOCK_SECONDS, name: str | None = None,
                ) -> Iterator[tuple[torch.Tensor, int, bool]]:
     """(log-mel frames, samples decoded so far, whether any of them was not zero) per block: the
     frames of `log_mel` on the whole file.
@@ -59,7 +59,8 @@ def mel_blocks(source: str | Path | bytes, config: FeatureConfig, max_seconds: f
     span = max(config.n_fft, config.win_length)
     carry = np.zeros(0, np.float32)
     samples, audible = 0, False
-    for block in iter_audio_blocks(source, max_seconds=max_seconds, limits=limits, block_seconds=block_seconds):
+    for block in iter_audio_blocks(source, max_seconds=max_seconds, name=name, limits=limits,
+                                   block_seconds=block_seconds):
         samples += block.size
         audible = audible or bool(np.any(block))
         buffer = np.concatenate([carry, block]) if carry.size else block
@@ -89,7 +90,7 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
     alive between the blocks' large temporary ones would pin the heap (glibc cannot
     give back memory below a live allocation), and RSS grew by 3 MB per minute of audio.
     """
-    _, seconds = audio_info(source, limits=decode["limits"])
+    _, seconds = audio_info(source, name=decode["name"], limits=decode["limits"])
     level = torch.empty(config.frames_of_samples(int(seconds * config.sample_rate)) + 1)
     filled, samples, audible = 0, 0, False
     for mel, decoded, heard in mel_blocks(source, config, **decode):
@@ -104,21 +105,24 @@ def _frame_levels(source, config: FeatureConfig, decode: dict) -> tuple[torch.Te
 
 def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing: Windowing,
                     max_seconds: float | None = None, limits: AudioLimits | None = None,
-                    block_seconds: float = BLOCK_SECONDS, context: BandStats | None = None) -> Timeline:
+                    block_seconds: float = BLOCK_SECONDS, context: SpeakerContext | None = None,
+                    name: str | None = None) -> Timeline:
     """The timeline of a long file, as `EmotionRecognizer.predict_timeline` gives it, in bounded memory.
 
     `context` (a speaker's statistics) stands in for each window's own, as there. `windowing`
-    comes from the one window rule (`ModelSpec.windowing`), applied by the recognizer.
+    comes from the one window rule (`ModelSpec.windowing`), applied by the recognizer. `name` is
+    what errors call the input (default: its path, or "<bytes>").
     """
     config = scoring.features
-    decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds}
+    decode = {"max_seconds": max_seconds, "limits": limits, "block_seconds": block_seconds, "name": name}
     frames = windowing.frames
 
     level, samples, audible = _frame_levels(source, config, decode)
     if not audible:  # digital silence: nothing for the model to hear
         return scoring.silent_timeline(level.numel(), samples / config.sample_rate, windowing)
     speech = vad.speech_frames(level)
-    stats = context if config.normalisation == "speaker" else None
+    context = scoring.usable_context(context)
+    stats = context if isinstance(context, BandStats) else None
 
     starts = window_starts(level.numel(), frames, windowing.hop_frames)
     buffer, buffer_start, next_window = torch.zeros(config.n_mels, 0), 0, 0
@@ -140,5 +144,5 @@ def score_in_blocks(scoring: WindowScorer, source: str | Path | bytes, windowing
     detected = _detector_frames(source, decode, level.numel(), scoring.detector, config)
     speech = speech if detected is None else detected
     flags = [vad.is_speech(speech[s:s + frames]) for s in starts]
-    scored = ScoredWindows(level.numel(), starts, flags, torch.cat(logits), speech)
+    scored = ScoredWindows(level.numel(), starts, flags, scoring.with_context(torch.cat(logits), context), speech)
     return scoring.timeline(scored, samples / config.sample_rate, windowing)

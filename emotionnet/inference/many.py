@@ -104,7 +104,7 @@ def _decode(name: str, source, sample_rate: int | None,
 def _score_long(scoring: WindowScorer, name: str, source, windowing: Windowing,
                 max_seconds: float | None) -> FileResult:
     try:
-        return FileResult(name, blocks.score_in_blocks(scoring, source, windowing, max_seconds))
+        return FileResult(name, blocks.score_in_blocks(scoring, source, windowing, max_seconds, name=name))
     except AudioError as exc:
         return FileResult(name, error=str(exc), cause=exc)
     except Exception as exc:

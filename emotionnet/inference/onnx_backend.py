@@ -14,8 +14,8 @@ from under `emotionnet.model_sha1`.
 Where `--backend onnx` finds its .onnx: `<model file stem>.onnx` next to the
 model file when that was exported from this very model file (a stale one is
 ignored with a warning); otherwise a copy exported once into
-`$EMOTIONNET_CACHE/onnx/<sha1 of the model file>.onnx` (default cache
-`~/.cache/emotionnet`) and reused from then on. Either is used only when its
+`<cache_dir>/onnx/<sha1 of the model file>.onnx` (`load_model(cache_dir=...)`; default
+`~/.cache/emotionnet`, the command line's `$EMOTIONNET_CACHE`) and reused from then on. Either is used only when its
 answers on random windows agree with the model file's within 1e-4; otherwise it
 is ignored with a warning and the network is exported again in memory.
 
@@ -60,8 +60,9 @@ class StaleOnnxWarning(UserWarning):
 EXPORT_TOLERANCE = 1e-4  # largest |logit difference| to torch an export may show
 
 
-def cache_dir() -> Path:
-    return cache_root() / "onnx"
+def onnx_cache_folder(cache_dir: str | Path | None = None) -> Path:
+    """Where exports of model files are kept: `onnx/` in the cache folder (`emotionnet.cache.cache_root`)."""
+    return cache_root(cache_dir) / "onnx"
 
 
 def check_exportable(spec: ModelSpec) -> None:
@@ -178,7 +179,7 @@ def _matches(onnx_path: Path, sha1: str) -> bool:
 
 
 def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict,
-                spec: ModelSpec | None = None) -> Path | None:
+                spec: ModelSpec | None = None, cache_dir: str | Path | None = None) -> Path | None:
     """The .onnx for a model file: its sibling, else the cache (exporting once). None if not writable."""
     model_file = Path(model_file)
     sha1 = file_digest(model_file)
@@ -189,7 +190,7 @@ def locate_onnx(model_file: str | Path, model: torch.nn.Module, metadata: dict,
         warnings.warn(f"{sibling} was not exported from {model_file.name}; ignoring it "
                       f"(re-run 'emotionnet export --onnx {sibling} --model {model_file}')",
                       StaleOnnxWarning, stacklevel=2)
-    cached = cache_dir() / f"{sha1}.onnx"
+    cached = onnx_cache_folder(cache_dir) / f"{sha1}.onnx"
     if cached.is_file() and _matches(cached, sha1):
         return cached
     try:
@@ -233,12 +234,14 @@ class OnnxScorer:
 
 
 def onnx_scorer(
-    model_file: str | Path | None, model: torch.nn.Module, metadata: dict, spec: ModelSpec
+    model_file: str | Path | None, model: torch.nn.Module, metadata: dict, spec: ModelSpec,
+    cache_dir: str | Path | None = None,
 ) -> OnnxScorer:
-    """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from)."""
+    """A scorer backed by onnxruntime for this model (see the module docstring for where the .onnx comes from;
+    `cache_dir`: the cache folder, default ~/.cache/emotionnet)."""
     check_exportable(spec)
     n_mels, frames = spec.input_shape
-    path = locate_onnx(model_file, model, metadata, spec) if model_file is not None else None
+    path = locate_onnx(model_file, model, metadata, spec, cache_dir) if model_file is not None else None
     if path is not None:
         # The SHA-1 tag names the model file an .onnx claims to come from; the answers verify it
         # (a file with tampered weights and a copied tag would otherwise run, silently wrong).

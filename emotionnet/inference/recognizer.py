@@ -7,11 +7,12 @@
     for result in recognizer.predict_files(paths): # many files in shared batches
         print(result.path, result.timeline or result.error)
     recognizer.predict_arrays([a, b])              # decoded 16 kHz clips, scored in shared batches
-    recognizer.predict_log_mels(mels)              # un-normalised log-mels, as the feature cache holds them
+    recognizer.log_mel_scorer().timelines(mels)    # un-normalised log-mels, as the feature cache holds them
 
-A speaker-normalised model (the shipped one) hears a clip best against the same
-speaker's other audio: pass `context=recognizer.speaker_context([...])` to
-`predict`/`predict_timeline`, or `same_speaker=True` to `predict_files`.
+A model that reads a speaker's context (`reads_context`: a speaker-normalised CRNN, or
+whisper-base with a `context_alpha`) hears a clip against the same speaker's other
+audio: pass `context=recognizer.speaker_context([...])` to `predict`/`predict_timeline`,
+or `same_speaker=True` to `predict_files`. Without one every clip is its own context.
 The recognizer is the only way into a model: the scoring under it (windows,
 energy gate, calibration: `inference/scoring.py`) is private to `inference/`.
 """
@@ -25,11 +26,11 @@ import numpy as np
 import torch
 
 from emotionnet.audio import AudioSource, to_audio
-from emotionnet.features import BandStats, FeatureConfig, band_stats, log_mel
+from emotionnet.features import FeatureConfig, log_mel
 from emotionnet.inference import blocks
 from emotionnet.inference.many import AudioInput, score_inputs
-from emotionnet.inference.results import FileResult, Prediction, ScoredWindows, Timeline
-from emotionnet.inference.scoring import WindowScorer
+from emotionnet.inference.results import FileResult, Prediction, Timeline
+from emotionnet.inference.scoring import LogMelScorer, SpeakerContext, WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
 from emotionnet.models.names import DEFAULT_MODEL, available_models, is_model_name, model_path
@@ -78,7 +79,8 @@ class EmotionRecognizer:
 
     @classmethod
     def from_file(cls, model_file: str | Path | None = None, backend: str = "torch", *, vad: str = "auto",
-                  compute_type: str = "auto", encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+                  compute_type: str = "auto", encoder_weights: str | Path | None = None,
+                  cache_dir: str | Path | None = None) -> EmotionRecognizer:
         """A .safetensors model file (default: the shipped model); see `load_model` for the options."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
@@ -91,7 +93,7 @@ class EmotionRecognizer:
         if backend == "onnx":
             from emotionnet.inference.onnx_backend import onnx_scorer
 
-            model = onnx_scorer(path, model, metadata, spec)
+            model = onnx_scorer(path, model, metadata, spec, cache_dir)
         return cls(model, spec, backend=backend, vad=vad, model_file=path, metadata=metadata)
 
     @classmethod
@@ -153,12 +155,17 @@ class EmotionRecognizer:
         return self.spec.temperature
 
     @property
+    def reads_context(self) -> bool:
+        """Whether a speaker's context (`speaker_context`, `same_speaker`) changes this model's answers."""
+        return self._scoring.reads_context
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """The emotions this model answers with (its file's; the six of `emotionnet.LABELS` for every shipped one)."""
         return self.spec.answer_labels
 
     def predict(
-        self, audio: AudioSource, sample_rate: int | None = None, context: BandStats | None = None
+        self, audio: AudioSource, sample_rate: int | None = None, context: SpeakerContext | None = None
     ) -> Prediction:
         """The emotion of one clip (a path, file bytes, or an array with its sample rate)."""
         return self.predict_timeline(audio, sample_rate, context=context).prediction
@@ -166,18 +173,19 @@ class EmotionRecognizer:
     def predict_timeline(
         self, audio: AudioSource, sample_rate: int | None = None, *,
         window: float | None = None, hop: float | None = None, max_seconds: float | None = None,
-        context: BandStats | None = None,
+        context: SpeakerContext | None = None,
     ) -> Timeline:
         """Emotion per window over time, plus the overall answer.
 
         `context` (from `speaker_context`) reads the clip against its speaker's voice.
         """
         windowing = self.windowing(window, hop)
+        context = self._scoring.usable_context(context)
         if isinstance(audio, (str, Path, bytes)) and blocks.is_long(audio):  # bounded memory (issue 13)
             return blocks.score_in_blocks(self._scoring, audio, windowing, max_seconds, context=context)
         samples = to_audio(audio, sample_rate, max_seconds=max_seconds)
         mel = log_mel(samples, self.features)
-        contexts = [context if self.features.normalisation == "speaker" else None]
+        contexts = [context]
         return self._scoring.timelines([mel], windowing, [self._seconds(samples)], contexts=contexts,
                                        audios=[samples])[0]
 
@@ -190,37 +198,21 @@ class EmotionRecognizer:
         return self._scoring.timelines(mels, windowing, [self._seconds(audio) for audio in audios],
                                        audios=list(audios))
 
-    def predict_log_mels(
-        self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
-        window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
-    ) -> list[Timeline]:
-        """A `Timeline` per un-normalised log-mel (as `emotionnet.features.log_mel` and the feature cache give).
+    def log_mel_scorer(self, window: float | None = None, hop: float | None = None) -> LogMelScorer:
+        """The scorer of un-normalised log-mels (as `emotionnet.features.log_mel` and the feature cache
+        give them) at this window and hop, checked here by the one window rule: the one way in for
+        evaluation, training and the live engine (`scores` for window logits, `timelines` for answers)."""
+        return LogMelScorer(self._scoring, self.windowing(window, hop))
 
-        `durations` (seconds, default: from the frame count); `speakers` (one key per log-mel,
-        or None) marks clips of one speaker, which a `speaker`-normalised model then reads
-        against each other; `contexts` gives each clip's statistics directly instead.
-        """
-        return self._scoring.timelines(list(log_mels), self.windowing(window, hop), durations, speakers, contexts)
-
-    def score_log_mels(
-        self, log_mels: Sequence[torch.Tensor], *, window: float | None = None, hop: float | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
-    ) -> list[ScoredWindows]:
-        """The raw material of `predict_log_mels` (same arguments): per log-mel, its windows' logits
-        (before the temperature) and speech flags, for a caller that calibrates or averages them
-        itself (`ScoredWindows.clip_probabilities(temperature)`)."""
-        windowing = self.windowing(window, hop)
-        if contexts is None:
-            contexts = self._scoring.speaker_stats(log_mels, speakers)
-        return self._scoring.score_windows(list(log_mels), windowing, contexts)
-
-    def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None) -> BandStats:
-        """The statistics of one speaker's audio (files, bytes or arrays at `sample_rate`), for `context=`."""
+    def speaker_context(self, sources: Iterable[AudioSource], sample_rate: int | None = None, *,
+                        window: float | None = None, hop: float | None = None) -> SpeakerContext:
+        """One speaker's context from their audio (files, bytes or arrays at `sample_rate`), for `context=`:
+        the statistics of their speech, or (whisper-base) the mean of the head's statistics over their
+        windows, cut as `predict` cuts them (`window`, `hop`: the model's unless given)."""
         mels = [log_mel(to_audio(source, sample_rate), self.features) for source in sources]
         if not mels:
             raise ValueError("a speaker context needs at least one clip of the speaker")
-        return band_stats(mels)
+        return self._scoring.context_of(mels, self.windowing(window, hop))
 
     def predict_files(
         self, paths: Iterable[str | Path | AudioInput], *, window: float | None = None, hop: float | None = None,
@@ -263,7 +255,7 @@ def vad_detector(choice: str) -> str:
 
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
                compute_type: str = "auto", threads: int | None = None,
-               encoder_weights: str | Path | None = None) -> EmotionRecognizer:
+               encoder_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> EmotionRecognizer:
     """A model by name (`available_models()`; None: "whisper-base", the default; "fast": the CRNN), a
     .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
@@ -273,6 +265,7 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
       (the whisper family's; "auto": bfloat16 where the CPU has it natively).
     threads: torch's threads for this process (None: leave them as they are).
     encoder_weights: where a pretrained encoder's weights are (None: the installed weight packages).
+    cache_dir: the cache folder, where `backend="onnx"` keeps its export (None: ~/.cache/emotionnet).
     The environment is read by the command line and the service, never here.
     A model whose family reads no audio is answered by that family's recognizer: `load_model("face")`
     gives a FaceRecognizer, whose `predict` takes images.
@@ -285,7 +278,8 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         if not (isinstance(threads, int) and threads >= 1):
             raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         torch.set_num_threads(threads)
-    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights}
+    options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights,
+               "cache_dir": cache_dir}
     if is_model_name(chosen):
         path = model_path(chosen)
     else:

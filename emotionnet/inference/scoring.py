@@ -1,8 +1,9 @@
 """Scoring: a network and its spec turn un-normalised log-mels into window logits and timelines.
 
-This is the engine under the public recognizer, shared as it is by evaluation
-(which reads cached features), training (validation and calibration of a model
-in memory) and the live stream. Long audio is cut into windows (a `Windowing`,
+This is the engine under the public recognizer. Evaluation (which reads cached
+features), training (validation and calibration of a model in memory) and the
+live stream reach it through one public door, `LogMelScorer`
+(`EmotionRecognizer.log_mel_scorer`). Long audio is cut into windows (a `Windowing`,
 made by the one window rule at the entry point: nothing here re-defaults);
 windows the speech detector judges to be non-speech get no emotion; a clip's
 answer is the mean of its speech windows' calibrated probabilities.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +25,19 @@ from emotionnet.inference.windows import cut_windows, window_logits, window_star
 from emotionnet.models.spec import ModelSpec, Windowing
 
 Network = Callable[[torch.Tensor], torch.Tensor]  # (windows, mels, frames) -> logits
+
+
+@dataclass(frozen=True)
+class HeadContext:
+    """A speaker's context for a network that reads one itself (its `reads_context` is true: the
+    whisper stats head with a `context_alpha`): the mean of its `context_summary` over the speaker's
+    windows, which `context_offset` turns into what comes off each window's logits."""
+
+    mean: torch.Tensor
+    windows: int
+
+
+SpeakerContext = BandStats | HeadContext  # what `context=` takes: band statistics, or a head's context
 
 
 class WindowScorer:
@@ -38,22 +53,71 @@ class WindowScorer:
     def features(self) -> FeatureConfig:
         return self.spec.features
 
-    def speaker_stats(
-        self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None
-    ) -> list[BandStats | None]:
-        """Each clip's normalisation context: the pooled statistics of its speaker's clips.
+    @property
+    def reads_context(self) -> bool:
+        """Whether a speaker's context changes this model's answers: a `speaker`-normalised front end
+        (band statistics), or a network that reads a context itself (`HeadContext`)."""
+        return self.features.normalisation == "speaker" or self._network_reads_context
 
-        None (a clip without a speaker key, or a model not normalised per speaker)
-        leaves the clip to be its own context.
+    @property
+    def _network_reads_context(self) -> bool:
+        return bool(getattr(self.network, "reads_context", False))
+
+    def speaker_stats(
+        self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None, windowing: Windowing | None = None,
+    ) -> list[SpeakerContext | None]:
+        """Each clip's context: what `context_of` makes of all its speaker's clips.
+
+        None (a clip without a speaker key, or a model no context changes) leaves the clip to be
+        its own context. `windowing` (how the clips will be scored) is needed by a network that
+        reads a context itself: its context is the mean over the speaker's windows.
         """
-        if speakers is None or self.features.normalisation != "speaker":
+        if speakers is None or not self.reads_context:
             return [None] * len(mels)
         groups: dict[str, list] = defaultdict(list)
         for mel, speaker in zip(mels, speakers):
             if speaker is not None:
                 groups[speaker].append(mel)
-        pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
+        pooled = {speaker: self.context_of(group, windowing) for speaker, group in groups.items()}
         return [None if speaker is None else pooled[speaker] for speaker in speakers]
+
+    def context_of(self, mels: Sequence[torch.Tensor], windowing: Windowing | None = None) -> SpeakerContext:
+        """One speaker's context from the un-normalised log-mels of their audio: the mean of the
+        network's `context_summary` over their windows (cut by `windowing`) for a network that
+        reads one itself, else the pooled band statistics of the speech."""
+        if not self._network_reads_context:
+            return band_stats(mels)
+        if windowing is None:
+            raise ValueError("a speaker context for this model needs the windowing its clips are scored with")
+        windows = torch.cat([cut_windows(torch.as_tensor(mel).float(), windowing.frames, windowing.hop_frames,
+                                         self.features, None, self.spec.tiles_short_windows)[0] for mel in mels])
+        with torch.inference_mode():
+            summary = torch.cat([self.network.context_summary(windows[i:i + 8]) for i in range(0, len(windows), 8)])
+        return HeadContext(summary.mean(dim=0), len(windows))
+
+    def usable_context(self, context: SpeakerContext | None) -> SpeakerContext | None:
+        """`context` if it changes this model's answers, None if it does not; ValueError (one line) for a
+        head's context given to a model whose network does not read it, or one of another width."""
+        if isinstance(context, HeadContext):
+            if not self._network_reads_context:
+                raise ValueError("this speaker context was made by a model that reads context in its network "
+                                 "(whisper-base); make it with this model's speaker_context")
+            if context.mean.shape != self.network.context_summary_shape:
+                raise ValueError(f"this speaker context holds {tuple(context.mean.shape)} statistics; this model "
+                                 f"reads {tuple(self.network.context_summary_shape)}: make it with this model's "
+                                 f"speaker_context")
+            return context
+        if context is not None and self.features.normalisation == "speaker":
+            return context
+        return None
+
+    def with_context(self, logits: torch.Tensor, context: SpeakerContext | None) -> torch.Tensor:
+        """Window logits (of `logits`) read against a `HeadContext`; any other context already was, in the windows."""
+        if not isinstance(context, HeadContext):
+            return logits
+        with torch.inference_mode():
+            offset = self.network.context_offset(context.mean)
+        return logits - (offset if self.spec.answer_index is None else offset[self.spec.answer_index])
 
     def logits(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, classes answered) logits of model inputs: outputs the model does not answer
@@ -63,7 +127,7 @@ class WindowScorer:
 
     def score_windows(
         self, mels: list[torch.Tensor], windowing: Windowing,
-        contexts: Sequence[BandStats | None] | None = None,
+        contexts: Sequence[SpeakerContext | None] | None = None,
         masks: Sequence[torch.Tensor | None] | None = None,
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
@@ -74,23 +138,25 @@ class WindowScorer:
         (`vad.detector_frames`; None: the energy gate on the log-mel).
         """
         frames = windowing.frames
+        contexts = [self.usable_context(c) for c in contexts or [None] * len(mels)]
         inputs, scored = [], []
-        for mel, context, mask in zip(mels, contexts or [None] * len(mels), masks or [None] * len(mels)):
+        for mel, context, mask in zip(mels, contexts, masks or [None] * len(mels)):
             mel = torch.as_tensor(mel).float()
-            windows, starts = cut_windows(mel, frames, windowing.hop_frames, self.features, context,
+            stats = context if isinstance(context, BandStats) else None
+            windows, starts = cut_windows(mel, frames, windowing.hop_frames, self.features, stats,
                                           self.spec.tiles_short_windows)
             speech_mask = vad.speech_frames(vad.frame_levels(mel)) if mask is None else mask
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0), speech_mask))
         logits = self.logits(torch.cat(inputs))
-        for item, part in zip(scored, torch.split(logits, [len(w) for w in inputs])):
-            item.logits = part
+        for item, part, context in zip(scored, torch.split(logits, [len(w) for w in inputs]), contexts):
+            item.logits = self.with_context(part, context)
         return scored
 
     def timelines(
         self, mels: list[torch.Tensor], windowing: Windowing, durations: list[float] | None = None,
-        speakers: Sequence[str | None] | None = None, contexts: Sequence[BandStats | None] | None = None,
+        speakers: Sequence[str | None] | None = None, contexts: Sequence[SpeakerContext | None] | None = None,
         audios: Sequence | None = None,
     ) -> list[Timeline]:
         """Timelines from un-normalised log-mels (as the feature cache holds them).
@@ -102,7 +168,7 @@ class WindowScorer:
         """
         step = self.spec.frame_seconds
         if contexts is None:
-            contexts = self.speaker_stats(mels, speakers)
+            contexts = self.speaker_stats(mels, speakers, windowing)
         durations = list(durations) if durations else [mel.shape[-1] * step for mel in mels]
         # Digital silence (every sample zero) holds nothing to hear: it is never shown to the model.
         heard = [i for i in range(len(mels)) if not audios or np.any(audios[i])]
@@ -136,3 +202,39 @@ class WindowScorer:
         overall = Prediction.from_probabilities(scored.clip_probabilities(temperature), speech, labels)
         runs = None if scored.speech_frames is None else vad.speech_runs(scored.speech_frames, self.spec.frame_seconds)
         return Timeline(duration, overall, segments, speech, runs)
+
+
+class LogMelScorer:
+    """The one public way to score un-normalised log-mels (as `emotionnet.features.log_mel` and the feature
+    cache give them): evaluation, training, distillation and the live engine reach window scores here.
+
+        scorer = recognizer.log_mel_scorer()         # the model's window and hop, by the one window rule
+        scorer.timelines(mels, speakers=keys)        # a Timeline per log-mel, as `predict_timeline` gives
+        scorer.scores(mels)                          # per log-mel: its windows' logits and speech flags
+
+    `speakers` (one key per log-mel, or None) marks clips of one speaker, which a model that reads a
+    speaker's context (`reads_context`) then reads against each other; `contexts` gives each clip's
+    context directly instead (`EmotionRecognizer.speaker_context`).
+    Speech is judged by the energy gate on the log-mel (there is no audio here for silero-vad).
+    """
+
+    def __init__(self, scoring: WindowScorer, windowing: Windowing):
+        """`windowing` comes from the one window rule (`EmotionRecognizer.log_mel_scorer` applies it)."""
+        self._scoring = scoring
+        self.windowing = windowing
+
+    def scores(self, log_mels: Sequence[torch.Tensor], *, speakers: Sequence[str | None] | None = None,
+               contexts: Sequence[SpeakerContext | None] | None = None) -> list[ScoredWindows]:
+        """Per log-mel, its windows' logits (before the temperature) and speech flags, for a caller that
+        calibrates or averages them itself (`ScoredWindows.clip_probabilities(temperature)`)."""
+        mels = list(log_mels)
+        if contexts is None:
+            contexts = self._scoring.speaker_stats(mels, speakers, self.windowing)
+        return self._scoring.score_windows(mels, self.windowing, contexts)
+
+    def timelines(self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
+                  speakers: Sequence[str | None] | None = None,
+                  contexts: Sequence[SpeakerContext | None] | None = None) -> list[Timeline]:
+        """A `Timeline` per log-mel: the windows' answers and the clip's; `durations` in seconds (default:
+        from the frame count)."""
+        return self._scoring.timelines(list(log_mels), self.windowing, durations, speakers, contexts)

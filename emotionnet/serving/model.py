@@ -98,23 +98,15 @@ class ServedModel:
 
     def score_uploads(self, uploads: list[tuple[str, bytes | str]], window: float | None, hop: float | None,
                       max_seconds: float) -> list:
-        """A timeline, or the exception that stopped it (an AudioError for bad audio), per upload (its name and
-        its bytes or spooled file), through the package's one loop for many inputs (`predict_files`): decoded in
-        turn, scored in shared batches (each alone should a batch fail), a long file in blocks."""
-        from emotionnet.audio import source_name
+        """A timeline, or the exception that stopped it (an AudioError for bad audio, named by the upload's name;
+        its class kept: an AudioTooLongError is answered 413), per upload (its name and its bytes or spooled
+        file), through the package's one loop for many inputs (`predict_files`): decoded in turn, scored in
+        shared batches (each alone should a batch fail), a long file in blocks."""
         from emotionnet.inference.many import AudioInput
 
         results = self.recognizer.predict_files([AudioInput(name, source) for name, source in uploads],
                                                 window=window, hop=hop, max_seconds=max_seconds)
-        answers: list = []
-        for (name, source), result in zip(uploads, results):
-            if result.ok:
-                answers.append(result.timeline)
-            elif isinstance(result.cause, AudioError):  # a long file's blocks name the buffer or the spooled file
-                answers.append(AudioError(str(result.cause).replace(source_name(source), name)))
-            else:
-                answers.append(result.cause or RuntimeError(result.error))
-        return answers
+        return [result.timeline if result.ok else result.cause or RuntimeError(result.error) for result in results]
 
     def result(self, name: str | None, timeline) -> dict:
         """The `emotionnet predict --json` object of one clip."""

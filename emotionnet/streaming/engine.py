@@ -7,7 +7,7 @@
 The last `window` seconds of audio sit in a ring buffer of fixed size, so an
 endless stream runs in constant memory. Every `hop` seconds the window is
 turned into log-mel features and scored by the recognizer's own code
-(`log_mel` and `EmotionRecognizer.score_log_mels`, the normalisation and
+(`log_mel` and `EmotionRecognizer.log_mel_scorer`, the normalisation and
 padding included), so a streamed window gets exactly the probabilities that
 `recognizer.predict` gives for the same audio.
 
@@ -319,7 +319,7 @@ class StreamEngine:
         if speech:
             # The recognizer's own path: normalise, fit to the model's frames, score.
             context = self.context.stats() if self.adapt else None
-            scored = self.recognizer.score_log_mels([mel], contexts=[context])[0]
+            scored = self.recognizer.log_mel_scorer().scores([mel], contexts=[context])[0]
             probs = scored.window_probabilities(self.recognizer.temperature)[0].astype(np.float64)
             labels = self.recognizer.labels
             raw = {label: float(p) for label, p in zip(labels, probs)}

@@ -24,20 +24,23 @@ from emotionnet.labels import LABELS
 from emotionnet.training.calibration import clip_probabilities
 
 
-def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progress: bool = True) -> np.ndarray:
+def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progress: bool = True,
+                          load_options: dict | None = None, cache_dir: str | Path | None = None) -> np.ndarray:
     """(clips, classes): the teacher's calibrated clip probabilities, one row per record.
 
-    A clip the teacher cannot read gets a row of zeros: no soft label, so the
-    distillation loss leaves it to its hard label.
+    The teacher is loaded with `load_options` (`load_model`'s vad, compute_type, encoder_weights: the
+    run's, so a teacher on a pretrained encoder finds the weights the run was pointed at). A clip the
+    teacher cannot read gets a row of zeros: no soft label, so the distillation loss leaves it to its
+    hard label. Its features or encoder states come from the caches in `cache_dir` (default ~/.cache/emotionnet).
     """
     from emotionnet.inference.recognizer import load_model
     from emotionnet.models.registry import family_of
 
-    recognizer = load_model(teacher)
+    recognizer = load_model(teacher, **(load_options or {}))
     if family_of(recognizer.spec).recipe == "encoder-head":
-        scored = _encoder_head_scores(recognizer.network, records)
+        scored = _encoder_head_scores(recognizer.network, records, cache_dir)
     else:
-        scored = _log_mel_scores(recognizer, records, progress)
+        scored = _log_mel_scores(recognizer, records, progress, cache_dir)
     out = np.zeros((len(records), len(LABELS)))
     read = [i for i, s in enumerate(scored) if s is not None]
     if read:
@@ -45,25 +48,27 @@ def teacher_probabilities(teacher: str | Path, records: Sequence[Record], progre
     return out
 
 
-def _encoder_head_scores(network, records: Sequence[Record]) -> list[ScoredWindows | None]:
+def _encoder_head_scores(network, records: Sequence[Record], cache_dir: str | Path | None,
+                         ) -> list[ScoredWindows | None]:
     from emotionnet.training.encoder_cache import StateStore, encoder_folder, fill, window_shape
     from emotionnet.training.head_training import CachedStates, as_scored, clip_logits
 
     encoder, digest = network.encoder, network.encoder_digest
-    folder = encoder_folder(digest)
+    folder = encoder_folder(digest, cache_dir)
     fill(records, "clean", StateStore(folder / "clean"), 0, encoder, digest)
     cache = CachedStates(folder, ("clean",), window_shape(encoder), digest)
     logits = clip_logits(network.head, cache, records, network.layers)
     return [as_scored([x])[0] if len(x) else None for x in logits]
 
 
-def _log_mel_scores(recognizer, records: Sequence[Record], progress: bool) -> list[ScoredWindows | None]:
+def _log_mel_scores(recognizer, records: Sequence[Record], progress: bool,
+                    cache_dir: str | Path | None) -> list[ScoredWindows | None]:
     from emotionnet.cache import cached_log_mels
 
-    mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=progress)
+    mels, _ = cached_log_mels([r.path for r in records], recognizer.features, progress=progress, cache_dir=cache_dir)
     found = [i for i, m in enumerate(mels) if m is not None]
     scored: list[ScoredWindows | None] = [None] * len(records)
-    for i, windows in zip(found, recognizer.score_log_mels([mels[i] for i in found])):
+    for i, windows in zip(found, recognizer.log_mel_scorer().scores([mels[i] for i in found])):
         scored[i] = windows
     return scored
 

@@ -10,13 +10,16 @@ beside the clean ones ("clean"). Keys hash the clip's bytes and the encoder's
 tensors, so a moved corpus or other weights never hit a stale entry.
 
     python -m emotionnet.training.encoder_cache ../shared/data --variants clean,aug1,aug2 --shards 2
+
+The command reads EMOTIONNET_WHISPER and EMOTIONNET_CACHE (emotionnet/environment.py) as the defaults
+of --weights and --cache; the functions take them as arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +147,7 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
             key = clip_key(record.path, encoder_digest, variant)
             if key in done:
                 continue
-            if not announced:  # say where the gigabytes go ($EMOTIONNET_CACHE moves them)
+            if not announced:  # say where the gigabytes go (cache_dir, the command line's $EMOTIONNET_CACHE, moves them)
                 print(f"encoder cache: adding clips to {store.folder}", flush=True)
                 announced = True
             try:
@@ -163,27 +166,45 @@ def fill(records: Sequence[Record], variant: str, store: StateStore, shard: int,
     return added
 
 
-def encoder_folder(encoder_digest: str) -> Path:
-    return cache_root() / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{CACHE_POOL}"
+def encoder_folder(encoder_digest: str, cache_dir: str | Path | None = None) -> Path:
+    """The states of the encoder with this digest, in the cache folder (`emotionnet.cache.cache_root`)."""
+    return cache_root(cache_dir) / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{CACHE_POOL}"
+
+
+def command_settings():
+    """The environment's settings for a cache-filling command (its option defaults); a bad value exits
+    with one line."""
+    from emotionnet.environment import EnvironmentSettingError, from_environment
+
+    try:
+        return from_environment(model=False)
+    except EnvironmentSettingError as exc:
+        raise SystemExit(f"emotionnet: error: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
+    settings = command_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="clean and/or augN, comma-separated")
     parser.add_argument("--shards", type=int, default=1, help="processes (one thread each)")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--weights", default=settings.encoder_weights,
+                        help="a Whisper base the user has (default: $EMOTIONNET_WHISPER, else the installed weight "
+                             "packages)")
+    parser.add_argument("--cache", default=settings.cache_dir,
+                        help="the cache folder (default: $EMOTIONNET_CACHE, else ~/.cache/emotionnet)")
     args = parser.parse_args(argv)
     if args.shard is None and args.shards > 1:
         import subprocess
-        import sys
 
+        given = [*(["--weights", args.weights] if args.weights else []), *(["--cache", args.cache] if args.cache else [])]
         jobs = [subprocess.Popen([sys.executable, "-m", "emotionnet.training.encoder_cache", *args.folders,
-                                  "--variants", args.variants, "--shards", str(args.shards), "--shard", str(i)])
+                                  "--variants", args.variants, "--shards", str(args.shards), "--shard", str(i), *given])
                 for i in range(args.shards)]
         raise SystemExit(max(job.wait() for job in jobs))
     torch.set_num_threads(1)
-    tensors, _ = load_encoder_tensors(os.environ.get("EMOTIONNET_WHISPER"))
+    tensors, _ = load_encoder_tensors(args.weights)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
     records = find_records(args.folders).records
@@ -191,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     for variant in args.variants.split(","):
         chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
         mine = chosen[shard::args.shards]
-        added = fill(mine, variant, StateStore(encoder_folder(digest) / variant), shard, encoder, digest)
+        added = fill(mine, variant, StateStore(encoder_folder(digest, args.cache) / variant), shard, encoder, digest)
         print(f"{variant} shard {shard}: {added} clips added", flush=True)
 
 

@@ -41,7 +41,7 @@ from emotionnet.training.calibration import (
     clip_probabilities,
 )
 from emotionnet.training.distillation import teacher_probabilities, teacher_record
-from emotionnet.training.trainer import EpochCallback, FitConfig, FitResult, fit
+from emotionnet.training.trainer import CHECKPOINT_SECONDS, EpochCallback, FitConfig, FitResult, fit
 
 MODEL_FIELDS = ("arch", "hparams", "window", "hop", "features")  # the recipe's ModelSpec fields, flat in its JSON
 
@@ -160,15 +160,17 @@ class Splits:
         return np.array([LABEL_INDEX[r.emotion] for r in self.records[name]])
 
 
-def load_splits(collection: Collection, features: FeatureConfig, progress: bool = True) -> Splits:
-    """Each split's records and log-mels (from the feature cache); clips that fail to load are left out."""
+def load_splits(collection: Collection, features: FeatureConfig, progress: bool = True,
+                cache_dir: str | Path | None = None) -> Splits:
+    """Each split's records and log-mels (from the feature cache in `cache_dir`, default ~/.cache/emotionnet);
+    clips that fail to load are left out."""
     chosen = {name: select(collection.records, name) for name in ("train", "val", "test")}
     if not chosen["train"] or not chosen["val"]:
         raise ValueError("training needs clips in both the train and val splits; "
                          f"found {len(chosen['train'])} train and {len(chosen['val'])} val")
     splits = Splits({}, {})
     for name, records in chosen.items():
-        mels, errors = cached_log_mels([r.path for r in records], features, progress=progress)
+        mels, errors = cached_log_mels([r.path for r in records], features, progress=progress, cache_dir=cache_dir)
         splits.failed.update(errors)
         splits.records[name] = [r for r, m in zip(records, mels) if m is not None]
         splits.mels[name] = [m for m in mels if m is not None]
@@ -183,7 +185,7 @@ def validation_score(spec: ModelSpec, splits: Splits) -> Callable[[nn.Module], d
     corpora = np.array([r.corpus for r in splits.records["val"]])
 
     def validate(model: nn.Module) -> dict:
-        scored = EmotionRecognizer.from_model(model, spec).score_log_mels(splits.mels["val"])
+        scored = EmotionRecognizer.from_model(model, spec).log_mel_scorer().scores(splits.mels["val"])
         pred = clip_probabilities(scored, 1.0).argmax(axis=1)
         figures = summary(labels, pred)
         per_corpus = [summary(labels[corpora == c], pred[corpora == c])["uar"] for c in sorted(set(corpora))]
@@ -196,12 +198,13 @@ def validation_score(spec: ModelSpec, splits: Splits) -> Callable[[nn.Module], d
 def score_splits(recognizer: EmotionRecognizer, splits: Splits) -> dict[str, list[ScoredWindows]]:
     """The validation and test clips scored with each speaker's clips as context (as `emotionnet
     evaluate --context speaker`) and, for a speaker-normalised model, alone (`val_clip`, `test_clip`)."""
-    scored = {name: recognizer.score_log_mels(splits.mels[name], speakers=[r.group for r in splits.records[name]])
+    scorer = recognizer.log_mel_scorer()
+    scored = {name: scorer.scores(splits.mels[name], speakers=[r.group for r in splits.records[name]])
               for name in ("val", "test") if splits.records[name]}
     if recognizer.features.normalisation == "speaker":
         for name in ("val", "test"):
             if splits.records[name]:
-                scored[f"{name}_clip"] = recognizer.score_log_mels(splits.mels[name])
+                scored[f"{name}_clip"] = scorer.scores(splits.mels[name])
     return scored
 
 
@@ -253,20 +256,30 @@ def train_model(
     callbacks: list[EpochCallback] | None = None,
     progress: bool = True,
     sources: list[str] | None = None,
+    load_options: dict | None = None,
+    cache_dir: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> dict:
-    """Train, calibrate and evaluate; write the model file to `out` and return its metadata."""
-    splits = load_splits(collection, recipe.features, progress)
+    """Train, calibrate and evaluate; write the model file to `out` and return its metadata.
+
+    `load_options` are `load_model`'s options (vad, compute_type, encoder_weights) for the recipe's teacher;
+    `cache_dir` the cache folder of the features (default ~/.cache/emotionnet); `checkpoint_seconds` how
+    often the checkpoint `out`.ckpt is written within an epoch.
+    """
+    splits = load_splits(collection, recipe.features, progress, cache_dir)
     for error in splits.failed.values():
         print(f"emotionnet: skipped {error}", file=sys.stderr)
     spec = dataclasses.replace(recipe.spec, hparams=recipe.spec.model_hparams)
     torch.manual_seed(recipe.fit.seed)  # before the model is built: its initial weights come from it too
     model = build_model(spec.arch, **spec.hparams)
-    teacher = teacher_probabilities(recipe.teacher, splits.records["train"], progress) if recipe.teacher else None
+    teacher = (teacher_probabilities(recipe.teacher, splits.records["train"], progress, load_options, cache_dir)
+               if recipe.teacher else None)
     batches = BatchMaker(splits.mels["train"], splits.records["train"], spec.features, spec.frames(spec.window),
                          recipe.augmentation if recipe.augment else None, recipe.own_context_p, teacher)
     out = Path(out)
     result = fit(model, recipe.fit, batches, validation_score(spec, splits), checkpoint=out.with_name(out.name + ".ckpt"),
-                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits.records["train"]])
+                 callbacks=callbacks or [], progress=progress, clip_names=[r.path for r in splits.records["train"]],
+                 checkpoint_seconds=checkpoint_seconds)
 
     scored = score_splits(EmotionRecognizer.from_model(model, spec), splits)
     # Calibrated for the lone clip, the way a user's clip arrives.

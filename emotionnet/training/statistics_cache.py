@@ -38,15 +38,16 @@ from emotionnet.models.whisper.encoder import FRAMES_PER_SECOND, MAX_MEL_FRAMES,
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
 from emotionnet.models.whisper.head import CACHE_POOL, window_statistics
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
-from emotionnet.training.encoder_cache import StateStore, fill
+from emotionnet.training.encoder_cache import StateStore, command_settings, fill
 
 SHORTEST_CROP_S = 1.0
 LONGEST_CROP_S = 10.0
 CROPPED_FROM_S = 1.5  # a clip shorter than this has no crop: it would be nearly the clip again
 
 
-def statistics_folder(encoder_digest: str) -> Path:
-    return cache_root() / f"whisper-stats-{encoder_digest[:12]}-p{CACHE_POOL}"
+def statistics_folder(encoder_digest: str, cache_dir: str | Path | None = None) -> Path:
+    """The statistics of the encoder with this digest, in the cache folder (`emotionnet.cache.cache_root`)."""
+    return cache_root(cache_dir) / f"whisper-stats-{encoder_digest[:12]}-p{CACHE_POOL}"
 
 
 def row_width(encoder: WhisperEncoder) -> int:
@@ -80,8 +81,9 @@ def encode_statistics(encoder: WhisperEncoder, samples: np.ndarray, variant: str
     return window_statistics(states).numpy()
 
 
-def fill_statistics(records, variant: str, shard: int, encoder: WhisperEncoder, digest: str) -> int:
-    store = StateStore(statistics_folder(digest) / variant, np.float32)
+def fill_statistics(records, variant: str, shard: int, encoder: WhisperEncoder, digest: str,
+                    cache_dir: str | Path | None = None) -> int:
+    store = StateStore(statistics_folder(digest, cache_dir) / variant, np.float32)
     return fill(records, variant, store, shard, encoder, digest,
                 encode=lambda samples, key: encode_statistics(encoder, samples, variant, key),
                 row_shape=(row_width(encoder),))
@@ -99,6 +101,7 @@ def at_most_per_cell(records: Sequence[Record], per_cell: int) -> list[Record]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    settings = command_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--variants", default="clean,crop,aug1", help="clean, crop and/or augN, comma-separated")
@@ -108,8 +111,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the clean variant's splits (the others take training clips only)")
     parser.add_argument("--per-cell", type=int, default=None,
                         help="at most this many clips per corpus, emotion and split (a fixed draw; default all)")
-    parser.add_argument("--weights", default=None,
-                        help="a Whisper base the user has (default: the installed weight packages)")
+    parser.add_argument("--weights", default=settings.encoder_weights,
+                        help="a Whisper base the user has (default: $EMOTIONNET_WHISPER, else the installed weight "
+                             "packages)")
+    parser.add_argument("--cache", default=settings.cache_dir,
+                        help="the cache folder (default: $EMOTIONNET_CACHE, else ~/.cache/emotionnet)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tensors, _ = load_encoder_tensors(args.weights)
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = [r for r in records if split_of(r) in splits]
         if args.per_cell:
             chosen = at_most_per_cell(chosen, args.per_cell)
-        added = fill_statistics(chosen[args.shard::args.shards], variant, args.shard, encoder, digest)
+        added = fill_statistics(chosen[args.shard::args.shards], variant, args.shard, encoder, digest, args.cache)
         print(f"{variant} shard {args.shard}: {added} clips added", flush=True)
 
 

@@ -61,7 +61,7 @@ class FitResult:
 
 
 EpochCallback = Callable[[int, dict], None]
-CHECKPOINT_SECONDS = float(os.environ.get("EMOTIONNET_CHECKPOINT_SECONDS", 120))  # within an epoch
+CHECKPOINT_SECONDS = 120.0  # within an epoch (the command line's $EMOTIONNET_CHECKPOINT_SECONDS changes it)
 
 
 class TrainingError(EmotionNetError, ValueError):

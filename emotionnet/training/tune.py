@@ -19,6 +19,7 @@ from emotionnet.corpora import Collection
 from emotionnet.models.registry import get_family
 from emotionnet.training.head_training import HeadConfig
 from emotionnet.training.recipe import Recipe, train_model
+from emotionnet.training.trainer import CHECKPOINT_SECONDS
 from emotionnet.training.whisper_recipe import WhisperRecipe
 
 STUDY_NAME = "emotionnet"
@@ -70,11 +71,15 @@ def tune(
     seed: int = 0,
     progress: bool = True,
     on_trial=None,
+    cache_dir: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    load_options: dict | None = None,
 ):
     """Run (or resume) a search of `trials` finished trials in total; returns the optuna study.
 
     `out` is a folder: `study.db` (the SQLite study), `trials/` (each trial's model file
     and checkpoint, named by its recipe), and after every trial `best_recipe.json`.
+    `cache_dir`, `checkpoint_seconds` and `load_options` (a teacher's) are each trial's, as `train_model` takes them.
     """
     import optuna
 
@@ -94,7 +99,8 @@ def tune(
 
         # Named by the recipe, so a trial that is run again resumes from its checkpoint.
         meta = train_model(collection, out / "trials" / f"{_recipe_key(recipe)}.safetensors", recipe,
-                           callbacks=[report], progress=False)
+                           callbacks=[report], progress=False, load_options=load_options, cache_dir=cache_dir,
+                           checkpoint_seconds=checkpoint_seconds)
         return max(h["uar"] for h in meta["training"]["history"])
 
     return _run_study(study, objective, trials, out, on_trial)
@@ -168,7 +174,8 @@ def suggest_whisper_recipe(trial, base: WhisperRecipe) -> WhisperRecipe:
 
 
 def tune_whisper(collection: Collection, out: str | Path, trials: int, base: WhisperRecipe | None = None,
-                 seed: int = 0, progress: bool = True, on_trial=None, encoder_weights: str | Path | None = None):
+                 seed: int = 0, progress: bool = True, on_trial=None, encoder_weights: str | Path | None = None,
+                 cache_dir: str | Path | None = None):
     """Search the `whisper` head with leave-one-corpus-out validation as the objective.
 
     The recipe is meant for voices no corpus had, so a trial is judged the way LOCO judges:
@@ -176,7 +183,8 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     that corpus's validation clips; the objective is the mean over corpora. The running mean
     is reported after each fold, so the median pruner stops a trial that trails. Test
     splits are never read. The encoder cache is filled first (slow once, then reused), with
-    the encoder's weights from `encoder_weights` (None: the installed weight packages).
+    the encoder's weights from `encoder_weights` (None: the installed weight packages), its states cached in
+    `cache_dir` (None: ~/.cache/emotionnet).
     """
     import optuna
 
@@ -190,7 +198,7 @@ def tune_whisper(collection: Collection, out: str | Path, trials: int, base: Whi
     corpora = sorted({r.corpus for r in records})
     if len(corpora) < 2:
         raise ValueError(f"tuning against unseen corpora needs at least two corpora; found {', '.join(corpora)}")
-    cache, _ = prepare_cache(records, base, encoder_weights=encoder_weights)
+    cache, _ = prepare_cache(records, base, encoder_weights=encoder_weights, cache_dir=cache_dir)
     # Corpora differ far more than recipes do: judge a trial on half the folds before pruning it.
     study = _open_study(out, seed, progress, warmup_steps=len(corpora) // 2)
 

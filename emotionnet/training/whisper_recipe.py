@@ -114,18 +114,20 @@ def fit_temperature(logits: list[torch.Tensor], labels: np.ndarray) -> float:
     return calibrate_temperature(as_scored(logits), labels)
 
 
-def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperEncoder, digest: str) -> None:
+def cache_states(records: list[Record], recipe: WhisperRecipe, encoder: WhisperEncoder, digest: str,
+                 cache_dir: str | Path | None = None) -> None:
     """Fill the encoder cache: every clip clean, training clips also augmented (resumable)."""
     for variant in recipe.variants:
         chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
-        fill(chosen, variant, StateStore(encoder_folder(digest) / variant), 0, encoder, digest)
+        fill(chosen, variant, StateStore(encoder_folder(digest, cache_dir) / variant), 0, encoder, digest)
 
 
 def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bool = True,
-                  encoder_weights: str | Path | None = None) -> tuple[CachedStates, str]:
+                  encoder_weights: str | Path | None = None,
+                  cache_dir: str | Path | None = None) -> tuple[CachedStates, str]:
     """The encoder cache for these records, filled where it lacks them (unless not `fill_missing`:
     another process is filling it), and where the weights came from (`encoder_weights`, else the
-    installed weight packages)."""
+    installed weight packages). `cache_dir`: the cache folder (default ~/.cache/emotionnet)."""
     tensors, where = load_encoder_tensors(encoder_weights)
     digest = tensors_digest(tensors)
     encoder = WhisperEncoder.from_ctranslate2(tensors)
@@ -133,12 +135,12 @@ def prepare_cache(records: list[Record], recipe: WhisperRecipe, fill_missing: bo
     if recipe.lengths == "varied":
         for variant in recipe.variants if fill_missing else ():
             chosen = records if variant == "clean" else [r for r in records if split_of(r) == "train"]
-            fill_statistics(chosen, variant, 0, encoder, digest)
-        return CachedStatistics(statistics_folder(digest), recipe.variants, encoder.n_states,
+            fill_statistics(chosen, variant, 0, encoder, digest, cache_dir)
+        return CachedStatistics(statistics_folder(digest, cache_dir), recipe.variants, encoder.n_states,
                                 encoder.positions.shape[1], digest), where
     if fill_missing:
-        cache_states(records, recipe, encoder, digest)
-    return CachedStates(encoder_folder(digest), recipe.variants, window_shape(encoder), digest), where
+        cache_states(records, recipe, encoder, digest, cache_dir)
+    return CachedStates(encoder_folder(digest, cache_dir), recipe.variants, window_shape(encoder), digest), where
 
 
 def _drawn(records: list[Record], clips_per_cell: dict | None) -> list[Record]:
@@ -152,8 +154,11 @@ def _drawn(records: list[Record], clips_per_cell: dict | None) -> list[Record]:
 
 def train_whisper_model(collection: Collection, out: str | Path, recipe: WhisperRecipe | None = None,
                         sources: list[str] | None = None, progress: bool = True, fill_missing: bool = True,
-                        encoder_weights: str | Path | None = None) -> dict:
-    """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata."""
+                        encoder_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> dict:
+    """Train, calibrate and evaluate a `whisper` head; write its model file to `out`; return its metadata.
+
+    `encoder_weights`: where the encoder's weights are (None: the installed weight packages); `cache_dir`:
+    the cache folder of the encoder's states (None: ~/.cache/emotionnet)."""
     recipe = recipe or WhisperRecipe()
     if recipe.lengths not in ("windows", "varied"):
         raise ValueError(f"lengths must be windows or varied, got {recipe.lengths!r}")
@@ -161,7 +166,7 @@ def train_whisper_model(collection: Collection, out: str | Path, recipe: Whisper
         raise ValueError("a head fitted on varied lengths is the stats head (the statistics cache holds no frames)")
     start = time.time()
     records = _drawn(collection.records, recipe.clips_per_cell)
-    cache, where = prepare_cache(records, recipe, fill_missing, encoder_weights)
+    cache, where = prepare_cache(records, recipe, fill_missing, encoder_weights, cache_dir)
     digest = cache.encoder_digest
     parts = {name: [r for r in records if split_of(r) == name and cache.windows(r, "clean")]
              for name in ("train", "val", "test")}

@@ -38,6 +38,9 @@ def _check(hparams: dict, features: FeatureConfig) -> None:
                              f"got {hparams['layers']!r}")
     if hparams["width"] != encoder["width"]:
         raise ModelSpecError(f"model.hparams.width is {hparams['width']!r}; {hparams['encoder']} is {encoder['width']}")
+    if hparams["context_alpha"] and hparams["head"] != "stats":
+        raise ModelSpecError("model.hparams.context_alpha must be 0 for an attentive head (only the stats head "
+                             "reads a speaker context)")
     if hparams["frame_pool"] % CACHE_POOL:
         raise ModelSpecError(f"model.hparams.frame_pool must be a multiple of {CACHE_POOL} (the encoder cache's "
                              f"pooling), got {hparams['frame_pool']}")
@@ -77,6 +80,9 @@ FAMILY = ModelFamily(
         # "stats" generalises better to unseen corpora (docs/benchmarks.md); files written before the
         # stats head existed name no head and were the attentive one.
         HParam("head", "stats", "choice", choices=HEADS, if_absent="attentive"),
+        # How much of a speaker's mean statistics a window is read against when a speaker context is
+        # given (head.py, docs/results/whisper-context.md); 0, and files written before it: no change.
+        HParam("context_alpha", 0.0, "float", 0, 1, if_absent=0.0),
     ),
     build=_build,
     check=_check,

@@ -81,9 +81,19 @@ class StatsHead(nn.Module):
         shares = per_state.sum(dim=(0, 2))
         return shares / shares.sum().clamp_min(1e-12)
 
+    def standardise(self, statistics: torch.Tensor) -> torch.Tensor:
+        """`layer_statistics` in the training windows' units: what the linear layer reads."""
+        return (statistics - self.feature_mean) / self.feature_scale
+
     def classify_statistics(self, statistics: torch.Tensor) -> torch.Tensor:
         """Logits from `layer_statistics` already worked out (the encoder cache keeps a table of them)."""
-        return self.classify((statistics - self.feature_mean) / self.feature_scale)
+        return self.classify(self.standardise(statistics))
+
+    def context_offset(self, mean: torch.Tensor, alpha: float) -> torch.Tensor:
+        """(n_classes,) what reading a window against a speaker's context takes off its logits: the
+        window's standardised statistics less `alpha` x the speaker's `mean` of them, through the
+        linear layer (its bias is the window's own)."""
+        return alpha * (self.classify.weight @ mean)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.classify_statistics(layer_statistics(states))
@@ -134,14 +144,23 @@ def build_head(kind: str, n_states: int, width: int, n_classes: int, *, hidden: 
 
 
 class WhisperEmotionNet(nn.Module):
-    """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits."""
+    """(windows, 80, frames) Whisper log-mel windows -> (windows, n_classes) logits.
+
+    Speaker context (a "stats" head with `context_alpha` > 0): a window is read against its
+    speaker's other audio by taking `context_alpha` x the speaker's mean standardised statistics
+    (`context_summary`, averaged over the speaker's windows) off its own, so what a voice holds in
+    every clip is not read as emotion (docs/results/whisper-context.md). Without a context, or at
+    alpha 0 (files written before it existed), every window is its own context.
+    """
 
     def __init__(self, *, layers: int, hidden: int, attention: int, dropout: float, frame_pool: int, width: int,
-                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str, head: str):
+                 center_time: bool, n_classes: int, n_mels: int, encoder_digest: str, encoder: str, head: str,
+                 context_alpha: float = 0.0):
         super().__init__()
         if frame_pool % CACHE_POOL:
             raise ValueError(f"frame_pool must be a multiple of {CACHE_POOL}, got {frame_pool}")
         self.layers, self.encoder_digest = layers, encoder_digest
+        self.context_alpha = context_alpha
         self.head = build_head(head, layers + 1, width, n_classes, hidden=hidden, attention=attention,
                                dropout=dropout, frame_pool=frame_pool, center_time=center_time)
         self._encoder: list[WhisperEncoder] = []  # a list keeps the frozen encoder out of state_dict
@@ -164,18 +183,47 @@ class WhisperEmotionNet(nn.Module):
         """Logits of each window over its real frames: windows filled out with NOT_AUDIO (audio
         shorter than the window, `features.pad_frames`) are encoded at their own length, grouped
         by length, so padding never enters the encoder's attention or the head's statistics."""
+        return self._by_length(mel, self._logits)
+
+    @property
+    def reads_context(self) -> bool:
+        """Whether a speaker's context changes this network's answers (a stats head, alpha > 0)."""
+        return self.context_alpha > 0 and isinstance(self.head, StatsHead)
+
+    def context_summary(self, mel: torch.Tensor) -> torch.Tensor:
+        """(windows, features): each window's standardised statistics, over its real frames, whose
+        mean over a speaker's windows is that speaker's context."""
+        if not isinstance(self.head, StatsHead):
+            raise ValueError("only a stats head reads a speaker context")
+        return self._by_length(mel, lambda m: self.head.standardise(layer_statistics(self._states(m))))
+
+    @property
+    def context_summary_shape(self) -> torch.Size:
+        """The shape of a speaker context's mean (one standardised statistic per head input)."""
+        return self.head.feature_mean.shape if isinstance(self.head, StatsHead) else torch.Size([0])
+
+    def context_offset(self, mean: torch.Tensor) -> torch.Tensor:
+        """(n_classes,) what a speaker's context (the mean of `context_summary`) takes off each window's logits."""
+        return self.head.context_offset(mean, self.context_alpha)
+
+    def _by_length(self, mel: torch.Tensor, fn) -> torch.Tensor:
         lengths = real_frames(mel)
         if bool((lengths == mel.shape[-1]).all()):
-            return self._logits(mel)
+            return fn(mel)
         if bool((lengths == 0).any()):
             raise ValueError("a window holds no audio frames")
-        logits = torch.empty(len(mel), self.head.classify.out_features)
+        out = None
         for length in lengths.unique().tolist():
             same = (lengths == length).nonzero()[:, 0]
-            logits[same] = self._logits(mel[same, :, :length])
-        return logits
+            part = fn(mel[same, :, :length])
+            if out is None:
+                out = torch.empty(len(mel), part.shape[1])
+            out[same] = part
+        return out
+
+    def _states(self, mel: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder_states(mel)
 
     def _logits(self, mel: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            states = self.encoder_states(mel)
-        return self.head(states)
+        return self.head(self._states(mel))
