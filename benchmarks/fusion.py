@@ -50,7 +50,7 @@ EMOTIONS = {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angr
             "disgust": "disgust"}
 VAL_ACTORS = (6, 11)
 TEST_ACTORS = (3, 8, 13, 18, 21, 24)
-VOICE_MODELS = ("whisper-base", "default")
+VOICE_MODELS = ("whisper-base", "fast")
 FACE_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 MARGIN_GRID = tuple(np.round(np.linspace(-0.5, 0.5, 21), 2))

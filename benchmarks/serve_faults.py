@@ -44,6 +44,7 @@ import soundfile
 
 from benchmarks.common import Server, finish, write_json
 from emotionnet.evaluation.signals import speech_like
+from emotionnet.models.names import DEFAULT_MODEL
 
 SR = 16_000
 PROBES = ("tiny_hop", "long_file", "hostile_flac", "uploads", "slowloris", "idle_streams", "heavy_stream")
@@ -312,7 +313,7 @@ def run(args) -> dict:
         print(f"  {json.dumps(results[name])}", file=sys.stderr, flush=True)
         if args.json:
             write_json(args.json, {"probes": results})  # each probe kept as it finishes
-    return {"benchmark": "serve_faults", "model": args.model or "default", "probes": results,
+    return {"benchmark": "serve_faults", "model": args.model or DEFAULT_MODEL, "probes": results,
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

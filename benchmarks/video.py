@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the generated video")
     parser.add_argument("--fps", type=float, default=5.0, help="frames a second given to a face model")
     parser.add_argument("--size", default="1280x720", help="width x height of the generated video (default 720p)")
-    parser.add_argument("--voice-models", default="whisper-base,default")
+    parser.add_argument("--voice-models", default="whisper-base,fast")
     parser.add_argument("--face-model", default="face", help="the face model for the end-to-end row ('' to skip)")
     parser.add_argument("--cache", default="runs/video-bench", help="where the generated video is kept")
     parser.add_argument("--json", default=None)

@@ -60,9 +60,9 @@ class ModelSettings:
 
 
 def _model(value: str) -> str:
-    from emotionnet.models.names import available_models
+    from emotionnet.models.names import available_models, is_model_name
 
-    if value in available_models() or Path(value).is_file():
+    if is_model_name(value) or Path(value).is_file():
         return value
     raise EnvironmentSettingError(f"{MODEL_ENV}={value!r} is neither a model name ({', '.join(available_models())}) "
                                   "nor a model file that exists")

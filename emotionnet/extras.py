@@ -23,9 +23,10 @@ from emotionnet.errors import EmotionNetError
 class MissingExtraError(EmotionNetError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
 
-    def __init__(self, what: str, package: str, extra: str):
+    def __init__(self, what: str, package: str, extra: str | None, hint: str | None = None):
+        """`extra`: the extra that brings `package` (None for a core dependency, whose `hint` says what to do)."""
         self.what = f"{what} needs {package}"
-        self.hint = f'pip install "emotionnet[{extra}]"'
+        self.hint = hint or f'pip install "emotionnet[{extra}]"'
         super().__init__(f"{self.what} ({self.hint})")
 
 

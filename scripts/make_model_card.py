@@ -128,13 +128,13 @@ def render_whisper(path: Path, meta: dict) -> str:
                   f"cop{'y' if copies == 1 else 'ies'} per training clip (speed, EQ, band-limiting, synthetic rooms, "
                   "white/brown noise, level; none of them a channel of the channel suite).")
     lines = [
-        "# EmotionNet model card: whisper-base",
+        "# EmotionNet model card: whisper-base (the default model)",
         "",
         f"File `{path.name}`: {path.stat().st_size / 1e6:.2f} MB (the head), sha256 `{file_digest(path, 'sha256')}`.",
         "",
         "## Model",
-        f"- {WHISPER}; its weights are not in the file but come from the `emotionnet[whisper]` packages or "
-        f"$EMOTIONNET_WHISPER, checked against the digest `{h['encoder_digest']}` (20,593,665 float16 parameters).",
+        f"- {WHISPER}; its weights are not in the file but come from the Whisper-base weight packages (dependencies of "
+        f"emotionnet) or a Whisper base you name (`encoder_weights=`, $EMOTIONNET_WHISPER), checked against the digest `{h['encoder_digest']}` (20,593,665 float16 parameters).",
         f"- Input: Whisper's 80-band log-mel (25 ms Hann window, 10 ms hop, log10 clamped 8 decades under the "
         f"window's peak, (x + 4) / 4), {windows}; a clip's answer is the mean of its speech windows' probabilities.",
         f"- Head ({model['parameters']:,} parameters): {_whisper_head(h)}",
@@ -164,7 +164,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         "",
         "## Reproduce",
         "```bash",
-        f"pip install \"emotionnet[whisper]\"\nemotionnet train ../shared/data --arch whisper --out {path.name}",
+        f"pip install emotionnet\nemotionnet train ../shared/data --arch whisper --out {path.name}",
         f"emotionnet evaluate ../shared/data --model {path.name}",
         "```",
         "",
@@ -172,7 +172,7 @@ def render_whisper(path: Path, meta: dict) -> str:
         "- Acted speech in English, Polish, Amharic, Turkish and Bangla. Whisper's encoder heard 680,000 hours "
         "of speech in about 100 languages, which is why this model is the one for voices and languages no "
         "training corpus had; it is still judged on acted emotion.",
-        "- About five times the default model's compute with the encoder's products in bfloat16 (CPUs with AMX or "
+        "- About five times the `fast` model's compute with the encoder's products in bfloat16 (CPUs with AMX or "
         "AVX-512 BF16), eight times in float32 elsewhere (`docs/results/speed-whisper-base.md`).",
         "- Not for decisions about people (hiring, health, policing): acted emotion is not felt emotion.",
         "",
@@ -194,7 +194,7 @@ def render(path: Path) -> str:
     recipe = training.get("recipe", {})
     fit = recipe.get("fit", {})
     lines = [
-        "# EmotionNet model card",
+        "# EmotionNet model card: fast (the CRNN)",
         "",
         f"File `{path.name}`: {path.stat().st_size / 1e6:.2f} MB, sha256 `{digest}`.",
         "",

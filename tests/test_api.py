@@ -109,11 +109,14 @@ def test_file_results_serialise_as_the_cli_prints_them(tiny_model_file, tmp_path
 
 def test_load_model_takes_a_name_a_model_file_or_an_onnx_file(tiny_model_file, tmp_path, monkeypatch):
     from emotionnet.inference.onnx_backend import export_onnx
-    from emotionnet.inference.recognizer import MODELS, UnknownModelError
+    from emotionnet.inference.recognizer import UnknownModelError
+    from emotionnet.models.names import MODELS, model_path
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
-    assert "default" in MODELS and load_model("default").model_file == default_model_path()
-    with pytest.raises(UnknownModelError, match="unknown model 'no-such-model'.*default"):
+    assert "fast" in MODELS and load_model("fast").model_file == model_path("fast")
+    with pytest.warns(FutureWarning, match="'default' is now 'fast'"):  # the CRNN's name before 2026-12
+        assert load_model("default").model_file == model_path("fast")
+    with pytest.raises(UnknownModelError, match="unknown model 'no-such-model'.*whisper-base, fast"):
         load_model("no-such-model")
     recognizer = load_model(tiny_model_file)
     onnx_file = export_onnx(recognizer.network, recognizer.metadata, tmp_path / "tiny.onnx")

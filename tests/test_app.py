@@ -219,11 +219,11 @@ def test_a_long_recording_gets_a_summary(app, tiny_model_file):
 
 
 def test_the_caption_names_the_model_the_selector_chose(app):
-    app.selectbox[0].set_value("default").run()
+    app.selectbox[0].set_value("fast").run()
     app.audio_input[0].upload("recording.wav", wav_bytes(voiced(2.0, seed=9)))
     app.run()
     assert not app.exception and not app.error
-    assert any(c.value.endswith("· model default") for c in app.caption)  # not "model model.safetensors"
+    assert any(c.value.endswith("· model fast") for c in app.caption)  # not "model model.safetensors"
 
 
 def test_summary_shares_and_strongest_moments(tiny_model_file, talk):

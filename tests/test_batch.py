@@ -121,6 +121,7 @@ def test_a_killed_job_keeps_its_parts_and_the_rerun_finishes_it(tiny_model_file,
     result = subprocess.run(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True, timeout=300)
     assert result.returncode == 2  # the broken file is an error row
     assert f"{41 - len(kept)} scored (1 with an error), {len(kept)} already in" in result.stderr
+    assert "voice model tiny.safetensors, face model face" in result.stderr  # which models answered
     rows = rows_by_path(out)
     assert len(rows) == 41 and rows[str(folder / "zz-broken.wav")]["error"]
 

@@ -104,7 +104,7 @@ def test_a_taught_student_records_its_teacher_and_weight_zero_is_the_plain_run(t
 
 @pytest.mark.parametrize("flags, message", [
     (["--teacher", "no-such-model"], "--teacher: unknown model 'no-such-model'"),
-    (["--teacher", "default", "--distillation-weight", "1.5"], "--distillation-weight must be between 0 and 1"),
+    (["--teacher", "fast", "--distillation-weight", "1.5"], "--distillation-weight must be between 0 and 1"),
 ])
 def test_a_wrong_teacher_stops_before_training(toy, capsys, flags, message):
     out = toy / "never.safetensors"

@@ -64,7 +64,7 @@ def test_nothing_set_asks_for_nothing():
 
 @pytest.mark.parametrize("variable, value, words", [
     ("EMOTIONNET_VAD", "bogus", "EMOTIONNET_VAD='bogus': choose one of auto, silero, energy"),
-    ("EMOTIONNET_MODEL", "bogus", "EMOTIONNET_MODEL='bogus' is neither a model name (default, whisper-base"),
+    ("EMOTIONNET_MODEL", "bogus", "EMOTIONNET_MODEL='bogus' is neither a model name (whisper-base, fast, face)"),
     ("EMOTIONNET_WHISPER_BFLOAT16", "maybe", "EMOTIONNET_WHISPER_BFLOAT16='maybe': choose auto"),
     ("EMOTIONNET_WHISPER", "/no/such/base.pt", "EMOTIONNET_WHISPER='/no/such/base.pt': no such file"),
     ("EMOTIONNET_CHECKPOINT_SECONDS", "soon", "EMOTIONNET_CHECKPOINT_SECONDS='soon': a number of seconds"),

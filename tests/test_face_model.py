@@ -82,7 +82,7 @@ def test_predict_reads_images_beside_audio_in_order_and_goes_on_past_a_bad_one(t
     (tmp_path / "b_bad.webp").write_bytes(b"RIFF\x10\x00\x00\x00WEBPVP8 broken")
     write_wav(tmp_path / "c_voice.wav", voiced(1.5, seed=3))
     Image.fromarray(np.full((48, 48), 120, np.uint8)).save(tmp_path / "d_crop.jpg")  # small: taken whole
-    code = main(["predict", str(tmp_path), "--json", "--model", "default"])
+    code = main(["predict", str(tmp_path), "--json", "--model", "fast"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 2
     assert [Path(line["path"]).name for line in lines] == ["a_wall.png", "b_bad.webp", "c_voice.wav", "d_crop.jpg"]
@@ -133,7 +133,7 @@ CREMA_VIDEO = SHARED_DATA / "CREMA-D-video"
 def test_the_six_crema_d_videos_end_to_end_with_the_shipped_face_model(capsys):
     """Six clips of one speaker, one per emotion: an end-to-end check, not a benchmark (the face model read
     4 of 6 right when this was written; the fast voice model 3, fused 3)."""
-    code = main(["predict", str(CREMA_VIDEO), "--json", "--model", "default"])
+    code = main(["predict", str(CREMA_VIDEO), "--json", "--model", "fast"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0 and len(lines) == 6
     truth = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}

@@ -259,11 +259,12 @@ def test_models_take_any_length():
 
 
 def test_the_defaults_are_the_shipped_models():
-    """One set of defaults (each family's declaration), and it is what ships; the classes hold none."""
-    from emotionnet.inference.recognizer import default_model_path
+    """One set of defaults (each family's declaration), and it is what ships (the default recipe's CRNN,
+    `fast`); the classes hold none."""
+    from emotionnet.models.names import model_path
     from emotionnet.models.spec import default_hparams
 
-    _, meta = read_model_file(default_model_path())
+    _, meta = read_model_file(model_path("fast"))
     arch = meta["model"]["arch"]
     model = build_model(arch)
     assert count_parameters(model) == meta["model"]["parameters"]

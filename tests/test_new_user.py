@@ -185,7 +185,8 @@ def test_a_complete_streamed_window_is_predicts_answer_even_smoothed(tiny_speake
 def test_listen_input_closes_with_predicts_summary(capsys, tiny_model_file, tmp_path):
     path = write_wav(tmp_path / "talk.wav", voiced(4.0, seed=2))
     code, predicted, _ = run(capsys, "predict", path, "--model", tiny_model_file)
-    assert code == 0
+    assert code == 0 and predicted.endswith("\n\nmodel: tiny.safetensors\n")
+    predicted = predicted.split("\n\nmodel: ")[0]  # listen's header names the model
     code, out, _ = run(capsys, "listen", "--input", path, "--fast", "--model", tiny_model_file)
     assert code == 0
     assert predicted.strip() in out
@@ -195,9 +196,10 @@ def test_listen_input_closes_with_predicts_summary(capsys, tiny_model_file, tmp_
 
 def test_listen_agrees_with_predict_on_the_shipped_clip(capsys):
     clip = REPO / "emotionnet" / "assets" / "speech.wav"
-    code, predicted, _ = run(capsys, "predict", clip)
+    code, predicted, _ = run(capsys, "predict", clip, "--model", "fast")
     assert code == 0 and predicted.splitlines()[1].split()[0] == "happy"
-    code, out, _ = run(capsys, "listen", "--input", clip, "--fast")
+    predicted = predicted.split("\n\nmodel: ")[0]  # listen's header names the model
+    code, out, _ = run(capsys, "listen", "--input", clip, "--fast", "--model", "fast")
     assert code == 0
     closing = out[out.index("the whole file"):]
     assert predicted.strip() in closing and closing.splitlines()[2].split()[0] == "happy"

@@ -275,6 +275,6 @@ def test_an_onnx_file_loads_in_every_surface(tiny_model_file, tmp_path, capsys):
 
 def test_an_unknown_model_name_is_one_line_naming_the_known_ones(capsys, clips):
     assert main(["predict", str(clips[0]), "--model", "whisper-tiny"]) == 1
-    assert capsys.readouterr().err == ("emotionnet: error: unknown model 'whisper-tiny' (the model names: default, whisper-base, face; "
+    assert capsys.readouterr().err == ("emotionnet: error: unknown model 'whisper-tiny' (the model names: whisper-base, fast, face; "
                                        "or give a .safetensors or .onnx file)\n")
-    assert main(["predict", str(clips[0]), "--model", "default", "--json"]) == 0
+    assert main(["predict", str(clips[0]), "--model", "fast", "--json"]) == 0

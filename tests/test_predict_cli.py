@@ -141,7 +141,7 @@ def test_a_long_file_has_a_timeline_with_the_silent_gap(capsys, long_file, tiny_
 
     code, out, err = run(capsys, long_file, "--model", tiny_model_file)
     assert code == 0
-    timeline = out.split("timeline:\n")[1].splitlines()
+    timeline = out.split("timeline:\n")[1].split("\n\nmodel: ")[0].splitlines()  # the last line names the model
     assert len(timeline) == len(segments)
     assert any(line.endswith("(no speech)") for line in timeline)
 

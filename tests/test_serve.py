@@ -83,6 +83,7 @@ def test_raw_body_answers_the_predict_json_object(client, recognizer, clip):
     assert response.status_code == 200
     expected = FileResult(None, recognizer.predict_timeline(clip)).to_dict()  # what `predict --json` prints for it
     body = response.json()
+    assert response.headers["X-EmotionNet-Model"] == "tiny.safetensors"  # which model answered
     assert set(body) == set(expected) and body["path"] is None and body["emotion"] == expected["emotion"]
     assert body["duration"] == expected["duration"] and list(body["probabilities"]) == list(LABELS)
     assert list(body["probabilities"].values()) == pytest.approx(list(expected["probabilities"].values()), abs=1e-6)

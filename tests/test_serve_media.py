@@ -106,6 +106,7 @@ def test_a_real_face_is_found_and_boxed(client):
 def test_a_video_answers_voice_face_and_fused(client, talk):
     response = client.post("/v1/predict?window=2&hop=1", files={"file": ("talk.mp4", talk)})
     assert response.status_code == 200, response.text
+    assert response.headers["X-EmotionNet-Model"] == "tiny.safetensors, tiny-face.safetensors"  # voice, face
     body = response.json()
     assert body["path"] == "talk.mp4" and abs(body["duration"] - 3.0) < 0.2
     assert body["voice"]["speech"] is True and body["voice"]["emotion"] in LABELS

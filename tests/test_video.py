@@ -193,9 +193,9 @@ def test_decode_benchmark_smoke(tmp_path, capsys):
     from benchmarks.video import main
 
     out = tmp_path / "video.json"
-    assert main(["--seconds", "1", "--size", "160x96", "--voice-models", "default", "--cache", str(tmp_path),
+    assert main(["--seconds", "1", "--size", "160x96", "--voice-models", "fast", "--cache", str(tmp_path),
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["video"]["frames_kept"] == 5 and result["video"]["size"] == [160, 96]
-    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "frames_decode_skip_deblocking", "voice_default"}
+    assert set(result["rtf"]) == {"audio_decode", "frames_decode", "frames_decode_skip_deblocking", "voice_fast"}
     assert "frames decode" in capsys.readouterr().out

@@ -111,7 +111,7 @@ def test_crema_d_videos_end_to_end(shared_data):
     folder = shared_data / "CREMA-D-video"
     if not folder.is_dir():
         pytest.skip(f"{folder} not found (see ../shared/README.md)")
-    recognizer = load_model("default")
+    recognizer = load_model("fast")
     for path in sorted(folder.glob("*.flv")):
         data = predict_video(recognizer, path).to_dict()
         assert data["voice"]["speech"] is True and data["emotion"] == data["voice"]["emotion"], path.name

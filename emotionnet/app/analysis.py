@@ -14,7 +14,6 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from emotionnet.inference.summary import STRONGEST, SUMMARY_SECONDS, Summary  # 
 from emotionnet.inference.summary import spans as timeline_spans
 from emotionnet.inference.summary import summarise as summarise_timeline
 from emotionnet.labels import LABELS
+from emotionnet.models.names import display_name
 
 MAX_SECONDS = 600.0  # uploads and recordings longer than this are refused with a message
 MAX_UPLOAD_MB = 50  # the app's own upload limit (Streamlit's default is 200 MB); 10 min of 48 kHz stereo WAV fit
@@ -93,7 +93,7 @@ def analyse(recognizer: EmotionRecognizer, data: bytes, name: str = "audio",
     answer = timeline.prediction.most_likely
     if answer and not np.all(np.isfinite(list(answer.probabilities.values()))):  # never "nan%" on the page
         raise ValueError(f"{name}: the model answered NaN (a damaged model file?)")
-    model = model or (Path(recognizer.model_file).name if recognizer.model_file else "in-memory model")
+    model = model or display_name(recognizer.model_file)
     return Analysis(name, timeline.duration, timeline, mel.numpy(), recognizer.spec.frame_seconds, model,
                     recognizer.window)
 

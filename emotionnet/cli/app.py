@@ -31,7 +31,7 @@ def run(args) -> int:
     from emotionnet.cli.common import load_recognizer, model_settings
     from emotionnet.environment import MODEL_ENV
     from emotionnet.extras import require
-    from emotionnet.models.names import MODELS
+    from emotionnet.models.names import is_model_name
     from emotionnet.subprocesses import child_environment
 
     for package in ("streamlit", "matplotlib"):  # here, not as a traceback from the server
@@ -47,7 +47,7 @@ def run(args) -> int:
 
     env = child_environment(os.environ, OMP_NUM_THREADS=str(args.threads))  # not a folder named emotionnet here
     if model:  # a name as it is, a file by its absolute path (the server runs elsewhere)
-        env[MODEL_ENV] = model if model in MODELS else str(Path(model).resolve())
+        env[MODEL_ENV] = model if is_model_name(model) else str(Path(model).resolve())
     script = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),

@@ -64,6 +64,8 @@ def run(args) -> int:
     from emotionnet.batch.job import BatchJobError
     from emotionnet.batch.output import OutputError
     from emotionnet.cli.common import load_recognizer, model_settings
+    from emotionnet.inference.recognizer import resolve_model_path
+    from emotionnet.models.names import display_name
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
@@ -81,7 +83,7 @@ def run(args) -> int:
     environment = model_settings()  # read once here; the workers get what it says as arguments
     model = args.model or environment.model
     try:
-        load_recognizer(model)  # a model that cannot load is one line here, never a row per file
+        voice = load_recognizer(model)  # a model that cannot load is one line here, never a row per file
     except CLIError as exc:
         exc.code = EXIT_SOME_FAILED
         raise
@@ -105,7 +107,9 @@ def run(args) -> int:
     for item in summary.empty_inputs:
         report_failure(item, "matches no audio, image or video files")
     print(f"emotionnet: {summary.files} files: {summary.scored} scored ({summary.failed} with an error), "
-          f"{summary.skipped} already in {args.out}; {summary.seconds:.1f} s", file=sys.stderr)
+          f"{summary.skipped} already in {args.out}; {summary.seconds:.1f} s; voice model "
+          f"{display_name(voice.model_file)}, face model {display_name(resolve_model_path(args.face_model))}",
+          file=sys.stderr)
     if summary.failed_paths:
         print(failed_files_line(summary.failed_paths, args.out), file=sys.stderr)
     # exit 2 whenever the output holds error rows for these inputs, on a re-run too

@@ -100,14 +100,18 @@ def run_options(settings) -> dict:
 
 
 def load_recognizer(model: str | None, backend: str | None = None):
-    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else the shipped one) with the
+    """The recognizer for --model NAME|FILE (default: $EMOTIONNET_MODEL, else whisper-base) with the
     environment's options, or a CLIError."""
     from emotionnet import ModelFileError, OnnxBackendError, load_model
     from emotionnet.inference.recognizer import UnknownModelError
-    from emotionnet.models.names import available_models
+    from emotionnet.models.names import DEFAULT_MODEL, RENAMED, available_models
 
     settings = model_settings()
     model = model or settings.model
+    if model in RENAMED:  # one line, not Python's two-line FutureWarning
+        print(f"emotionnet: warning: the model name {model!r} is now {RENAMED[model]!r} (the default model is "
+              f"{DEFAULT_MODEL})", file=sys.stderr)
+        model = RENAMED[model]
     try:
         return load_model(model, backend=backend, **settings.load_options())
     except UnknownModelError:

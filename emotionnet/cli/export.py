@@ -6,7 +6,7 @@ from pathlib import Path
 
 from emotionnet.cli.common import CLIError, add_command, add_model_option
 
-EXAMPLES = """  emotionnet export --onnx emotionnet.onnx                         the shipped model
+EXAMPLES = """  emotionnet export --onnx fast.onnx --model fast                  the shipped CRNN (the default, whisper-base, is not exportable)
   emotionnet export --onnx my.onnx --model my.safetensors
   emotionnet export --onnx my.onnx --model my.safetensors && emotionnet predict clip.wav --model my.safetensors --backend onnx
 The ONNX file takes `features` (batch, n_mels, frames) normalised log-mel windows of the
@@ -42,7 +42,7 @@ def run(args) -> int:
     try:
         check_exportable(spec)  # before a byte is written: no file left behind
     except OnnxBackendError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(str(exc), "--model fast exports the shipped CRNN") from None
     try:
         export_onnx(network, recognizer.metadata, out, source_sha1=file_digest(recognizer.model_file))
         difference = export_difference(network, out, spec, args.seed)

@@ -85,6 +85,7 @@ def run(args) -> int:
     if args.threads < 1:
         raise CLIError("--threads must be at least 1")
     from emotionnet.media import media_kind
+    from emotionnet.models.names import display_name
 
     if args.camera is not None or (args.input and media_kind(args.input) == "video"):
         return run_with_faces(args)
@@ -105,7 +106,8 @@ def run(args) -> int:
         raise CLIError(str(exc), code=EXIT_SOME_FAILED) from None
 
     tally = Tally()
-    view = None if args.json else LiveView(sys.stdout, source.name, engine.window, engine.hop)
+    view = None if args.json else LiveView(sys.stdout, f"{source.name} · model {display_name(recognizer.model_file)}",
+                                           engine.window, engine.hop)
     try:
         for result in engine.run(source):
             tally.add(result)
@@ -138,6 +140,7 @@ def run_with_faces(args) -> int:
 
     from emotionnet.audio import AudioError
     from emotionnet.cli.predict import load_face_model
+    from emotionnet.models.names import display_name
     from emotionnet.streaming import MicrophoneError, MicrophoneSource, Tally
     from emotionnet.streaming.video_sources import CameraError, CameraFrames, VideoFileSource, default_camera
 
@@ -166,7 +169,8 @@ def run_with_faces(args) -> int:
     tally = Tally()
     window = FaceWindow(faces.score_frames)
     if not args.json:
-        print(f"emotionnet listen · {source.name} · voice, face and both · window {engine.window:g} s, "
+        print(f"emotionnet listen · {source.name} · voice, face and both (models "
+              f"{display_name(recognizer.model_file)}, {display_name(faces.model_file)}) · window {engine.window:g} s, "
               f"hop {engine.hop:g} s · Ctrl-C stops", flush=True)
     try:
         for result in engine.run(source):

@@ -195,6 +195,13 @@ def format_video(path: str, result) -> str:
     return "\n".join(lines)
 
 
+def _check_numbers(args) -> None:
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
+    if args.threads < 1:
+        raise CLIError(f"--threads {args.threads} must be at least 1")
+
+
 def run(args) -> int:
     import torch
     from tqdm import tqdm
@@ -202,10 +209,7 @@ def run(args) -> int:
     from emotionnet.inference.onnx_backend import OnnxBackendError
     from emotionnet.media import media_kind
 
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise CLIError(f"--max-seconds {args.max_seconds:g} must be positive")
-    if args.threads < 1:
-        raise CLIError(f"--threads {args.threads} must be at least 1")
+    _check_numbers(args)
     torch.set_num_threads(args.threads)  # before the ONNX session, which takes torch's count
     files, empty, empty_places = expand_in_order(args.paths)
     kinds = [media_kind(f) for f in files]  # by content: a JPEG named .wav is an image
@@ -265,6 +269,8 @@ def run(args) -> int:
                          format_timeline(result.path, result.timeline, args.timeline))
             empty_folders_before(done)
         empty_folders_before(len(files))
+        if not args.json and not first:  # say which model answered (JSON readers have --model, or the default)
+            print(f"\n{answered_by(recognizer, faces, kinds)}", flush=True)
     except OnnxBackendError as exc:
         raise CLIError(str(exc), "try --backend torch") from None
     except BrokenPipeError:
@@ -274,6 +280,19 @@ def run(args) -> int:
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def answered_by(recognizer, faces, kinds: list[str]) -> str:
+    """The line naming the models that answered: `model: whisper-base` (and the face model where images or
+    video were read)."""
+    from emotionnet.models.names import display_name
+
+    named = []
+    if recognizer is not None and ("audio" in kinds or "video" in kinds):
+        named.append(f"model: {display_name(recognizer.model_file)}")
+    if faces is not None and ("image" in kinds or "video" in kinds):
+        named.append(f"face model: {display_name(faces.model_file)}")
+    return "; ".join(named)
 
 
 def _load_models(args, kinds: set[str]):

@@ -19,7 +19,7 @@ from emotionnet.cli.common import (
     warn_skipped,
 )
 
-EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the shipped model)
+EXAMPLES = """  emotionnet train ../shared/data --out emotionnet-crnn.safetensors    the default recipe (the `fast` model's)
   emotionnet train ../shared/data --arch cnn --epochs 20
   emotionnet train --manifest mine.csv --out mine.safetensors
   emotionnet train ../shared/data --arch whisper --out whisper.safetensors   the whisper-base recipe
@@ -37,9 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,emotion[,speaker,corpus,split]")
     p.add_argument("--recipe", metavar="JSON", help="a recipe file (from `emotionnet tune`); the options below override it")
     p.add_argument("--arch", type=model_family, metavar="FAMILY",
-                   help="the model family (models/registry.py; default: the recipe's, the shipped model's). "
+                   help="the model family (models/registry.py; default: the recipe's, else crnn, the `fast` model's). "
                         "crnn, cnn, or whisper (a head on the frozen Whisper-base encoder: the whisper-base model; "
-                        "needs emotionnet[whisper])")
+                        "its encoder weights are a core dependency)")
     p.add_argument("--out", metavar="FILE", help="model file to write (default: emotionnet-ARCH.safetensors)")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, help="clips per training step (default 32)")

@@ -33,7 +33,7 @@ from emotionnet.inference.results import FileResult, Prediction, Timeline
 from emotionnet.inference.scoring import LogMelScorer, SpeakerContext, WindowScorer
 from emotionnet.models.family import AUDIO, LoadOptions
 from emotionnet.models.file import ModelFileError, load_model_file, read_model_spec
-from emotionnet.models.names import DEFAULT_MODEL, MODELS, available_models, model_path
+from emotionnet.models.names import DEFAULT_MODEL, available_models, is_model_name, model_path
 from emotionnet.models.registry import family_of
 from emotionnet.models.spec import MAX_WINDOW, ModelSpec, Windowing
 
@@ -52,7 +52,7 @@ def default_model_path() -> Path:
 def resolve_model_path(path: str | Path | None = None) -> Path:
     """`path`, else the shipped model; a model name is its shipped file."""
     chosen = path or DEFAULT_MODEL
-    return model_path(chosen) if isinstance(chosen, str) and chosen in MODELS else Path(chosen)
+    return model_path(chosen) if is_model_name(chosen) else Path(chosen)
 
 
 class EmotionRecognizer:
@@ -256,7 +256,7 @@ def vad_detector(choice: str) -> str:
 def load_model(name_or_path: str | Path | None = None, backend: str | None = None, *, vad: str = "auto",
                compute_type: str = "auto", threads: int | None = None,
                encoder_weights: str | Path | None = None, cache_dir: str | Path | None = None) -> EmotionRecognizer:
-    """A model by name (`available_models()`: "default" is the shipped one, also used for None), a
+    """A model by name (`available_models()`; None: "whisper-base", the default; "fast": the CRNN), a
     .safetensors model file, or an .onnx file written by `emotionnet export` (run with onnxruntime).
 
     backend: "torch" (the default) or "onnx" runs a .safetensors model's network.
@@ -280,7 +280,7 @@ def load_model(name_or_path: str | Path | None = None, backend: str | None = Non
         torch.set_num_threads(threads)
     options = {"vad": detector, "compute_type": compute_type, "encoder_weights": encoder_weights,
                "cache_dir": cache_dir}
-    if isinstance(chosen, str) and chosen in MODELS:
+    if is_model_name(chosen):
         path = model_path(chosen)
     else:
         path = Path(chosen)

@@ -223,11 +223,15 @@ class Service:
         return body
 
 
-def answer(body: dict, timeline: bool) -> JSONResponse:
-    """A predict answer, without its timeline (`segments`) when the request said `timeline=false`."""
+MODEL_HEADER = "X-EmotionNet-Model"  # which model answered: the voice model, the face model, or both for a video
+
+
+def answer(body: dict, timeline: bool, models: list[str]) -> JSONResponse:
+    """A predict answer, without its timeline (`segments`) when the request said `timeline=false`; its
+    `X-EmotionNet-Model` header names the models that answered."""
     if not timeline:
         body.pop("segments", None)
-    return JSONResponse(body)
+    return JSONResponse(body, headers={MODEL_HEADER: ", ".join(models)})
 
 
 def create_app(settings: ServeSettings | None = None, model: ServedModel | None = None,
@@ -278,12 +282,15 @@ def create_app(settings: ServeSettings | None = None, model: ServedModel | None 
         try:
             kind = await asyncio.to_thread(media_kind, upload.source)  # by content: images and videos too
             if kind != "audio":
-                return answer(await service.predict_media(kind, upload.source, upload.name, window, hop), timeline)
+                models = [service.faces.public_name] if kind == "image" else [service.model.public_name,
+                                                                               service.faces.public_name]
+                return answer(await service.predict_media(kind, upload.source, upload.name, window, hop), timeline,
+                              models)
             result = await service.predict(upload.source, upload.name, window, hop)
         finally:
             upload.close()
         service.metrics.audio_seconds.labels("predict").inc(result.duration)
-        return answer(service.model.result(upload.name, result), timeline)
+        return answer(service.model.result(upload.name, result), timeline, [service.model.public_name])
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict:

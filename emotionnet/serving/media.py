@@ -43,8 +43,9 @@ class ServedFaces:
 
     @property
     def public_name(self) -> str:
-        model_file = getattr(self.recognizer, "model_file", None)
-        return model_file.name if model_file else "<in memory>"
+        from emotionnet.models.names import display_name
+
+        return display_name(getattr(self.recognizer, "model_file", None))
 
     def image(self, source: bytes | str, name: str) -> dict:
         """The image JSON of an upload (bytes or a spooled file), or an ImageError."""

@@ -7,7 +7,6 @@ module, so a change of that API is a change here only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from emotionnet.audio import AudioError
 from emotionnet.errors import AudioTooLongError
@@ -60,8 +59,10 @@ class ServedModel:
 
     @property
     def public_name(self) -> str:
-        """The model file's name without its folder: what anyone may be shown."""
-        return Path(self.recognizer.model_file).name if self.recognizer.model_file else "<in memory>"
+        """The model's name ("whisper-base"), or its file's name without the folder: what anyone may be shown."""
+        from emotionnet.models.names import display_name
+
+        return display_name(self.recognizer.model_file)
 
     @property
     def sample_rate(self) -> int:

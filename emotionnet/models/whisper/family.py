@@ -49,10 +49,10 @@ def _check(hparams: dict, features: FeatureConfig) -> None:
 def _require(options: LoadOptions) -> None:
     """MissingExtraError when no Whisper weights are installed and none were named."""
     from emotionnet.extras import MissingExtraError
-    from emotionnet.models.whisper.weights import weights_available
+    from emotionnet.models.whisper.weights import EXTRA_HINT, weights_available
 
-    if not weights_available(options.encoder_weights):
-        raise MissingExtraError("a whisper model", "the whisper-base encoder weights", "whisper")
+    if not weights_available(options.encoder_weights):  # a core dependency: the install is broken or --no-deps
+        raise MissingExtraError("a whisper model", "the whisper-base encoder weights", None, EXTRA_HINT)
 
 
 def _attach(network, hparams: dict, options: LoadOptions) -> None:

