@@ -72,14 +72,29 @@ class WindowScorer:
         its own context. `windowing` (how the clips will be scored) is needed by a network that
         reads a context itself: its context is the mean over the speaker's windows.
         """
+        return self._speaker_contexts(mels, speakers, windowing)[0]
+
+    def _speaker_contexts(
+        self, mels: Sequence[torch.Tensor], speakers: Sequence[str | None] | None, windowing: Windowing | None,
+    ) -> tuple[list[SpeakerContext | None], list[torch.Tensor] | None]:
+        """`speaker_stats`, and for a network that reads a context itself each clip's window summaries
+        too, from which `score_windows` takes the logits: every window is encoded once."""
         if speakers is None or not self.reads_context:
-            return [None] * len(mels)
-        groups: dict[str, list] = defaultdict(list)
-        for mel, speaker in zip(mels, speakers):
+            return [None] * len(mels), None
+        if not self._network_reads_context:
+            groups: dict[str, list] = defaultdict(list)
+            for mel, speaker in zip(mels, speakers):
+                if speaker is not None:
+                    groups[speaker].append(mel)
+            pooled = {speaker: band_stats(group) for speaker, group in groups.items()}
+            return [None if speaker is None else pooled[speaker] for speaker in speakers], None
+        summaries = [self._window_summaries(mel, windowing) for mel in mels]
+        groups = defaultdict(list)
+        for summary, speaker in zip(summaries, speakers):
             if speaker is not None:
-                groups[speaker].append(mel)
-        pooled = {speaker: self.context_of(group, windowing) for speaker, group in groups.items()}
-        return [None if speaker is None else pooled[speaker] for speaker in speakers]
+                groups[speaker].append(summary)
+        pooled = {speaker: self._head_context(group) for speaker, group in groups.items()}
+        return [None if speaker is None else pooled[speaker] for speaker in speakers], summaries
 
     def context_of(self, mels: Sequence[torch.Tensor], windowing: Windowing | None = None) -> SpeakerContext:
         """One speaker's context from the un-normalised log-mels of their audio: the mean of the
@@ -87,13 +102,21 @@ class WindowScorer:
         reads one itself, else the pooled band statistics of the speech."""
         if not self._network_reads_context:
             return band_stats(mels)
+        return self._head_context([self._window_summaries(mel, windowing) for mel in mels])
+
+    def _window_summaries(self, mel: torch.Tensor, windowing: Windowing | None) -> torch.Tensor:
+        """(windows, summary) the network's `context_summary` of a log-mel's windows, cut as scoring cuts them."""
         if windowing is None:
             raise ValueError("a speaker context for this model needs the windowing its clips are scored with")
-        windows = torch.cat([cut_windows(torch.as_tensor(mel).float(), windowing.frames, windowing.hop_frames,
-                                         self.features, None, self.spec.tiles_short_windows)[0] for mel in mels])
+        windows, _ = cut_windows(torch.as_tensor(mel).float(), windowing.frames, windowing.hop_frames,
+                                 self.features, None, self.spec.tiles_short_windows)
         with torch.inference_mode():
-            summary = torch.cat([self.network.context_summary(windows[i:i + 8]) for i in range(0, len(windows), 8)])
-        return HeadContext(summary.mean(dim=0), len(windows))
+            return torch.cat([self.network.context_summary(windows[i:i + 8]) for i in range(0, len(windows), 8)])
+
+    @staticmethod
+    def _head_context(summaries: Sequence[torch.Tensor]) -> HeadContext:
+        windows = torch.cat(list(summaries))
+        return HeadContext(windows.mean(dim=0), len(windows))
 
     def usable_context(self, context: SpeakerContext | None) -> SpeakerContext | None:
         """`context` if it changes this model's answers, None if it does not; ValueError (one line) for a
@@ -129,13 +152,16 @@ class WindowScorer:
         self, mels: list[torch.Tensor], windowing: Windowing,
         contexts: Sequence[SpeakerContext | None] | None = None,
         masks: Sequence[torch.Tensor | None] | None = None,
+        summaries: Sequence[torch.Tensor] | None = None,
     ) -> list[ScoredWindows]:
         """Raw window logits of many log-mels, scored in shared batches, with speech flags.
 
         `windowing` comes from the one window rule (`ModelSpec.windowing`, applied by the
         recognizer or the live engine). `contexts` hold each log-mel's speaker statistics (see
         `speaker_stats`); `masks` each one's speech frames by the scorer's detector
-        (`vad.detector_frames`; None: the energy gate on the log-mel).
+        (`vad.detector_frames`; None: the energy gate on the log-mel); `summaries` each one's
+        windows' `context_summary`, already worked out for their context (`_speaker_contexts`),
+        which the network's `summary_logits` then reads instead of encoding the windows again.
         """
         frames = windowing.frames
         contexts = [self.usable_context(c) for c in contexts or [None] * len(mels)]
@@ -149,7 +175,12 @@ class WindowScorer:
             speech = [vad.is_speech(speech_mask[s:s + frames]) for s in starts]
             inputs.append(windows)
             scored.append(ScoredWindows(mel.shape[-1], starts, speech, torch.empty(0), speech_mask))
-        logits = self.logits(torch.cat(inputs))
+        if summaries is None:
+            logits = self.logits(torch.cat(inputs))
+        else:
+            with torch.inference_mode():
+                logits = self.network.summary_logits(torch.cat(list(summaries)))
+            logits = logits if self.spec.answer_index is None else logits[:, self.spec.answer_index]
         for item, part, context in zip(scored, torch.split(logits, [len(w) for w in inputs]), contexts):
             item.logits = self.with_context(part, context)
         return scored
@@ -167,15 +198,16 @@ class WindowScorer:
         scorer's detector judge speech; without them, the energy gate does.
         """
         step = self.spec.frame_seconds
+        summaries = None
         if contexts is None:
-            contexts = self.speaker_stats(mels, speakers, windowing)
+            contexts, summaries = self._speaker_contexts(mels, speakers, windowing)
         durations = list(durations) if durations else [mel.shape[-1] * step for mel in mels]
         # Digital silence (every sample zero) holds nothing to hear: it is never shown to the model.
         heard = [i for i in range(len(mels)) if not audios or np.any(audios[i])]
         masks = ([vad.detector_frames(audios[i], mels[i].shape[-1], self.detector, self.features) for i in heard]
                  if audios else None)
-        scored = self.score_windows([mels[i] for i in heard], windowing, [contexts[i] for i in heard],
-                                    masks) if heard else []
+        scored = self.score_windows([mels[i] for i in heard], windowing, [contexts[i] for i in heard], masks,
+                                    None if summaries is None else [summaries[i] for i in heard]) if heard else []
         answers = dict(zip(heard, scored))
         return [self.timeline(answers[i], durations[i], windowing) if i in answers
                 else self.silent_timeline(mel.shape[-1], durations[i], windowing) for i, mel in enumerate(mels)]
@@ -227,10 +259,10 @@ class LogMelScorer:
                contexts: Sequence[SpeakerContext | None] | None = None) -> list[ScoredWindows]:
         """Per log-mel, its windows' logits (before the temperature) and speech flags, for a caller that
         calibrates or averages them itself (`ScoredWindows.clip_probabilities(temperature)`)."""
-        mels = list(log_mels)
+        mels, summaries = list(log_mels), None
         if contexts is None:
-            contexts = self._scoring.speaker_stats(mels, speakers, self.windowing)
-        return self._scoring.score_windows(mels, self.windowing, contexts)
+            contexts, summaries = self._scoring._speaker_contexts(mels, speakers, self.windowing)
+        return self._scoring.score_windows(mels, self.windowing, contexts, summaries=summaries)
 
     def timelines(self, log_mels: Sequence[torch.Tensor], durations: Sequence[float] | None = None, *,
                   speakers: Sequence[str | None] | None = None,

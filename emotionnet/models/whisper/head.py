@@ -197,6 +197,11 @@ class WhisperEmotionNet(nn.Module):
             raise ValueError("only a stats head reads a speaker context")
         return self._by_length(mel, lambda m: self.head.standardise(layer_statistics(self._states(m))))
 
+    def summary_logits(self, summary: torch.Tensor) -> torch.Tensor:
+        """The logits of windows from their `context_summary` (what `forward` gives, without encoding
+        them again: a stats head is linear in it)."""
+        return self.head.classify(summary)
+
     @property
     def context_summary_shape(self) -> torch.Size:
         """The shape of a speaker context's mean (one standardised statistic per head input)."""
