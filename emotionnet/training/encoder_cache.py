@@ -171,6 +171,16 @@ def encoder_folder(encoder_digest: str, cache_dir: str | Path | None = None) -> 
     return cache_root(cache_dir) / f"whisper-{encoder_digest[:12]}-w{WINDOW_SECONDS:g}-p{CACHE_POOL}"
 
 
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """--weights and --cache, as both cache-filling commands take them (defaults from the environment)."""
+    settings = command_settings()
+    parser.add_argument("--weights", default=settings.encoder_weights,
+                        help="a Whisper base the user has (default: $EMOTIONNET_WHISPER, else the installed weight "
+                             "packages)")
+    parser.add_argument("--cache", default=settings.cache_dir,
+                        help="the cache folder (default: $EMOTIONNET_CACHE, else ~/.cache/emotionnet)")
+
+
 def command_settings():
     """The environment's settings for a cache-filling command (its option defaults); a bad value exits
     with one line."""
@@ -183,17 +193,12 @@ def command_settings():
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = command_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--variants", default="clean,aug1,aug2", help="clean and/or augN, comma-separated")
     parser.add_argument("--shards", type=int, default=1, help="processes (one thread each)")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--weights", default=settings.encoder_weights,
-                        help="a Whisper base the user has (default: $EMOTIONNET_WHISPER, else the installed weight "
-                             "packages)")
-    parser.add_argument("--cache", default=settings.cache_dir,
-                        help="the cache folder (default: $EMOTIONNET_CACHE, else ~/.cache/emotionnet)")
+    add_source_options(parser)
     args = parser.parse_args(argv)
     if args.shard is None and args.shards > 1:
         import subprocess

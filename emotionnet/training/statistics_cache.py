@@ -38,7 +38,7 @@ from emotionnet.models.whisper.encoder import FRAMES_PER_SECOND, MAX_MEL_FRAMES,
 from emotionnet.models.whisper.frontend import WHISPER_FEATURES
 from emotionnet.models.whisper.head import CACHE_POOL, window_statistics
 from emotionnet.models.whisper.weights import load_encoder_tensors, tensors_digest
-from emotionnet.training.encoder_cache import StateStore, command_settings, fill
+from emotionnet.training.encoder_cache import StateStore, add_source_options, fill
 
 SHORTEST_CROP_S = 1.0
 LONGEST_CROP_S = 10.0
@@ -101,7 +101,6 @@ def at_most_per_cell(records: Sequence[Record], per_cell: int) -> list[Record]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = command_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--variants", default="clean,crop,aug1", help="clean, crop and/or augN, comma-separated")
@@ -111,11 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the clean variant's splits (the others take training clips only)")
     parser.add_argument("--per-cell", type=int, default=None,
                         help="at most this many clips per corpus, emotion and split (a fixed draw; default all)")
-    parser.add_argument("--weights", default=settings.encoder_weights,
-                        help="a Whisper base the user has (default: $EMOTIONNET_WHISPER, else the installed weight "
-                             "packages)")
-    parser.add_argument("--cache", default=settings.cache_dir,
-                        help="the cache folder (default: $EMOTIONNET_CACHE, else ~/.cache/emotionnet)")
+    add_source_options(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tensors, _ = load_encoder_tensors(args.weights)
